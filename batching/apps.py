@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class BatchingConfig(AppConfig):
+    """Micro-batch ETH -> USDT conversion: threshold check, exchange, distribution."""
+
+    name = "batching"

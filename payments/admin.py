@@ -1,0 +1,113 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
+
+from .models import Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
+from .routing import reroute_held_payment
+from .selectors import accumulation_totals
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = (
+        "external_id",
+        "name",
+        "payout_strategy",
+        "payout_threshold_usd",
+        "payout_currency",
+        "payout_network",
+        "fee_percent_override",
+        "is_active",
+    )
+    list_filter = ("payout_strategy", "payout_currency", "is_active")
+    search_fields = ("external_id", "name", "wallet_address")
+    readonly_fields = ("created_at", "updated_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
+        return False  # payments reference clients; deactivate instead
+
+
+class PaymentEventInline(ReadOnlyTabularInline):
+    model = PaymentEvent
+    fields = ("received_at", "reported_status", "outcome", "reason", "signature_valid", "remote_addr")
+    readonly_fields = fields
+    ordering = ("-received_at", "-id")
+    show_change_link = True
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "provider_payment_id",
+        "status",
+        "routing_status",
+        "client",
+        "price_amount",
+        "price_currency",
+        "outcome_amount",
+        "outcome_currency",
+        "created_at",
+    )
+    list_filter = ("status", "routing_status", "outcome_currency")
+    search_fields = ("=provider_payment_id", "order_id")
+    list_select_related = ("client",)
+    inlines = [PaymentEventInline]
+    actions = ["reroute_held"]
+
+    @admin.action(description="Route held finished payments again", permissions=["reroute"])
+    def reroute_held(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
+        routed = 0
+        for payment_id in queryset.filter(routing_status=RoutingStatus.HELD).values_list("id", flat=True):
+            payment = reroute_held_payment(payment_id)
+            routed += payment.routing_status == RoutingStatus.ROUTED
+        self.message_user(
+            request, f"{routed} payment(s) routed; the rest remain held with their reason.", messages.INFO
+        )
+
+    def has_reroute_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.change_payment")
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "received_at",
+        "provider_payment_id",
+        "reported_status",
+        "outcome",
+        "signature_valid",
+        "remote_addr",
+    )
+    list_filter = ("outcome", "signature_valid")
+    search_fields = ("=provider_payment_id",)
+
+
+@admin.register(PayoutAccumulation)
+class PayoutAccumulationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "payment",
+        "client",
+        "status",
+        "gross_usd",
+        "fee_usd",
+        "net_usd",
+        "source_amount",
+        "source_currency",
+        "credit_usdt",
+        "batch_conversion",
+        "payout_batch",
+        "created_at",
+    )
+    list_filter = ("status", "source_asset", "client")
+    search_fields = ("=payment__provider_payment_id",)
+    list_select_related = ("payment", "client", "batch_conversion", "payout_batch")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            context["totals"] = accumulation_totals(context["cl"].queryset)
+        return response

@@ -1,0 +1,191 @@
+"""NOWPayments IPN intake: verify, validate, record and advance a payment, route it when finished.
+
+Answers (reliability rule 7): 401 bad signature, 400/413/422 bad input (recorded, nothing else
+changes), 200 once the payment is durably recorded (including duplicates, stale statuses and
+payments held for review), 503 when the database fails so that NOWPayments retries.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from integrations.nowpayments_signature import is_valid_signature
+
+from .ipn_payload import IpnPayloadForm
+from .models import IpnOutcome, Payment, PaymentEvent, PaymentStatus, RoutingStatus
+from .routing import route_finished_payment
+
+logger = logging.getLogger(__name__)
+
+# Forward-only: a status may replace another only when its rank is higher. Final statuses
+# (rank 9) never change again; a late IPN for them is recorded as stale.
+STATUS_RANK = {
+    PaymentStatus.WAITING: 0,
+    PaymentStatus.CONFIRMING: 1,
+    PaymentStatus.CONFIRMED: 2,
+    PaymentStatus.SENDING: 3,
+    PaymentStatus.PARTIALLY_PAID: 4,
+    PaymentStatus.FINISHED: 9,
+    PaymentStatus.FAILED: 9,
+    PaymentStatus.EXPIRED: 9,
+    PaymentStatus.REFUNDED: 9,
+}
+PAYMENT_FIELDS = (
+    "order_id",
+    "order_description",
+    "price_amount",
+    "price_currency",
+    "pay_amount",
+    "pay_currency",
+    "actually_paid",
+    "outcome_amount",
+    "outcome_currency",
+)
+
+
+@dataclass(frozen=True)
+class IpnResponse:
+    http_status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IncomingIpn:
+    raw_body: bytes
+    signature: str | None
+    remote_addr: str | None
+    too_large: bool = False
+
+
+def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
+    if ipn.too_large:
+        _record_rejection(ipn, IpnOutcome.REJECTED_TOO_LARGE, "body exceeds the size limit", keep_body=False)
+        return IpnResponse(413, {"error": "body_too_large", "limit_bytes": settings.IPN_MAX_BODY_BYTES})
+    if not ipn.signature:
+        _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, "missing x-nowpayments-sig header")
+        return IpnResponse(401, {"error": "missing_signature"})
+    try:
+        payload = json.loads(ipn.raw_body, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not valid JSON")
+        return IpnResponse(400, {"error": "malformed_json"})
+    if not is_valid_signature(ipn.raw_body, ipn.signature, settings.NOWPAYMENTS_IPN_SECRET):
+        _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, "signature does not match", payload=payload)
+        return IpnResponse(401, {"error": "invalid_signature"})
+    if not isinstance(payload, dict):
+        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not a JSON object", signed=True)
+        return IpnResponse(422, {"error": "invalid_payload", "fields": {"__all__": ["expected a JSON object"]}})
+    form = IpnPayloadForm(data=payload)
+    if not form.is_valid():
+        errors = {name: [str(m) for m in messages] for name, messages in form.errors.items()}
+        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, json.dumps(errors), payload=payload, signed=True)
+        return IpnResponse(422, {"error": "invalid_payload", "fields": errors})
+    try:
+        return _apply_ipn(ipn, form.cleaned_data, payload)
+    except DatabaseError:
+        # Not recorded, so NOWPayments must retry: never answer 200 here.
+        logger.exception("IPN for payment %s could not be recorded", form.cleaned_data["payment_id"])
+        return IpnResponse(503, {"error": "temporarily_unavailable"})
+
+
+def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) -> IpnResponse:
+    new_status = PaymentStatus(data["payment_status"])
+    fields = {name: data.get(name) for name in PAYMENT_FIELDS}
+    for text_field in ("order_description", "pay_currency", "outcome_currency"):
+        fields[text_field] = fields[text_field] or ""
+    with transaction.atomic():
+        _limit_lock_wait()
+        payment, created = Payment.objects.select_for_update().get_or_create(
+            provider_payment_id=data["payment_id"],
+            defaults={**fields, "status": new_status, "raw_payload": _json_safe(payload)},
+        )
+        if created:
+            outcome, reason = IpnOutcome.APPLIED, "first notification"
+        elif new_status == payment.status:
+            outcome, reason = IpnOutcome.DUPLICATE, f"already {payment.status}"
+        elif STATUS_RANK[new_status] <= STATUS_RANK[PaymentStatus(payment.status)]:
+            outcome, reason = IpnOutcome.STALE, f"stored status {payment.status} is not older than {new_status}"
+        else:
+            outcome, reason = IpnOutcome.APPLIED, f"{payment.status} -> {new_status}"
+            for name, value in fields.items():
+                setattr(payment, name, value)
+            payment.status = new_status
+            payment.raw_payload = _json_safe(payload)
+        if outcome == IpnOutcome.APPLIED:
+            if new_status == PaymentStatus.FINISHED:
+                route_finished_payment(payment)
+                if payment.routing_status == RoutingStatus.HELD:
+                    reason += f"; held for review: {payment.hold_reason}"
+            payment.save()
+        PaymentEvent.objects.create(
+            payment=payment,
+            provider_payment_id=payment.provider_payment_id,
+            reported_status=new_status,
+            outcome=outcome,
+            reason=reason,
+            signature_valid=True,
+            body=_body_text(ipn.raw_body),
+            body_size=len(ipn.raw_body),
+            remote_addr=ipn.remote_addr,
+        )
+    return IpnResponse(
+        200,
+        {
+            "result": str(outcome),
+            "payment_id": payment.provider_payment_id,
+            "status": payment.status,
+            "routing": payment.routing_status,
+        },
+    )
+
+
+def _limit_lock_wait() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(settings.IPN_LOCK_TIMEOUT_MS)}ms"])
+
+
+def _record_rejection(
+    ipn: IncomingIpn,
+    outcome: IpnOutcome,
+    reason: str,
+    *,
+    payload: Any = None,
+    signed: bool = False,
+    keep_body: bool = True,
+) -> None:
+    """Keep a trace of a refused IPN for operators; a failure to do so must not turn a 4xx
+    into a 5xx (the body is bad either way, and a retry would be refused again)."""
+    payment_id = payload.get("payment_id") if isinstance(payload, dict) else None
+    if isinstance(payment_id, bool) or not isinstance(payment_id, int) or not 0 < payment_id < 2**63:
+        payment_id = None
+    status = payload.get("payment_status") if isinstance(payload, dict) else None
+    try:
+        PaymentEvent.objects.create(
+            provider_payment_id=payment_id,
+            reported_status=status[:40] if isinstance(status, str) else "",
+            outcome=outcome,
+            reason=reason,
+            signature_valid=signed,
+            body=_body_text(ipn.raw_body) if keep_body else "",
+            body_size=len(ipn.raw_body),
+            remote_addr=ipn.remote_addr,
+        )
+    except DatabaseError:
+        logger.exception("could not record a rejected IPN (%s)", outcome)
+    logger.warning("IPN rejected: %s (%s)", outcome, reason)
+
+
+def _body_text(raw_body: bytes) -> str:
+    # PostgreSQL text cannot hold NUL; keep everything else as received.
+    return raw_body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def _json_safe(payload: Any) -> Any:
+    """The payload with amounts as strings (JSON amounts are strings in our storage)."""
+    return json.loads(json.dumps(payload, default=str))

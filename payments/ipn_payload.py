@@ -1,0 +1,80 @@
+"""Validation of a NOWPayments IPN body: types, required fields, sane amounts.
+
+A Django form does the field work (clear per-field errors, Decimal parsing); the strict fields
+refuse JSON types the form would otherwise coerce (true -> "True", {} -> "{}").
+"""
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+
+from .models import PaymentStatus
+
+MAX_PRICE_USD = Decimal("1000000")  # no single channel payment comes near this
+MAX_COIN_AMOUNT = Decimal("1000000000000")
+ORDER_ID_PATTERN = re.compile(r"^PGP-(?P<user_id>\d{1,19})\|(?P<client_external_id>[^\s|]{1,64})$")
+
+
+class StrictCharField(forms.CharField):
+    def to_python(self, value: Any) -> str:
+        if value is not None and not isinstance(value, str):
+            raise forms.ValidationError("must be a string", code="type")
+        return super().to_python(value)
+
+
+class StrictDecimalField(forms.DecimalField):
+    """A JSON number or numeric string; never a bool, object or array."""
+
+    def to_python(self, value: Any) -> Decimal | None:
+        if isinstance(value, bool) or isinstance(value, (dict, list)):
+            raise forms.ValidationError("must be a number", code="type")
+        return super().to_python(value)
+
+
+class StrictIntegerField(forms.IntegerField):
+    def to_python(self, value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, (int, str, type(None))):
+            raise forms.ValidationError("must be an integer", code="type")
+        return super().to_python(value)
+
+
+def _coin_amount(required: bool = False) -> StrictDecimalField:
+    return StrictDecimalField(
+        required=required, min_value=0, max_value=MAX_COIN_AMOUNT, max_digits=36, decimal_places=18
+    )
+
+
+class IpnPayloadForm(forms.Form):
+    payment_id = StrictIntegerField(min_value=1, max_value=2**63 - 1)
+    payment_status = forms.ChoiceField(choices=PaymentStatus.choices)
+    order_id = StrictCharField(max_length=200)
+    order_description = StrictCharField(required=False, max_length=2000)
+    price_amount = StrictDecimalField(min_value=0, max_value=MAX_PRICE_USD, max_digits=14, decimal_places=2)
+    price_currency = StrictCharField(max_length=20)
+    pay_amount = _coin_amount()
+    pay_currency = StrictCharField(required=False, max_length=20)
+    actually_paid = _coin_amount()
+    outcome_amount = _coin_amount()
+    outcome_currency = StrictCharField(required=False, max_length=20)
+
+    def clean_payment_status(self) -> str:
+        return str(self.cleaned_data["payment_status"])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("payment_status") == PaymentStatus.FINISHED:
+            if not data.get("outcome_amount"):
+                self.add_error("outcome_amount", "a finished payment needs an outcome_amount above 0")
+            if not data.get("outcome_currency"):
+                self.add_error("outcome_currency", "a finished payment needs an outcome_currency")
+        return data
+
+
+def parse_order_id(order_id: str) -> tuple[int, str] | None:
+    """(user_id, client external id) from `PGP-{user_id}|{client_external_id}`, else None."""
+    match = ORDER_ID_PATTERN.match(order_id)
+    if match is None:
+        return None
+    return int(match["user_id"]), match["client_external_id"]

@@ -1,0 +1,310 @@
+"""Clients, payments from NOWPayments, their IPN event history and payout accumulation rows."""
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from pgp_project.money import eth_field, percent_field, usd_field, usdt_field
+
+from .wallets import validate_wallet_address
+
+
+class PayoutStrategy(models.TextChoices):
+    THRESHOLD = "threshold", "threshold (accumulate, then pay out)"
+    INSTANT = "instant", "instant (pay out every payment)"
+
+
+class PayoutCurrency(models.TextChoices):
+    BTC = "btc", "BTC"
+    ETH = "eth", "ETH"
+    USDT = "usdt", "USDT"
+    USDC = "usdc", "USDC"
+    LTC = "ltc", "LTC"
+    XMR = "xmr", "XMR"
+    BCH = "bch", "BCH"
+    BNB = "bnb", "BNB"
+    TRX = "trx", "TRX"
+    DOGE = "doge", "DOGE"
+    XRP = "xrp", "XRP"
+    ADA = "ada", "ADA"
+    DOT = "dot", "DOT"
+    SOL = "sol", "SOL"
+    MATIC = "matic", "MATIC"
+    AVAX = "avax", "AVAX"
+
+
+class Client(models.Model):
+    """A merchant (a paid channel's owner) that receives payouts."""
+
+    external_id = models.CharField(max_length=64, unique=True, help_text="The channel id in order_id.")
+    name = models.CharField(max_length=200, blank=True)
+    payout_strategy = models.CharField(max_length=16, choices=PayoutStrategy.choices)
+    payout_threshold_usd = usd_field(default=Decimal("0.00"))
+    payout_currency = models.CharField(max_length=10, choices=PayoutCurrency.choices)
+    payout_network = models.CharField(max_length=20, help_text="ChangeNOW network code, e.g. eth, trx, btc.")
+    wallet_address = models.CharField(max_length=128)
+    fee_percent_override = percent_field(
+        null=True, blank=True, help_text="Overrides the default platform fee % for this client."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(payout_strategy__in=PayoutStrategy.values), name="client_strategy_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(payout_currency__in=PayoutCurrency.values), name="client_currency_valid"
+            ),
+            models.CheckConstraint(condition=Q(payout_threshold_usd__gte=0), name="client_threshold_nonneg"),
+            models.CheckConstraint(
+                condition=~Q(payout_strategy=PayoutStrategy.THRESHOLD) | Q(payout_threshold_usd__gt=0),
+                name="client_threshold_positive_for_threshold_strategy",
+            ),
+            models.CheckConstraint(
+                condition=Q(fee_percent_override__isnull=True)
+                | Q(fee_percent_override__gte=0, fee_percent_override__lt=100),
+                name="client_fee_override_range",
+            ),
+            models.CheckConstraint(condition=~Q(wallet_address=""), name="client_wallet_not_empty"),
+            models.CheckConstraint(condition=~Q(external_id=""), name="client_external_id_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        errors: dict[str, list[str]] = {}
+        try:
+            validate_wallet_address(self.wallet_address, self.payout_network or "")
+        except ValidationError as exc:
+            errors["wallet_address"] = exc.messages
+        if self.payout_strategy == PayoutStrategy.THRESHOLD and not self.payout_threshold_usd > 0:
+            errors["payout_threshold_usd"] = ["The threshold strategy needs a threshold above 0."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class PaymentStatus(models.TextChoices):
+    """NOWPayments payment statuses, in the order a payment moves through them."""
+
+    WAITING = "waiting"
+    CONFIRMING = "confirming"
+    CONFIRMED = "confirmed"
+    SENDING = "sending"
+    PARTIALLY_PAID = "partially_paid"
+    FINISHED = "finished"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REFUNDED = "refunded"
+
+
+class RoutingStatus(models.TextChoices):
+    NOT_FINISHED = "not_finished", "not finished yet"
+    ROUTED = "routed", "routed"
+    HELD = "held", "held for review"
+
+
+class Payment(models.Model):
+    """One NOWPayments payment; its status only moves forward."""
+
+    provider_payment_id = models.BigIntegerField(unique=True)
+    status = models.CharField(max_length=20, choices=PaymentStatus.choices)
+    order_id = models.CharField(max_length=200)
+    order_description = models.TextField(blank=True)
+    price_amount = usd_field()
+    price_currency = models.CharField(max_length=20)
+    pay_amount = eth_field(null=True, blank=True)
+    pay_currency = models.CharField(max_length=20, blank=True)
+    actually_paid = eth_field(null=True, blank=True)
+    outcome_amount = eth_field(null=True, blank=True)
+    outcome_currency = models.CharField(max_length=20, blank=True)
+    client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    user_id = models.BigIntegerField(null=True, blank=True, help_text="The paying user, from order_id.")
+    routing_status = models.CharField(max_length=20, choices=RoutingStatus.choices, default=RoutingStatus.NOT_FINISHED)
+    hold_reason = models.TextField(blank=True)
+    raw_payload = models.JSONField(help_text="The latest accepted IPN body, amounts as strings.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"),
+            models.CheckConstraint(
+                condition=Q(routing_status__in=RoutingStatus.values), name="payment_routing_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(price_amount__gte=0), name="payment_price_nonneg"),
+            models.CheckConstraint(
+                condition=Q(outcome_amount__isnull=True) | Q(outcome_amount__gte=0), name="payment_outcome_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=~Q(routing_status=RoutingStatus.HELD) | ~Q(hold_reason=""),
+                name="payment_held_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(routing_status=RoutingStatus.ROUTED) | Q(client__isnull=False),
+                name="payment_routed_has_client",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(routing_status="held"), name="payment_held_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"NOWPayments #{self.provider_payment_id} ({self.status})"
+
+
+class IpnOutcome(models.TextChoices):
+    APPLIED = "applied", "applied"
+    DUPLICATE = "duplicate", "duplicate (already had this status)"
+    STALE = "stale", "stale (older than the stored status; ignored)"
+    REJECTED_SIGNATURE = "rejected_signature", "rejected: signature"
+    REJECTED_PAYLOAD = "rejected_payload", "rejected: payload"
+    REJECTED_TOO_LARGE = "rejected_too_large", "rejected: body too large"
+
+
+class PaymentEvent(models.Model):
+    """Every IPN received, rejected ones included, with what was done with it and why."""
+
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
+    provider_payment_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    reported_status = models.CharField(max_length=40, blank=True)
+    outcome = models.CharField(max_length=24, choices=IpnOutcome.choices)
+    reason = models.TextField(blank=True)
+    signature_valid = models.BooleanField(default=False)
+    body = models.TextField(blank=True, help_text="The body as received (empty when refused for size).")
+    body_size = models.PositiveIntegerField(default=0)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(outcome__in=IpnOutcome.values), name="payment_event_outcome_valid"),
+            models.CheckConstraint(
+                condition=~Q(outcome__in=["applied", "duplicate", "stale"]) | Q(payment__isnull=False),
+                name="payment_event_accepted_has_payment",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"IPN {self.outcome} #{self.provider_payment_id or '?'}"
+
+
+class AccumulationStatus(models.TextChoices):
+    HELD = "held", "held for review"
+    PENDING = "pending", "pending (ETH, awaiting conversion)"
+    SWAPPING = "swapping", "swapping (claimed by a conversion)"
+    CONVERTED = "converted", "converted (USDT credited)"
+    IN_PAYOUT = "in_payout", "in payout (claimed by a client payout)"
+    PAID_OUT = "paid_out", "paid out"
+
+
+class SourceAsset(models.TextChoices):
+    ETH = "eth", "ETH (converted in a micro-batch)"
+    USDT = "usdterc20", "USDT ERC-20 (credited as received)"
+    OTHER = "other", "other (held for review)"
+
+
+class PayoutAccumulation(models.Model):
+    """One finished threshold payment's value, from intake until it is paid out to the client."""
+
+    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, related_name="accumulation")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="accumulations")
+    user_id = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=AccumulationStatus.choices)
+    hold_reason = models.TextField(blank=True)
+    gross_usd = usd_field()
+    fee_percent = percent_field(help_text="Platform fee % snapshotted at intake.")
+    fee_usd = usd_field()
+    net_usd = usd_field()
+    source_asset = models.CharField(max_length=12, choices=SourceAsset.choices)
+    source_currency = models.CharField(max_length=20, help_text="outcome_currency as NOWPayments sent it")
+    source_amount = eth_field(help_text="What NOWPayments paid us (outcome_amount); for ETH, the ETH contributed.")
+    batch_conversion = models.ForeignKey(
+        "batching.BatchConversion", null=True, blank=True, on_delete=models.PROTECT, related_name="rows"
+    )
+    payout_batch = models.ForeignKey(
+        "payouts.PayoutBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="rows"
+    )
+    usdt_amount = usdt_field(null=True, blank=True, help_text="This row's USDT: its share of the conversion.")
+    fee_usdt = usdt_field(null=True, blank=True, help_text="The platform's part of usdt_amount.")
+    credit_usdt = usdt_field(null=True, blank=True, help_text="The client's part of usdt_amount.")
+    wallet_address = models.CharField(max_length=128)
+    payout_currency = models.CharField(max_length=10)
+    payout_network = models.CharField(max_length=20)
+    created_at = models.DateTimeField(auto_now_add=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    paid_out_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "payout_accumulation"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=AccumulationStatus.values), name="accum_status_valid"),
+            models.CheckConstraint(condition=Q(source_asset__in=SourceAsset.values), name="accum_source_asset_valid"),
+            models.CheckConstraint(
+                condition=Q(gross_usd__gte=0, fee_usd__gte=0, net_usd__gte=0, source_amount__gte=0),
+                name="accum_amounts_nonneg",
+            ),
+            models.CheckConstraint(
+                condition=Q(fee_percent__gte=0, fee_percent__lt=100), name="accum_fee_percent_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(net_usd=F("gross_usd") - F("fee_usd")), name="accum_net_is_gross_minus_fee"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=AccumulationStatus.HELD) | ~Q(hold_reason=""),
+                name="accum_held_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[AccumulationStatus.PENDING, AccumulationStatus.SWAPPING])
+                | Q(source_asset=SourceAsset.ETH),
+                name="accum_only_eth_is_swapped",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=AccumulationStatus.SWAPPING) | Q(batch_conversion__isnull=False),
+                name="accum_swapping_has_conversion",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[AccumulationStatus.IN_PAYOUT, AccumulationStatus.PAID_OUT])
+                | Q(payout_batch__isnull=False),
+                name="accum_in_payout_has_batch",
+            ),
+            models.CheckConstraint(
+                condition=~Q(
+                    status__in=[
+                        AccumulationStatus.CONVERTED,
+                        AccumulationStatus.IN_PAYOUT,
+                        AccumulationStatus.PAID_OUT,
+                    ]
+                )
+                | Q(usdt_amount__isnull=False, fee_usdt__isnull=False, credit_usdt__isnull=False),
+                name="accum_converted_has_usdt",
+            ),
+            models.CheckConstraint(
+                condition=Q(usdt_amount__isnull=True)
+                | Q(usdt_amount=F("fee_usdt") + F("credit_usdt"), fee_usdt__gte=0, credit_usdt__gte=0),
+                name="accum_usdt_is_fee_plus_credit",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=AccumulationStatus.PAID_OUT) | Q(paid_out_at__isnull=False),
+                name="accum_paid_out_has_time",
+            ),
+        ]
+        indexes = [
+            # The conversion check scans only pending rows; keep that scan small forever.
+            models.Index(fields=["created_at"], condition=Q(status="pending"), name="accum_pending_idx"),
+            models.Index(fields=["client", "status"], name="accum_client_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"accumulation #{self.pk} ({self.status})"

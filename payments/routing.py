@@ -1,0 +1,130 @@
+"""What a finished payment turns into: an accumulation row, or a hold for an operator."""
+
+import logging
+from decimal import ROUND_DOWN, Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from pgp_project.money import USD_QUANTUM, USDT_QUANTUM, percent_of
+from pgp_project.operations.selectors import get_runtime_settings
+
+from .ipn_payload import parse_order_id
+from .models import (
+    AccumulationStatus,
+    Client,
+    Payment,
+    PaymentStatus,
+    PayoutAccumulation,
+    PayoutStrategy,
+    RoutingStatus,
+    SourceAsset,
+)
+
+logger = logging.getLogger(__name__)
+
+HOST_USDT_CURRENCY = "usdterc20"  # USDT on the host wallet's network: credited without a swap
+
+
+def fee_percent_for(client: Client) -> Decimal:
+    if client.fee_percent_override is not None:
+        return client.fee_percent_override
+    return get_runtime_settings().default_fee_percent
+
+
+def hold_payment(payment: Payment, reason: str) -> None:
+    payment.routing_status = RoutingStatus.HELD
+    payment.hold_reason = reason
+    logger.warning("payment held for review: provider_payment_id=%s reason=%s", payment.provider_payment_id, reason)
+
+
+def route_finished_payment(payment: Payment) -> None:
+    """Route a payment that just became `finished`. Caller holds the payment's row lock.
+
+    Genuine money is never dropped: anything that cannot be routed is held with the reason.
+    """
+    assert payment.status == PaymentStatus.FINISHED
+    parsed = parse_order_id(payment.order_id)
+    if parsed is None:
+        hold_payment(payment, f"order_id {payment.order_id!r} is not PGP-{{user_id}}|{{client_id}}")
+        return
+    user_id, client_external_id = parsed
+    payment.user_id = user_id
+    client = Client.objects.filter(external_id=client_external_id).first()
+    if client is None:
+        hold_payment(payment, f"unknown client {client_external_id!r}")
+        return
+    payment.client = client
+    if not client.is_active:
+        hold_payment(payment, f"client {client_external_id!r} is inactive")
+        return
+    if payment.price_currency.lower() != "usd":
+        hold_payment(payment, f"price currency {payment.price_currency!r} is not USD")
+        return
+    if client.payout_strategy == PayoutStrategy.INSTANT:
+        # The instant payout flow is not built yet; hold rather than guess.
+        hold_payment(payment, "instant-strategy client: instant payouts are not available yet")
+        return
+    create_accumulation(payment, client, user_id)
+    payment.routing_status = RoutingStatus.ROUTED
+    payment.hold_reason = ""
+
+
+def create_accumulation(payment: Payment, client: Client, user_id: int) -> PayoutAccumulation:
+    """The one accumulation row of a finished threshold payment, fee snapshotted now."""
+    fee_percent = fee_percent_for(client)
+    gross_usd = payment.price_amount
+    fee_usd = percent_of(gross_usd, fee_percent, USD_QUANTUM)
+    outcome_currency = payment.outcome_currency.lower()
+    row = PayoutAccumulation(
+        payment=payment,
+        client=client,
+        user_id=user_id,
+        gross_usd=gross_usd,
+        fee_percent=fee_percent,
+        fee_usd=fee_usd,
+        net_usd=gross_usd - fee_usd,
+        source_currency=outcome_currency,
+        source_amount=payment.outcome_amount,
+        wallet_address=client.wallet_address,
+        payout_currency=client.payout_currency,
+        payout_network=client.payout_network,
+    )
+    if outcome_currency == "eth":
+        row.source_asset = SourceAsset.ETH
+        row.status = AccumulationStatus.PENDING
+    elif outcome_currency == HOST_USDT_CURRENCY:
+        # Already USDT on our network: credit now. Never credit more than arrived: round down.
+        usdt = payment.outcome_amount.quantize(USDT_QUANTUM, rounding=ROUND_DOWN)
+        row.source_asset = SourceAsset.USDT
+        row.status = AccumulationStatus.CONVERTED
+        row.usdt_amount = usdt
+        row.fee_usdt = percent_of(usdt, fee_percent, USDT_QUANTUM)
+        row.credit_usdt = usdt - row.fee_usdt
+        row.converted_at = timezone.now()
+    else:
+        row.source_asset = SourceAsset.OTHER
+        row.status = AccumulationStatus.HELD
+        row.hold_reason = (
+            f"outcome currency {outcome_currency!r} is neither ETH nor USDT ERC-20; "
+            "an operator must convert or refund it"
+        )
+    row.save()
+    return row
+
+
+def reroute_held_payment(payment_id: int) -> Payment:
+    """Operator action: route a held finished payment again (e.g. after adding its client).
+
+    Safe to run twice: only a payment still held, finished and without a row is routed.
+    """
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if (
+            payment.routing_status == RoutingStatus.HELD
+            and payment.status == PaymentStatus.FINISHED
+            and not PayoutAccumulation.objects.filter(payment=payment).exists()
+        ):
+            route_finished_payment(payment)
+            payment.save()
+    return payment

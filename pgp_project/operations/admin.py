@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.http import HttpRequest
+
+from pgp_project.admin_helpers import ReadOnlyAdminMixin
+
+from .models import JobHeartbeat, RuntimeSettings
+
+
+@admin.register(RuntimeSettings)
+class RuntimeSettingsAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "micro_batch_threshold_usd",
+        "default_fee_percent",
+        "confirmations_required",
+        "payout_approval_limit_usdt",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not RuntimeSettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: RuntimeSettings | None = None) -> bool:
+        return False
+
+
+@admin.register(JobHeartbeat)
+class JobHeartbeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("job_name", "last_started_at", "last_finished_at", "run_count")

@@ -1,0 +1,83 @@
+"""Demo fixtures for the embedded main job: an admin user, demo clients, short intervals."""
+
+import secrets
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from payments.models import Client, PayoutCurrency, PayoutStrategy
+
+from .beat_schedule import default_jobs
+
+DEMO_ADMIN_USERNAME = "admin"
+# Seconds between runs in the demo, so conversions and payouts show up within minutes.
+DEMO_INTERVALS = {
+    "batching.check_threshold": 30,
+    "payouts.check_client_payouts": 30,
+    "operations.recovery_sweep": 10,
+}
+DEMO_CLIENTS = [
+    # (external id, name, strategy, threshold USD, currency, network, wallet)
+    (
+        "-1001000000001",
+        "Demo channel A",
+        PayoutStrategy.THRESHOLD,
+        "25.00",
+        PayoutCurrency.USDT,
+        "eth",
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    ),
+    (
+        "-1001000000002",
+        "Demo channel B",
+        PayoutStrategy.THRESHOLD,
+        "40.00",
+        PayoutCurrency.ETH,
+        "eth",
+        "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+    ),
+    (
+        "-1001000000003",
+        "Demo channel C",
+        PayoutStrategy.INSTANT,
+        "0.00",
+        PayoutCurrency.USDC,
+        "eth",
+        "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+    ),
+]
+
+
+def reset_demo_admin() -> str:
+    """Create (or reset) the local demo superuser with a fresh random password; return it."""
+    password = secrets.token_urlsafe(12)
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(username=DEMO_ADMIN_USERNAME, defaults={"email": "admin@localhost"})
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    return password
+
+
+def ensure_demo_clients() -> None:
+    for external_id, name, strategy, threshold, currency, network, wallet in DEMO_CLIENTS:
+        Client.objects.get_or_create(
+            external_id=external_id,
+            defaults={
+                "name": name,
+                "payout_strategy": strategy,
+                "payout_threshold_usd": Decimal(threshold),
+                "payout_currency": currency,
+                "payout_network": network,
+                "wallet_address": wallet,
+            },
+        )
+
+
+def apply_demo_intervals() -> None:
+    """Point the default periodic jobs at the short demo intervals."""
+    for job in default_jobs():
+        every = DEMO_INTERVALS[job.task]
+        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
+        PeriodicTask.objects.filter(name=job.name).update(interval=interval)

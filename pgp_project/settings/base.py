@@ -1,0 +1,151 @@
+"""Settings shared by every environment; everything that differs comes from the environment.
+
+Local runs (`pgp_project.settings.local`) default to SQLite and a kombu filesystem broker so the
+demo needs no server; `DATABASE_URL` / `CELERY_BROKER_URL` switch to PostgreSQL / Redis unchanged.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+# Runtime data of a local run (SQLite file, filesystem broker folders); ignored by git.
+VAR_DIR = Path(environ.Env().str("PGP_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "pgp_project.operations",
+    "integrations",
+    "payments",
+    "batching",
+    "payouts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "pgp_project.urls"
+WSGI_APPLICATION = "pgp_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'pgp.sqlite3'}")}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- NOWPayments intake -------------------------------------------------------------------
+NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="")
+# A real IPN is well under 4 KiB; anything far larger is refused before it is parsed.
+IPN_MAX_BODY_BYTES = env.int("IPN_MAX_BODY_BYTES", default=64 * 1024)
+# How long the intake transaction may wait for a row lock before answering 503 (the sender
+# retries); keeps a stuck lock from tying up web workers.
+IPN_LOCK_TIMEOUT_MS = env.int("IPN_LOCK_TIMEOUT_MS", default=5000)
+
+# --- External systems (used from the conversion issue on) ---------------------------------
+CHANGENOW_API_URL = env.str("CHANGENOW_API_URL", default="https://api.changenow.io")
+CHANGENOW_API_KEY = env.str("CHANGENOW_API_KEY", default="")
+ETH_RPC_URL = env.str("ETH_RPC_URL", default="http://127.0.0.1:8545")
+ETH_CHAIN_ID = env.int("ETH_CHAIN_ID", default=31337)
+HOT_WALLET_PRIVATE_KEY = env.str("HOT_WALLET_PRIVATE_KEY", default="")
+USDT_CONTRACT_ADDRESS = env.str("USDT_CONTRACT_ADDRESS", default="")
+
+# --- Celery (reliability rules 1, 5, 6 of DESIGN.md) --------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Visibility timeout must exceed the hard time limit plus the longest countdown we schedule,
+# or Redis would hand a running task to a second worker.
+CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        {
+            "data_folder_in": str(_broker_dir / "queue"),
+            "data_folder_out": str(_broker_dir / "queue"),
+            "control_folder": str(_broker_dir / "control"),
+            "processed_folder": str(_broker_dir / "processed"),
+            "store_processed": False,
+        }
+    )
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+if not (CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_VISIBILITY_TIMEOUT):
+    raise ImproperlyConfigured("Celery limits must satisfy soft time limit < hard time limit < visibility timeout")
+
+# Default periodic schedule (seconds). Written once into django-celery-beat's tables, after
+# which operators own it in the admin; see pgp_project/operations/beat_schedule.py.
+PGP_CONVERSION_CHECK_SECONDS = env.int("PGP_CONVERSION_CHECK_SECONDS", default=15 * 60)
+PGP_CLIENT_PAYOUT_CHECK_SECONDS = env.int("PGP_CLIENT_PAYOUT_CHECK_SECONDS", default=5 * 60)
+PGP_RECOVERY_SWEEP_SECONDS = env.int("PGP_RECOVERY_SWEEP_SECONDS", default=60)
+# /health/ reports Beat as stale when no periodic job has run for this long.
+PGP_BEAT_STALE_AFTER_SECONDS = env.int("PGP_BEAT_STALE_AFTER_SECONDS", default=180)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
