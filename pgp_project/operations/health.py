@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from kombu import Connection
 
 BROKER_CHECK_TIMEOUT_SECONDS = 3
 
@@ -27,17 +28,20 @@ def check_database() -> CheckResult:
 
 
 def check_broker() -> CheckResult:
-    from pgp_project.celery import app
-
+    url = settings.CELERY_BROKER_URL
     try:
-        with app.connection_for_write() as conn:
+        with Connection(
+            url,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            connect_timeout=BROKER_CHECK_TIMEOUT_SECONDS,
+        ) as conn:
             conn.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT_SECONDS)
-            # A connection may open lazily; a round trip proves the broker answers.
+            # A connection may open lazily; opening a channel proves the broker answers.
             _ = conn.default_channel
     except Exception as exc:  # noqa: BLE001 - any transport error means "broker down"
         # The type only: a broker URL can carry a password and must not reach the response.
         return CheckResult(ok=False, detail={"error": type(exc).__name__})
-    return CheckResult(ok=True, detail={"transport": app.conf.broker_url.split("://", 1)[0]})
+    return CheckResult(ok=True, detail={"transport": url.split("://", 1)[0]})
 
 
 def check_beat() -> CheckResult:

@@ -1,5 +1,7 @@
 """Test suite: real PostgreSQL and Redis on their standard local ports (overridable)."""
 
+import os
+
 from .base import *  # noqa: F403
 from .base import env
 
@@ -15,3 +17,5 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# A queue private to this test run, so a stray worker elsewhere cannot take our tasks.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default=f"pgp-test-{os.getpid()}")

@@ -1,0 +1,53 @@
+"""A real Celery worker process, on Redis and the test database, runs our periodic tasks."""
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from batching.tasks import check_threshold
+from pgp_project.celery import app as celery_app
+from pgp_project.operations.beat_schedule import default_jobs, ensure_default_schedule
+from pgp_project.operations.models import JobHeartbeat
+
+from .conftest import wait_until
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_worker_runs_a_task_sent_through_redis(celery_worker_process) -> None:
+    assert not JobHeartbeat.objects.filter(job_name="batching.check_threshold").exists()
+    check_threshold.delay()
+    heartbeat = wait_until(lambda: JobHeartbeat.objects.filter(job_name="batching.check_threshold").first(), 30)
+    assert heartbeat.run_count == 1
+    wait_until(lambda: JobHeartbeat.objects.get(pk=heartbeat.pk).last_finished_at is not None, 10)
+
+
+def test_reliability_settings_are_in_force() -> None:
+    conf = celery_app.conf
+    assert conf.task_acks_late is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_ignore_result is True
+    assert conf.worker_send_task_events is True
+    assert conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
+    assert conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    celery_app.loader.import_default_modules()  # what a worker does at start: autodiscovery
+    registered = set(celery_app.tasks)
+    assert {"batching.check_threshold", "payouts.check_client_payouts", "operations.recovery_sweep"} <= registered
+
+
+@pytest.mark.django_db
+def test_default_schedule_exists_and_operator_edits_survive_migrate() -> None:
+    jobs = {job.name: job for job in default_jobs()}
+    stored = {task.name: task for task in PeriodicTask.objects.filter(name__in=jobs)}
+    assert set(stored) == set(jobs)
+    assert stored["Micro-batch conversion check"].interval.every == 15 * 60
+    assert stored["Client payout check"].interval.every == 5 * 60
+    assert stored["Recovery sweep"].interval.every == 60
+    celery_app.loader.import_default_modules()
+    assert all(task.task in celery_app.tasks for task in stored.values())
+    sweep = stored["Recovery sweep"]
+    sweep.enabled = False
+    sweep.save()
+    ensure_default_schedule()
+    ensure_default_schedule()
+    assert PeriodicTask.objects.filter(name__in=jobs).count() == 3
+    assert PeriodicTask.objects.get(name="Recovery sweep").enabled is False

@@ -1,0 +1,299 @@
+"""POST /webhooks/nowpayments/: what is stored and answered for each kind of IPN."""
+
+import json
+import threading
+from decimal import Decimal
+
+import psycopg2
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client as HttpClient
+from django.test import override_settings
+
+from payments.models import (
+    AccumulationStatus,
+    Client,
+    IpnOutcome,
+    Payment,
+    PaymentEvent,
+    PayoutAccumulation,
+    PayoutStrategy,
+    RoutingStatus,
+)
+from pgp_project.operations.selectors import get_runtime_settings
+
+from .conftest import IPN_URL, ipn_body, post_ipn
+
+pytestmark = pytest.mark.django_db
+
+
+def nothing_but_events_changed() -> None:
+    assert Payment.objects.count() == 0
+    assert PayoutAccumulation.objects.count() == 0
+
+
+def test_finished_eth_payment_creates_one_pending_row_with_fee_snapshot(client: HttpClient, threshold_client: Client):
+    response = post_ipn(client, ipn_body())
+    assert response.status_code == 200, response.content
+    assert response.json()["result"] == "applied"
+    payment = Payment.objects.get()
+    assert payment.provider_payment_id == 5077125051
+    assert payment.status == "finished"
+    assert payment.routing_status == RoutingStatus.ROUTED
+    assert payment.client == threshold_client and payment.user_id == 7
+    row = PayoutAccumulation.objects.get()
+    assert row.payment == payment and row.client == threshold_client
+    assert row.status == AccumulationStatus.PENDING
+    assert row.gross_usd == Decimal("19.99")
+    assert row.fee_percent == Decimal("3.00")
+    assert row.fee_usd == Decimal("0.60")  # 0.5997 rounded half-up
+    assert row.net_usd == Decimal("19.39")
+    assert row.source_amount == Decimal("0.00612345")
+    assert row.wallet_address == threshold_client.wallet_address
+    event = PaymentEvent.objects.get()
+    assert event.outcome == IpnOutcome.APPLIED and event.signature_valid and event.payment == payment
+
+
+def test_fee_override_and_runtime_default_are_snapshotted(client: HttpClient, threshold_client: Client):
+    runtime = get_runtime_settings()
+    runtime.default_fee_percent = Decimal("15.00")
+    runtime.save()
+    post_ipn(client, ipn_body(payment_id=1, price_amount=10))
+    threshold_client.fee_percent_override = Decimal("1.50")
+    threshold_client.save()
+    post_ipn(client, ipn_body(payment_id=2, price_amount=10))
+    runtime.default_fee_percent = Decimal("3.00")
+    runtime.save()
+    first, second = PayoutAccumulation.objects.order_by("payment__provider_payment_id")
+    assert (first.fee_percent, first.fee_usd, first.net_usd) == (Decimal("15.00"), Decimal("1.50"), Decimal("8.50"))
+    assert (second.fee_percent, second.fee_usd, second.net_usd) == (Decimal("1.50"), Decimal("0.15"), Decimal("9.85"))
+
+
+def test_usdt_on_host_network_is_credited_at_once(client: HttpClient, threshold_client: Client):
+    response = post_ipn(client, ipn_body(outcome_currency="usdterc20", outcome_amount=19.4))
+    assert response.status_code == 200
+    row = PayoutAccumulation.objects.get()
+    assert row.status == AccumulationStatus.CONVERTED
+    assert row.usdt_amount == Decimal("19.400000")
+    assert row.fee_usdt == Decimal("0.582000")
+    assert row.credit_usdt == Decimal("18.818000")
+    assert row.fee_usdt + row.credit_usdt == row.usdt_amount
+
+
+def test_other_outcome_currency_is_held_in_the_admin_not_dropped(client: HttpClient, threshold_client: Client):
+    response = post_ipn(client, ipn_body(outcome_currency="trx", outcome_amount=100))
+    assert response.status_code == 200
+    row = PayoutAccumulation.objects.get()
+    assert row.status == AccumulationStatus.HELD
+    assert "trx" in row.hold_reason
+
+
+@pytest.mark.parametrize(
+    ("order_id", "reason_part"),
+    [
+        ("not-a-pgp-order", "is not PGP-"),
+        ("PGP-7|-100999", "unknown client"),
+        ("PGP-abc|-1001234567890", "is not PGP-"),
+    ],
+)
+def test_genuine_but_unroutable_payment_is_recorded_and_held(
+    client: HttpClient, threshold_client: Client, order_id: str, reason_part: str
+):
+    response = post_ipn(client, ipn_body(order_id=order_id))
+    assert response.status_code == 200
+    payment = Payment.objects.get()
+    assert payment.routing_status == RoutingStatus.HELD
+    assert reason_part in payment.hold_reason
+    assert PayoutAccumulation.objects.count() == 0
+
+
+def test_inactive_client_holds_payment_and_reroute_after_reactivation(client: HttpClient, threshold_client: Client):
+    from payments.routing import reroute_held_payment
+
+    threshold_client.is_active = False
+    threshold_client.save()
+    post_ipn(client, ipn_body())
+    payment = Payment.objects.get()
+    assert payment.routing_status == RoutingStatus.HELD and "inactive" in payment.hold_reason
+    assert PayoutAccumulation.objects.count() == 0
+    threshold_client.is_active = True
+    threshold_client.save()
+    reroute_held_payment(payment.pk)
+    reroute_held_payment(payment.pk)  # twice is harmless
+    payment.refresh_from_db()
+    assert payment.routing_status == RoutingStatus.ROUTED
+    assert PayoutAccumulation.objects.filter(payment=payment).count() == 1
+
+
+def test_instant_client_payment_is_held_until_instant_payouts_exist(client: HttpClient, threshold_client: Client):
+    threshold_client.payout_strategy = PayoutStrategy.INSTANT
+    threshold_client.save()
+    assert post_ipn(client, ipn_body()).status_code == 200
+    payment = Payment.objects.get()
+    assert payment.routing_status == RoutingStatus.HELD and "instant" in payment.hold_reason
+
+
+def test_status_moves_forward_only_and_routes_once(client: HttpClient, threshold_client: Client):
+    for status in ("waiting", "confirming", "finished"):
+        assert post_ipn(client, ipn_body(payment_status=status)).status_code == 200
+    stale = post_ipn(client, ipn_body(payment_status="confirming"))
+    assert stale.status_code == 200 and stale.json()["result"] == "stale"
+    late_fail = post_ipn(client, ipn_body(payment_status="failed"))
+    assert late_fail.json()["result"] == "stale"
+    payment = Payment.objects.get()
+    assert payment.status == "finished"
+    assert PayoutAccumulation.objects.count() == 1
+    outcomes = list(PaymentEvent.objects.order_by("id").values_list("outcome", flat=True))
+    assert outcomes == ["applied", "applied", "applied", "stale", "stale"]
+
+
+def test_duplicate_ipn_answers_200_and_creates_nothing_new(client: HttpClient, threshold_client: Client):
+    first = post_ipn(client, ipn_body())
+    second = post_ipn(client, ipn_body())
+    assert first.status_code == second.status_code == 200
+    assert second.json()["result"] == "duplicate"
+    assert Payment.objects.count() == 1
+    assert PayoutAccumulation.objects.count() == 1
+    assert PaymentEvent.objects.filter(outcome=IpnOutcome.DUPLICATE).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_duplicate_ipns_make_one_payment_and_one_row(threshold_client: Client):
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        try:
+            barrier.wait()
+            statuses.append(post_ipn(HttpClient(), ipn_body()).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200, 200, 200]
+    assert Payment.objects.count() == 1
+    assert PayoutAccumulation.objects.count() == 1
+    assert sorted(PaymentEvent.objects.values_list("outcome", flat=True)) == ["applied"] + ["duplicate"] * 3
+
+
+def test_missing_and_wrong_signature_get_401_and_change_nothing(client: HttpClient, threshold_client: Client):
+    assert post_ipn(client, ipn_body(), signature=None).status_code == 401
+    wrong = post_ipn(client, ipn_body(), signature="ab" * 64)
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_signature"
+    nothing_but_events_changed()
+    assert list(PaymentEvent.objects.values_list("outcome", flat=True)) == ["rejected_signature"] * 2
+
+
+def test_signature_from_another_secret_is_rejected(client: HttpClient, threshold_client: Client):
+    from integrations.nowpayments_signature import sign
+
+    raw = json.dumps(ipn_body()).encode()
+    assert post_ipn(client, raw, signature=sign(raw, "not-our-secret")).status_code == 401
+    nothing_but_events_changed()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b'{"payment_id": 1,', b"\xff\xfe", b'{"a": NaN}'],
+    ids=["garbage", "empty", "truncated", "binary", "nan"],
+)
+def test_malformed_json_gets_400(client: HttpClient, raw: bytes):
+    response = post_ipn(client, raw, signature="ab" * 64)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_json"
+    nothing_but_events_changed()
+    assert PaymentEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"payment_id": "abc"}, "payment_id"),
+        ({"payment_id": True}, "payment_id"),
+        ({"payment_id": -5}, "payment_id"),
+        ({"payment_id": 1.5}, "payment_id"),
+        ({"payment_status": "teleported"}, "payment_status"),
+        ({"payment_status": 5}, "payment_status"),
+        ({"price_amount": -1}, "price_amount"),
+        ({"price_amount": "lots"}, "price_amount"),
+        ({"price_amount": True}, "price_amount"),
+        ({"price_amount": 10**12}, "price_amount"),
+        ({"price_amount": 1.234}, "price_amount"),
+        ({"outcome_amount": -0.1}, "outcome_amount"),
+        ({"outcome_amount": {"x": 1}}, "outcome_amount"),
+        ({"outcome_amount": 1e15}, "outcome_amount"),
+        ({"outcome_amount": 0}, "outcome_amount"),
+        ({"outcome_amount": None}, "outcome_amount"),
+        ({"outcome_currency": ""}, "outcome_currency"),
+        ({"order_id": 12}, "order_id"),
+        ({"order_id": ["PGP-1|x"]}, "order_id"),
+        ({"price_currency": None}, "price_currency"),
+    ],
+)
+def test_wrong_types_missing_fields_and_absurd_amounts_get_422(
+    client: HttpClient, threshold_client: Client, overrides: dict, field: str
+):
+    response = post_ipn(client, ipn_body(**overrides))
+    assert response.status_code == 422, response.content
+    assert field in response.json()["fields"]
+    nothing_but_events_changed()
+    event = PaymentEvent.objects.get()
+    assert event.outcome == IpnOutcome.REJECTED_PAYLOAD and event.signature_valid
+
+
+def test_missing_required_field_gets_422(client: HttpClient):
+    body = ipn_body()
+    del body["payment_id"]
+    response = post_ipn(client, body)
+    assert response.status_code == 422 and "payment_id" in response.json()["fields"]
+    nothing_but_events_changed()
+
+
+def test_signed_non_object_body_gets_422(client: HttpClient):
+    response = post_ipn(client, b"[1, 2, 3]")
+    assert response.status_code == 422
+    nothing_but_events_changed()
+
+
+@override_settings(IPN_MAX_BODY_BYTES=2048)
+def test_oversized_body_is_refused_unread(client: HttpClient):
+    response = post_ipn(client, ipn_body(order_description="x" * 5000))
+    assert response.status_code == 413
+    nothing_but_events_changed()
+    event = PaymentEvent.objects.get()
+    assert event.outcome == IpnOutcome.REJECTED_TOO_LARGE and event.body == ""
+
+
+def test_only_post_is_allowed(client: HttpClient):
+    assert client.get(IPN_URL).status_code == 405
+    assert PaymentEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(IPN_LOCK_TIMEOUT_MS=300)
+def test_database_failure_answers_503_and_records_nothing(threshold_client: Client):
+    """A real failure: another session holds an exclusive lock on the payments table, so the
+    intake transaction times out. NOWPayments must get a 5xx (it retries), never a 200."""
+    db = settings.DATABASES["default"]
+    blocker = psycopg2.connect(
+        dbname=db["NAME"], user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432
+    )
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Payment._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+            response = post_ipn(HttpClient(), ipn_body())
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert response.status_code == 503
+    assert response.json() == {"error": "temporarily_unavailable"}
+    assert Payment.objects.count() == 0
+    assert PayoutAccumulation.objects.count() == 0
+    # The retry after the outage is recorded normally.
+    assert post_ipn(HttpClient(), ipn_body()).status_code == 200
+    assert PayoutAccumulation.objects.count() == 1

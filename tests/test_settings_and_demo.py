@@ -1,0 +1,130 @@
+"""Production settings refuse to start without secrets; the demo command runs and stops cleanly."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import PROJECT_ROOT
+
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "pgp_project.settings.production",
+    "DJANGO_SECRET_KEY": "x7#Qm2!vR9pL0s$Wz4&tY8uK1eN6bH3jD5gF-production-grade-secret-key",
+    "NOWPAYMENTS_IPN_SECRET": "ipn-secret-from-the-environment",
+    "DJANGO_ALLOWED_HOSTS": "payouts.example.com",
+    "DATABASE_URL": "sqlite:////tmp/pgp-deploy-check.sqlite3",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
+}
+
+
+def run_manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "NOWPAYMENTS_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_reports_nothing_with_production_settings() -> None:
+    result = run_manage(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "NOWPAYMENTS_IPN_SECRET"])
+def test_production_refuses_to_start_without_secret(missing: str) -> None:
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    result = run_manage(["check"], env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and missing in result.stderr
+
+
+def test_production_refuses_an_empty_ipn_secret() -> None:
+    result = run_manage(["check"], {**PRODUCTION_ENV, "NOWPAYMENTS_IPN_SECRET": ""})
+    assert result.returncode != 0 and "NOWPAYMENTS_IPN_SECRET" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback only
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def child_pids(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_demo_command_runs_web_worker_beat_flower_and_stops_cleanly(tmp_path: Path) -> None:
+    """README command (1) without its install step: the embedded default (SQLite and the kombu
+    filesystem broker). Healthy means the web answered, the database and broker are reachable,
+    and a periodic job ran, which takes Beat sending and a worker executing."""
+    web_port, flower_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
+    env.update(PGP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="pgp_project.settings.local")
+    log_path = tmp_path / "demo.log"
+    with log_path.open("w") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "manage.py", "run_demo", f"--web-port={web_port}", f"--flower-port={flower_port}"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        status, body = 0, {}
+        while time.monotonic() < deadline and demo.poll() is None:
+            try:
+                status, body = get_json(f"http://127.0.0.1:{web_port}/health/")
+            except OSError:
+                status = 0
+            if status == 200:
+                break
+            time.sleep(1)
+        log_text = log_path.read_text()
+        assert status == 200, f"health never became 200: {body}\n{log_text[-3000:]}"
+        assert body["checks"]["broker"]["transport"] == "filesystem"
+        assert "password" in log_text and "/admin/" in log_text
+        with urllib.request.urlopen(f"http://127.0.0.1:{flower_port}/", timeout=5) as flower:
+            assert flower.status == 200
+        assert len(child_pids(demo.pid)) == 4  # web, worker, beat, flower
+        assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself
+        assert "beat: Starting" in log_text
+
+        children = child_pids(demo.pid)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=40) == 0, log_path.read_text()[-3000:]
+        assert "PGP demo stopped cleanly." in log_path.read_text()
+        time.sleep(0.5)
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child outlived the demo"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
