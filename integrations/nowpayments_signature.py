@@ -94,7 +94,7 @@ def _serialise(value: Any) -> str:
     raise TypeError(f"unexpected JSON value {type(value).__name__}")
 
 
-def _reject_non_json_constant(name: str) -> None:
+def reject_non_json_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")  # Python accepts NaN/Infinity; JSON does not
 
 
@@ -105,7 +105,7 @@ def canonical_body(raw_body: bytes) -> bytes:
         parse_float=_JsNumber,
         parse_int=_JsNumber,
         # JavaScript's JSON.parse keeps the last of duplicated keys, as dict() does.
-        parse_constant=_reject_non_json_constant,
+        parse_constant=reject_non_json_constant,
     )
     return _serialise(parsed).encode("utf-8", "surrogatepass")
 

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from integrations.nowpayments_signature import is_valid_signature
+from integrations.nowpayments_signature import is_valid_signature, reject_non_json_constant
 
 from .ipn_payload import IpnPayloadForm
 from .models import IpnOutcome, Payment, PaymentEvent, PaymentStatus, RoutingStatus
@@ -70,7 +70,7 @@ def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
         _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, "missing x-nowpayments-sig header")
         return IpnResponse(401, {"error": "missing_signature"})
     try:
-        payload = json.loads(ipn.raw_body, parse_float=Decimal)
+        payload = json.loads(ipn.raw_body, parse_float=Decimal, parse_constant=reject_non_json_constant)
     except (ValueError, RecursionError):
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not valid JSON")
         return IpnResponse(400, {"error": "malformed_json"})
