@@ -1,5 +1,6 @@
 # Two entry points (see README): `make demo` runs the main job, `make test` runs the test suite.
-# Each installs what it needs first: a virtualenv from requirements.txt.
+# Each installs what it needs first: a virtualenv from requirements.txt, and from package-lock.json
+# the local stand-ins' node packages (the anvil chain, the Solidity compiler for TestUSDT).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-install: $(VENV)/.installed
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
 
 demo: install
 	$(PY) manage.py run_demo

@@ -1,9 +1,16 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
 
 from payments.models import PayoutAccumulation
+from payouts.models import HostPayment
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from pgp_project.operations.scheduling import enqueue_after_commit
 
+from .conversion import ADVANCE_TASK, cancel_unfunded_conversion
 from .models import BatchConversion
+from .states import TERMINAL_STATUSES, BatchStatus
 
 
 class ConversionRowInline(ReadOnlyTabularInline):
@@ -11,7 +18,15 @@ class ConversionRowInline(ReadOnlyTabularInline):
     fk_name = "batch_conversion"
     fields = ("id", "client", "status", "net_usd", "source_amount", "usdt_amount", "fee_usdt", "credit_usdt")
     readonly_fields = fields
-    verbose_name_plural = "rows (ETH contributed and USDT distributed)"
+    verbose_name_plural = "distribution per row (ETH contributed, USDT received, fee, client credit)"
+
+
+class ConversionHostPaymentInline(ReadOnlyTabularInline):
+    model = HostPayment
+    fk_name = "conversion"
+    fields = ("status", "amount", "to_address", "nonce", "tx_hash", "confirmations", "block_number", "last_error")
+    readonly_fields = fields
+    verbose_name_plural = "host payment (on-chain funding of the exchange)"
 
 
 @admin.register(BatchConversion)
@@ -23,10 +38,46 @@ class BatchConversionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "total_net_usd",
         "total_eth",
         "exchange_id",
+        "expected_usdt",
         "received_usdt",
+        "fee_usdt_total",
         "created_at",
         "completed_at",
     )
     list_filter = ("status",)
     search_fields = ("=id", "exchange_id", "payin_address")
-    inlines = [ConversionRowInline]
+    readonly_fields = ("received_vs_expected",)
+    inlines = [ConversionHostPaymentInline, ConversionRowInline]
+    actions = ["redrive", "cancel_unfunded"]
+
+    @admin.display(description="received vs expected USDT")
+    def received_vs_expected(self, obj: BatchConversion) -> str:
+        if obj.received_usdt is None or obj.expected_usdt is None:
+            return "-"
+        return format_html(
+            "received {} of {} expected ({:+})",
+            obj.received_usdt,
+            obj.expected_usdt,
+            obj.received_usdt - obj.expected_usdt,
+        )
+
+    @admin.action(description="Re-drive: run the next step for the current state", permissions=["operate"])
+    def redrive(self, request: HttpRequest, queryset: QuerySet[BatchConversion]) -> None:
+        ids = list(queryset.exclude(status__in=TERMINAL_STATUSES).values_list("id", flat=True))
+        for conversion_id in ids:
+            # The step itself is idempotent; a second click only repeats a harmless check.
+            enqueue_after_commit(ADVANCE_TASK, conversion_id)
+        self.message_user(request, f"Re-driving {len(ids)} open conversion(s).", messages.INFO)
+
+    @admin.action(description="Cancel and release rows (only if nothing was sent)", permissions=["operate"])
+    def cancel_unfunded(self, request: HttpRequest, queryset: QuerySet[BatchConversion]) -> None:
+        cancelled = 0
+        for conversion_id in queryset.values_list("id", flat=True):
+            result = cancel_unfunded_conversion(conversion_id, reason=f"cancelled by {request.user} in the admin")
+            cancelled += result.status == BatchStatus.CANCELLED
+        self.message_user(
+            request, f"{cancelled} conversion(s) cancelled; any that may have sent funds were left as they are."
+        )
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("batching.change_batchconversion")

@@ -23,6 +23,9 @@ class BatchConversion(models.Model):
     fee_usdt_total = usdt_field(null=True, blank=True)
     credit_usdt_total = usdt_field(null=True, blank=True)
     exchange_status = models.CharField(max_length=20, blank=True, help_text="Last ChangeNOW status seen.")
+    abandoned_exchange_ids = models.JSONField(
+        default=list, blank=True, help_text="Exchanges created after an ambiguous failure and never funded."
+    )
     payout_tx_hash = models.CharField(max_length=100, blank=True, help_text="ChangeNOW's payout hash.")
     review_reason = models.TextField(blank=True)
     last_error = models.TextField(blank=True)

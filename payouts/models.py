@@ -127,6 +127,9 @@ class HostPayment(models.Model):
     nonce = models.BigIntegerField(null=True, blank=True)
     raw_transaction = models.TextField(blank=True, help_text="Signed bytes, hex; re-broadcast as is.")
     tx_hash = models.CharField(max_length=66, null=True, blank=True, unique=True)
+    max_fee_per_gas = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
+    max_priority_fee_per_gas = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
+    gas_limit = models.BigIntegerField(null=True, blank=True)
     confirmations = models.PositiveIntegerField(default=0)
     block_number = models.BigIntegerField(null=True, blank=True)
     gas_used = models.BigIntegerField(null=True, blank=True)
@@ -136,6 +139,8 @@ class HostPayment(models.Model):
     next_action_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
+    broadcast_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -163,3 +168,18 @@ class HostPayment(models.Model):
 
     def __str__(self) -> str:
         return f"host payment #{self.pk} {self.amount} {self.asset} ({self.status})"
+
+
+class HotWallet(models.Model):
+    """One row per sending address: the next nonce to use, assigned only under this row's lock,
+    so concurrent signers can never pick the same nonce."""
+
+    address = models.CharField(max_length=42, unique=True)
+    next_nonce = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(next_nonce__gte=0), name="hot_wallet_nonce_nonneg")]
+
+    def __str__(self) -> str:
+        return f"{self.address} (next nonce {self.next_nonce})"

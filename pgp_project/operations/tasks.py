@@ -2,6 +2,7 @@ import logging
 
 from celery import shared_task
 
+from .recovery import run_recovery_sweep
 from .services import job_heartbeat
 
 logger = logging.getLogger(__name__)
@@ -9,6 +10,6 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="operations.recovery_sweep")
 def recovery_sweep() -> None:
-    """Re-drives overdue batches and host payments (the flows arrive with the next issues)."""
+    """Re-drives overdue batches and host payments; expired ones go to review with an alert."""
     with job_heartbeat("operations.recovery_sweep"):
-        logger.info("recovery sweep ran: no batch flows are wired yet")
+        run_recovery_sweep()

@@ -91,10 +91,24 @@ IPN_LOCK_TIMEOUT_MS = env.int("IPN_LOCK_TIMEOUT_MS", default=5000)
 # --- External systems (used from the conversion issue on) ---------------------------------
 CHANGENOW_API_URL = env.str("CHANGENOW_API_URL", default="https://api.changenow.io")
 CHANGENOW_API_KEY = env.str("CHANGENOW_API_KEY", default="")
+# A mounted secret file, read at each call, so a rotated key needs no restart.
+CHANGENOW_API_KEY_FILE = env.str("CHANGENOW_API_KEY_FILE", default="")
 ETH_RPC_URL = env.str("ETH_RPC_URL", default="http://127.0.0.1:8545")
 ETH_CHAIN_ID = env.int("ETH_CHAIN_ID", default=31337)
 HOT_WALLET_PRIVATE_KEY = env.str("HOT_WALLET_PRIVATE_KEY", default="")
 USDT_CONTRACT_ADDRESS = env.str("USDT_CONTRACT_ADDRESS", default="")
+# Never pay more than this per gas (maxFeePerGas); above it, host payments wait.
+ETH_MAX_FEE_GWEI = env.int("ETH_MAX_FEE_GWEI", default=200)
+
+# --- Flow pacing and deadlines (seconds) ---------------------------------------------------
+# How often an in-flight batch or host payment is looked at again while it waits on the chain
+# or on ChangeNOW, and how long a batch may stay open before it goes to review with an alert.
+PGP_CHAIN_POLL_SECONDS = env.float("PGP_CHAIN_POLL_SECONDS", default=15.0)
+PGP_EXCHANGE_POLL_SECONDS = env.float("PGP_EXCHANGE_POLL_SECONDS", default=30.0)
+PGP_RETRY_MAX_COUNTDOWN_SECONDS = env.float("PGP_RETRY_MAX_COUNTDOWN_SECONDS", default=300.0)
+PGP_BATCH_DEADLINE_SECONDS = env.int("PGP_BATCH_DEADLINE_SECONDS", default=6 * 60 * 60)
+# The recovery sweep re-drives anything whose next step is this late.
+PGP_OVERDUE_GRACE_SECONDS = env.int("PGP_OVERDUE_GRACE_SECONDS", default=60)
 
 # --- Celery (reliability rules 1, 5, 6 of DESIGN.md) --------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

@@ -1,0 +1,280 @@
+"""Ethereum gateway (web3.py + eth-account): EIP-1559 fees, signing, broadcast, receipts, ERC-20.
+
+Amounts cross this boundary as integer base units (wei, 10^-6 USDT); `pgp_project.money` does
+the exact Decimal conversion. Nothing here keeps state: the database is the truth, and this
+module only builds, signs and reads transactions.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from eth_account import Account
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import TransactionNotFound, Web3RPCError
+
+logger = logging.getLogger(__name__)
+
+ETH_TRANSFER_GAS = 21_000
+GAS_LIMIT_MARGIN_PERCENT = 20  # estimates can move between estimate and inclusion
+ERC20_ABI: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "name",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "string"}],
+    },
+    {
+        "type": "function",
+        "name": "symbol",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "string"}],
+    },
+    {
+        "type": "function",
+        "name": "decimals",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "uint8"}],
+    },
+    {
+        "type": "function",
+        "name": "totalSupply",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "balanceOf",
+        "stateMutability": "view",
+        "inputs": [{"name": "account", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "allowance",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "transfer",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    },
+    {
+        "type": "function",
+        "name": "approve",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    },
+    {
+        "type": "function",
+        "name": "transferFrom",
+        "stateMutability": "nonpayable",
+        "inputs": [
+            {"name": "from", "type": "address"},
+            {"name": "to", "type": "address"},
+            {"name": "value", "type": "uint256"},
+        ],
+        "outputs": [{"name": "", "type": "bool"}],
+    },
+    {
+        "type": "event",
+        "name": "Transfer",
+        "anonymous": False,
+        "inputs": [
+            {"name": "from", "type": "address", "indexed": True},
+            {"name": "to", "type": "address", "indexed": True},
+            {"name": "value", "type": "uint256", "indexed": False},
+        ],
+    },
+    {
+        "type": "event",
+        "name": "Approval",
+        "anonymous": False,
+        "inputs": [
+            {"name": "owner", "type": "address", "indexed": True},
+            {"name": "spender", "type": "address", "indexed": True},
+            {"name": "value", "type": "uint256", "indexed": False},
+        ],
+    },
+]
+# Node answers meaning "this exact transaction, or one with its nonce, is already known".
+ALREADY_KNOWN_MARKERS = ("already known", "known transaction", "already imported", "alreadyknown")
+NONCE_TOO_LOW_MARKERS = ("nonce too low", "nonce is too low", "noncetoolow")
+
+
+class ChainError(Exception):
+    """A chain call failed in a way worth retrying later (node down, timeout)."""
+
+
+class FeeAboveCap(ChainError):
+    """Network fees are above our configured cap: wait rather than overpay."""
+
+
+class NonceTakenByAnotherTransaction(Exception):
+    """Our nonce was consumed by a transaction that is not ours: needs an operator."""
+
+
+@dataclass(frozen=True)
+class SignedTransfer:
+    raw_transaction: str  # 0x-hex
+    tx_hash: str  # 0x-hex
+    nonce: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    gas_limit: int
+
+
+@dataclass(frozen=True)
+class Receipt:
+    status: int
+    block_number: int
+    gas_used: int
+    effective_gas_price: int
+
+
+class EthereumGateway:
+    def __init__(self, rpc_url: str | None = None, *, chain_id: int | None = None, timeout: float = 10.0) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url or settings.ETH_RPC_URL, request_kwargs={"timeout": timeout}))
+        self.chain_id = chain_id if chain_id is not None else settings.ETH_CHAIN_ID
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def pending_nonce(self, address: str) -> int:
+        return self._rpc(lambda: self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending"))
+
+    def eth_balance(self, address: str) -> int:
+        return self._rpc(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    def token_balance(self, token: str, address: str) -> int:
+        contract = self._token(token)
+        return self._rpc(lambda: contract.functions.balanceOf(Web3.to_checksum_address(address)).call())
+
+    def block_number(self) -> int:
+        return self._rpc(lambda: self.w3.eth.block_number)
+
+    def receipt(self, tx_hash: str) -> Receipt | None:
+        try:
+            raw = self._rpc(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+        except TransactionNotFound:
+            return None
+        if raw is None:
+            return None
+        return Receipt(
+            status=int(raw["status"]),
+            block_number=int(raw["blockNumber"]),
+            gas_used=int(raw["gasUsed"]),
+            effective_gas_price=int(raw.get("effectiveGasPrice", 0)),
+        )
+
+    def confirmations(self, receipt: Receipt) -> int:
+        return max(0, self.block_number() - receipt.block_number + 1)
+
+    def is_known(self, tx_hash: str) -> bool:
+        """Whether the node knows this transaction (pending or mined)."""
+        try:
+            return self._rpc(lambda: self.w3.eth.get_transaction(HexBytes(tx_hash))) is not None
+        except TransactionNotFound:
+            return False
+
+    # --- fees and signing --------------------------------------------------------------------
+
+    def fees(self, max_fee_cap_wei: int) -> tuple[int, int]:
+        """(maxFeePerGas, maxPriorityFeePerGas): twice the base fee plus the tip, which stays
+        valid through several full blocks; refused above the cap instead of overpaying."""
+        block = self._rpc(lambda: self.w3.eth.get_block("latest"))
+        base_fee = int(block.get("baseFeePerGas", 0))
+        tip = int(self._rpc(lambda: self.w3.eth.max_priority_fee))
+        max_fee = 2 * base_fee + tip
+        if max_fee > max_fee_cap_wei:
+            if base_fee + tip > max_fee_cap_wei:
+                raise FeeAboveCap(f"network fee {base_fee + tip} wei/gas is above the cap {max_fee_cap_wei}")
+            max_fee = max_fee_cap_wei
+        return max_fee, tip
+
+    def sign_eth_transfer(
+        self, *, private_key: str, to: str, amount_wei: int, nonce: int, fees: tuple[int, int]
+    ) -> SignedTransfer:
+        tx = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "to": Web3.to_checksum_address(to),
+            "value": amount_wei,
+            "gas": ETH_TRANSFER_GAS,
+            "maxFeePerGas": fees[0],
+            "maxPriorityFeePerGas": fees[1],
+        }
+        return self._sign(tx, private_key)
+
+    def sign_token_transfer(
+        self, *, private_key: str, token: str, to: str, amount_units: int, nonce: int, fees: tuple[int, int]
+    ) -> SignedTransfer:
+        sender = Account.from_key(private_key).address
+        call = self._token(token).functions.transfer(Web3.to_checksum_address(to), amount_units)
+        estimate = self._rpc(lambda: call.estimate_gas({"from": sender}))
+        tx = call.build_transaction(
+            {
+                "type": 2,
+                "chainId": self.chain_id,
+                "nonce": nonce,
+                "from": sender,
+                "gas": estimate * (100 + GAS_LIMIT_MARGIN_PERCENT) // 100,
+                "maxFeePerGas": fees[0],
+                "maxPriorityFeePerGas": fees[1],
+            }
+        )
+        return self._sign(tx, private_key)
+
+    def _sign(self, tx: dict[str, Any], private_key: str) -> SignedTransfer:
+        signed = Account.sign_transaction(tx, private_key)
+        return SignedTransfer(
+            raw_transaction=HexBytes(signed.raw_transaction).to_0x_hex(),
+            tx_hash=HexBytes(signed.hash).to_0x_hex(),
+            nonce=int(tx["nonce"]),
+            max_fee_per_gas=int(tx["maxFeePerGas"]),
+            max_priority_fee_per_gas=int(tx["maxPriorityFeePerGas"]),
+            gas_limit=int(tx["gas"]),
+        )
+
+    # --- broadcast ---------------------------------------------------------------------------
+
+    def broadcast(self, raw_transaction: str, tx_hash: str) -> None:
+        """Send signed bytes. Sending the same bytes again is safe: "already known", or "nonce
+        too low" while the node knows our hash, means our transaction is in, i.e. success."""
+        try:
+            sent = self._rpc(lambda: self.w3.eth.send_raw_transaction(HexBytes(raw_transaction)))
+        except Web3RPCError as exc:
+            message = str(exc).lower()
+            if any(marker in message for marker in ALREADY_KNOWN_MARKERS):
+                return
+            if any(marker in message for marker in NONCE_TOO_LOW_MARKERS):
+                if self.is_known(tx_hash):
+                    return
+                raise NonceTakenByAnotherTransaction(f"nonce of {tx_hash} was used by another transaction") from exc
+            raise ChainError(f"broadcast refused: {exc}") from exc
+        if HexBytes(sent).to_0x_hex().lower() != tx_hash.lower():
+            raise ChainError(f"node reported hash {HexBytes(sent).to_0x_hex()} for our {tx_hash}")
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _token(self, token: str) -> Any:
+        return self.w3.eth.contract(address=Web3.to_checksum_address(token), abi=ERC20_ABI)
+
+    def _rpc(self, call: Any) -> Any:
+        """Run one node call; transport failures become ChainError (retry later), while the
+        node's own answers (TransactionNotFound, Web3RPCError) pass through to the caller."""
+        try:
+            return call()
+        except OSError as exc:  # requests' ConnectionError and Timeout derive from OSError
+            raise ChainError(f"Ethereum node unreachable: {type(exc).__name__}") from exc

@@ -1,0 +1,31 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from integrations.nowpayments_simulator import run_simulator
+from payments.models import Client
+
+
+class Command(BaseCommand):
+    help = "Post signed NOWPayments IPNs for the active clients every few seconds (demo traffic)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/webhooks/nowpayments/")
+        parser.add_argument("--interval", type=float, default=5.0)
+        parser.add_argument("--eth-usd", default="3000")
+        parser.add_argument("--count", type=int, default=None)
+
+    def handle(self, *args: object, url: str, interval: float, eth_usd: str, count: int | None, **opts: object) -> None:
+        client_ids = list(Client.objects.filter(is_active=True).values_list("external_id", flat=True))
+        if not client_ids:
+            self.stderr.write("no active clients to simulate payments for")
+            return
+        run_simulator(
+            url=url,
+            secret=settings.NOWPAYMENTS_IPN_SECRET,
+            client_ids=client_ids,
+            interval=interval,
+            eth_usd=Decimal(eth_usd),
+            count=count,
+        )

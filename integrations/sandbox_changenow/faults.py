@@ -1,0 +1,139 @@
+"""Faults a test can switch on through `POST /sandbox/faults`, consumed as requests arrive.
+
+Count-based faults (`http_429`, `http_500`, `slow`) hit the next `count` API requests, optionally
+only those to one `path`. One-shot faults (`next_outcome`, `from_amount_skew`) apply to the next
+exchange created and are then gone.
+"""
+
+import threading
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+OUTCOMES = ("finished", "failed", "refunded")
+_COUNTED_KINDS = ("http_429", "http_500", "slow")
+
+
+class FaultSpecError(ValueError):
+    """A fault request the sandbox does not understand."""
+
+
+@dataclass
+class CountedFault:
+    remaining: int
+    path: str | None = None
+    retry_after: int = 1  # http_429: seconds, sent as the Retry-After header
+    seconds: Decimal = Decimal(0)  # slow: delay before the request is handled
+
+    def matches(self, path: str) -> bool:
+        return self.remaining > 0 and (self.path is None or self.path == path)
+
+
+@dataclass(frozen=True)
+class InjectedError:
+    status: int
+    retry_after: int | None = None
+
+
+class Faults:
+    """The active faults; every method is safe to call from any request thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counted: dict[str, CountedFault] = {}
+        self._next_outcome: str | None = None
+        self._from_amount_skew: Decimal | None = None
+
+    def configure(self, spec: Any) -> None:
+        """Merge `spec` into the active faults; a kind named again replaces its previous setting."""
+        if not isinstance(spec, dict) or not spec:
+            raise FaultSpecError("expected a JSON object naming at least one fault")
+        parsed_counted = {kind: _parse_counted(kind, spec[kind]) for kind in _COUNTED_KINDS if kind in spec}
+        outcome = spec.get("next_outcome")
+        if "next_outcome" in spec and outcome not in OUTCOMES:
+            raise FaultSpecError(f"next_outcome must be one of {', '.join(OUTCOMES)}")
+        skew = _parse_decimal("from_amount_skew", spec["from_amount_skew"]) if "from_amount_skew" in spec else None
+        unknown = set(spec) - set(_COUNTED_KINDS) - {"next_outcome", "from_amount_skew"}
+        if unknown:
+            raise FaultSpecError(f"unknown fault(s): {', '.join(sorted(unknown))}")
+        with self._lock:
+            self._counted.update(parsed_counted)
+            if "next_outcome" in spec:
+                self._next_outcome = outcome
+            if skew is not None:
+                self._from_amount_skew = skew
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counted.clear()
+            self._next_outcome = None
+            self._from_amount_skew = None
+
+    def take_delay(self, path: str) -> Decimal:
+        """Seconds to stall this request (0 when no `slow` fault applies); uses one count."""
+        with self._lock:
+            fault = self._counted.get("slow")
+            if fault is None or not fault.matches(path):
+                return Decimal(0)
+            fault.remaining -= 1
+            return fault.seconds
+
+    def take_error(self, path: str) -> InjectedError | None:
+        """The error to answer this request with instead of handling it, if any; uses one count."""
+        with self._lock:
+            for kind, status in (("http_429", 429), ("http_500", 500)):
+                fault = self._counted.get(kind)
+                if fault is not None and fault.matches(path):
+                    fault.remaining -= 1
+                    return InjectedError(status, fault.retry_after if status == 429 else None)
+        return None
+
+    def take_next_outcome(self) -> str:
+        with self._lock:
+            outcome, self._next_outcome = self._next_outcome, None
+        return outcome or "finished"
+
+    def take_from_amount_skew(self) -> Decimal:
+        with self._lock:
+            skew, self._from_amount_skew = self._from_amount_skew, None
+        return skew or Decimal(0)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                **{kind: asdict(fault) for kind, fault in self._counted.items() if fault.remaining > 0},
+                "next_outcome": self._next_outcome,
+                "from_amount_skew": self._from_amount_skew,
+            }
+
+
+def _parse_counted(kind: str, raw: Any) -> CountedFault:
+    if not isinstance(raw, dict):
+        raise FaultSpecError(f"{kind} must be an object such as {{'count': 3}}")
+    count = raw.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise FaultSpecError(f"{kind}.count must be a non-negative integer")
+    path = raw.get("path")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        raise FaultSpecError(f"{kind}.path must be a path such as /v2/exchange")
+    fault = CountedFault(remaining=count, path=path)
+    if kind == "http_429":
+        retry_after = raw.get("retry_after", 1)
+        if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
+            raise FaultSpecError("http_429.retry_after must be a non-negative integer (seconds)")
+        fault.retry_after = retry_after
+    if kind == "slow":
+        fault.seconds = _parse_decimal("slow.seconds", raw.get("seconds", 1))
+    return fault
+
+
+def _parse_decimal(name: str, raw: Any) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, int | str | Decimal):
+        raise FaultSpecError(f"{name} must be a number")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as error:
+        raise FaultSpecError(f"{name} must be a number") from error
+    if not value.is_finite() or value < 0:
+        raise FaultSpecError(f"{name} must be a non-negative number")
+    return value

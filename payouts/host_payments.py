@@ -1,0 +1,200 @@
+"""Host payments: the one on-chain send from the hot wallet that funds a batch's exchange.
+
+created -> signed (nonce assigned under the wallet row lock; raw transaction and hash committed
+before anything is sent) -> broadcast -> confirmed (N confirmations, receipt status 1) | failed.
+
+A retry re-broadcasts the same committed bytes, so a crash at any point can never produce a
+second, different transaction for the same batch (reliability rule 3).
+"""
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from eth_account import Account
+
+from batching.models import BatchConversion
+from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction
+from pgp_project.money import ETH_PLACES, USDT_PLACES, to_base_units
+from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
+from pgp_project.operations.selectors import get_runtime_settings
+
+from .models import HostAsset, HostPayment, HostPaymentStatus, HotWallet, PayoutBatch
+
+logger = logging.getLogger(__name__)
+
+ADVANCE_TASK = "payouts.advance_host_payment"
+# Which task to wake when a host payment settles, by the kind of batch that owns it.
+OWNER_ADVANCE_TASKS = {"conversion": "batching.advance_conversion", "payout_batch": "payouts.advance_payout"}
+IN_FLIGHT = (HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST)
+
+
+class HostPaymentMismatch(Exception):
+    """The batch asks for a different amount or destination than its stored host payment."""
+
+
+@dataclass(frozen=True)
+class HotWalletKey:
+    address: str
+    private_key: str
+
+    def __repr__(self) -> str:  # never print the key
+        return f"HotWalletKey({self.address})"
+
+
+def hot_wallet() -> HotWalletKey:
+    key = settings.HOT_WALLET_PRIVATE_KEY
+    if not key:
+        raise RuntimeError("HOT_WALLET_PRIVATE_KEY is not configured")
+    return HotWalletKey(address=Account.from_key(key).address, private_key=key)
+
+
+def ensure_host_payment(
+    *, owner: BatchConversion | PayoutBatch, asset: HostAsset, amount: Decimal, to_address: str
+) -> HostPayment:
+    """The batch's single host payment, created on first call; the same one on every later call."""
+    owner_field = "conversion" if isinstance(owner, BatchConversion) else "payout_batch"
+    existing = HostPayment.objects.filter(**{owner_field: owner}).first()
+    if existing is None:
+        places = ETH_PLACES if asset == HostAsset.ETH else USDT_PLACES
+        try:
+            with transaction.atomic():
+                existing = HostPayment.objects.create(
+                    **{owner_field: owner},
+                    asset=asset,
+                    amount=amount,
+                    amount_base_units=to_base_units(amount, places),
+                    from_address=hot_wallet().address,
+                    to_address=to_address,
+                )
+        except IntegrityError:
+            existing = HostPayment.objects.get(**{owner_field: owner})  # a concurrent run won
+    if existing.amount != amount or existing.to_address.lower() != to_address.lower() or existing.asset != asset:
+        raise HostPaymentMismatch(
+            f"host payment #{existing.pk} sends {existing.amount} {existing.asset} to {existing.to_address}, "
+            f"not {amount} {asset} to {to_address}"
+        )
+    return existing
+
+
+def advance_host_payment(host_payment_id: int, gateway: EthereumGateway | None = None) -> HostPayment:
+    """Do whatever this host payment's state still needs; safe to call any number of times."""
+    gateway = gateway or EthereumGateway()
+    payment = HostPayment.objects.get(pk=host_payment_id)
+    if payment.status == HostPaymentStatus.CREATED:
+        payment = sign_host_payment(payment.pk, gateway)
+    if payment.status in IN_FLIGHT:
+        payment = broadcast_and_check(payment.pk, gateway)
+    if payment.status in IN_FLIGHT:
+        schedule_step(HostPayment, payment.pk, ADVANCE_TASK, settings.PGP_CHAIN_POLL_SECONDS)
+    return payment
+
+
+def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPayment:
+    """Assign the nonce under the wallet row lock, sign, and commit bytes and hash together."""
+    wallet = hot_wallet()
+    max_fee_cap = settings.ETH_MAX_FEE_GWEI * 10**9
+    with transaction.atomic():
+        payment = HostPayment.objects.select_for_update().get(pk=host_payment_id)
+        if payment.status != HostPaymentStatus.CREATED:
+            return payment  # signed by an earlier run: never sign a second transaction
+        wallet_row = _locked_wallet_row(payment.from_address)
+        # The chain's count covers sends made outside this system; ours covers signed but not
+        # yet broadcast transactions. The larger is the first free nonce.
+        nonce = max(wallet_row.next_nonce, gateway.pending_nonce(payment.from_address))
+        fees = gateway.fees(max_fee_cap)
+        if payment.asset == HostAsset.ETH:
+            signed = gateway.sign_eth_transfer(
+                private_key=wallet.private_key,
+                to=payment.to_address,
+                amount_wei=int(payment.amount_base_units),
+                nonce=nonce,
+                fees=fees,
+            )
+        else:
+            signed = gateway.sign_token_transfer(
+                private_key=wallet.private_key,
+                token=settings.USDT_CONTRACT_ADDRESS,
+                to=payment.to_address,
+                amount_units=int(payment.amount_base_units),
+                nonce=nonce,
+                fees=fees,
+            )
+        payment.nonce = signed.nonce
+        payment.raw_transaction = signed.raw_transaction
+        payment.tx_hash = signed.tx_hash
+        payment.max_fee_per_gas = signed.max_fee_per_gas
+        payment.max_priority_fee_per_gas = signed.max_priority_fee_per_gas
+        payment.gas_limit = signed.gas_limit
+        payment.status = HostPaymentStatus.SIGNED
+        payment.signed_at = timezone.now()
+        payment.save()
+        wallet_row.next_nonce = signed.nonce + 1
+        wallet_row.save(update_fields=["next_nonce", "updated_at"])
+    logger.info("host payment #%s signed: nonce %s hash %s", payment.pk, payment.nonce, payment.tx_hash)
+    return payment
+
+
+def _locked_wallet_row(address: str) -> HotWallet:
+    HotWallet.objects.get_or_create(address=address)
+    return HotWallet.objects.select_for_update().get(address=address)
+
+
+def broadcast_and_check(host_payment_id: int, gateway: EthereumGateway) -> HostPayment:
+    """Broadcast the committed bytes if not mined yet, then record confirmations; settle the
+    payment as confirmed (enough confirmations, status 1) or failed (reverted or displaced)."""
+    payment = HostPayment.objects.get(pk=host_payment_id)
+    if payment.status not in IN_FLIGHT:
+        return payment
+    receipt = gateway.receipt(payment.tx_hash)
+    if receipt is None:
+        try:
+            gateway.broadcast(payment.raw_transaction, payment.tx_hash)
+        except NonceTakenByAnotherTransaction as exc:
+            return _settle(payment.pk, HostPaymentStatus.FAILED, error=str(exc))
+        HostPayment.objects.filter(pk=payment.pk, status=HostPaymentStatus.SIGNED).update(
+            status=HostPaymentStatus.BROADCAST, broadcast_at=timezone.now(), updated_at=timezone.now()
+        )
+        payment.refresh_from_db()
+        return payment
+    if receipt.status != 1:
+        return _settle(payment.pk, HostPaymentStatus.FAILED, error=f"reverted in block {receipt.block_number}")
+    confirmations = gateway.confirmations(receipt)
+    HostPayment.objects.filter(pk=payment.pk, status__in=IN_FLIGHT).update(
+        status=HostPaymentStatus.BROADCAST,
+        confirmations=confirmations,
+        block_number=receipt.block_number,
+        gas_used=receipt.gas_used,
+        fee_wei=receipt.gas_used * receipt.effective_gas_price,
+        updated_at=timezone.now(),
+    )
+    if confirmations >= get_runtime_settings().confirmations_required:
+        return _settle(payment.pk, HostPaymentStatus.CONFIRMED)
+    payment.refresh_from_db()
+    return payment
+
+
+def _settle(host_payment_id: int, status: HostPaymentStatus, *, error: str = "") -> HostPayment:
+    """Compare-and-set into a final status, then wake the owning batch's flow (the callback)."""
+    with transaction.atomic():
+        now = timezone.now()
+        changed = HostPayment.objects.filter(pk=host_payment_id, status__in=IN_FLIGHT).update(
+            status=status,
+            last_error=error,
+            confirmed_at=now if status == HostPaymentStatus.CONFIRMED else None,
+            next_action_at=None,
+            updated_at=now,
+        )
+        payment = HostPayment.objects.get(pk=host_payment_id)
+        if changed:
+            if status == HostPaymentStatus.FAILED:
+                logger.error(
+                    "ALERT host_payment_failed host_payment=%s tx=%s reason=%s", payment.pk, payment.tx_hash, error
+                )
+            owner_kind = "conversion" if payment.conversion_id else "payout_batch"
+            owner_id = payment.conversion_id or payment.payout_batch_id
+            enqueue_after_commit(OWNER_ADVANCE_TASKS[owner_kind], owner_id)
+    return payment

@@ -1,0 +1,56 @@
+"""Scheduling the next step of a state machine without multiplying task chains.
+
+Each flow object (batch, host payment) carries `next_action_at`. A run that wants a follow-up
+claims the slot with a compare-and-set; a concurrent duplicate run finds the slot taken and
+schedules nothing, so re-drives and redeliveries never fork a second polling chain. A lost
+message leaves `next_action_at` in the past, which is what the recovery sweep looks for.
+"""
+
+import random
+from datetime import timedelta
+
+from celery import current_app
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+EARLY_ARRIVAL_TOLERANCE = timedelta(seconds=2)
+
+
+def schedule_step(model: type[models.Model], pk: int, task_name: str, countdown: float) -> bool:
+    """Enqueue `task_name(pk)` after `countdown` seconds, once; True if this call scheduled it."""
+    now = timezone.now()
+    claimed = (
+        model.objects.filter(pk=pk)
+        .filter(Q(next_action_at__isnull=True) | Q(next_action_at__lte=now + EARLY_ARRIVAL_TOLERANCE))
+        .update(next_action_at=now + timedelta(seconds=countdown))
+    )
+    if claimed:
+        enqueue_after_commit(task_name, pk, countdown)
+    return bool(claimed)
+
+
+def enqueue_after_commit(task_name: str, pk: int, countdown: float = 0) -> None:
+    """Send by name (apps never import each other's tasks) and only once the caller's
+    transaction has committed (reliability rule 1)."""
+    transaction.on_commit(lambda: current_app.send_task(task_name, args=[pk], countdown=max(0.0, countdown)))
+
+
+def retry_countdown(retries: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, never below the server's Retry-After and always
+    well under the broker visibility timeout (reliability rule 5)."""
+    from django.conf import settings
+
+    cap = settings.PGP_RETRY_MAX_COUNTDOWN_SECONDS
+    backoff = random.uniform(0, min(cap, 2.0 * 2**retries))  # noqa: S311 - jitter, not crypto
+    return min(cap, max(backoff, retry_after or 0.0, 1.0))
+
+
+def note_retry(model: type[models.Model], pk: int, error: Exception, countdown: float) -> None:
+    """Record why a step will run again and when, so the admin shows it and the recovery
+    sweep does not start a second chain meanwhile."""
+    model.objects.filter(pk=pk).update(
+        last_error=f"{type(error).__name__}: {error}"[:2000],
+        attempts=models.F("attempts") + 1,
+        next_action_at=timezone.now() + timedelta(seconds=countdown),
+    )
