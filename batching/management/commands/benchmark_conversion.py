@@ -29,11 +29,11 @@ AMOUNT_TO = Decimal("123456.789012")
 
 HAND_WRITTEN_CLAIM = """
 WITH conversion AS (
-    INSERT INTO batch_conversions (status, exchange_id, threshold_usd, total_gross_usd, total_net_usd, total_eth, row_count,
-                                   payin_address, exchange_status, payout_tx_hash, review_reason, last_error,
-                                   attempts, abandoned_exchange_ids, created_at, updated_at)
-    SELECT 'exchanging', 'bench-' || gen_random_uuid(), 20, sum(gross_usd), sum(net_usd), sum(source_amount), count(*), '', '', '', '', '', 0,
-           '[]'::jsonb, now(), now()
+    INSERT INTO batch_conversions (status, exchange_id, threshold_usd, total_gross_usd, total_net_usd, total_eth,
+                                   row_count, payin_address, exchange_status, payout_tx_hash, review_reason,
+                                   last_error, attempts, abandoned_exchange_ids, created_at, updated_at)
+    SELECT 'exchanging', 'bench-' || gen_random_uuid(), 20, sum(gross_usd), sum(net_usd), sum(source_amount),
+           count(*), '', '', '', '', '', 0, '[]'::jsonb, now(), now()
       FROM payout_accumulation WHERE status = 'pending'
     RETURNING id
 )
