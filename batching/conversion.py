@@ -161,16 +161,17 @@ def _create_exchange(conversion: BatchConversion, client: ChangeNowClient) -> Ba
         exchange_status="waiting",
         updated_at=timezone.now(),
     )
-    conversion.refresh_from_db()
     if not stored:
-        conversion.abandoned_exchange_ids = [*conversion.abandoned_exchange_ids, exchange.id]
-        BatchConversion.objects.filter(pk=conversion.pk).update(
-            abandoned_exchange_ids=conversion.abandoned_exchange_ids
-        )
+        with transaction.atomic():  # under the row lock, so concurrent losers all get recorded
+            locked = BatchConversion.objects.select_for_update().get(pk=conversion.pk)
+            locked.abandoned_exchange_ids = [*locked.abandoned_exchange_ids, exchange.id]
+            locked.save(update_fields=["abandoned_exchange_ids"])
+        conversion.refresh_from_db()
         logger.warning(
             "conversion #%s: exchange %s abandoned, %s kept", conversion.pk, exchange.id, conversion.exchange_id
         )
     else:
+        conversion.refresh_from_db()
         logger.info("conversion #%s: exchange %s created, payin %s", conversion.pk, exchange.id, exchange.payin_address)
     return conversion
 

@@ -31,6 +31,8 @@ def advance_conversion(self, conversion_id: int) -> None:
     """Run the next step of one conversion; transient failures retry with backoff."""
     try:
         conversion.advance_conversion(conversion_id)
+    except BatchConversion.DoesNotExist:
+        logger.warning("BatchConversion #%s no longer exists; nothing to do", conversion_id)
     except TRANSIENT_ERRORS as exc:
         countdown = retry_countdown(self.request.retries, retry_after_of(exc))
         note_retry(BatchConversion, conversion_id, exc, countdown)

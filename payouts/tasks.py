@@ -24,6 +24,8 @@ def advance_host_payment(self, host_payment_id: int) -> None:
     """Sign, broadcast and confirm one host payment, from whatever state it is in."""
     try:
         host_payments.advance_host_payment(host_payment_id)
+    except HostPayment.DoesNotExist:
+        logger.warning("HostPayment #%s no longer exists; nothing to do", host_payment_id)
     except TRANSIENT_ERRORS as exc:
         countdown = retry_countdown(self.request.retries, retry_after_of(exc))
         note_retry(HostPayment, host_payment_id, exc, countdown)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -19,7 +20,9 @@ import pytest
 from django.conf import settings
 from django.test import Client as HttpClient
 
+from integrations.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
 from integrations.nowpayments_signature import sign
+from integrations.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 from payments.models import Client, PayoutCurrency, PayoutStrategy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -88,54 +91,135 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
+CHANGENOW_TEST_API_KEY = "test-changenow-key"
+
+
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iterator[subprocess.Popen]:
-    """A real `celery worker` on Redis and the test database, for the whole session."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "pgp_project",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=2",
-            "--pool=prefork",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname=pytest-{os.getpid()}@%h",
-        ],
-        cwd=PROJECT_ROOT,
-        env=worker_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    output: list[str] = []
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        output.append(line)
-        if " ready." in line:
-            break
-    else:
-        process.kill()
-    if process.poll() is not None or not any(" ready." in line for line in output):
-        process.kill()
-        pytest.fail("celery worker did not start:\n" + "".join(output[-40:]))
-    # Keep draining its output so the pipe never fills and blocks the worker.
-    drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
-    yield process
-    process.send_signal(signal.SIGTERM)
+def local_chain() -> Iterator[LocalChain]:
+    """anvil on a free port, one block a second (confirmations advance while idle), TestUSDT
+    deployed and the hot wallet funded."""
+    port = free_port()
+    process = start_anvil(port, block_time=1)
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    drain.wait(timeout=5)
+        yield deploy_local_chain(f"http://127.0.0.1:{port}")
+    finally:
+        stop_anvil(process)
+
+
+@pytest.fixture(scope="session")
+def sandbox(local_chain: LocalChain) -> Iterator[SandboxChangeNow]:
+    server = SandboxChangeNow(
+        SandboxConfig(
+            rpc_url=local_chain.rpc_url,
+            usdt_address=local_chain.usdt_address,
+            treasury_private_key=local_chain.treasury_private_key,
+            api_key=CHANGENOW_TEST_API_KEY,
+            timing=LifecycleTiming(step_delay_seconds=0.2, poll_interval_seconds=0.2),
+        )
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def flow_environment(local_chain: LocalChain, sandbox: SandboxChangeNow) -> Iterator[dict[str, str]]:
+    """Chain and ChangeNOW settings for this process and for every worker the tests start."""
+    env = {
+        "ETH_RPC_URL": local_chain.rpc_url,
+        "ETH_CHAIN_ID": str(local_chain.chain_id),
+        "HOT_WALLET_PRIVATE_KEY": local_chain.hot_wallet_private_key,
+        "USDT_CONTRACT_ADDRESS": local_chain.usdt_address,
+        "CHANGENOW_API_URL": sandbox.base_url,
+        "CHANGENOW_API_KEY": CHANGENOW_TEST_API_KEY,
+        "PGP_CHAIN_POLL_SECONDS": "0.5",
+        "PGP_EXCHANGE_POLL_SECONDS": "0.5",
+    }
+    typed = {
+        **env,
+        "ETH_CHAIN_ID": local_chain.chain_id,
+        "PGP_CHAIN_POLL_SECONDS": 0.5,
+        "PGP_EXCHANGE_POLL_SECONDS": 0.5,
+    }
+    originals = {name: getattr(settings, name) for name in typed}
+    for name, value in typed.items():
+        setattr(settings, name, value)
+    yield env
+    for name, value in originals.items():
+        setattr(settings, name, value)
+
+
+class WorkerProcess:
+    """A real `celery worker` in its own process group, on Redis and the test database."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "pgp_project",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "--pool=prefork",
+                "--without-gossip",
+                "--without-mingle",
+                f"--hostname=pytest-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=PROJECT_ROOT,
+            env={**worker_environment(), **(extra_env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.output: list[str] = []
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line and self.process.poll() is not None:
+                break
+            self.output.append(line)
+            if " ready." in line:
+                break
+        if self.process.poll() is not None or not any(" ready." in line for line in self.output):
+            self.kill()
+            pytest.fail("celery worker did not start:\n" + "".join(self.output[-40:]))
+        # Keep draining its output so the pipe never fills and blocks the worker.
+        self._drain = threading.Thread(target=self._collect, daemon=True)
+        self._drain.start()
+
+    def _collect(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, pool processes included: a crash, not a shutdown."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def celery_worker_process(django_db_setup: None, flow_environment: dict[str, str]) -> Iterator[WorkerProcess]:
+    """One worker per test module (a module that needs special workers starts its own)."""
+    worker = WorkerProcess(flow_environment)
+    yield worker
+    worker.stop()
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
