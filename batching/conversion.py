@@ -77,8 +77,9 @@ def check_threshold() -> ThresholdCheck:
 
 
 def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
-    """One UPDATE ... RETURNING claims exactly the rows that are pending at that instant; the
-    conversion's totals come from those same rows, so every claimed row contributed its ETH."""
+    """One UPDATE claims exactly the rows that are pending at that instant (under the advisory
+    lock, nothing else claims); the conversion's totals come from those same rows, so every
+    claimed row contributed its ETH."""
     # Placeholder totals satisfy the constraints until the claimed rows' sums replace them.
     conversion = BatchConversion.objects.create(
         threshold_usd=threshold, total_gross_usd=0, total_net_usd=0, total_eth=Decimal("1"), row_count=1
@@ -90,19 +91,23 @@ def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
             UPDATE payout_accumulation
                SET status = %s, batch_conversion_id = %s, updated_at = %s
              WHERE status = %s AND source_asset = %s
-            RETURNING gross_usd, net_usd, source_amount
             """,
             [AccumulationStatus.SWAPPING, conversion.pk, now, AccumulationStatus.PENDING, SourceAsset.ETH],
         )
-        claimed = cursor.fetchall()
-    if not claimed:
+        claimed_count = cursor.rowcount
+    if not claimed_count:
         transaction.set_rollback(True)
         return None
-    field = PayoutAccumulation._meta.get_field
-    to_decimal = lambda name, value: field(name).to_python(value)  # noqa: E731 - exact for SQLite's text/real
-    conversion.total_gross_usd = sum((to_decimal("gross_usd", g) for g, _, _ in claimed), Decimal(0))
-    conversion.total_net_usd = sum((to_decimal("net_usd", n) for _, n, _ in claimed), Decimal(0))
-    conversion.total_eth = sum((to_decimal("source_amount", e) for _, _, e in claimed), Decimal(0))
+    # Read back through the ORM so each backend converts amounts exactly (PostgreSQL numerics;
+    # SQLite's floats via Django's decimal converter), and sum in Python, exactly.
+    claimed = list(
+        PayoutAccumulation.objects.filter(batch_conversion=conversion).values_list(
+            "gross_usd", "net_usd", "source_amount"
+        )
+    )
+    conversion.total_gross_usd = sum((gross for gross, _, _ in claimed), Decimal(0))
+    conversion.total_net_usd = sum((net for _, net, _ in claimed), Decimal(0))
+    conversion.total_eth = sum((eth for _, _, eth in claimed), Decimal(0))
     conversion.row_count = len(claimed)
     conversion.save()
     return conversion

@@ -7,6 +7,7 @@ client's credit. sum(credit) + sum(fee) == amountTo holds by construction and is
 in the database before the transaction commits.
 """
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,6 +20,8 @@ from pgp_project.money import ETH_PLACES, USDT_PLACES, USDT_QUANTUM, from_base_u
 
 from .models import BatchConversion
 from .states import BatchStatus
+
+logger = logging.getLogger(__name__)
 
 
 class DistributionError(Exception):
@@ -102,6 +105,14 @@ def distribute_conversion(conversion_id: int, amount_to: Decimal, payout_hash: s
         conversion.completed_at = now
         conversion.next_action_at = None
         conversion.save()
+    logger.info(
+        "conversion #%s completed: %s USDT received, %s credited to clients, %s fee, %s rows",
+        conversion_id,
+        amount_to,
+        result.credit,
+        result.fee,
+        result.rows,
+    )
     return result
 
 

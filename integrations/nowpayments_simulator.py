@@ -49,6 +49,17 @@ def post_ipn(url: str, secret: str, body: dict[str, object], timeout: float = 10
     return response.status_code
 
 
+def _wait_for_web(url: str, timeout: float = 60.0) -> None:
+    """The demo starts everything at once; begin posting once the web process answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(1)
+
+
 def run_simulator(
     *,
     url: str,
@@ -60,6 +71,7 @@ def run_simulator(
     first_payment_id: int | None = None,
 ) -> None:
     """Post one payment every `interval` seconds (forever, or `count` times)."""
+    _wait_for_web(url)
     payment_id = first_payment_id or int(time.time() * 1000)
     sent = 0
     while count is None or sent < count:

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -82,17 +83,27 @@ def child_pids(pid: int) -> set[int]:
 
 
 @pytest.mark.slow
-def test_demo_command_runs_web_worker_beat_flower_and_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_path: Path) -> None:
     """README command (1) without its install step: the embedded default (SQLite and the kombu
     filesystem broker). Healthy means the web answered, the database and broker are reachable,
-    and a periodic job ran, which takes Beat sending and a worker executing."""
-    web_port, flower_port = free_port(), free_port()
+    and a periodic job ran, which takes Beat sending and a worker executing; then simulated
+    payments complete a conversion within two minutes."""
+    web_port, flower_port, chain_port, sandbox_port = free_port(), free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
     env.update(PGP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="pgp_project.settings.local")
     log_path = tmp_path / "demo.log"
     with log_path.open("w") as log:
         demo = subprocess.Popen(
-            [sys.executable, "manage.py", "run_demo", f"--web-port={web_port}", f"--flower-port={flower_port}"],
+            [
+                sys.executable,
+                "manage.py",
+                "run_demo",
+                f"--web-port={web_port}",
+                f"--flower-port={flower_port}",
+                f"--chain-port={chain_port}",
+                f"--sandbox-port={sandbox_port}",
+                "--payment-interval=2",
+            ],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log,
@@ -115,9 +126,21 @@ def test_demo_command_runs_web_worker_beat_flower_and_stops_cleanly(tmp_path: Pa
         assert "password" in log_text and "/admin/" in log_text
         with urllib.request.urlopen(f"http://127.0.0.1:{flower_port}/", timeout=5) as flower:
             assert flower.status == 200
-        assert len(child_pids(demo.pid)) == 4  # web, worker, beat, flower
+        assert len(child_pids(demo.pid)) == 7  # chain, sandbox, web, worker, beat, flower, payments
         assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself
         assert "beat: Starting" in log_text
+
+        # Simulated payments flow through a micro-batch conversion on anvil and the sandbox.
+        database = tmp_path / "pgp.sqlite3"
+
+        def completed_conversions() -> int:
+            with sqlite3.connect(database, timeout=10) as db:
+                return db.execute("SELECT count(*) FROM batch_conversions WHERE status = 'completed'").fetchone()[0]
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and completed_conversions() == 0:
+            time.sleep(2)
+        assert completed_conversions() >= 1, log_path.read_text()[-3000:]
 
         children = child_pids(demo.pid)
         demo.send_signal(signal.SIGINT)

@@ -10,3 +10,10 @@ NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="local-demo-i
 # The SQLite file and the filesystem broker's folders live here.
 for _folder in ("", "broker/queue", "broker/control", "broker/processed"):
     (VAR_DIR / _folder).mkdir(parents=True, exist_ok=True)  # noqa: F405
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # The demo's web, worker, Beat and simulator all write: wait for the lock instead of failing,
+    # take it at the start of each transaction (no upgrade deadlocks), and let readers run in WAL.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(  # noqa: F405
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )

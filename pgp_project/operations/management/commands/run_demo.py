@@ -1,4 +1,6 @@
-"""The embedded main job: web + admin, a Celery worker, Beat and Flower in one foreground command.
+"""The embedded main job: web + admin, a Celery worker, Beat and Flower in one foreground command,
+with the local stand-ins (anvil with TestUSDT, the sandbox ChangeNOW) and a payment simulator
+posting signed IPNs, so conversions complete on their own within a couple of minutes.
 
 Runs on whatever DATABASE_URL / CELERY_BROKER_URL say (by default SQLite and the kombu
 filesystem broker, so a fresh machine needs no server). Ctrl-C (or SIGTERM) stops every process
@@ -6,16 +8,20 @@ and waits for it; if any process dies, the others are stopped too and the comman
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from integrations.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 from pgp_project.operations.demo import (
     DEMO_ADMIN_USERNAME,
     apply_demo_intervals,
@@ -24,6 +30,10 @@ from pgp_project.operations.demo import (
 )
 
 STOP_GRACE_SECONDS = 20
+CHAIN_START_TIMEOUT_SECONDS = 90
+DEMO_CHANGENOW_API_KEY = "demo-changenow-key"
+# Faster polling than production so the demo shows results in minutes.
+DEMO_FLOW_ENV = {"PGP_CHAIN_POLL_SECONDS": "2", "PGP_EXCHANGE_POLL_SECONDS": "3"}
 
 
 @dataclass
@@ -33,57 +43,138 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Run web, worker, Beat and Flower together for a local demo (Ctrl-C stops all)."
+    help = "Run web, worker, Beat, Flower, anvil, the sandbox ChangeNOW and a payment simulator (Ctrl-C stops all)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--web-port", type=int, default=int(os.environ.get("PGP_WEB_PORT", 8000)))
         parser.add_argument("--flower-port", type=int, default=int(os.environ.get("PGP_FLOWER_PORT", 5555)))
+        parser.add_argument("--chain-port", type=int, default=int(os.environ.get("PGP_CHAIN_PORT", 8545)))
+        parser.add_argument("--sandbox-port", type=int, default=int(os.environ.get("PGP_SANDBOX_PORT", 8701)))
+        parser.add_argument("--payment-interval", type=float, default=4.0, help="seconds between simulated payments")
         parser.add_argument(
             "--keep-schedule", action="store_true", help="Keep the stored Beat intervals instead of demo ones."
         )
 
-    def handle(self, *args: object, web_port: int, flower_port: int, keep_schedule: bool, **options: object) -> None:
+    def handle(self, *args: object, **options: object) -> None:
+        self._stopping = False
+        signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        self._reset_embedded_state()
         call_command("migrate", interactive=False, verbosity=0)
         with transaction.atomic():
             password = reset_demo_admin()
             ensure_demo_clients()
-            if not keep_schedule:
+            if not options["keep_schedule"]:
                 apply_demo_intervals()
 
-        self._stopping = False
-        signal.signal(signal.SIGINT, self._request_stop)
-        signal.signal(signal.SIGTERM, self._request_stop)
-
         python = sys.executable
+        manage = [python, "manage.py"]
         celery = [python, "-m", "celery", "-A", "pgp_project"]
-        children = [
-            self._start("web", [python, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"]),
-            self._start("worker", [*celery, "worker", "--loglevel=INFO", "--concurrency=2", "--hostname=demo@%h"]),
-            self._start("beat", [*celery, "beat", "--loglevel=INFO", "--pidfile="]),
-            self._start("flower", [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"]),
-        ]
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"\nPGP demo running (Ctrl-C stops it)\n"
-                f"  admin:  http://127.0.0.1:{web_port}/admin/  user {DEMO_ADMIN_USERNAME} password {password}\n"
-                f"  health: http://127.0.0.1:{web_port}/health/\n"
-                f"  flower: http://127.0.0.1:{flower_port}/\n"
+        children: list[Child] = []
+        try:
+            children.append(
+                self._start(
+                    "chain",
+                    [
+                        *manage,
+                        "local_chain",
+                        f"--port={options['chain_port']}",
+                        "--block-time=1",
+                        f"--state-dir={settings.VAR_DIR}",
+                    ],
+                )
             )
-        )
-        failed = self._supervise(children)
-        killed = self._stop_all(children)
+            chain = self._wait_for_chain(children[0])
+            flow_env = {
+                "ETH_RPC_URL": chain.rpc_url,
+                "ETH_CHAIN_ID": str(chain.chain_id),
+                "HOT_WALLET_PRIVATE_KEY": chain.hot_wallet_private_key,
+                "USDT_CONTRACT_ADDRESS": chain.usdt_address,
+                "CHANGENOW_API_URL": f"http://127.0.0.1:{options['sandbox_port']}",
+                "CHANGENOW_API_KEY": DEMO_CHANGENOW_API_KEY,
+                **DEMO_FLOW_ENV,
+            }
+            web_port = options["web_port"]
+            children += [
+                self._start(
+                    "sandbox",
+                    [
+                        *manage,
+                        "sandbox_changenow",
+                        f"--port={options['sandbox_port']}",
+                        f"--api-key={DEMO_CHANGENOW_API_KEY}",
+                        f"--state-dir={settings.VAR_DIR}",
+                    ],
+                ),
+                self._start("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], flow_env),
+                self._start(
+                    "worker",
+                    [*celery, "worker", "--loglevel=INFO", "--concurrency=2", "--hostname=demo@%h"],
+                    flow_env,
+                ),
+                self._start("beat", [*celery, "beat", "--loglevel=INFO", "--pidfile="], flow_env),
+                self._start("flower", [*celery, "flower", f"--port={options['flower_port']}", "--address=127.0.0.1"]),
+                self._start(
+                    "payments",
+                    [
+                        *manage,
+                        "simulate_payments",
+                        f"--url=http://127.0.0.1:{web_port}/webhooks/nowpayments/",
+                        f"--interval={options['payment_interval']}",
+                    ],
+                ),
+            ]
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nPGP demo running (Ctrl-C stops it)\n"
+                    f"  admin:  http://127.0.0.1:{web_port}/admin/  user {DEMO_ADMIN_USERNAME} password {password}\n"
+                    f"  health: http://127.0.0.1:{web_port}/health/\n"
+                    f"  flower: http://127.0.0.1:{options['flower_port']}/\n"
+                    f"  chain:  {chain.rpc_url} (anvil, TestUSDT {chain.usdt_address})\n"
+                    f"  ChangeNOW sandbox: http://127.0.0.1:{options['sandbox_port']}/\n"
+                )
+            )
+            failed = self._supervise(children)
+        finally:
+            killed = self._stop_all(children)
         if failed:
             raise CommandError(f"{failed} exited unexpectedly; stopped the others")
         if killed:
             raise CommandError(f"had to kill {', '.join(killed)} after {STOP_GRACE_SECONDS}s")
         self.stdout.write("PGP demo stopped cleanly.")
 
+    def _reset_embedded_state(self) -> None:
+        """Each demo starts a new chain, so on the embedded default it also starts a new database
+        and broker: balances, nonces and exchanges of an old run would not match the new chain."""
+        if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+            return
+        database = Path(settings.DATABASES["default"]["NAME"])
+        for leftover in (database, Path(f"{database}-journal"), Path(settings.VAR_DIR) / LOCAL_CHAIN_STATE_FILE):
+            leftover.unlink(missing_ok=True)
+        if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+            for key in ("data_folder_in", "control_folder", "processed_folder"):
+                folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key])
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True, exist_ok=True)
+        self.stdout.write(f"Fresh demo state in {settings.VAR_DIR}")
+
+    def _wait_for_chain(self, chain_child: Child) -> LocalChain:
+        state_file = Path(settings.VAR_DIR) / LOCAL_CHAIN_STATE_FILE
+        deadline = time.monotonic() + CHAIN_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and not self._stopping:
+            if chain_child.process.poll() is not None:
+                raise CommandError("the local chain failed to start (is `npm ci` done?)")
+            if state_file.exists():
+                return LocalChain.read_json(state_file)
+            time.sleep(0.5)
+        raise CommandError("the local chain did not come up in time")
+
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stopping = True
 
-    def _start(self, name: str, command: list[str]) -> Child:
+    def _start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Child:
         # Own session: a terminal Ctrl-C reaches only us, and we stop each child exactly once.
-        process = subprocess.Popen(command, start_new_session=True, env=os.environ.copy())
+        process = subprocess.Popen(command, start_new_session=True, env={**os.environ, **(extra_env or {})})
         return Child(name, process)
 
     def _supervise(self, children: list[Child]) -> str | None:
@@ -96,7 +187,8 @@ class Command(BaseCommand):
 
     def _stop_all(self, children: list[Child]) -> list[str]:
         killed = []
-        for child in children:
+        # Stop the traffic first and the chain last, so nothing in flight loses its peer early.
+        for child in reversed(children):
             if child.process.poll() is None:
                 # The main process only: a Celery worker stops its own pool (warm shutdown).
                 child.process.send_signal(signal.SIGTERM)

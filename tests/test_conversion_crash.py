@@ -1,0 +1,79 @@
+"""A worker killed (SIGKILL) between signing the host payment and broadcasting it.
+
+The signed bytes and hash were committed before the crash, so the restarted system broadcasts
+exactly that transaction: nothing is sent twice and no second nonce is used.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client as HttpClient
+from web3 import Web3
+
+from batching.conversion import check_threshold
+from batching.models import BatchConversion
+from batching.states import BatchStatus
+from integrations.ethereum import EthereumGateway
+from integrations.localchain import LocalChain
+from payments.models import Client
+from payouts.models import HostPayment, HostPaymentStatus
+from pgp_project.operations.recovery import run_recovery_sweep
+
+from .conftest import WorkerProcess, ipn_body, post_ipn, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
+    flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain, settings
+) -> None:
+    http = HttpClient()
+    for offset in range(4):
+        post_ipn(http, ipn_body(payment_id=9000 + offset, price_amount="12.00", outcome_amount="0.0041"))
+    w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
+    hot = local_chain.hot_wallet_address
+    nonce_before = w3.eth.get_transaction_count(hot, "pending")
+
+    # A worker that stops right after the signing commit, as if about to broadcast.
+    crashing = WorkerProcess({**flow_environment, "PGP_FAULT_PAUSE_AFTER_SIGN_SECONDS": "120"})
+    try:
+        conversion_id = check_threshold().conversion_id
+        signed = wait_until(
+            lambda: HostPayment.objects.filter(conversion_id=conversion_id, status=HostPaymentStatus.SIGNED).first(),
+            timeout=60,
+        )
+        wait_until(lambda: any("fault point: pausing" in line for line in crashing.output), timeout=10)
+    finally:
+        crashing.kill()
+
+    gateway = EthereumGateway(local_chain.rpc_url, chain_id=local_chain.chain_id)
+    assert not gateway.is_known(signed.tx_hash), "nothing may reach the chain before the broadcast step"
+    assert w3.eth.get_transaction_count(hot, "pending") == nonce_before
+
+    # Restart. The killed task's message is still unacknowledged in the broker; the recovery
+    # sweep is what re-drives it (here run at once instead of waiting for Beat).
+    settings.PGP_OVERDUE_GRACE_SECONDS = 0
+    restarted = WorkerProcess(flow_environment)
+    try:
+        report = run_recovery_sweep()
+        assert signed.pk in report.redriven_host_payments
+        conversion = wait_until(
+            lambda: BatchConversion.objects.filter(
+                pk=conversion_id, status__in=[BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.REFUNDED]
+            ).first(),
+            timeout=120,
+        )
+    finally:
+        restarted.stop()
+
+    assert conversion.status == BatchStatus.COMPLETED, conversion.review_reason
+    payment = HostPayment.objects.get(pk=signed.pk)
+    assert payment.status == HostPaymentStatus.CONFIRMED
+    assert (payment.tx_hash, payment.raw_transaction, payment.nonce) == (
+        signed.tx_hash,
+        signed.raw_transaction,
+        signed.nonce,
+    )
+    mined = w3.eth.get_transaction(payment.tx_hash)
+    assert mined["nonce"] == signed.nonce and mined["value"] == int(Decimal("0.0164") * 10**18)
+    assert w3.eth.get_transaction_count(hot, "latest") == nonce_before + 1, "exactly one transaction was sent"
