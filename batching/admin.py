@@ -1,7 +1,6 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 
 from payments.models import PayoutAccumulation
 from payouts.models import HostPayment
@@ -54,12 +53,8 @@ class BatchConversionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def received_vs_expected(self, obj: BatchConversion) -> str:
         if obj.received_usdt is None or obj.expected_usdt is None:
             return "-"
-        return format_html(
-            "received {} of {} expected ({:+})",
-            obj.received_usdt,
-            obj.expected_usdt,
-            obj.received_usdt - obj.expected_usdt,
-        )
+        difference = obj.received_usdt - obj.expected_usdt
+        return f"received {obj.received_usdt} of {obj.expected_usdt} expected ({difference:+})"
 
     @admin.action(description="Re-drive: run the next step for the current state", permissions=["operate"])
     def redrive(self, request: HttpRequest, queryset: QuerySet[BatchConversion]) -> None:

@@ -172,3 +172,48 @@ def test_runtime_settings_edit_takes_effect_without_restart(staff_client: HttpCl
     assert response.status_code == 302
     assert get_runtime_settings().micro_batch_threshold_usd == Decimal("5.00")
     assert JobHeartbeat.objects.count() == 0
+
+
+def test_conversion_page_shows_exchange_host_payment_amounts_and_rows(
+    staff_client: HttpClient, one_of_everything: None
+) -> None:
+    conversion = BatchConversion.objects.get()
+    BatchConversion.objects.filter(pk=conversion.pk).update(
+        status="exchanging",
+        exchange_id="cn-exchange-42",
+        payin_address="0x1111111111111111111111111111111111111111",
+        expected_usdt=Decimal("30.000000"),
+        received_usdt=Decimal("29.950000"),
+    )
+    HostPayment.objects.filter(conversion=conversion).update(
+        status="signed", nonce=7, tx_hash="0x" + "ab" * 32, raw_transaction="0x02f8", confirmations=2
+    )
+    page = staff_client.get(reverse("admin:batching_batchconversion_change", args=[conversion.pk]))
+    assert page.status_code == 200
+    html = page.content.decode().lower()
+    for expected in (
+        "cn-exchange-42",
+        "0x1111111111111111111111111111111111111111",
+        "0x" + "ab" * 32,
+        "received 29.950000 of 30.000000 expected (-0.050000)",
+        "distribution per row",
+    ):
+        assert expected in html
+
+
+def test_redrive_action_enqueues_the_next_step_and_twice_is_harmless(
+    staff_client: HttpClient, one_of_everything: None, settings, django_capture_on_commit_callbacks
+) -> None:
+    import redis
+
+    conversion = BatchConversion.objects.get()
+    queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    before = queue.llen(settings.CELERY_TASK_DEFAULT_QUEUE)
+    url = reverse("admin:batching_batchconversion_changelist")
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = staff_client.post(url, {"action": "redrive", "_selected_action": [conversion.pk]})
+        assert response.status_code == 302
+    assert queue.llen(settings.CELERY_TASK_DEFAULT_QUEUE) == before + 2
+    conversion.refresh_from_db()
+    assert conversion.status == "created"  # the admin only enqueues; the worker does the step
