@@ -274,7 +274,9 @@ def cancel_unfunded_conversion(conversion_id: int, *, reason: str) -> BatchConve
     rows back to pending. Refused for anything that may have moved funds."""
     with transaction.atomic():
         conversion = BatchConversion.objects.select_for_update().get(pk=conversion_id)
-        payment = HostPayment.objects.filter(conversion=conversion).first()
+        # Lock the host payment too: signing holds this lock, so it is either signed before we
+        # look (and we refuse) or it finds its row gone and signs nothing.
+        payment = HostPayment.objects.select_for_update().filter(conversion=conversion).first()
         may_have_sent = payment is not None and payment.status != HostPaymentStatus.CREATED
         if may_have_sent or conversion.status in (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.REFUNDED):
             return conversion
