@@ -38,14 +38,22 @@ class PayoutBatch(models.Model):
     row_count = models.PositiveIntegerField(default=0)
     exchange_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     payin_address = models.CharField(max_length=128, blank=True)
+    exchange_from_amount = eth_field(null=True, blank=True, help_text="ChangeNOW fromAmount.")
     expected_amount = eth_field(null=True, blank=True, help_text="ChangeNOW estimate in the client currency.")
     payout_amount = eth_field(null=True, blank=True, help_text="amountTo the client actually received.")
     exchange_status = models.CharField(max_length=20, blank=True)
+    abandoned_exchange_ids = models.JSONField(
+        default=list, blank=True, help_text="Exchanges created after an ambiguous failure and never funded."
+    )
     payout_tx_hash = models.CharField(max_length=128, blank=True)
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     approved_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejected_at = models.DateTimeField(null=True, blank=True)
     review_reason = models.TextField(blank=True)
     last_error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -135,6 +143,9 @@ class HostPayment(models.Model):
     gas_used = models.BigIntegerField(null=True, blank=True)
     fee_wei = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     last_error = models.TextField(blank=True)
+    balance_alerted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the hot wallet was last found short for this payment (alert once)."
+    )
     attempts = models.PositiveIntegerField(default=0)
     next_action_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from batching import conversion as conversion_flow
+from batching import exchange_flow
+from batching.conversion import CONVERSION_FLOW
 from batching.models import BatchConversion
-from batching.states import BatchStatus
 from payouts.host_payments import ADVANCE_TASK as HOST_PAYMENT_TASK
 from payouts.models import HostPayment, HostPaymentStatus
 
@@ -34,12 +34,13 @@ def run_recovery_sweep() -> SweepReport:
     now = timezone.now()
     grace = timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)
     report = SweepReport()
-    for conversion_id in conversion_flow.overdue_conversions(now, grace):
+    flow = CONVERSION_FLOW
+    for conversion_id in exchange_flow.overdue(flow, now, grace):
         conversion = BatchConversion.objects.get(pk=conversion_id)
         if conversion.deadline_at is not None and conversion.deadline_at < now:
-            _expire_conversion(conversion, now)
+            exchange_flow.expire(flow, conversion, now)
             report.expired_conversions.append(conversion_id)
-        elif schedule_step(BatchConversion, conversion_id, conversion_flow.ADVANCE_TASK, 0):
+        elif schedule_step(BatchConversion, conversion_id, flow.advance_task, 0):
             report.redriven_conversions.append(conversion_id)
     in_flight = [HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
     late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)
@@ -49,18 +50,3 @@ def run_recovery_sweep() -> SweepReport:
     if report.redriven_conversions or report.expired_conversions or report.redriven_host_payments:
         logger.warning("recovery sweep: %s", report)
     return report
-
-
-def _expire_conversion(conversion: BatchConversion, now: timezone.datetime) -> None:
-    age = int((now - conversion.created_at).total_seconds())
-    logger.error(
-        "ALERT batch_deadline_passed kind=conversion id=%s state=%s age=%ss last_error=%s",
-        conversion.pk,
-        conversion.status,
-        age,
-        conversion.last_error or "-",
-    )
-    reason = f"deadline passed in state {conversion.status} after {age}s; last error: {conversion.last_error or '-'}"
-    cancelled = conversion_flow.cancel_unfunded_conversion(conversion.pk, reason=reason)
-    if cancelled.status != BatchStatus.CANCELLED:
-        conversion_flow.move_to_review(conversion.pk, BatchStatus.FAILED, reason)
