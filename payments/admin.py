@@ -1,12 +1,15 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
 
 from .models import Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
 from .routing import reroute_held_payment
-from .selectors import accumulation_totals
+from .selectors import accumulation_totals, client_balance
 
 
 @admin.register(Client)
@@ -23,10 +26,38 @@ class ClientAdmin(admin.ModelAdmin):
     )
     list_filter = ("payout_strategy", "payout_currency", "is_active")
     search_fields = ("external_id", "name", "wallet_address")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("balance_by_state", "recent_payouts", "created_at", "updated_at")
 
     def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         return False  # payments reference clients; deactivate instead
+
+    @admin.display(description="balance by state")
+    def balance_by_state(self, obj: Client) -> str:
+        if obj.pk is None:
+            return "-"
+        balance = client_balance(obj.pk)
+        return (
+            f"pending {balance['pending_usd']} USD · converted {balance['converted_usdt']} USDT · "
+            f"in payout {balance['in_payout_usdt']} USDT · paid out {balance['paid_out_usdt']} USDT"
+        )
+
+    @admin.display(description="recent payouts")
+    def recent_payouts(self, obj: Client) -> str:
+        if obj.pk is None:
+            return "-"
+        batches = obj.payout_batches.order_by("-created_at")[:10]
+        links = [
+            format_html(
+                '<a href="{}">#{} {} {} {}</a>',
+                reverse("admin:payouts_payoutbatch_change", args=[b.pk]),
+                b.pk,
+                b.status,
+                b.source_amount,
+                b.source_currency,
+            )
+            for b in batches
+        ]
+        return format_html_join(mark_safe("<br>"), "{}", ((link,) for link in links)) if links else "none yet"
 
 
 class PaymentEventInline(ReadOnlyTabularInline):

@@ -62,8 +62,14 @@ def route_finished_payment(payment: Payment) -> None:
         hold_payment(payment, f"price currency {payment.price_currency!r} is not USD")
         return
     if client.payout_strategy == PayoutStrategy.INSTANT:
-        # The instant payout flow is not built yet; hold rather than guess.
-        hold_payment(payment, "instant-strategy client: instant payouts are not available yet")
+        if payment.outcome_currency.lower() != "eth":
+            hold_payment(payment, f"instant payouts send ETH; outcome currency is {payment.outcome_currency!r}")
+            return
+        from payouts.client_payouts import create_instant_payout  # payouts builds on payments
+
+        create_instant_payout(payment, client, fee_percent_for(client))
+        payment.routing_status = RoutingStatus.ROUTED
+        payment.hold_reason = ""
         return
     create_accumulation(payment, client, user_id)
     payment.routing_status = RoutingStatus.ROUTED

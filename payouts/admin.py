@@ -1,8 +1,28 @@
-from django.contrib import admin
+from collections.abc import Callable
 
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from batching.exchange_flow import OPEN_STATUSES
+from batching.states import BatchStatus
 from payments.models import PayoutAccumulation
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from pgp_project.operations.scheduling import enqueue_after_commit
+from pgp_project.operations.selectors import get_runtime_settings
 
+from .client_payouts import (
+    ADVANCE_TASK,
+    PayoutNotAwaitingApproval,
+    approve_payout,
+    cancel_unfunded_payout,
+    reject_payout,
+)
 from .models import HostPayment, PayoutBatch
 
 
@@ -12,6 +32,14 @@ class PayoutRowInline(ReadOnlyTabularInline):
     fields = ("id", "payment", "status", "credit_usdt", "paid_out_at")
     readonly_fields = fields
     verbose_name_plural = "rows paid out by this batch"
+
+
+class PayoutHostPaymentInline(ReadOnlyTabularInline):
+    model = HostPayment
+    fk_name = "payout_batch"
+    fields = ("status", "asset", "amount", "to_address", "nonce", "tx_hash", "confirmations", "last_error")
+    readonly_fields = fields
+    verbose_name_plural = "host payment (on-chain funding of the exchange)"
 
 
 @admin.register(PayoutBatch)
@@ -31,7 +59,81 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "kind", "payout_currency")
     search_fields = ("=id", "exchange_id", "client__external_id")
     list_select_related = ("client",)
-    inlines = [PayoutRowInline]
+    readonly_fields = ("approval",)
+    inlines = [PayoutHostPaymentInline, PayoutRowInline]
+    actions = ["redrive", "cancel_unfunded"]
+
+    @admin.display(description="approval")
+    def approval(self, obj: PayoutBatch) -> str:
+        if obj.status == BatchStatus.AWAITING_APPROVAL:
+            return format_html(
+                '<a class="button" href="{}">Approve…</a> <a class="button" href="{}">Reject…</a>',
+                reverse("admin:payouts_payoutbatch_approve", args=[obj.pk]),
+                reverse("admin:payouts_payoutbatch_reject", args=[obj.pk]),
+            )
+        if obj.approved_by_id:
+            return f"approved by {obj.approved_by} at {obj.approved_at:%Y-%m-%d %H:%M:%S %Z}"
+        if obj.rejected_by_id:
+            return f"rejected by {obj.rejected_by} at {obj.rejected_at:%Y-%m-%d %H:%M:%S %Z}"
+        return "not required"
+
+    def get_urls(self) -> list:
+        decide = self.admin_site.admin_view
+        return [
+            path("<int:batch_id>/approve/", decide(self.approve_view), name="payouts_payoutbatch_approve"),
+            path("<int:batch_id>/reject/", decide(self.reject_view), name="payouts_payoutbatch_reject"),
+            *super().get_urls(),
+        ]
+
+    def approve_view(self, request: HttpRequest, batch_id: int) -> HttpResponse:
+        return self._decision(request, batch_id, approve_payout, "Approve payout", "Send this payout?", "Approve")
+
+    def reject_view(self, request: HttpRequest, batch_id: int) -> HttpResponse:
+        return self._decision(
+            request, batch_id, reject_payout, "Reject payout", "Cancel it and return the rows to the balance?", "Reject"
+        )
+
+    def _decision(
+        self, request: HttpRequest, batch_id: int, decide: Callable, title: str, question: str, button: str
+    ) -> HttpResponse:
+        if not request.user.has_perm("payouts.change_payoutbatch"):
+            raise PermissionDenied
+        batch = get_object_or_404(PayoutBatch, pk=batch_id)
+        if request.method == "POST":
+            try:
+                decide(batch.pk, request.user)
+                self.message_user(request, f"Payout #{batch.pk}: {button.lower()}d.", messages.SUCCESS)
+            except PayoutNotAwaitingApproval as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            return redirect("admin:payouts_payoutbatch_change", batch.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "batch": batch,
+            "question": question,
+            "button": button,
+            "approval_limit": get_runtime_settings().payout_approval_limit_usdt,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/payouts/payoutbatch/decision.html", context)
+
+    @admin.action(description="Re-drive: run the next step for the current state", permissions=["operate"])
+    def redrive(self, request: HttpRequest, queryset: QuerySet[PayoutBatch]) -> None:
+        open_ids = list(queryset.filter(status__in=OPEN_STATUSES).values_list("id", flat=True))
+        for batch_id in open_ids:
+            enqueue_after_commit(ADVANCE_TASK, batch_id)  # the step is idempotent
+        self.message_user(request, f"Re-driving {len(open_ids)} open payout(s).", messages.INFO)
+
+    @admin.action(description="Cancel and release rows (only if nothing was sent)", permissions=["operate"])
+    def cancel_unfunded(self, request: HttpRequest, queryset: QuerySet[PayoutBatch]) -> None:
+        cancelled = 0
+        for batch_id in queryset.values_list("id", flat=True):
+            result = cancel_unfunded_payout(batch_id, reason=f"cancelled by {request.user} in the admin")
+            cancelled += result.status == BatchStatus.CANCELLED
+        self.message_user(request, f"{cancelled} payout(s) cancelled; any that may have sent funds were left as is.")
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payouts.change_payoutbatch")
 
 
 @admin.register(HostPayment)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from eth_account import Account
 
 from batching.models import BatchConversion
-from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction
+from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction, SignedTransfer
 from pgp_project.money import ETH_PLACES, USDT_PLACES, to_base_units
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
@@ -86,7 +86,10 @@ def advance_host_payment(host_payment_id: int, gateway: EthereumGateway | None =
     gateway = gateway or EthereumGateway()
     payment = HostPayment.objects.get(pk=host_payment_id)
     if payment.status == HostPaymentStatus.CREATED:
-        payment = sign_host_payment(payment.pk, gateway)
+        try:
+            payment = sign_host_payment(payment.pk, gateway)
+        except InsufficientHotWalletBalance as exc:
+            return _wait_for_balance(payment.pk, exc)
     if payment.status in IN_FLIGHT:
         payment = broadcast_and_check(payment.pk, gateway)
     if payment.status in IN_FLIGHT:
@@ -124,6 +127,7 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
                 nonce=nonce,
                 fees=fees,
             )
+        _require_hot_wallet_balance(payment, signed, gateway)  # raises before anything is stored
         payment.nonce = signed.nonce
         payment.raw_transaction = signed.raw_transaction
         payment.tx_hash = signed.tx_hash
@@ -148,6 +152,48 @@ def _pause_for_crash_test() -> None:
     if pause > 0:
         logger.warning("fault point: pausing %ss after signing, before broadcast", pause)
         time.sleep(pause)
+
+
+class InsufficientHotWalletBalance(Exception):
+    """The hot wallet cannot cover this payment yet: the batch waits (it does not fail)."""
+
+
+def _require_hot_wallet_balance(payment: HostPayment, signed: SignedTransfer, gateway: EthereumGateway) -> None:
+    """The wallet must hold the amount plus the maximum gas (ETH), or the tokens plus the gas
+    ETH (USDT), net of our payments that are signed but not yet mined."""
+    unmined = HostPayment.objects.filter(
+        from_address=payment.from_address, status__in=IN_FLIGHT, block_number__isnull=True
+    ).exclude(pk=payment.pk)
+    reserved_eth = sum(
+        int(p.max_fee_per_gas or 0) * int(p.gas_limit or 0)
+        + (int(p.amount_base_units) if p.asset == HostAsset.ETH else 0)
+        for p in unmined
+    )
+    reserved_usdt = sum(int(p.amount_base_units) for p in unmined if p.asset == HostAsset.USDT)
+    needed_eth = signed.max_fee_per_gas * signed.gas_limit + reserved_eth
+    needed_usdt = reserved_usdt
+    if payment.asset == HostAsset.ETH:
+        needed_eth += int(payment.amount_base_units)
+    else:
+        needed_usdt += int(payment.amount_base_units)
+    have_eth = gateway.eth_balance(payment.from_address)
+    have_usdt = gateway.token_balance(settings.USDT_CONTRACT_ADDRESS, payment.from_address) if needed_usdt else 0
+    if have_eth < needed_eth or have_usdt < needed_usdt:
+        raise InsufficientHotWalletBalance(
+            f"hot wallet {payment.from_address} holds {have_eth} wei / {have_usdt} USDT units; "
+            f"host payment #{payment.pk} needs {needed_eth} wei / {needed_usdt} USDT units "
+            "(amount, maximum gas, and unmined payments)"
+        )
+
+
+def _wait_for_balance(payment_id: int, error: InsufficientHotWalletBalance) -> HostPayment:
+    """Leave the payment unsigned and look again later; alert once per payment, not every run."""
+    now = timezone.now()
+    HostPayment.objects.filter(pk=payment_id).update(last_error=str(error), updated_at=now)
+    if HostPayment.objects.filter(pk=payment_id, balance_alerted_at__isnull=True).update(balance_alerted_at=now):
+        logger.error("ALERT hot_wallet_insufficient host_payment=%s %s", payment_id, error)
+    schedule_step(HostPayment, payment_id, ADVANCE_TASK, settings.PGP_BALANCE_RETRY_SECONDS)
+    return HostPayment.objects.get(pk=payment_id)
 
 
 def _locked_wallet_row(address: str) -> HotWallet:

@@ -126,12 +126,30 @@ def test_inactive_client_holds_payment_and_reroute_after_reactivation(client: Ht
     assert PayoutAccumulation.objects.filter(payment=payment).count() == 1
 
 
-def test_instant_client_payment_is_held_until_instant_payouts_exist(client: HttpClient, threshold_client: Client):
+def test_instant_client_payment_creates_one_instant_payout_with_the_fee_deducted(
+    client: HttpClient, threshold_client: Client
+):
+    from payouts.models import PayoutBatch
+
     threshold_client.payout_strategy = PayoutStrategy.INSTANT
     threshold_client.save()
     assert post_ipn(client, ipn_body()).status_code == 200
+    assert post_ipn(client, ipn_body()).status_code == 200  # redelivered: still one payout
     payment = Payment.objects.get()
-    assert payment.routing_status == RoutingStatus.HELD and "instant" in payment.hold_reason
+    assert payment.routing_status == RoutingStatus.ROUTED
+    payout = PayoutBatch.objects.get()
+    assert payout.kind == "instant" and payout.payment == payment and payout.status == "created"
+    assert payout.fee_amount == Decimal("0.0001837035")  # 3 % of 0.00612345, exact at 18 dp
+    assert payout.source_amount + payout.fee_amount == Decimal("0.00612345")
+    assert PayoutAccumulation.objects.count() == 0
+
+
+def test_instant_client_paid_in_another_currency_is_held(client: HttpClient, threshold_client: Client):
+    threshold_client.payout_strategy = PayoutStrategy.INSTANT
+    threshold_client.save()
+    assert post_ipn(client, ipn_body(outcome_currency="trx", outcome_amount=100)).status_code == 200
+    payment = Payment.objects.get()
+    assert payment.routing_status == RoutingStatus.HELD and "trx" in payment.hold_reason
 
 
 def test_status_moves_forward_only_and_routes_once(client: HttpClient, threshold_client: Client):

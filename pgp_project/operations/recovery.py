@@ -15,8 +15,9 @@ from django.utils import timezone
 from batching import exchange_flow
 from batching.conversion import CONVERSION_FLOW
 from batching.models import BatchConversion
+from payouts.client_payouts import PAYOUT_FLOW
 from payouts.host_payments import ADVANCE_TASK as HOST_PAYMENT_TASK
-from payouts.models import HostPayment, HostPaymentStatus
+from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 
 from .scheduling import schedule_step
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 class SweepReport:
     redriven_conversions: list[int] = field(default_factory=list)
     expired_conversions: list[int] = field(default_factory=list)
+    redriven_payouts: list[int] = field(default_factory=list)
+    expired_payouts: list[int] = field(default_factory=list)
     redriven_host_payments: list[int] = field(default_factory=list)
 
 
@@ -42,11 +45,18 @@ def run_recovery_sweep() -> SweepReport:
             report.expired_conversions.append(conversion_id)
         elif schedule_step(BatchConversion, conversion_id, flow.advance_task, 0):
             report.redriven_conversions.append(conversion_id)
+    for batch_id in exchange_flow.overdue(PAYOUT_FLOW, now, grace):
+        batch = PayoutBatch.objects.get(pk=batch_id)
+        if batch.deadline_at is not None and batch.deadline_at < now:
+            exchange_flow.expire(PAYOUT_FLOW, batch, now)
+            report.expired_payouts.append(batch_id)
+        elif schedule_step(PayoutBatch, batch_id, PAYOUT_FLOW.advance_task, 0):
+            report.redriven_payouts.append(batch_id)
     in_flight = [HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
     late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)
     for payment_id in HostPayment.objects.filter(late, status__in=in_flight).values_list("id", flat=True):
         if schedule_step(HostPayment, payment_id, HOST_PAYMENT_TASK, 0):
             report.redriven_host_payments.append(payment_id)
-    if report.redriven_conversions or report.expired_conversions or report.redriven_host_payments:
+    if any(vars(report).values()):
         logger.warning("recovery sweep: %s", report)
     return report

@@ -6,13 +6,18 @@ schedules nothing, so re-drives and redeliveries never fork a second polling cha
 message leaves `next_action_at` in the past, which is what the recovery sweep looks for.
 """
 
+import logging
 import random
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from celery import current_app
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
 
 EARLY_ARRIVAL_TOLERANCE = timedelta(seconds=2)
 
@@ -54,3 +59,19 @@ def note_retry(model: type[models.Model], pk: int, error: Exception, countdown: 
         attempts=models.F("attempts") + 1,
         next_action_at=timezone.now() + timedelta(seconds=countdown),
     )
+
+
+def run_flow_step(task: Any, model: type[models.Model], pk: int, step: Callable[[int], object]) -> None:
+    """Body of a flow task: run `step(pk)`; a transient failure retries the task with backoff
+    (recorded on the object); an object that no longer exists is nothing to do."""
+    from .transient_errors import TRANSIENT_ERRORS, retry_after_of
+
+    try:
+        step(pk)
+    except model.DoesNotExist:
+        logger.warning("%s #%s no longer exists; nothing to do", model.__name__, pk)
+    except TRANSIENT_ERRORS as exc:
+        countdown = retry_countdown(task.request.retries, retry_after_of(exc))
+        note_retry(model, pk, exc, countdown)
+        logger.warning("%s #%s: %s; retry in %.1fs", model.__name__, pk, exc, countdown)
+        raise task.retry(exc=exc, countdown=countdown) from exc
