@@ -18,7 +18,7 @@ from django.utils import timezone
 from eth_account import Account
 
 from batching.models import BatchConversion
-from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction, SignedTransfer
+from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction
 from pgp_project.money import ETH_PLACES, USDT_PLACES, to_base_units
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
@@ -110,6 +110,9 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
         # yet broadcast transactions. The larger is the first free nonce.
         nonce = max(wallet_row.next_nonce, gateway.pending_nonce(payment.from_address))
         fees = gateway.fees(max_fee_cap)
+        # Amount first, without gas: estimating gas for a token transfer the wallet cannot
+        # cover would revert instead of telling us to wait.
+        _require_hot_wallet_balance(payment, 0, gateway)
         if payment.asset == HostAsset.ETH:
             signed = gateway.sign_eth_transfer(
                 private_key=wallet.private_key,
@@ -127,7 +130,7 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
                 nonce=nonce,
                 fees=fees,
             )
-        _require_hot_wallet_balance(payment, signed, gateway)  # raises before anything is stored
+        _require_hot_wallet_balance(payment, signed.max_fee_per_gas * signed.gas_limit, gateway)
         payment.nonce = signed.nonce
         payment.raw_transaction = signed.raw_transaction
         payment.tx_hash = signed.tx_hash
@@ -158,7 +161,7 @@ class InsufficientHotWalletBalance(Exception):
     """The hot wallet cannot cover this payment yet: the batch waits (it does not fail)."""
 
 
-def _require_hot_wallet_balance(payment: HostPayment, signed: SignedTransfer, gateway: EthereumGateway) -> None:
+def _require_hot_wallet_balance(payment: HostPayment, max_gas_cost_wei: int, gateway: EthereumGateway) -> None:
     """The wallet must hold the amount plus the maximum gas (ETH), or the tokens plus the gas
     ETH (USDT), net of our payments that are signed but not yet mined."""
     unmined = HostPayment.objects.filter(
@@ -170,7 +173,7 @@ def _require_hot_wallet_balance(payment: HostPayment, signed: SignedTransfer, ga
         for p in unmined
     )
     reserved_usdt = sum(int(p.amount_base_units) for p in unmined if p.asset == HostAsset.USDT)
-    needed_eth = signed.max_fee_per_gas * signed.gas_limit + reserved_eth
+    needed_eth = max_gas_cost_wei + reserved_eth
     needed_usdt = reserved_usdt
     if payment.asset == HostAsset.ETH:
         needed_eth += int(payment.amount_base_units)

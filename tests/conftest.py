@@ -134,12 +134,14 @@ def flow_environment(local_chain: LocalChain, sandbox: SandboxChangeNow) -> Iter
         "CHANGENOW_API_KEY": CHANGENOW_TEST_API_KEY,
         "PGP_CHAIN_POLL_SECONDS": "0.5",
         "PGP_EXCHANGE_POLL_SECONDS": "0.5",
+        "PGP_BALANCE_RETRY_SECONDS": "1",
     }
     typed = {
         **env,
         "ETH_CHAIN_ID": local_chain.chain_id,
         "PGP_CHAIN_POLL_SECONDS": 0.5,
         "PGP_EXCHANGE_POLL_SECONDS": 0.5,
+        "PGP_BALANCE_RETRY_SECONDS": 1.0,
     }
     originals = {name: getattr(settings, name) for name in typed}
     for name, value in typed.items():

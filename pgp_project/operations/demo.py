@@ -19,15 +19,17 @@ DEMO_INTERVALS = {
 }
 DEMO_CLIENTS = [
     # (external id, name, strategy, threshold USD, currency, network, wallet)
+    # Paid in USDT on TRON: the sandbox simulates the payout hash (not an EVM chain).
     (
         "-1001000000001",
         "Demo channel A",
         PayoutStrategy.THRESHOLD,
         "25.00",
         PayoutCurrency.USDT,
-        "eth",
-        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "trx",
+        "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8",
     ),
+    # Paid in ETH: the sandbox pays out on the local chain.
     (
         "-1001000000002",
         "Demo channel B",
@@ -37,6 +39,7 @@ DEMO_CLIENTS = [
         "eth",
         "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
     ),
+    # Instant: every payment is exchanged ETH -> USDC on its own.
     (
         "-1001000000003",
         "Demo channel C",
