@@ -224,6 +224,29 @@ def celery_worker_process(django_db_setup: None, flow_environment: dict[str, str
     worker.stop()
 
 
+def run_at_the_same_moment(action: Any, times: int = 2) -> list[Any]:
+    """Run `action()` in `times` threads released together; each thread closes its own
+    database connection. Returns the results (order not guaranteed)."""
+    from django.db import connection
+
+    barrier = threading.Barrier(times)
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(action())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

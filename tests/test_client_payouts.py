@@ -4,13 +4,11 @@ Rows are credited through the real intake path with USDT-on-Ethereum payments (c
 no conversion needed), so each test starts from converted balances.
 """
 
-import threading
 from decimal import Decimal
 
 import pytest
 import requests
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Sum
 from django.test import Client as HttpClient
 from django.urls import reverse
@@ -28,7 +26,7 @@ from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.money import to_base_units
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .conftest import ipn_body, post_ipn, wait_until
+from .conftest import ipn_body, post_ipn, run_at_the_same_moment, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)
@@ -207,21 +205,7 @@ def test_concurrent_payout_checks_open_one_batch_per_client(celery_worker_proces
     payees = [make_client(f"-10070{i}", "5.00") for i in range(3)]
     for index, payee in enumerate(payees):
         credit_usdt(payee, ["6.00", "7.00"], first_id=70000 + 10 * index)
-    barrier = threading.Barrier(2)
-    results: list[list[int]] = []
-
-    def run_check() -> None:
-        try:
-            barrier.wait()
-            results.append(check_client_payouts())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run_check) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_at_the_same_moment(check_client_payouts)
     assert sorted(len(r) for r in results) in ([0, 3], [1, 2], [3, 0])  # however the lock fell
     assert sum(len(r) for r in results) == 3
     for payee in payees:

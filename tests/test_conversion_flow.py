@@ -4,12 +4,10 @@ Only our own service entry points are called from the test (the Beat job's body,
 sweep); everything else happens in the worker through the broker, on the chain and over HTTP.
 """
 
-import threading
 from decimal import Decimal
 
 import pytest
 import requests
-from django.db import connection
 from django.test import Client as HttpClient
 from web3 import Web3
 
@@ -27,7 +25,7 @@ from payouts.models import HostPayment, HostPaymentStatus
 from pgp_project.money import to_base_units
 from pgp_project.operations.recovery import run_recovery_sweep
 
-from .conftest import ipn_body, post_ipn, wait_until
+from .conftest import ipn_body, post_ipn, run_at_the_same_moment, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)
@@ -119,21 +117,7 @@ def test_fifty_payments_make_one_conversion_that_distributes_exactly(
 
 def test_concurrent_threshold_checks_create_one_conversion(celery_worker_process, threshold_client: Client) -> None:
     post_eth_payments(12, first_id=2000)
-    barrier = threading.Barrier(2)
-    results = []
-
-    def run_check() -> None:
-        try:
-            barrier.wait()
-            results.append(check_threshold())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run_check) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_at_the_same_moment(check_threshold)
     created = [r.conversion_id for r in results if r.conversion_id]
     assert len(created) == 1
     assert BatchConversion.objects.count() == 1
@@ -151,20 +135,7 @@ def test_concurrent_steps_fund_only_the_first_stored_exchange(
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address)
     conversion_id = check_threshold().conversion_id
-    barrier = threading.Barrier(2)
-
-    def step() -> None:
-        try:
-            barrier.wait()
-            advance_conversion(conversion_id)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=step) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_at_the_same_moment(lambda: advance_conversion(conversion_id))
     conversion = wait_final(conversion_id)
     assert conversion.status == BatchStatus.COMPLETED
     host_payment = HostPayment.objects.get(conversion=conversion)

@@ -1,13 +1,11 @@
 """POST /webhooks/nowpayments/: what is stored and answered for each kind of IPN."""
 
 import json
-import threading
 from decimal import Decimal
 
 import psycopg2
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client as HttpClient
 from django.test import override_settings
 
@@ -23,7 +21,7 @@ from payments.models import (
 )
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .conftest import IPN_URL, ipn_body, post_ipn
+from .conftest import IPN_URL, ipn_body, post_ipn, run_at_the_same_moment
 
 pytestmark = pytest.mark.django_db
 
@@ -178,21 +176,7 @@ def test_duplicate_ipn_answers_200_and_creates_nothing_new(client: HttpClient, t
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_ipns_make_one_payment_and_one_row(threshold_client: Client):
-    barrier = threading.Barrier(4)
-    statuses: list[int] = []
-
-    def deliver() -> None:
-        try:
-            barrier.wait()
-            statuses.append(post_ipn(HttpClient(), ipn_body()).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = run_at_the_same_moment(lambda: post_ipn(HttpClient(), ipn_body()).status_code, times=4)
     assert statuses == [200, 200, 200, 200]
     assert Payment.objects.count() == 1
     assert PayoutAccumulation.objects.count() == 1

@@ -14,10 +14,9 @@ from django.utils import timezone
 
 from batching import exchange_flow
 from batching.conversion import CONVERSION_FLOW
-from batching.models import BatchConversion
 from payouts.client_payouts import PAYOUT_FLOW
 from payouts.host_payments import ADVANCE_TASK as HOST_PAYMENT_TASK
-from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
+from payouts.models import HostPayment, HostPaymentStatus
 
 from .scheduling import schedule_step
 
@@ -37,21 +36,17 @@ def run_recovery_sweep() -> SweepReport:
     now = timezone.now()
     grace = timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)
     report = SweepReport()
-    flow = CONVERSION_FLOW
-    for conversion_id in exchange_flow.overdue(flow, now, grace):
-        conversion = BatchConversion.objects.get(pk=conversion_id)
-        if conversion.deadline_at is not None and conversion.deadline_at < now:
-            exchange_flow.expire(flow, conversion, now)
-            report.expired_conversions.append(conversion_id)
-        elif schedule_step(BatchConversion, conversion_id, flow.advance_task, 0):
-            report.redriven_conversions.append(conversion_id)
-    for batch_id in exchange_flow.overdue(PAYOUT_FLOW, now, grace):
-        batch = PayoutBatch.objects.get(pk=batch_id)
-        if batch.deadline_at is not None and batch.deadline_at < now:
-            exchange_flow.expire(PAYOUT_FLOW, batch, now)
-            report.expired_payouts.append(batch_id)
-        elif schedule_step(PayoutBatch, batch_id, PAYOUT_FLOW.advance_task, 0):
-            report.redriven_payouts.append(batch_id)
+    for flow, redriven, expired in (
+        (CONVERSION_FLOW, report.redriven_conversions, report.expired_conversions),
+        (PAYOUT_FLOW, report.redriven_payouts, report.expired_payouts),
+    ):
+        for batch_id in exchange_flow.overdue(flow, now, grace):
+            batch = flow.model.objects.get(pk=batch_id)
+            if batch.deadline_at is not None and batch.deadline_at < now:
+                exchange_flow.expire(flow, batch, now)
+                expired.append(batch_id)
+            elif schedule_step(flow.model, batch_id, flow.advance_task, 0):
+                redriven.append(batch_id)
     in_flight = [HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
     late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)
     for payment_id in HostPayment.objects.filter(late, status__in=in_flight).values_list("id", flat=True):
