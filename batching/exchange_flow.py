@@ -49,6 +49,14 @@ class ExchangePair:
     to_currency: str
     to_network: str
 
+    @property
+    def is_direct(self) -> bool:
+        """Same asset on both sides: nothing to exchange, the host payment pays the payee."""
+        return (self.from_currency, self.from_network) == (self.to_currency, self.to_network)
+
+
+DIRECT_EXCHANGE_PREFIX = "direct-"
+
 
 Batch = Any  # BatchConversion | PayoutBatch: the same flow fields on both models
 
@@ -77,7 +85,10 @@ def advance(flow: Flow, batch_id: int, client: ChangeNowClient | None = None) ->
         if flow.before_exchange is not None:
             batch = flow.before_exchange(batch, client)
         if batch.status in (BatchStatus.CREATED, BatchStatus.APPROVED):
-            batch = _create_exchange(flow, batch, client)
+            if flow.pair(batch).is_direct:
+                batch = _set_up_direct_payment(flow, batch)
+            else:
+                batch = _create_exchange(flow, batch, client)
     if batch.status == BatchStatus.SWAP_CREATED:
         batch = _start_funding(flow, batch)
     if batch.status == BatchStatus.FUNDING:
@@ -86,6 +97,23 @@ def advance(flow: Flow, batch_id: int, client: ChangeNowClient | None = None) ->
         batch = transition(flow, batch, BatchStatus.FUNDED, BatchStatus.EXCHANGING)
     if batch.status == BatchStatus.EXCHANGING:
         batch = _poll_exchange(flow, batch, client)
+    return batch
+
+
+def _set_up_direct_payment(flow: Flow, batch: Batch) -> Batch:
+    """No exchange for a same-asset payout (e.g. USDT ERC-20 to a USDT ERC-20 wallet): the host
+    payment goes straight to the payee, and the rest of the chain runs unchanged."""
+    amount = flow.send_amount(batch)
+    flow.model.objects.filter(pk=batch.pk, status=batch.status, exchange_id__isnull=True).update(
+        status=BatchStatus.SWAP_CREATED,
+        exchange_id=f"{DIRECT_EXCHANGE_PREFIX}{flow.kind}-{batch.pk}",
+        payin_address=flow.payout_address(batch),
+        exchange_from_amount=amount,
+        exchange_status="direct",
+        updated_at=timezone.now(),
+        **{flow.expected_field: amount},
+    )
+    batch.refresh_from_db()
     return batch
 
 
@@ -173,7 +201,10 @@ def _follow_funding(flow: Flow, batch: Batch) -> Batch:
 
 
 def _poll_exchange(flow: Flow, batch: Batch, client: ChangeNowClient) -> Batch:
-    state = client.exchange_state(batch.exchange_id)
+    if batch.exchange_id.startswith(DIRECT_EXCHANGE_PREFIX):
+        state = _direct_payment_state(flow, batch)
+    else:
+        state = client.exchange_state(batch.exchange_id)
     flow.model.objects.filter(pk=batch.pk).update(exchange_status=state.status[:20])
     if not state.is_known:
         logger.error("ALERT changenow_unknown_status kind=%s id=%s status=%r", flow.kind, batch.pk, state.status)
@@ -191,6 +222,21 @@ def _poll_exchange(flow: Flow, batch: Batch, client: ChangeNowClient) -> Batch:
         schedule_step(flow.model, batch.pk, flow.advance_task, settings.PGP_EXCHANGE_POLL_SECONDS)
     batch.refresh_from_db()
     return batch
+
+
+def _direct_payment_state(flow: Flow, batch: Batch) -> ExchangeState:
+    """A direct payment is finished once its host payment is confirmed (we are only here then)."""
+    payment = HostPayment.objects.get(**{flow.host_owner_field: batch})
+    return ExchangeState(
+        id=batch.exchange_id,
+        status="finished",
+        amount_from=payment.amount,
+        amount_to=payment.amount,
+        expected_amount_to=payment.amount,
+        payin_hash=payment.tx_hash or "",
+        payout_hash=payment.tx_hash or "",
+        refund_hash="",
+    )
 
 
 def transition(flow: Flow, batch: Batch, from_status: BatchStatus, to_status: BatchStatus) -> Batch:

@@ -27,6 +27,28 @@ KNOWN_STATUSES = frozenset(
 )
 
 
+# /v2/validate/address takes ChangeNOW's legacy ticker, which names the network for tokens.
+LEGACY_TICKERS = {
+    ("usdt", "eth"): "usdterc20",
+    ("usdt", "trx"): "usdttrc20",
+    ("usdt", "bsc"): "usdtbsc",
+    ("usdt", "sol"): "usdtsol",
+    ("usdc", "eth"): "usdc",
+    ("usdc", "bsc"): "usdcbsc",
+    ("usdc", "sol"): "usdcsol",
+    ("bnb", "bsc"): "bnbbsc",
+    ("matic", "matic"): "maticmainnet",
+    ("avax", "avaxc"): "avaxc",
+}
+
+
+def legacy_ticker(currency: str, network: str) -> str:
+    currency, network = currency.lower(), network.lower()
+    if (currency, network) in LEGACY_TICKERS:
+        return LEGACY_TICKERS[(currency, network)]
+    return currency if network in ("", currency) else currency + network
+
+
 class ChangeNowError(Exception):
     """Base of every ChangeNOW failure; the message never contains the API key."""
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from batching import exchange_flow
 from batching.exchange_flow import ExchangePair, Flow
 from batching.states import BatchStatus
-from integrations.changenow import ChangeNowClient, ChangeNowError, ExchangeState
+from integrations.changenow import ChangeNowClient, ChangeNowError, ExchangeState, legacy_ticker
 from payments.models import AccumulationStatus, Client, Payment, PayoutAccumulation, PayoutStrategy
 from pgp_project.money import ETH_QUANTUM, percent_of
 from pgp_project.operations.locks import try_advisory_xact_lock
@@ -48,7 +48,8 @@ def _pair(batch: PayoutBatch) -> ExchangePair:
 
 
 def _validate_address(batch: PayoutBatch, client: ChangeNowClient) -> PayoutBatch:
-    valid, message = client.validate_address(currency=batch.payout_currency, address=batch.wallet_address)
+    ticker = legacy_ticker(batch.payout_currency, batch.payout_network)
+    valid, message = client.validate_address(currency=ticker, address=batch.wallet_address)
     if valid:
         return batch
     return exchange_flow.to_review(
@@ -160,6 +161,8 @@ def check_client_payouts(client: ChangeNowClient | None = None) -> list[int]:
 def _meets_exchange_minimum(payee: Client, credit: Decimal, client: ChangeNowClient) -> bool:
     """Below ChangeNOW's minimum for the pair the credit simply waits for more (not an error)."""
     source_currency, source_network = SOURCE_BY_KIND[PayoutKind.THRESHOLD]
+    if ExchangePair(source_currency, source_network, payee.payout_currency, payee.payout_network).is_direct:
+        return True  # paid by a direct transfer: no exchange, no exchange minimum
     try:
         minimum = client.min_amount(
             from_currency=source_currency,

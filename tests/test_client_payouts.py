@@ -250,3 +250,35 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
     assert HostPayment.objects.get(pk=host_payment.pk).balance_alerted_at == first_alert  # alerted once
     assert_conserved(payee)
+
+
+def test_usdt_erc20_client_is_paid_by_a_direct_transfer_without_an_exchange(
+    celery_worker_process, local_chain: LocalChain, sandbox: SandboxChangeNow
+) -> None:
+    before = requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"]
+    payee = make_client("-100901", "5.00", payout_currency="usdt", payout_network="eth")
+    credit_usdt(payee, ["7.00", "8.00"], first_id=90000)
+    (batch_id,) = check_client_payouts()
+    batch = wait_final(batch_id)
+    assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
+    assert batch.payout_amount == batch.total_usdt
+    sender, receiver, value = usdt_sent_on_chain(local_chain, batch.payout_tx_hash)
+    assert (sender, receiver) == (local_chain.hot_wallet_address, ETH_WALLET)
+    assert value == to_base_units(batch.total_usdt, 6)
+    assert requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"] == before
+    assert_conserved(payee)
+
+
+def test_usdt_on_tron_client_is_validated_with_the_network_ticker_and_paid(celery_worker_process) -> None:
+    payee = make_client(
+        "-101001",
+        "5.00",
+        payout_currency="usdt",
+        payout_network="trx",
+        wallet_address="TJRabPrwbZy45sbavfcjinPJC18kjpRTv8",
+    )
+    credit_usdt(payee, ["9.00"], first_id=100000)
+    (batch_id,) = check_client_payouts()
+    batch = wait_final(batch_id)
+    assert batch.status == BatchStatus.COMPLETED, batch.review_reason
+    assert batch.payout_amount > 0 and batch.payout_tx_hash  # the sandbox simulates TRON's hash
