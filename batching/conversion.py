@@ -11,7 +11,7 @@ Side exits: cancelled (nothing sent: rows back to pending), failed / refunded (h
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,6 +22,7 @@ from integrations.changenow import ChangeNowClient, ExchangeState
 from payments.models import AccumulationStatus, PayoutAccumulation, SourceAsset
 from payouts.host_payments import hot_wallet
 from payouts.models import HostAsset
+from pgp_project.money import USDT_QUANTUM
 from pgp_project.operations.locks import try_advisory_xact_lock
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
@@ -120,7 +121,11 @@ def _release_conversion_rows(conversion: BatchConversion) -> int:
 
 
 def _distribute(conversion_id: int, state: ExchangeState) -> None:
-    distribute_conversion(conversion_id, state.amount_to, state.payout_hash)
+    # USDT has 6 decimals on chain; a finer figure from the API cannot have arrived as such.
+    received = state.amount_to.quantize(USDT_QUANTUM, rounding=ROUND_DOWN)
+    if received != state.amount_to:
+        logger.warning("conversion #%s: amountTo %s rounded down to %s", conversion_id, state.amount_to, received)
+    distribute_conversion(conversion_id, received, state.payout_hash)
 
 
 CONVERSION_FLOW = Flow(

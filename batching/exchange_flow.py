@@ -75,6 +75,10 @@ class Flow:
     finish: Callable[[int, ExchangeState], None]  # in one transaction; no-op if already done
     release_rows: Callable[[Batch], int]  # put an unfunded batch's rows back where they came from
     before_exchange: Callable[[Batch, ChangeNowClient], Batch] | None = None
+    # Whether cancelling may simply release the batch's rows; when not (an instant payout has
+    # no rows to return to), the batch goes to review with `release_note` instead.
+    can_release: Callable[[Batch], bool] = lambda batch: True
+    release_note: str = ""
 
 
 def advance(flow: Flow, batch_id: int, client: ChangeNowClient | None = None) -> Batch:
@@ -90,7 +94,7 @@ def advance(flow: Flow, batch_id: int, client: ChangeNowClient | None = None) ->
             else:
                 batch = _create_exchange(flow, batch, client)
     if batch.status == BatchStatus.SWAP_CREATED:
-        batch = _start_funding(flow, batch)
+        batch = _start_funding(flow, batch, client)
     if batch.status == BatchStatus.FUNDING:
         batch = _follow_funding(flow, batch)
     if batch.status == BatchStatus.FUNDED:
@@ -140,7 +144,9 @@ def _create_exchange(flow: Flow, batch: Batch, client: ChangeNowClient) -> Batch
         )
     except ChangeNowRejected as exc:
         # Nothing was sent: release the rows so a later check can try again, and say why.
-        return cancel_unfunded(flow, batch.pk, reason=f"ChangeNOW refused the exchange: {exc}")
+        return cancel_unfunded(
+            flow, batch.pk, reason=f"ChangeNOW refused the exchange: {exc}", only_from_status=batch.status
+        )
     # Only the first stored exchange is ever funded (reliability rule 4); one created by a
     # concurrent or earlier ambiguous attempt is recorded as abandoned and expires unfunded.
     stored = flow.model.objects.filter(pk=batch.pk, status=batch.status, exchange_id__isnull=True).update(
@@ -164,7 +170,7 @@ def _create_exchange(flow: Flow, batch: Batch, client: ChangeNowClient) -> Batch
     return batch
 
 
-def _start_funding(flow: Flow, batch: Batch) -> Batch:
+def _start_funding(flow: Flow, batch: Batch, client: ChangeNowClient) -> Batch:
     amount = flow.send_amount(batch)
     if batch.exchange_from_amount != amount:
         # Never send an amount other than what the batch holds, and never silently.
@@ -175,12 +181,29 @@ def _start_funding(flow: Flow, batch: Batch) -> Batch:
             f"exchange fromAmount {batch.exchange_from_amount} != batch amount {amount}; "
             "nothing was sent. Cancel it in the admin to release the rows.",
         )
+    if not batch.exchange_id.startswith(DIRECT_EXCHANGE_PREFIX):
+        # A fixed-rate exchange only takes a deposit while it waits for one.
+        state = client.exchange_state(batch.exchange_id)
+        if state.status not in ("new", "waiting"):
+            return to_review(
+                flow,
+                batch,
+                BatchStatus.FAILED,
+                f"exchange {batch.exchange_id} is {state.status!r}, no longer waiting for a deposit; nothing "
+                "was sent. Cancel it in the admin to release the rows.",
+            )
     try:
         with transaction.atomic():
+            # Under the batch lock, so a concurrent cancel either sees our host payment (and
+            # refuses) or has already cancelled (and we create nothing).
+            locked = flow.model.objects.select_for_update().get(pk=batch.pk)
+            if locked.status != BatchStatus.SWAP_CREATED:
+                batch.refresh_from_db()
+                return batch
             payment = ensure_host_payment(
-                owner=batch, asset=flow.host_asset(batch), amount=amount, to_address=batch.payin_address
+                owner=locked, asset=flow.host_asset(locked), amount=amount, to_address=locked.payin_address
             )
-            batch = transition(flow, batch, BatchStatus.SWAP_CREATED, BatchStatus.FUNDING)
+            batch = transition(flow, locked, BatchStatus.SWAP_CREATED, BatchStatus.FUNDING)
             enqueue_after_commit(HOST_PAYMENT_TASK, payment.pk)
     except HostPaymentMismatch as exc:
         return to_review(flow, batch, BatchStatus.FAILED, str(exc))
@@ -248,8 +271,10 @@ def transition(flow: Flow, batch: Batch, from_status: BatchStatus, to_status: Ba
 
 def to_review(flow: Flow, batch: Batch, status: BatchStatus, reason: str) -> Batch:
     """Hold the batch and its rows as they are for an operator, and alert (funds may have moved)."""
+    # Compare-and-set on the status this run read: a stale run cannot fail a batch that has
+    # moved on meanwhile.
     changed = (
-        flow.model.objects.filter(pk=batch.pk)
+        flow.model.objects.filter(pk=batch.pk, status=batch.status)
         .exclude(status__in=TERMINAL_STATUSES)
         .update(status=status, review_reason=reason, next_action_at=None, updated_at=timezone.now())
     )
@@ -266,13 +291,13 @@ def to_review(flow: Flow, batch: Batch, status: BatchStatus, reason: str) -> Bat
     return batch
 
 
-def cancel_unfunded(flow: Flow, batch_id: int, *, reason: str) -> Batch:
+def cancel_unfunded(flow: Flow, batch_id: int, *, reason: str, only_from_status: str | None = None) -> Batch:
     """Cancel a batch whose host payment never left (none, or never signed) and release its
     rows. Refused (the batch is returned unchanged) for anything that may have moved funds."""
     with transaction.atomic():
         batch = flow.model.objects.select_for_update().get(pk=batch_id)
-        # Lock the host payment too: signing holds this lock, so it is either signed before we
-        # look (and we refuse) or it finds its row gone and signs nothing.
+        # Lock the host payment too (always batch first, then payment): signing holds both, so
+        # the payment is either signed before we look (and we refuse) or never signed.
         payment = HostPayment.objects.select_for_update().filter(**{flow.host_owner_field: batch}).first()
         may_have_sent = payment is not None and payment.status != HostPaymentStatus.CREATED
         cancellable = batch.status in (
@@ -280,10 +305,15 @@ def cancel_unfunded(flow: Flow, batch_id: int, *, reason: str) -> Batch:
             BatchStatus.AWAITING_APPROVAL,
             BatchStatus.APPROVED,
             BatchStatus.SWAP_CREATED,
+            BatchStatus.FUNDING,
             BatchStatus.FAILED,
         )
+        if only_from_status is not None and (batch.status != only_from_status or batch.exchange_id is not None):
+            return batch
         if may_have_sent or not cancellable:
             return batch
+        if not flow.can_release(batch):
+            return to_review(flow, batch, BatchStatus.FAILED, f"{reason}; nothing was sent. {flow.release_note}")
         released = flow.release_rows(batch)
         if payment is not None:
             payment.delete()  # never signed: no transaction exists for it

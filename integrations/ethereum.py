@@ -277,4 +277,5 @@ class EthereumGateway:
         try:
             return call()
         except OSError as exc:  # requests' ConnectionError and Timeout derive from OSError
-            raise ChainError(f"Ethereum node unreachable: {type(exc).__name__}") from exc
+            # `from None`: the transport error's text holds the RPC URL, which may carry a key.
+            raise ChainError(f"Ethereum node unreachable: {type(exc).__name__}") from None

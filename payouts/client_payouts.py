@@ -11,7 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -108,6 +108,8 @@ PAYOUT_FLOW = Flow(
     finish=_finish,
     release_rows=_release_rows,
     before_exchange=_validate_address,
+    can_release=lambda batch: batch.kind == PayoutKind.THRESHOLD,
+    release_note="The instant payment's ETH is still in the hot wallet: pay it out or refund it by hand.",
 )
 
 
@@ -150,7 +152,12 @@ def check_client_payouts(client: ChangeNowClient | None = None) -> list[int]:
             return created
         approval_limit = get_runtime_settings().payout_approval_limit_usdt
         for payee in eligible:
-            batch = _claim_client_rows(payee, approval_limit)
+            try:
+                with transaction.atomic():  # a savepoint per client: one failure spoils no other
+                    batch = _claim_client_rows(payee, approval_limit)
+            except DatabaseError:
+                logger.exception("ALERT payout_claim_failed client=%s", payee.external_id)
+                continue
             if batch is not None:
                 created.append(batch.pk)
                 if batch.status == BatchStatus.CREATED:
@@ -204,10 +211,14 @@ def _claim_client_rows(payee: Client, approval_limit: Decimal) -> PayoutBatch | 
         )
         claimed = cursor.rowcount
     if not claimed:
-        batch.delete()
+        transaction.set_rollback(True)
         return None
     credits = list(PayoutAccumulation.objects.filter(payout_batch=batch).values_list("credit_usdt", flat=True))
     total = sum(credits, Decimal(0))
+    if total < payee.payout_threshold_usd:
+        # Eligibility was judged before the lock; what was claimed under it is what counts.
+        transaction.set_rollback(True)
+        return None
     batch.total_usdt = batch.source_amount = total
     batch.row_count = len(credits)
     batch.status = BatchStatus.AWAITING_APPROVAL if total > approval_limit else BatchStatus.CREATED

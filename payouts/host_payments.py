@@ -18,6 +18,7 @@ from django.utils import timezone
 from eth_account import Account
 
 from batching.models import BatchConversion
+from batching.states import BatchStatus
 from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction
 from pgp_project.money import ETH_PLACES, USDT_PLACES, to_base_units
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
@@ -102,9 +103,16 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
     wallet = hot_wallet()
     max_fee_cap = settings.ETH_MAX_FEE_GWEI * 10**9
     with transaction.atomic():
+        # Lock order everywhere: the owning batch, then its host payment. A batch that is no
+        # longer funding (cancelled, sent to review) must not have its payment signed.
+        unlocked = HostPayment.objects.get(pk=host_payment_id)
+        owner = _locked_owner(unlocked)
         payment = HostPayment.objects.select_for_update().get(pk=host_payment_id)
         if payment.status != HostPaymentStatus.CREATED:
             return payment  # signed by an earlier run: never sign a second transaction
+        if owner.status != BatchStatus.FUNDING:
+            logger.warning("host payment #%s not signed: its batch is %s", payment.pk, owner.status)
+            return payment
         wallet_row = _locked_wallet_row(payment.from_address)
         # The chain's count covers sends made outside this system; ours covers signed but not
         # yet broadcast transactions. The larger is the first free nonce.
@@ -197,6 +205,12 @@ def _wait_for_balance(payment_id: int, error: InsufficientHotWalletBalance) -> H
         logger.error("ALERT hot_wallet_insufficient host_payment=%s %s", payment_id, error)
     schedule_step(HostPayment, payment_id, ADVANCE_TASK, settings.PGP_BALANCE_RETRY_SECONDS)
     return HostPayment.objects.get(pk=payment_id)
+
+
+def _locked_owner(payment: HostPayment) -> BatchConversion | PayoutBatch:
+    if payment.conversion_id:
+        return BatchConversion.objects.select_for_update().get(pk=payment.conversion_id)
+    return PayoutBatch.objects.select_for_update().get(pk=payment.payout_batch_id)
 
 
 def _locked_wallet_row(address: str) -> HotWallet:

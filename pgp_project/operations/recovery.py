@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from batching import exchange_flow
 from batching.conversion import CONVERSION_FLOW
+from batching.states import BatchStatus
 from payouts.client_payouts import PAYOUT_FLOW
 from payouts.host_payments import ADVANCE_TASK as HOST_PAYMENT_TASK
 from payouts.models import HostPayment, HostPaymentStatus
@@ -41,15 +42,30 @@ def run_recovery_sweep() -> SweepReport:
         (PAYOUT_FLOW, report.redriven_payouts, report.expired_payouts),
     ):
         for batch_id in exchange_flow.overdue(flow, now, grace):
-            batch = flow.model.objects.get(pk=batch_id)
-            if batch.deadline_at is not None and batch.deadline_at < now:
-                exchange_flow.expire(flow, batch, now)
-                expired.append(batch_id)
-            elif schedule_step(flow.model, batch_id, flow.advance_task, 0):
-                redriven.append(batch_id)
-    in_flight = [HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
+            try:
+                batch = flow.model.objects.get(pk=batch_id)
+                past_deadline = batch.deadline_at is not None and batch.deadline_at < now
+                # Funds are at ChangeNOW while exchanging: keep following it (an expired batch
+                # could never be distributed), and say loudly that it is late.
+                if past_deadline and batch.status != BatchStatus.EXCHANGING:
+                    exchange_flow.expire(flow, batch, now)
+                    expired.append(batch_id)
+                    continue
+                if past_deadline:
+                    logger.error(
+                        "ALERT exchange_overdue kind=%s id=%s exchange=%s", flow.kind, batch_id, batch.exchange_id
+                    )
+                if schedule_step(flow.model, batch_id, flow.advance_task, 0):
+                    redriven.append(batch_id)
+            except Exception:  # one broken batch must not stop the sweep for the others
+                logger.exception("ALERT recovery_failed kind=%s id=%s", flow.kind, batch_id)
     late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)
-    for payment_id in HostPayment.objects.filter(late, status__in=in_flight).values_list("id", flat=True):
+    # Signed or sent: always followed to the end. Not yet signed: only while its batch funds.
+    needs_driving = Q(status__in=[HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]) | Q(
+        Q(conversion__status=BatchStatus.FUNDING) | Q(payout_batch__status=BatchStatus.FUNDING),
+        status=HostPaymentStatus.CREATED,
+    )
+    for payment_id in HostPayment.objects.filter(late, needs_driving).values_list("id", flat=True):
         if schedule_step(HostPayment, payment_id, HOST_PAYMENT_TASK, 0):
             report.redriven_host_payments.append(payment_id)
     if any(vars(report).values()):

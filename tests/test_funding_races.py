@@ -1,0 +1,70 @@
+"""A batch that stops funding (cancelled, or sent to review) never gets its payment signed.
+
+No worker here: the steps are called in this process, one at a time, to set up the exact
+interleavings; anvil and the sandbox are real.
+"""
+
+import pytest
+from django.test import Client as HttpClient
+from web3 import Web3
+
+from batching import exchange_flow
+from batching.conversion import CONVERSION_FLOW, advance_conversion, cancel_unfunded_conversion, check_threshold
+from batching.models import BatchConversion
+from batching.states import BatchStatus
+from integrations.ethereum import EthereumGateway
+from integrations.localchain import LocalChain
+from payments.models import AccumulationStatus, Client, PayoutAccumulation
+from payouts.host_payments import sign_host_payment
+from payouts.models import HostPayment, HostPaymentStatus
+
+from .conftest import ipn_body, post_ipn
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def funding_conversion(first_id: int) -> BatchConversion:
+    http = HttpClient()
+    for offset in range(3):
+        post_ipn(http, ipn_body(payment_id=first_id + offset, price_amount="10.00", outcome_amount="0.004"))
+    conversion = advance_conversion(check_threshold().conversion_id)
+    assert conversion.status == BatchStatus.FUNDING
+    assert HostPayment.objects.get(conversion=conversion).status == HostPaymentStatus.CREATED
+    return conversion
+
+
+def test_cancel_while_funding_but_unsigned_releases_rows_and_nothing_is_ever_signed(
+    flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain
+) -> None:
+    conversion = funding_conversion(11000)
+    payment_id = HostPayment.objects.get(conversion=conversion).pk
+    w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
+    nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending")
+
+    assert cancel_unfunded_conversion(conversion.pk, reason="operator").status == BatchStatus.CANCELLED
+    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion=None).count() == 3
+    # The host payment's task arrives late: there is nothing left to sign.
+    with pytest.raises(HostPayment.DoesNotExist):
+        sign_host_payment(payment_id, EthereumGateway())
+    assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending") == nonce
+
+
+def test_payment_of_a_batch_in_review_is_not_signed(
+    flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain
+) -> None:
+    conversion = funding_conversion(12000)
+    exchange_flow.to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
+    payment = HostPayment.objects.get(conversion=conversion)
+    w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
+    nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending")
+    assert sign_host_payment(payment.pk, EthereumGateway()).status == HostPaymentStatus.CREATED
+    assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending") == nonce
+
+
+def test_a_stale_run_cannot_send_a_moved_on_batch_to_review(
+    flow_environment: dict[str, str], threshold_client: Client
+) -> None:
+    conversion = funding_conversion(13000)
+    stale = BatchConversion.objects.get(pk=conversion.pk)
+    stale.status = BatchStatus.SWAP_CREATED  # what an older run had read
+    assert exchange_flow.to_review(CONVERSION_FLOW, stale, BatchStatus.FAILED, "stale").status == BatchStatus.FUNDING
