@@ -7,7 +7,8 @@ from payouts.models import HostPayment
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
 from pgp_project.operations.scheduling import enqueue_after_commit
 
-from .conversion import ADVANCE_TASK, cancel_unfunded_conversion
+from . import exchange_flow
+from .conversion import ADVANCE_TASK, CONVERSION_FLOW, cancel_unfunded_conversion
 from .models import BatchConversion
 from .states import TERMINAL_STATUSES, BatchStatus
 
@@ -47,7 +48,7 @@ class BatchConversionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("=id", "exchange_id", "payin_address")
     readonly_fields = ("received_vs_expected",)
     inlines = [ConversionHostPaymentInline, ConversionRowInline]
-    actions = ["redrive", "cancel_unfunded"]
+    actions = ["redrive", "cancel_unfunded", "resume_funded"]
 
     @admin.display(description="received vs expected USDT")
     def received_vs_expected(self, obj: BatchConversion) -> str:
@@ -73,6 +74,14 @@ class BatchConversionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(
             request, f"{cancelled} conversion(s) cancelled; any that may have sent funds were left as they are."
         )
+
+    @admin.action(description="Resume a funded batch in review (host payment confirmed)", permissions=["operate"])
+    def resume_funded(self, request: HttpRequest, queryset: QuerySet) -> None:
+        resumed = 0
+        for batch_id in queryset.values_list("id", flat=True):
+            result = exchange_flow.resume_funded(CONVERSION_FLOW, batch_id, note=f"by {request.user} in the admin")
+            resumed += result.status == BatchStatus.EXCHANGING
+        self.message_user(request, f"{resumed} batch(es) resumed; others did not qualify and were left as is.")
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("batching.change_batchconversion")

@@ -325,6 +325,29 @@ def cancel_unfunded(flow: Flow, batch_id: int, *, reason: str, only_from_status:
     return batch
 
 
+def resume_funded(flow: Flow, batch_id: int, *, note: str) -> Batch:
+    """Operator action: a batch sent to review although its host payment did confirm (for
+    example it passed its deadline while funding) goes back to following its exchange, so it
+    can still finish. Refused unless the payment is confirmed and an exchange exists."""
+    with transaction.atomic():
+        batch = flow.model.objects.select_for_update().get(pk=batch_id)
+        payment = HostPayment.objects.filter(**{flow.host_owner_field: batch}).first()
+        if (
+            batch.status != BatchStatus.FAILED
+            or batch.exchange_id is None
+            or payment is None
+            or payment.status != HostPaymentStatus.CONFIRMED
+        ):
+            return batch
+        batch.status = BatchStatus.EXCHANGING
+        batch.review_reason = f"resumed ({note}) after: {batch.review_reason}"[:2000]
+        batch.next_action_at = None
+        batch.save()
+        schedule_step(flow.model, batch.pk, flow.advance_task, 0)
+    logger.warning("%s #%s resumed: following exchange %s again (%s)", flow.kind, batch.pk, batch.exchange_id, note)
+    return batch
+
+
 def overdue(flow: Flow, now: datetime, grace: timedelta) -> list[int]:
     """Open batches whose scheduled next step is late (a lost message, a dead worker)."""
     late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)

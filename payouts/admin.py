@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from batching import exchange_flow
 from batching.exchange_flow import OPEN_STATUSES
 from batching.states import BatchStatus
 from payments.models import PayoutAccumulation
@@ -18,6 +19,7 @@ from pgp_project.operations.selectors import get_runtime_settings
 
 from .client_payouts import (
     ADVANCE_TASK,
+    PAYOUT_FLOW,
     PayoutNotAwaitingApproval,
     approve_payout,
     cancel_unfunded_payout,
@@ -61,7 +63,7 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("client",)
     readonly_fields = ("approval",)
     inlines = [PayoutHostPaymentInline, PayoutRowInline]
-    actions = ["redrive", "cancel_unfunded"]
+    actions = ["redrive", "cancel_unfunded", "resume_funded"]
 
     @admin.display(description="approval")
     def approval(self, obj: PayoutBatch) -> str:
@@ -131,6 +133,14 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             result = cancel_unfunded_payout(batch_id, reason=f"cancelled by {request.user} in the admin")
             cancelled += result.status == BatchStatus.CANCELLED
         self.message_user(request, f"{cancelled} payout(s) cancelled; any that may have sent funds were left as is.")
+
+    @admin.action(description="Resume a funded batch in review (host payment confirmed)", permissions=["operate"])
+    def resume_funded(self, request: HttpRequest, queryset: QuerySet) -> None:
+        resumed = 0
+        for batch_id in queryset.values_list("id", flat=True):
+            result = exchange_flow.resume_funded(PAYOUT_FLOW, batch_id, note=f"by {request.user} in the admin")
+            resumed += result.status == BatchStatus.EXCHANGING
+        self.message_user(request, f"{resumed} batch(es) resumed; others did not qualify and were left as is.")
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("payouts.change_payoutbatch")

@@ -259,10 +259,13 @@ def reject_payout(batch_id: int, user: object) -> PayoutBatch:
         if batch.status != BatchStatus.AWAITING_APPROVAL:
             raise PayoutNotAwaitingApproval(f"payout #{batch_id} is not awaiting approval")
         released = _release_rows(batch)
-        batch.status = BatchStatus.CANCELLED
+        # A rejected instant payout has no rows to give back: its ETH stays for an operator.
+        batch.status = BatchStatus.CANCELLED if batch.kind == PayoutKind.THRESHOLD else BatchStatus.FAILED
         batch.rejected_by = user
         batch.rejected_at = timezone.now()
         batch.review_reason = f"rejected by {user}"
+        if batch.kind == PayoutKind.INSTANT:
+            batch.review_reason += f"; {PAYOUT_FLOW.release_note}"
         batch.save()
     logger.info("payout #%s rejected by %s; %s rows back to the client's balance", batch_id, user, released)
     return batch
@@ -276,6 +279,8 @@ def create_instant_payout(payment: Payment, payee: Client, fee_percent: Decimal)
     the ETH first and recorded; the rest is exchanged to the client's currency. Runs inside the
     intake transaction; the chain starts after commit."""
     fee = percent_of(payment.outcome_amount, fee_percent, ETH_QUANTUM)
+    # The approval limit is in USDT; the payment's USD price is its measure here (USDT ~ USD).
+    needs_approval = payment.price_amount > get_runtime_settings().payout_approval_limit_usdt
     batch, created = PayoutBatch.objects.get_or_create(
         payment=payment,
         defaults={
@@ -287,10 +292,11 @@ def create_instant_payout(payment: Payment, payee: Client, fee_percent: Decimal)
             "source_currency": "eth",
             "source_amount": payment.outcome_amount - fee,
             "fee_amount": fee,
+            "status": BatchStatus.AWAITING_APPROVAL if needs_approval else BatchStatus.CREATED,
             "deadline_at": timezone.now() + timedelta(seconds=settings.PGP_BATCH_DEADLINE_SECONDS),
         },
     )
-    if created:
+    if created and batch.status == BatchStatus.CREATED:
         schedule_step(PayoutBatch, batch.pk, ADVANCE_TASK, 0)
     return batch
 

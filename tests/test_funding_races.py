@@ -68,3 +68,28 @@ def test_a_stale_run_cannot_send_a_moved_on_batch_to_review(
     stale = BatchConversion.objects.get(pk=conversion.pk)
     stale.status = BatchStatus.SWAP_CREATED  # what an older run had read
     assert exchange_flow.to_review(CONVERSION_FLOW, stale, BatchStatus.FAILED, "stale").status == BatchStatus.FUNDING
+
+
+def test_funded_batch_sent_to_review_can_be_resumed_and_finishes(
+    flow_environment: dict[str, str], threshold_client: Client, settings
+) -> None:
+    """A conversion whose deadline passed while its payment was confirming went to review; the
+    operator's resume follows the exchange again and the rows are distributed."""
+    from payouts.host_payments import advance_host_payment
+
+    from .conftest import wait_until
+
+    settings.PGP_CHAIN_POLL_SECONDS = 0.5
+    conversion = funding_conversion(14000)
+    payment = HostPayment.objects.get(conversion=conversion)
+    wait_until(lambda: advance_host_payment(payment.pk).status == HostPaymentStatus.CONFIRMED, timeout=60)
+    conversion.refresh_from_db()
+    exchange_flow.to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
+    assert exchange_flow.resume_funded(CONVERSION_FLOW, conversion.pk, note="test").status == BatchStatus.EXCHANGING
+    done = wait_until(
+        lambda: advance_conversion(conversion.pk).status == BatchStatus.COMPLETED and conversion.pk, timeout=60
+    )
+    assert BatchConversion.objects.get(pk=done).credit_usdt_total is not None
+    assert PayoutAccumulation.objects.filter(batch_conversion_id=done, status=AccumulationStatus.CONVERTED).count() == 3
+    # Resume is refused for anything that is not a funded batch in review.
+    assert exchange_flow.resume_funded(CONVERSION_FLOW, done, note="again").status == BatchStatus.COMPLETED

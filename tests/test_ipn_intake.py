@@ -142,6 +142,20 @@ def test_instant_client_payment_creates_one_instant_payout_with_the_fee_deducted
     assert PayoutAccumulation.objects.count() == 0
 
 
+def test_large_instant_payment_waits_for_approval(client: HttpClient, threshold_client: Client):
+    from payouts.models import PayoutBatch
+
+    runtime = get_runtime_settings()
+    runtime.payout_approval_limit_usdt = Decimal("15")
+    runtime.save()
+    threshold_client.payout_strategy = PayoutStrategy.INSTANT
+    threshold_client.save()
+    post_ipn(client, ipn_body(payment_id=1, price_amount="19.99"))
+    post_ipn(client, ipn_body(payment_id=2, price_amount="9.99"))
+    statuses = dict(PayoutBatch.objects.values_list("payment__provider_payment_id", "status"))
+    assert statuses == {1: "awaiting_approval", 2: "created"}
+
+
 def test_instant_client_paid_in_another_currency_is_held(client: HttpClient, threshold_client: Client):
     threshold_client.payout_strategy = PayoutStrategy.INSTANT
     threshold_client.save()
