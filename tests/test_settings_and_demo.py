@@ -130,17 +130,20 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself
         assert "beat: Starting" in log_text
 
-        # Simulated payments flow through a micro-batch conversion on anvil and the sandbox.
+        # Simulated payments flow through a micro-batch conversion on anvil and the sandbox ...
         database = tmp_path / "pgp.sqlite3"
 
-        def completed_conversions() -> int:
+        def completed(table: str) -> int:
             with sqlite3.connect(database, timeout=10) as db:
-                return db.execute("SELECT count(*) FROM batch_conversions WHERE status = 'completed'").fetchone()[0]
+                return db.execute(f"SELECT count(*) FROM {table} WHERE status = 'completed'").fetchone()[0]  # noqa: S608
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and completed_conversions() == 0:
+        # ... and client payouts complete too (the instant demo client's come first).
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not (completed("batch_conversions") and completed("payout_batches")):
             time.sleep(2)
-        assert completed_conversions() >= 1, log_path.read_text()[-3000:]
+        assert completed("batch_conversions") >= 1, log_path.read_text()[-3000:]
+        assert completed("payout_batches") >= 1, log_path.read_text()[-3000:]
+        assert "ALERT" not in log_path.read_text()
 
         children = child_pids(demo.pid)
         demo.send_signal(signal.SIGINT)
