@@ -25,7 +25,7 @@ from .client_payouts import (
     cancel_unfunded_payout,
     reject_payout,
 )
-from .models import HostPayment, PayoutBatch
+from .models import HostPayment, HostPaymentAttempt, PayoutBatch
 
 
 class PayoutRowInline(ReadOnlyTabularInline):
@@ -146,6 +146,14 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return request.user.has_perm("payouts.change_payoutbatch")
 
 
+class CandidateTransactionInline(ReadOnlyTabularInline):
+    model = HostPaymentAttempt
+    fields = ("created_at", "nonce", "tx_hash", "max_fee_per_gas", "max_priority_fee_per_gas")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name_plural = "every transaction signed for this payment (same nonce; the mined one counts)"
+
+
 @admin.register(HostPayment)
 class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -164,3 +172,4 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "asset")
     search_fields = ("tx_hash", "to_address")
     list_select_related = ("conversion", "payout_batch")
+    inlines = [CandidateTransactionInline]

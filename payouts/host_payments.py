@@ -10,6 +10,7 @@ second, different transaction for the same batch (reliability rule 3).
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,12 +20,12 @@ from eth_account import Account
 
 from batching.models import BatchConversion
 from batching.states import BatchStatus
-from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction
+from integrations.ethereum import EthereumGateway, NonceTakenByAnotherTransaction, Receipt, SignedTransfer
 from pgp_project.money import ETH_PLACES, USDT_PLACES, to_base_units
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .models import HostAsset, HostPayment, HostPaymentStatus, HotWallet, PayoutBatch
+from .models import HostAsset, HostPayment, HostPaymentAttempt, HostPaymentStatus, HotWallet, PayoutBatch
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +122,7 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
         # Amount first, without gas: estimating gas for a token transfer the wallet cannot
         # cover would revert instead of telling us to wait.
         _require_hot_wallet_balance(payment, 0, gateway)
-        if payment.asset == HostAsset.ETH:
-            signed = gateway.sign_eth_transfer(
-                private_key=wallet.private_key,
-                to=payment.to_address,
-                amount_wei=int(payment.amount_base_units),
-                nonce=nonce,
-                fees=fees,
-            )
-        else:
-            signed = gateway.sign_token_transfer(
-                private_key=wallet.private_key,
-                token=settings.USDT_CONTRACT_ADDRESS,
-                to=payment.to_address,
-                amount_units=int(payment.amount_base_units),
-                nonce=nonce,
-                fees=fees,
-            )
+        signed = _sign(payment, gateway, wallet, nonce, fees)
         _require_hot_wallet_balance(payment, signed.max_fee_per_gas * signed.gas_limit, gateway)
         payment.nonce = signed.nonce
         payment.raw_transaction = signed.raw_transaction
@@ -148,6 +133,7 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
         payment.status = HostPaymentStatus.SIGNED
         payment.signed_at = timezone.now()
         payment.save()
+        _record_attempt(payment, signed)
         wallet_row.next_nonce = signed.nonce + 1
         wallet_row.save(update_fields=["next_nonce", "updated_at"])
     logger.info("host payment #%s signed: nonce %s hash %s", payment.pk, payment.nonce, payment.tx_hash)
@@ -207,6 +193,38 @@ def _wait_for_balance(payment_id: int, error: InsufficientHotWalletBalance) -> H
     return HostPayment.objects.get(pk=payment_id)
 
 
+def _sign(
+    payment: HostPayment, gateway: EthereumGateway, wallet: HotWalletKey, nonce: int, fees: tuple[int, int]
+) -> SignedTransfer:
+    if payment.asset == HostAsset.ETH:
+        return gateway.sign_eth_transfer(
+            private_key=wallet.private_key,
+            to=payment.to_address,
+            amount_wei=int(payment.amount_base_units),
+            nonce=nonce,
+            fees=fees,
+        )
+    return gateway.sign_token_transfer(
+        private_key=wallet.private_key,
+        token=settings.USDT_CONTRACT_ADDRESS,
+        to=payment.to_address,
+        amount_units=int(payment.amount_base_units),
+        nonce=nonce,
+        fees=fees,
+    )
+
+
+def _record_attempt(payment: HostPayment, signed: SignedTransfer) -> None:
+    HostPaymentAttempt.objects.create(
+        host_payment=payment,
+        nonce=signed.nonce,
+        tx_hash=signed.tx_hash,
+        raw_transaction=signed.raw_transaction,
+        max_fee_per_gas=signed.max_fee_per_gas,
+        max_priority_fee_per_gas=signed.max_priority_fee_per_gas,
+    )
+
+
 def _locked_owner(payment: HostPayment) -> BatchConversion | PayoutBatch:
     if payment.conversion_id:
         return BatchConversion.objects.select_for_update().get(pk=payment.conversion_id)
@@ -219,27 +237,40 @@ def _locked_wallet_row(address: str) -> HotWallet:
 
 
 def broadcast_and_check(host_payment_id: int, gateway: EthereumGateway) -> HostPayment:
-    """Broadcast the committed bytes if not mined yet, then record confirmations; settle the
-    payment as confirmed (enough confirmations, status 1) or failed (reverted or displaced)."""
+    """Broadcast the committed bytes if not mined yet (replacing them with higher fees, same
+    nonce, when they have been stuck too long), then record confirmations; settle the payment
+    as confirmed (enough confirmations, status 1) or failed (reverted or displaced)."""
     payment = HostPayment.objects.get(pk=host_payment_id)
     if payment.status not in IN_FLIGHT:
         return payment
-    receipt = gateway.receipt(payment.tx_hash)
-    if receipt is None:
+    mined = _mined_attempt(payment, gateway)
+    if mined is None:
+        if _stuck_too_long(payment):
+            payment = _replace_with_higher_fees(payment.pk, gateway)
         try:
             gateway.broadcast(payment.raw_transaction, payment.tx_hash)
         except NonceTakenByAnotherTransaction as exc:
+            if _mined_attempt(payment, gateway) is not None:
+                return payment  # one of our own attempts was mined meanwhile; next run confirms it
             return _settle(payment.pk, HostPaymentStatus.FAILED, error=str(exc))
+        now = timezone.now()
         HostPayment.objects.filter(pk=payment.pk, status=HostPaymentStatus.SIGNED).update(
-            status=HostPaymentStatus.BROADCAST, broadcast_at=timezone.now(), updated_at=timezone.now()
+            status=HostPaymentStatus.BROADCAST, broadcast_at=now, updated_at=now
         )
         payment.refresh_from_db()
         return payment
+    tx_hash, receipt = mined
     if receipt.status != 1:
-        return _settle(payment.pk, HostPaymentStatus.FAILED, error=f"reverted in block {receipt.block_number}")
+        return _settle(
+            payment.pk, HostPaymentStatus.FAILED, error=f"{tx_hash} reverted in block {receipt.block_number}"
+        )
     confirmations = gateway.confirmations(receipt)
+    attempt = HostPaymentAttempt.objects.filter(host_payment=payment, tx_hash=tx_hash).first()
     HostPayment.objects.filter(pk=payment.pk, status__in=IN_FLIGHT).update(
         status=HostPaymentStatus.BROADCAST,
+        # The mined attempt is the payment, whichever of our candidates it was.
+        tx_hash=tx_hash,
+        raw_transaction=attempt.raw_transaction if attempt else payment.raw_transaction,
         confirmations=confirmations,
         block_number=receipt.block_number,
         gas_used=receipt.gas_used,
@@ -249,6 +280,55 @@ def broadcast_and_check(host_payment_id: int, gateway: EthereumGateway) -> HostP
     if confirmations >= get_runtime_settings().confirmations_required:
         return _settle(payment.pk, HostPaymentStatus.CONFIRMED)
     payment.refresh_from_db()
+    return payment
+
+
+def _mined_attempt(payment: HostPayment, gateway: EthereumGateway) -> tuple[str, Receipt] | None:
+    """The receipt of whichever of our candidate transactions was mined, if any."""
+    hashes = list(HostPaymentAttempt.objects.filter(host_payment=payment).values_list("tx_hash", flat=True))
+    for tx_hash in hashes or [payment.tx_hash]:
+        receipt = gateway.receipt(tx_hash)
+        if receipt is not None:
+            return tx_hash, receipt
+    return None
+
+
+def _stuck_too_long(payment: HostPayment) -> bool:
+    return (
+        payment.status == HostPaymentStatus.BROADCAST
+        and payment.broadcast_at is not None
+        and timezone.now() - payment.broadcast_at > timedelta(seconds=settings.PGP_REPLACE_STUCK_AFTER_SECONDS)
+    )
+
+
+def _replace_with_higher_fees(host_payment_id: int, gateway: EthereumGateway) -> HostPayment:
+    """Re-sign the same transfer with the same nonce and fees raised by at least the 12.5 %
+    nodes require (or to the network's current level), within our cap; keep every hash."""
+    cap = settings.ETH_MAX_FEE_GWEI * 10**9
+    with transaction.atomic():
+        payment = HostPayment.objects.select_for_update().get(pk=host_payment_id)
+        if not _stuck_too_long(payment):
+            return payment  # another run replaced it already
+        network_max, network_tip = gateway.fees(cap)
+        bumped_max = max(network_max, int(payment.max_fee_per_gas) * 9 // 8 + 1)
+        bumped_tip = max(network_tip, int(payment.max_priority_fee_per_gas) * 9 // 8 + 1)
+        if bumped_max > cap:
+            logger.error("ALERT host_payment_stuck host_payment=%s tx=%s fee cap reached", payment.pk, payment.tx_hash)
+            HostPayment.objects.filter(pk=payment.pk).update(broadcast_at=timezone.now())
+            return payment
+        signed = _sign(payment, gateway, hot_wallet(), int(payment.nonce), (bumped_max, min(bumped_tip, bumped_max)))
+        _record_attempt(payment, signed)
+        replaced = payment.tx_hash
+        payment.raw_transaction = signed.raw_transaction
+        payment.tx_hash = signed.tx_hash
+        payment.max_fee_per_gas = signed.max_fee_per_gas
+        payment.max_priority_fee_per_gas = signed.max_priority_fee_per_gas
+        payment.gas_limit = signed.gas_limit
+        payment.broadcast_at = timezone.now()
+        payment.save()
+    logger.warning(
+        "host payment #%s: %s stuck, replaced by %s (same nonce, higher fees)", payment.pk, replaced, payment.tx_hash
+    )
     return payment
 
 

@@ -194,3 +194,22 @@ class HotWallet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} (next nonce {self.next_nonce})"
+
+
+class HostPaymentAttempt(models.Model):
+    """Every transaction ever signed for a host payment: the first, and each same-nonce
+    replacement with higher fees. All hashes are kept; whichever is mined is the payment."""
+
+    host_payment = models.ForeignKey(HostPayment, on_delete=models.PROTECT, related_name="candidate_transactions")
+    nonce = models.BigIntegerField()
+    tx_hash = models.CharField(max_length=66, unique=True)
+    raw_transaction = models.TextField()
+    max_fee_per_gas = models.DecimalField(max_digits=78, decimal_places=0)
+    max_priority_fee_per_gas = models.DecimalField(max_digits=78, decimal_places=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["host_payment", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.tx_hash} (nonce {self.nonce})"

@@ -4,6 +4,8 @@ No worker here: the steps are called in this process, one at a time, to set up t
 interleavings; anvil and the sandbox are real.
 """
 
+import time
+
 import pytest
 from django.test import Client as HttpClient
 from web3 import Web3
@@ -93,3 +95,48 @@ def test_funded_batch_sent_to_review_can_be_resumed_and_finishes(
     assert PayoutAccumulation.objects.filter(batch_conversion_id=done, status=AccumulationStatus.CONVERTED).count() == 3
     # Resume is refused for anything that is not a funded batch in review.
     assert exchange_flow.resume_funded(CONVERSION_FLOW, done, note="again").status == BatchStatus.COMPLETED
+
+
+def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
+    flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain, settings
+) -> None:
+    """Our transaction is priced for the current base fee, then the base fee jumps a hundredfold:
+    it sits unmined. After the stuck delay it is re-signed with the same nonce and higher fees;
+    both hashes are kept, and exactly one transaction is mined."""
+    from payouts.host_payments import broadcast_and_check
+    from payouts.models import HostPaymentAttempt
+
+    from .conftest import wait_until
+
+    settings.ETH_MAX_FEE_GWEI = 100_000
+    settings.PGP_REPLACE_STUCK_AFTER_SECONDS = 3
+    conversion = funding_conversion(15000)
+    gateway = EthereumGateway()
+    w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
+    nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "latest")
+    payment = sign_host_payment(HostPayment.objects.get(conversion=conversion).pk, gateway)
+    # Hold mining while ours enters the pool at today's price, then make blocks far dearer.
+    w3.provider.make_request("evm_setIntervalMining", [0])
+    try:
+        first = broadcast_and_check(payment.pk, gateway)
+        base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
+        w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(max(base_fee, 10**9) * 100)])
+    finally:
+        w3.provider.make_request("evm_setIntervalMining", [1])
+    assert first.status == HostPaymentStatus.BROADCAST
+    time.sleep(2.5)
+    assert gateway.receipt(first.tx_hash) is None, "priced under the new base fee, it must wait"
+    time.sleep(1.5)
+    replaced = broadcast_and_check(payment.pk, gateway)
+    assert replaced.tx_hash != first.tx_hash and replaced.nonce == first.nonce
+    assert int(replaced.max_fee_per_gas) > int(first.max_fee_per_gas)
+    confirmed = wait_until(
+        lambda: (p := broadcast_and_check(payment.pk, gateway)).status == HostPaymentStatus.CONFIRMED and p,
+        timeout=60,
+    )
+    hashes = set(HostPaymentAttempt.objects.filter(host_payment_id=payment.pk).values_list("tx_hash", flat=True))
+    assert hashes == {first.tx_hash, replaced.tx_hash}
+    assert confirmed.tx_hash == replaced.tx_hash
+    assert gateway.receipt(first.tx_hash) is None
+    assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "latest") == nonce_before + 1
+    w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(base_fee)])  # leave the chain as found

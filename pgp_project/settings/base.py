@@ -106,6 +106,8 @@ ETH_MAX_FEE_GWEI = env.int("ETH_MAX_FEE_GWEI", default=200)
 PGP_CHAIN_POLL_SECONDS = env.float("PGP_CHAIN_POLL_SECONDS", default=15.0)
 PGP_EXCHANGE_POLL_SECONDS = env.float("PGP_EXCHANGE_POLL_SECONDS", default=30.0)
 PGP_RETRY_MAX_COUNTDOWN_SECONDS = env.float("PGP_RETRY_MAX_COUNTDOWN_SECONDS", default=300.0)
+# A broadcast host payment not mined after this long is replaced (same nonce, higher fees).
+PGP_REPLACE_STUCK_AFTER_SECONDS = env.float("PGP_REPLACE_STUCK_AFTER_SECONDS", default=600.0)
 # A host payment the hot wallet cannot cover yet is looked at again after this long.
 PGP_BALANCE_RETRY_SECONDS = env.float("PGP_BALANCE_RETRY_SECONDS", default=60.0)
 PGP_BATCH_DEADLINE_SECONDS = env.int("PGP_BATCH_DEADLINE_SECONDS", default=6 * 60 * 60)
