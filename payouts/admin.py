@@ -2,27 +2,22 @@ from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from batching import exchange_flow
-from batching.exchange_flow import OPEN_STATUSES
+from batching.admin_actions import ExchangeBatchActions
 from batching.states import BatchStatus
 from payments.models import PayoutAccumulation
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
-from pgp_project.operations.scheduling import enqueue_after_commit
 from pgp_project.operations.selectors import get_runtime_settings
 
 from .client_payouts import (
-    ADVANCE_TASK,
     PAYOUT_FLOW,
     PayoutNotAwaitingApproval,
     approve_payout,
-    cancel_unfunded_payout,
     reject_payout,
 )
 from .models import HostPayment, HostPaymentAttempt, PayoutBatch
@@ -45,7 +40,7 @@ class PayoutHostPaymentInline(ReadOnlyTabularInline):
 
 
 @admin.register(PayoutBatch)
-class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PayoutBatchAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "kind",
@@ -63,7 +58,8 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("client",)
     readonly_fields = ("approval",)
     inlines = [PayoutHostPaymentInline, PayoutRowInline]
-    actions = ["redrive", "cancel_unfunded", "resume_funded"]
+    flow = PAYOUT_FLOW
+    operate_permission = "payouts.change_payoutbatch"
 
     @admin.display(description="approval")
     def approval(self, obj: PayoutBatch) -> str:
@@ -118,32 +114,6 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/payouts/payoutbatch/decision.html", context)
-
-    @admin.action(description="Re-drive: run the next step for the current state", permissions=["operate"])
-    def redrive(self, request: HttpRequest, queryset: QuerySet[PayoutBatch]) -> None:
-        open_ids = list(queryset.filter(status__in=OPEN_STATUSES).values_list("id", flat=True))
-        for batch_id in open_ids:
-            enqueue_after_commit(ADVANCE_TASK, batch_id)  # the step is idempotent
-        self.message_user(request, f"Re-driving {len(open_ids)} open payout(s).", messages.INFO)
-
-    @admin.action(description="Cancel and release rows (only if nothing was sent)", permissions=["operate"])
-    def cancel_unfunded(self, request: HttpRequest, queryset: QuerySet[PayoutBatch]) -> None:
-        cancelled = 0
-        for batch_id in queryset.values_list("id", flat=True):
-            result = cancel_unfunded_payout(batch_id, reason=f"cancelled by {request.user} in the admin")
-            cancelled += result.status == BatchStatus.CANCELLED
-        self.message_user(request, f"{cancelled} payout(s) cancelled; any that may have sent funds were left as is.")
-
-    @admin.action(description="Resume a funded batch in review (host payment confirmed)", permissions=["operate"])
-    def resume_funded(self, request: HttpRequest, queryset: QuerySet) -> None:
-        resumed = 0
-        for batch_id in queryset.values_list("id", flat=True):
-            result = exchange_flow.resume_funded(PAYOUT_FLOW, batch_id, note=f"by {request.user} in the admin")
-            resumed += result.status == BatchStatus.EXCHANGING
-        self.message_user(request, f"{resumed} batch(es) resumed; others did not qualify and were left as is.")
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("payouts.change_payoutbatch")
 
 
 class CandidateTransactionInline(ReadOnlyTabularInline):
