@@ -51,3 +51,12 @@ def test_unhealthy_when_broker_is_unreachable(client: HttpClient, settings) -> N
     assert response.json()["checks"]["broker"]["ok"] is False
     assert response.json()["checks"]["database"]["ok"] is True
     assert b"hunter2secret" not in response.content
+
+
+def test_error_reports_hide_connection_urls_and_keys(settings) -> None:
+    from django.views.debug import get_default_exception_reporter_filter
+
+    settings.ETH_RPC_URL = "https://mainnet.example/v3/secret-project-key"
+    safe = get_default_exception_reporter_filter().get_safe_settings()
+    for name in ("ETH_RPC_URL", "CELERY_BROKER_URL", "HOT_WALLET_PRIVATE_KEY", "NOWPAYMENTS_IPN_SECRET"):
+        assert "secret-project-key" not in str(safe[name]) and safe[name] == "********************", name

@@ -161,6 +161,8 @@ PGP_RECOVERY_SWEEP_SECONDS = env.int("PGP_RECOVERY_SWEEP_SECONDS", default=60)
 # /health/ reports Beat as stale when no periodic job has run for this long.
 PGP_BEAT_STALE_AFTER_SECONDS = env.int("PGP_BEAT_STALE_AFTER_SECONDS", default=180)
 
+DEFAULT_EXCEPTION_REPORTER_FILTER = "pgp_project.error_reports.SecretHidingReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
