@@ -124,16 +124,10 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
         _require_hot_wallet_balance(payment, 0, gateway)
         signed = _sign(payment, gateway, wallet, nonce, fees)
         _require_hot_wallet_balance(payment, signed.max_fee_per_gas * signed.gas_limit, gateway)
-        payment.nonce = signed.nonce
-        payment.raw_transaction = signed.raw_transaction
-        payment.tx_hash = signed.tx_hash
-        payment.max_fee_per_gas = signed.max_fee_per_gas
-        payment.max_priority_fee_per_gas = signed.max_priority_fee_per_gas
-        payment.gas_limit = signed.gas_limit
+        _make_current(payment, signed)
         payment.status = HostPaymentStatus.SIGNED
         payment.signed_at = timezone.now()
         payment.save()
-        _record_attempt(payment, signed)
         wallet_row.next_nonce = signed.nonce + 1
         wallet_row.save(update_fields=["next_nonce", "updated_at"])
     logger.info("host payment #%s signed: nonce %s hash %s", payment.pk, payment.nonce, payment.tx_hash)
@@ -212,6 +206,18 @@ def _sign(
         nonce=nonce,
         fees=fees,
     )
+
+
+def _make_current(payment: HostPayment, signed: SignedTransfer) -> None:
+    """`signed` becomes the transaction this payment broadcasts (caller saves); every
+    candidate is also kept as an attempt, so any of them being mined is recognised."""
+    payment.nonce = signed.nonce
+    payment.raw_transaction = signed.raw_transaction
+    payment.tx_hash = signed.tx_hash
+    payment.max_fee_per_gas = signed.max_fee_per_gas
+    payment.max_priority_fee_per_gas = signed.max_priority_fee_per_gas
+    payment.gas_limit = signed.gas_limit
+    _record_attempt(payment, signed)
 
 
 def _record_attempt(payment: HostPayment, signed: SignedTransfer) -> None:
@@ -317,13 +323,8 @@ def _replace_with_higher_fees(host_payment_id: int, gateway: EthereumGateway) ->
             HostPayment.objects.filter(pk=payment.pk).update(broadcast_at=timezone.now())
             return payment
         signed = _sign(payment, gateway, hot_wallet(), int(payment.nonce), (bumped_max, min(bumped_tip, bumped_max)))
-        _record_attempt(payment, signed)
         replaced = payment.tx_hash
-        payment.raw_transaction = signed.raw_transaction
-        payment.tx_hash = signed.tx_hash
-        payment.max_fee_per_gas = signed.max_fee_per_gas
-        payment.max_priority_fee_per_gas = signed.max_priority_fee_per_gas
-        payment.gas_limit = signed.gas_limit
+        _make_current(payment, signed)
         payment.broadcast_at = timezone.now()
         payment.save()
     logger.warning(
