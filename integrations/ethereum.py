@@ -19,35 +19,8 @@ logger = logging.getLogger(__name__)
 
 ETH_TRANSFER_GAS = 21_000
 GAS_LIMIT_MARGIN_PERCENT = 20  # estimates can move between estimate and inclusion
-ERC20_ABI: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "name": "name",
-        "stateMutability": "view",
-        "inputs": [],
-        "outputs": [{"name": "", "type": "string"}],
-    },
-    {
-        "type": "function",
-        "name": "symbol",
-        "stateMutability": "view",
-        "inputs": [],
-        "outputs": [{"name": "", "type": "string"}],
-    },
-    {
-        "type": "function",
-        "name": "decimals",
-        "stateMutability": "view",
-        "inputs": [],
-        "outputs": [{"name": "", "type": "uint8"}],
-    },
-    {
-        "type": "function",
-        "name": "totalSupply",
-        "stateMutability": "view",
-        "inputs": [],
-        "outputs": [{"name": "", "type": "uint256"}],
-    },
+# The two ERC-20 calls a host payment needs; the token's full surface lives with the stand-ins.
+ERC20_TRANSFER_ABI: list[dict[str, Any]] = [
     {
         "type": "function",
         "name": "balanceOf",
@@ -57,55 +30,10 @@ ERC20_ABI: list[dict[str, Any]] = [
     },
     {
         "type": "function",
-        "name": "allowance",
-        "stateMutability": "view",
-        "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
-        "outputs": [{"name": "", "type": "uint256"}],
-    },
-    {
-        "type": "function",
         "name": "transfer",
         "stateMutability": "nonpayable",
         "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
         "outputs": [{"name": "", "type": "bool"}],
-    },
-    {
-        "type": "function",
-        "name": "approve",
-        "stateMutability": "nonpayable",
-        "inputs": [{"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}],
-        "outputs": [{"name": "", "type": "bool"}],
-    },
-    {
-        "type": "function",
-        "name": "transferFrom",
-        "stateMutability": "nonpayable",
-        "inputs": [
-            {"name": "from", "type": "address"},
-            {"name": "to", "type": "address"},
-            {"name": "value", "type": "uint256"},
-        ],
-        "outputs": [{"name": "", "type": "bool"}],
-    },
-    {
-        "type": "event",
-        "name": "Transfer",
-        "anonymous": False,
-        "inputs": [
-            {"name": "from", "type": "address", "indexed": True},
-            {"name": "to", "type": "address", "indexed": True},
-            {"name": "value", "type": "uint256", "indexed": False},
-        ],
-    },
-    {
-        "type": "event",
-        "name": "Approval",
-        "anonymous": False,
-        "inputs": [
-            {"name": "owner", "type": "address", "indexed": True},
-            {"name": "spender", "type": "address", "indexed": True},
-            {"name": "value", "type": "uint256", "indexed": False},
-        ],
     },
 ]
 # Node answers meaning "this exact transaction, or one with its nonce, is already known".
@@ -269,7 +197,7 @@ class EthereumGateway:
     # --- helpers -----------------------------------------------------------------------------
 
     def _token(self, token: str) -> Any:
-        return self.w3.eth.contract(address=Web3.to_checksum_address(token), abi=ERC20_ABI)
+        return self.w3.eth.contract(address=Web3.to_checksum_address(token), abi=ERC20_TRANSFER_ABI)
 
     def _rpc(self, call: Any) -> Any:
         """Run one node call; transport failures become ChainError (retry later), while the

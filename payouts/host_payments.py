@@ -8,7 +8,6 @@ second, different transaction for the same batch (reliability rule 3).
 """
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -131,18 +130,7 @@ def sign_host_payment(host_payment_id: int, gateway: EthereumGateway) -> HostPay
         wallet_row.next_nonce = signed.nonce + 1
         wallet_row.save(update_fields=["next_nonce", "updated_at"])
     logger.info("host payment #%s signed: nonce %s hash %s", payment.pk, payment.nonce, payment.tx_hash)
-    _pause_for_crash_test()
     return payment
-
-
-def _pause_for_crash_test() -> None:
-    """Fault point for the crash test only: holds the worker between the signing commit and the
-    broadcast so the test can kill it exactly there. Zero (off) unless the environment sets it;
-    production settings force it off."""
-    pause = settings.PGP_FAULT_PAUSE_AFTER_SIGN_SECONDS
-    if pause > 0:
-        logger.warning("fault point: pausing %ss after signing, before broadcast", pause)
-        time.sleep(pause)
 
 
 class InsufficientHotWalletBalance(Exception):

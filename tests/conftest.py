@@ -20,10 +20,10 @@ import pytest
 from django.conf import settings
 from django.test import Client as HttpClient
 
-from integrations.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
 from integrations.nowpayments_signature import sign
-from integrations.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 from payments.models import Client, PayoutCurrency, PayoutStrategy
+from standins.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
+from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IPN_URL = "/webhooks/nowpayments/"

@@ -16,15 +16,15 @@ from eth_account import Account
 from web3 import Web3
 
 from batching.states import BatchStatus
-from integrations.ethereum import ERC20_ABI
-from integrations.localchain import ANVIL_DEV_PRIVATE_KEYS, LocalChain, sign_and_send, wait_for_success
-from integrations.sandbox_changenow import SandboxChangeNow
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from payouts.client_payouts import advance_payout, check_client_payouts
 from payouts.host_payments import advance_host_payment
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.money import to_base_units
 from pgp_project.operations.selectors import get_runtime_settings
+from standins.erc20 import ERC20_ABI
+from standins.localchain import ANVIL_DEV_PRIVATE_KEYS, LocalChain, sign_and_send, wait_for_success
+from standins.sandbox_changenow import SandboxChangeNow
 
 from .conftest import ipn_body, post_ipn, run_at_the_same_moment, wait_until
 

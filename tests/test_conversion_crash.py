@@ -14,10 +14,11 @@ from batching.conversion import check_threshold
 from batching.models import BatchConversion
 from batching.states import BatchStatus
 from integrations.ethereum import EthereumGateway
-from integrations.localchain import LocalChain
 from payments.models import Client
 from payouts.models import HostPayment, HostPaymentStatus
 from pgp_project.operations.recovery import run_recovery_sweep
+from standins.localchain import LocalChain
+from standins.rpc_proxy import RpcProxy
 
 from .conftest import WorkerProcess, ipn_body, post_ipn, wait_until
 
@@ -34,17 +35,22 @@ def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
     hot = local_chain.hot_wallet_address
     nonce_before = w3.eth.get_transaction_count(hot, "pending")
 
-    # A worker that stops right after the signing commit, as if about to broadcast.
-    crashing = WorkerProcess({**flow_environment, "PGP_FAULT_PAUSE_AFTER_SIGN_SECONDS": "120"})
+    # A worker whose broadcast never reaches the chain (the stand-in proxy holds it), killed
+    # right there: after the signing commit, before the node has the transaction.
+    proxy = RpcProxy(local_chain.rpc_url)
+    proxy.start()
+    proxy.hold_broadcasts()
+    crashing = WorkerProcess({**flow_environment, "ETH_RPC_URL": proxy.url})
     try:
         conversion_id = check_threshold().conversion_id
         signed = wait_until(
             lambda: HostPayment.objects.filter(conversion_id=conversion_id, status=HostPaymentStatus.SIGNED).first(),
             timeout=60,
         )
-        wait_until(lambda: any("fault point: pausing" in line for line in crashing.output), timeout=10)
+        wait_until(lambda: proxy.held_count() >= 1, timeout=30)
     finally:
         crashing.kill()
+        proxy.stop()
 
     gateway = EthereumGateway(local_chain.rpc_url, chain_id=local_chain.chain_id)
     assert not gateway.is_known(signed.tx_hash), "nothing may reach the chain before the broadcast step"

@@ -16,14 +16,15 @@ from batching.distribution import distribute_conversion
 from batching.models import BatchConversion
 from batching.states import BatchStatus
 from integrations.changenow import ChangeNowClient
-from integrations.ethereum import ERC20_ABI, EthereumGateway
-from integrations.localchain import LocalChain
-from integrations.sandbox_changenow import SandboxChangeNow
+from integrations.ethereum import EthereumGateway
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from payouts.host_payments import advance_host_payment
 from payouts.models import HostPayment, HostPaymentStatus
 from pgp_project.money import to_base_units
 from pgp_project.operations.recovery import run_recovery_sweep
+from standins.erc20 import ERC20_ABI
+from standins.localchain import LocalChain
+from standins.sandbox_changenow import SandboxChangeNow
 
 from .conftest import ipn_body, post_ipn, run_at_the_same_moment, wait_until
 

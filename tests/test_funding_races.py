@@ -15,10 +15,10 @@ from batching.conversion import CONVERSION_FLOW, advance_conversion, cancel_unfu
 from batching.models import BatchConversion
 from batching.states import BatchStatus
 from integrations.ethereum import EthereumGateway
-from integrations.localchain import LocalChain
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from payouts.host_payments import sign_host_payment
 from payouts.models import HostPayment, HostPaymentStatus
+from standins.localchain import LocalChain
 
 from .conftest import ipn_body, post_ipn
 

@@ -16,8 +16,9 @@ import requests
 from eth_account import Account
 from web3 import Web3
 
-from integrations.ethereum import ERC20_ABI
-from integrations.localchain import (
+from pgp_project.money import to_base_units
+from standins.erc20 import ERC20_ABI
+from standins.localchain import (
     HOT_WALLET_USDT_MINT,
     TREASURY_USDT_MINT,
     LocalChain,
@@ -31,9 +32,8 @@ from integrations.localchain import (
     stop_anvil,
     wait_for_success,
 )
-from integrations.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
-from integrations.sandbox_changenow.jsonio import dumps
-from pgp_project.money import to_base_units
+from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
+from standins.sandbox_changenow.jsonio import dumps
 
 pytestmark = pytest.mark.slow
 

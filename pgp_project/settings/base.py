@@ -27,7 +27,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "pgp_project.operations",
-    "integrations",
     "payments",
     "batching",
     "payouts",
@@ -111,8 +110,6 @@ PGP_REPLACE_STUCK_AFTER_SECONDS = env.float("PGP_REPLACE_STUCK_AFTER_SECONDS", d
 # A host payment the hot wallet cannot cover yet is looked at again after this long.
 PGP_BALANCE_RETRY_SECONDS = env.float("PGP_BALANCE_RETRY_SECONDS", default=60.0)
 PGP_BATCH_DEADLINE_SECONDS = env.int("PGP_BATCH_DEADLINE_SECONDS", default=6 * 60 * 60)
-# Fault injection for the crash test (tests/test_conversion_crash.py); never set in production.
-PGP_FAULT_PAUSE_AFTER_SIGN_SECONDS = env.float("PGP_FAULT_PAUSE_AFTER_SIGN_SECONDS", default=0.0)
 # The recovery sweep re-drives anything whose next step is this late.
 PGP_OVERDUE_GRACE_SECONDS = env.int("PGP_OVERDUE_GRACE_SECONDS", default=60)
 

@@ -7,6 +7,9 @@ DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="local-only-insecure-key-never-used-in-production")
 NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="local-demo-ipn-secret")
 
+# The stand-ins, the demo and the benchmarks: local and test settings only, never production.
+INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
+
 # The SQLite file and the filesystem broker's folders live here.
 for _folder in ("", "broker/queue", "broker/control", "broker/processed"):
     (VAR_DIR / _folder).mkdir(parents=True, exist_ok=True)  # noqa: F405

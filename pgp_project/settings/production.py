@@ -11,7 +11,6 @@ NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET")
 if not NOWPAYMENTS_IPN_SECRET:
     raise ImproperlyConfigured("NOWPAYMENTS_IPN_SECRET must not be empty")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
-PGP_FAULT_PAUSE_AFTER_SIGN_SECONDS = 0.0  # test-only fault point, always off here
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

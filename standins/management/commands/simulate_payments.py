@@ -3,8 +3,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from integrations.nowpayments_simulator import run_simulator
 from payments.models import Client
+from standins.payment_simulator import run_simulator
 
 
 class Command(BaseCommand):

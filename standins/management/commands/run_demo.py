@@ -21,13 +21,13 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from integrations.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
-from pgp_project.operations.demo import (
+from standins.demo import (
     DEMO_ADMIN_USERNAME,
     apply_demo_intervals,
     ensure_demo_clients,
     reset_demo_admin,
 )
+from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 
 STOP_GRACE_SECONDS = 20
 CHAIN_START_TIMEOUT_SECONDS = 90

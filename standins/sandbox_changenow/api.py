@@ -12,8 +12,8 @@ from typing import Any
 
 from eth_account import Account
 
-from integrations.sandbox_changenow.assets import Asset, address_problem, resolve_asset
-from integrations.sandbox_changenow.exchanges import (
+from standins.sandbox_changenow.assets import Asset, address_problem, resolve_asset
+from standins.sandbox_changenow.exchanges import (
     Exchange,
     ExchangeStore,
     Quote,
@@ -21,8 +21,8 @@ from integrations.sandbox_changenow.exchanges import (
     new_exchange_id,
     quote_valid_until,
 )
-from integrations.sandbox_changenow.faults import Faults
-from integrations.sandbox_changenow.pricing import Pricing, amount_to
+from standins.sandbox_changenow.faults import Faults
+from standins.sandbox_changenow.pricing import Pricing, amount_to
 
 FLOWS = ("standard", "fixed-rate")
 TRANSACTION_SPEED_FORECAST = "10-60"  # minutes, the string ChangeNOW reports

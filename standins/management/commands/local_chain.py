@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from integrations.localchain import (
+from standins.localchain import (
     DEFAULT_CHAIN_ID,
     LOCAL_CHAIN_STATE_FILE,
     LocalChainError,

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import requests
 
-from integrations.sandbox_changenow.chain import SandboxChain, SeenTransfer
-from integrations.sandbox_changenow.exchanges import Deposit, Exchange, ExchangeStore, OnChainTransfer, utc_now
-from integrations.sandbox_changenow.pricing import amount_to
+from standins.sandbox_changenow.chain import SandboxChain, SeenTransfer
+from standins.sandbox_changenow.exchanges import Deposit, Exchange, ExchangeStore, OnChainTransfer, utc_now
+from standins.sandbox_changenow.pricing import amount_to
 
-logger = logging.getLogger("integrations.sandbox_changenow")
+logger = logging.getLogger("standins.sandbox_changenow")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from payments.models import Client, PayoutCurrency, PayoutStrategy
-
-from .beat_schedule import default_jobs
+from pgp_project.operations.beat_schedule import default_jobs
 
 DEMO_ADMIN_USERNAME = "admin"
 # Seconds between runs in the demo, so conversions and payouts show up within minutes.

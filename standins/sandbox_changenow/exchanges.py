@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from integrations.sandbox_changenow.assets import Asset
+from standins.sandbox_changenow.assets import Asset
 
 TERMINAL_STATUSES = frozenset({"finished", "failed", "refunded"})
 

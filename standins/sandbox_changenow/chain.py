@@ -9,13 +9,13 @@ from eth_account import Account
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
-from integrations.ethereum import ERC20_ABI
-from integrations.localchain import TOKEN_CALL_GAS, TRANSFER_EVENT_TOPIC, connect, eip1559_fees
-from integrations.sandbox_changenow.assets import ASSETS, Asset
-from integrations.sandbox_changenow.exchanges import OnChainTransfer
 from pgp_project.money import from_base_units, to_base_units
+from standins.erc20 import ERC20_ABI
+from standins.localchain import TOKEN_CALL_GAS, TRANSFER_EVENT_TOPIC, connect, eip1559_fees
+from standins.sandbox_changenow.assets import ASSETS, Asset
+from standins.sandbox_changenow.exchanges import OnChainTransfer
 
-logger = logging.getLogger("integrations.sandbox_changenow")
+logger = logging.getLogger("standins.sandbox_changenow")
 
 NATIVE_TRANSFER_GAS = 21_000
 ETH = ASSETS[("eth", "eth")]

@@ -15,16 +15,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from integrations.sandbox_changenow import jsonio
-from integrations.sandbox_changenow.api import ApiError, ChangeNowApi
-from integrations.sandbox_changenow.assets import DEFAULT_USD_PRICES
-from integrations.sandbox_changenow.chain import SandboxChain
-from integrations.sandbox_changenow.exchanges import ExchangeStore
-from integrations.sandbox_changenow.faults import Faults, FaultSpecError
-from integrations.sandbox_changenow.pricing import Pricing
-from integrations.sandbox_changenow.watcher import ExchangeWatcher, LifecycleTiming
+from standins.sandbox_changenow import jsonio
+from standins.sandbox_changenow.api import ApiError, ChangeNowApi
+from standins.sandbox_changenow.assets import DEFAULT_USD_PRICES
+from standins.sandbox_changenow.chain import SandboxChain
+from standins.sandbox_changenow.exchanges import ExchangeStore
+from standins.sandbox_changenow.faults import Faults, FaultSpecError
+from standins.sandbox_changenow.pricing import Pricing
+from standins.sandbox_changenow.watcher import ExchangeWatcher, LifecycleTiming
 
-logger = logging.getLogger("integrations.sandbox_changenow")
+logger = logging.getLogger("standins.sandbox_changenow")
 
 MAX_BODY_BYTES = 64 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

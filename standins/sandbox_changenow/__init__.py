@@ -6,7 +6,7 @@ base_url = sandbox.start()  # background threads; port 0 picks a free port
 sandbox.stop()
 """
 
-from integrations.sandbox_changenow.server import SandboxChangeNow, SandboxConfig
-from integrations.sandbox_changenow.watcher import LifecycleTiming
+from standins.sandbox_changenow.server import SandboxChangeNow, SandboxConfig
+from standins.sandbox_changenow.watcher import LifecycleTiming
 
 __all__ = ["LifecycleTiming", "SandboxChangeNow", "SandboxConfig"]

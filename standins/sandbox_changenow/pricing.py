@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 
-from integrations.sandbox_changenow.assets import Asset
+from standins.sandbox_changenow.assets import Asset
 
 # Enough digits that a cross rate such as BTC/TRX loses nothing before the final rounding.
 _RATE_PRECISION = 40

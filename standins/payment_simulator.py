@@ -13,7 +13,7 @@ from decimal import ROUND_DOWN, Decimal
 
 import requests
 
-from .nowpayments_signature import sign
+from integrations.nowpayments_signature import sign
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from integrations.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
-from integrations.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
+from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
+from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 
 
 def _decimal(text: str) -> Decimal:
