@@ -1,32 +1,17 @@
 from django.contrib import admin
+from django.utils.safestring import SafeString
 
-from payments.models import PayoutAccumulation
-from payouts.models import HostPayment
-from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from payments.selectors import rows_of_conversion
+from payouts.exchange_batches.admin import ExchangeBatchAdminMixin
+from pgp_project.admin_helpers import ReadOnlyAdminMixin, html_table
+from pgp_project.money import USDT_QUANTUM
 
-from .admin_actions import ExchangeBatchActions
 from .conversion import CONVERSION_FLOW
 from .models import BatchConversion
 
 
-class ConversionRowInline(ReadOnlyTabularInline):
-    model = PayoutAccumulation
-    fk_name = "batch_conversion"
-    fields = ("id", "client", "status", "net_usd", "source_amount", "usdt_amount", "fee_usdt", "credit_usdt")
-    readonly_fields = fields
-    verbose_name_plural = "distribution per row (ETH contributed, USDT received, fee, client credit)"
-
-
-class ConversionHostPaymentInline(ReadOnlyTabularInline):
-    model = HostPayment
-    fk_name = "conversion"
-    fields = ("status", "amount", "to_address", "nonce", "tx_hash", "confirmations", "block_number", "last_error")
-    readonly_fields = fields
-    verbose_name_plural = "host payment (on-chain funding of the exchange)"
-
-
 @admin.register(BatchConversion)
-class BatchConversionAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.ModelAdmin):
+class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status",
@@ -34,22 +19,41 @@ class BatchConversionAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.Model
         "total_net_usd",
         "total_eth",
         "exchange_id",
-        "expected_usdt",
+        "expected_amount",
         "received_usdt",
         "fee_usdt_total",
         "created_at",
         "completed_at",
     )
-    list_filter = ("status",)
+    list_filter = ("status", "exchange_provider")
     search_fields = ("=id", "exchange_id", "payin_address")
-    readonly_fields = ("received_vs_expected",)
-    inlines = [ConversionHostPaymentInline, ConversionRowInline]
+    readonly_fields = ("received_vs_expected", "host_payment_summary", "distribution", "history")
     flow = CONVERSION_FLOW
     operate_permission = "batching.change_batchconversion"
 
     @admin.display(description="received vs expected USDT")
     def received_vs_expected(self, obj: BatchConversion) -> str:
-        if obj.received_usdt is None or obj.expected_usdt is None:
+        if obj.received_usdt is None or obj.expected_amount is None:
             return "-"
-        difference = obj.received_usdt - obj.expected_usdt
-        return f"received {obj.received_usdt} of {obj.expected_usdt} expected ({difference:+})"
+        expected = obj.expected_amount.quantize(USDT_QUANTUM)
+        difference = obj.received_usdt - expected
+        return f"received {obj.received_usdt} of {expected} expected ({difference:+})"
+
+    @admin.display(description="distribution per row (ETH contributed, USDT received, fee, client credit)")
+    def distribution(self, obj: BatchConversion) -> SafeString | str:
+        return html_table(
+            ("row", "client", "status", "net USD", "ETH", "USDT", "fee USDT", "credit USDT"),
+            (
+                (
+                    row.pk,
+                    row.client,
+                    row.status,
+                    row.net_usd,
+                    row.source_amount,
+                    row.usdt_amount,
+                    row.fee_usdt,
+                    row.credit_usdt,
+                )
+                for row in rows_of_conversion(obj.pk)
+            ),
+        )

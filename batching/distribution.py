@@ -11,15 +11,18 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection, transaction
-from django.db.models import Count, Sum
+from django.db import transaction
 from django.utils import timezone
 
-from payments.models import AccumulationStatus, PayoutAccumulation
+from payments import accumulation
+from payments.accumulation import RowCredit
+from payments.selectors import conversion_credits, rows_to_distribute
+from payouts.exchange_batches.states import BatchStatus
+from payouts.locking import lock_batch
 from pgp_project.money import ETH_PLACES, USDT_PLACES, USDT_QUANTUM, from_base_units, percent_of, to_base_units
+from pgp_project.operations.state_machine import transition
 
-from .models import BatchConversion
-from .states import BatchStatus
+from .models import CONVERSION_MACHINE, BatchConversion
 
 logger = logging.getLogger(__name__)
 
@@ -60,106 +63,58 @@ def distribute_conversion(conversion_id: int, amount_to: Decimal, payout_hash: s
     """Credit the conversion's rows and complete it, all in one transaction; None if another
     run already did (the conversion is no longer `exchanging`)."""
     with transaction.atomic():
-        conversion = BatchConversion.objects.select_for_update().get(pk=conversion_id)
+        conversion = lock_batch(BatchConversion, conversion_id)
         if conversion.status != BatchStatus.EXCHANGING:
             return None
-        rows = list(
-            PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk, status=AccumulationStatus.SWAPPING)
-            .order_by("id")
-            .values_list("id", "source_amount", "fee_percent")
+        credited = accumulation.credit_conversion(
+            conversion_id=conversion.pk, credits=_row_credits(conversion, amount_to)
         )
-        if len(rows) != conversion.row_count:
-            raise DistributionError(
-                f"conversion #{conversion.pk} has {len(rows)} rows, expected {conversion.row_count}"
-            )
-        weights = [to_base_units(eth, ETH_PLACES) for _, eth, _ in rows]
-        if sum(weights) != to_base_units(conversion.total_eth, ETH_PLACES):
-            raise DistributionError(f"rows' ETH does not add up to conversion #{conversion.pk}'s total")
-        parts = largest_remainder_split(to_base_units(amount_to, USDT_PLACES), weights)
-        updates = []
-        for (row_id, _, fee_percent), units in zip(rows, parts, strict=True):
-            usdt = from_base_units(units, USDT_PLACES)
-            fee = percent_of(usdt, fee_percent, USDT_QUANTUM)
-            updates.append((row_id, usdt, fee, usdt - fee))
-        _write_row_credits(conversion.pk, updates)
-        totals = PayoutAccumulation.objects.filter(
-            batch_conversion_id=conversion.pk, status=AccumulationStatus.CONVERTED
-        ).aggregate(rows=Count("id"), usdt=Sum("usdt_amount"), fee=Sum("fee_usdt"), credit=Sum("credit_usdt"))
-        result = DistributionTotals(
-            usdt=totals["usdt"] or Decimal(0),
-            fee=totals["fee"] or Decimal(0),
-            credit=totals["credit"] or Decimal(0),
-            rows=totals["rows"],
-        )
+        if credited != conversion.row_count:
+            raise DistributionError(f"updated {credited} rows of {conversion.row_count}")
         # The invariant, checked on what the database now holds, before anything commits.
-        if result.rows != conversion.row_count or result.credit + result.fee != amount_to or result.usdt != amount_to:
+        held = conversion_credits(conversion.pk)
+        if held.rows != conversion.row_count or held.credit + held.fee != amount_to or held.usdt != amount_to:
             raise DistributionError(
-                f"conversion #{conversion.pk}: credit {result.credit} + fee {result.fee} != received {amount_to}"
+                f"conversion #{conversion.pk}: credit {held.credit} + fee {held.fee} != received {amount_to}"
             )
-        now = timezone.now()
-        conversion.status = BatchStatus.COMPLETED
-        conversion.received_usdt = amount_to
-        conversion.fee_usdt_total = result.fee
-        conversion.credit_usdt_total = result.credit
-        conversion.payout_tx_hash = payout_hash
-        conversion.completed_at = now
-        conversion.next_action_at = None
-        conversion.save()
+        transition(
+            CONVERSION_MACHINE,
+            conversion.pk,
+            from_status=BatchStatus.EXCHANGING,
+            to_status=BatchStatus.COMPLETED,
+            reason=f"{amount_to} USDT received and distributed over {held.rows} rows",
+            updates={
+                "received_usdt": amount_to,
+                "fee_usdt_total": held.fee,
+                "credit_usdt_total": held.credit,
+                "payout_tx_hash": payout_hash,
+                "completed_at": timezone.now(),
+                "next_action_at": None,
+            },
+        )
     logger.info(
         "conversion #%s completed: %s USDT received, %s credited to clients, %s fee, %s rows",
         conversion_id,
         amount_to,
-        result.credit,
-        result.fee,
-        result.rows,
+        held.credit,
+        held.fee,
+        held.rows,
     )
-    return result
+    return DistributionTotals(usdt=held.usdt, fee=held.fee, credit=held.credit, rows=held.rows)
 
 
-def _write_row_credits(conversion_id: int, updates: list[tuple[int, Decimal, Decimal, Decimal]]) -> None:
-    """One set-based UPDATE (PostgreSQL: unnest of arrays); only rows still `swapping` in this
-    conversion are touched, so a concurrent change shows up as a count mismatch."""
-    now = timezone.now()
-    if connection.vendor == "postgresql":
-        ids, usdt, fee, credit = (list(column) for column in zip(*updates, strict=True))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE payout_accumulation AS acc
-                   SET status = %s, usdt_amount = v.usdt, fee_usdt = v.fee, credit_usdt = v.credit,
-                       converted_at = %s, updated_at = %s
-                  FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[]) AS v(id, usdt, fee, credit)
-                 WHERE acc.id = v.id AND acc.batch_conversion_id = %s AND acc.status = %s
-                """,
-                [
-                    AccumulationStatus.CONVERTED,
-                    now,
-                    now,
-                    ids,
-                    usdt,
-                    fee,
-                    credit,
-                    conversion_id,
-                    AccumulationStatus.SWAPPING,
-                ],
-            )
-            updated = cursor.rowcount
-    else:
-        objects = [
-            PayoutAccumulation(
-                id=row_id,
-                status=AccumulationStatus.CONVERTED,
-                usdt_amount=u,
-                fee_usdt=f,
-                credit_usdt=c,
-                converted_at=now,
-                updated_at=now,
-            )
-            for row_id, u, f, c in updates
-        ]
-        PayoutAccumulation.objects.bulk_update(
-            objects, ["status", "usdt_amount", "fee_usdt", "credit_usdt", "converted_at", "updated_at"], batch_size=500
-        )
-        updated = len(objects)
-    if updated != len(updates):
-        raise DistributionError(f"updated {updated} rows of {len(updates)}")
+def _row_credits(conversion: BatchConversion, amount_to: Decimal) -> list[RowCredit]:
+    """Each row's part of `amount_to` by its ETH, then split into fee and client credit."""
+    rows = rows_to_distribute(conversion.pk)
+    if len(rows) != conversion.row_count:
+        raise DistributionError(f"conversion #{conversion.pk} has {len(rows)} rows, expected {conversion.row_count}")
+    weights = [to_base_units(row.eth, ETH_PLACES) for row in rows]
+    if sum(weights) != to_base_units(conversion.total_eth, ETH_PLACES):
+        raise DistributionError(f"rows' ETH does not add up to conversion #{conversion.pk}'s total")
+    parts = largest_remainder_split(to_base_units(amount_to, USDT_PLACES), weights)
+    credits = []
+    for row, units in zip(rows, parts, strict=True):
+        usdt = from_base_units(units, USDT_PLACES)
+        fee = percent_of(usdt, row.fee_percent, USDT_QUANTUM)
+        credits.append(RowCredit(row_id=row.row_id, usdt=usdt, fee=fee, credit=usdt - fee))
+    return credits

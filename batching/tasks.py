@@ -6,15 +6,14 @@ from pgp_project.operations.scheduling import run_flow_step
 from pgp_project.operations.services import job_heartbeat
 
 from . import conversion
-from .models import BatchConversion
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="batching.check_threshold")
+@shared_task(name=conversion.CHECK_THRESHOLD_TASK)
 def check_threshold() -> None:
     """Beat job: start a micro-batch conversion when pending USD passes the threshold."""
-    with job_heartbeat("batching.check_threshold"):
+    with job_heartbeat(conversion.CHECK_THRESHOLD_TASK):
         result = conversion.check_threshold()
         logger.info(
             "threshold check: pending %s USD, threshold %s, conversion %s%s",
@@ -25,7 +24,7 @@ def check_threshold() -> None:
         )
 
 
-@shared_task(bind=True, name="batching.advance_conversion", max_retries=10)
+@shared_task(bind=True, name=conversion.ADVANCE_CONVERSION_TASK, max_retries=10)
 def advance_conversion(self, conversion_id: int) -> None:
     """Run the next step of one conversion; transient failures retry with backoff."""
-    run_flow_step(self, BatchConversion, conversion_id, conversion.advance_conversion)
+    run_flow_step(self, conversion.CONVERSION_FLOW.kind, conversion_id)

@@ -1,9 +1,6 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
 
@@ -26,7 +23,7 @@ class ClientAdmin(admin.ModelAdmin):
     )
     list_filter = ("payout_strategy", "payout_currency", "is_active")
     search_fields = ("external_id", "name", "wallet_address")
-    readonly_fields = ("balance_by_state", "recent_payouts", "created_at", "updated_at")
+    readonly_fields = ("balance_by_state", "created_at", "updated_at")
 
     def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         return False  # payments reference clients; deactivate instead
@@ -40,24 +37,6 @@ class ClientAdmin(admin.ModelAdmin):
             f"pending {balance['pending_usd']} USD · converted {balance['converted_usdt']} USDT · "
             f"in payout {balance['in_payout_usdt']} USDT · paid out {balance['paid_out_usdt']} USDT"
         )
-
-    @admin.display(description="recent payouts")
-    def recent_payouts(self, obj: Client) -> str:
-        if obj.pk is None:
-            return "-"
-        batches = obj.payout_batches.order_by("-created_at")[:10]
-        links = [
-            format_html(
-                '<a href="{}">#{} {} {} {}</a>',
-                reverse("admin:payouts_payoutbatch_change", args=[b.pk]),
-                b.pk,
-                b.status,
-                b.source_amount,
-                b.source_currency,
-            )
-            for b in batches
-        ]
-        return format_html_join(mark_safe("<br>"), "{}", ((link,) for link in links)) if links else "none yet"
 
 
 class PaymentEventInline(ReadOnlyTabularInline):
@@ -91,7 +70,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def reroute_held(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         routed = 0
         for payment_id in queryset.filter(routing_status=RoutingStatus.HELD).values_list("id", flat=True):
-            payment = reroute_held_payment(payment_id)
+            payment = reroute_held_payment(payment_id, actor=request.user)
             routed += payment.routing_status == RoutingStatus.ROUTED
         self.message_user(
             request, f"{routed} payment(s) routed; the rest remain held with their reason.", messages.INFO
@@ -128,13 +107,13 @@ class PayoutAccumulationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "source_amount",
         "source_currency",
         "credit_usdt",
-        "batch_conversion",
-        "payout_batch",
+        "batch_conversion_id",
+        "payout_batch_id",
         "created_at",
     )
     list_filter = ("status", "source_asset", "client")
     search_fields = ("=payment__provider_payment_id",)
-    list_select_related = ("payment", "client", "batch_conversion", "payout_batch")
+    list_select_related = ("payment", "client")
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)

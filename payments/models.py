@@ -231,12 +231,10 @@ class PayoutAccumulation(models.Model):
     source_asset = models.CharField(max_length=12, choices=SourceAsset.choices)
     source_currency = models.CharField(max_length=20, help_text="outcome_currency as NOWPayments sent it")
     source_amount = eth_field(help_text="What NOWPayments paid us (outcome_amount); for ETH, the ETH contributed.")
-    batch_conversion = models.ForeignKey(
-        "batching.BatchConversion", null=True, blank=True, on_delete=models.PROTECT, related_name="rows"
-    )
-    payout_batch = models.ForeignKey(
-        "payouts.PayoutBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="rows"
-    )
+    # The batches that claimed the row, by id: they belong to the apps above this one (batching,
+    # payouts), which call this app's services; a foreign key would point back up at them.
+    batch_conversion_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    payout_batch_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     usdt_amount = usdt_field(null=True, blank=True, help_text="This row's USDT: its share of the conversion.")
     fee_usdt = usdt_field(null=True, blank=True, help_text="The platform's part of usdt_amount.")
     credit_usdt = usdt_field(null=True, blank=True, help_text="The client's part of usdt_amount.")
@@ -277,12 +275,12 @@ class PayoutAccumulation(models.Model):
                 name="accum_only_eth_is_swapped",
             ),
             models.CheckConstraint(
-                condition=~Q(status=AccumulationStatus.SWAPPING) | Q(batch_conversion__isnull=False),
+                condition=~Q(status=AccumulationStatus.SWAPPING) | Q(batch_conversion_id__isnull=False),
                 name="accum_swapping_has_conversion",
             ),
             models.CheckConstraint(
                 condition=~Q(status__in=[AccumulationStatus.IN_PAYOUT, AccumulationStatus.PAID_OUT])
-                | Q(payout_batch__isnull=False),
+                | Q(payout_batch_id__isnull=False),
                 name="accum_in_payout_has_batch",
             ),
             models.CheckConstraint(

@@ -6,9 +6,12 @@ from decimal import ROUND_DOWN, Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.assets import ETH, USDT_ERC20, asset_by_nowpayments_code
 from pgp_project.money import USD_QUANTUM, USDT_QUANTUM, percent_of
 from pgp_project.operations.selectors import get_runtime_settings
+from pgp_project.operations.state_machine import record_action
 
+from .instant_payouts import open_instant_payout
 from .ipn_payload import parse_order_id
 from .models import (
     AccumulationStatus,
@@ -22,8 +25,6 @@ from .models import (
 )
 
 logger = logging.getLogger(__name__)
-
-HOST_USDT_CURRENCY = "usdterc20"  # USDT on the host wallet's network: credited without a swap
 
 
 def fee_percent_for(client: Client) -> Decimal:
@@ -62,12 +63,10 @@ def route_finished_payment(payment: Payment) -> None:
         hold_payment(payment, f"price currency {payment.price_currency!r} is not USD")
         return
     if client.payout_strategy == PayoutStrategy.INSTANT:
-        if payment.outcome_currency.lower() != "eth":
+        if asset_by_nowpayments_code(payment.outcome_currency) != ETH:
             hold_payment(payment, f"instant payouts send ETH; outcome currency is {payment.outcome_currency!r}")
             return
-        from payouts.client_payouts import create_instant_payout  # payouts builds on payments
-
-        create_instant_payout(payment, client, fee_percent_for(client))
+        open_instant_payout(payment, client, fee_percent_for(client))
         payment.routing_status = RoutingStatus.ROUTED
         payment.hold_reason = ""
         return
@@ -96,10 +95,12 @@ def create_accumulation(payment: Payment, client: Client, user_id: int) -> Payou
         payout_currency=client.payout_currency,
         payout_network=client.payout_network,
     )
-    if outcome_currency == "eth":
+    outcome_asset = asset_by_nowpayments_code(outcome_currency)
+    if outcome_asset == ETH:
         row.source_asset = SourceAsset.ETH
         row.status = AccumulationStatus.PENDING
-    elif outcome_currency == HOST_USDT_CURRENCY:
+    elif outcome_asset == USDT_ERC20:
+        # Already the USDT the hot wallet holds: credited without a conversion.
         # Already USDT on our network: credit now. Never credit more than arrived: round down.
         usdt = payment.outcome_amount.quantize(USDT_QUANTUM, rounding=ROUND_DOWN)
         row.source_asset = SourceAsset.USDT
@@ -119,7 +120,7 @@ def create_accumulation(payment: Payment, client: Client, user_id: int) -> Payou
     return row
 
 
-def reroute_held_payment(payment_id: int) -> Payment:
+def reroute_held_payment(payment_id: int, *, actor: object = None) -> Payment:
     """Operator action: route a held finished payment again (e.g. after adding its client).
 
     Safe to run twice: only a payment still held, finished and without a row is routed.
@@ -131,6 +132,15 @@ def reroute_held_payment(payment_id: int) -> Payment:
             and payment.status == PaymentStatus.FINISHED
             and not PayoutAccumulation.objects.filter(payment=payment).exists()
         ):
+            held_because = payment.hold_reason
             route_finished_payment(payment)
             payment.save()
+            record_action(
+                "payment",
+                payment.pk,
+                action="reroute",
+                status=payment.routing_status,
+                actor=actor,
+                reason=f"was held: {held_because}; now {payment.routing_status} {payment.hold_reason}".strip(),
+            )
     return payment

@@ -1,16 +1,93 @@
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Count, QuerySet, Sum
 
-from .models import PayoutAccumulation
+from .models import AccumulationStatus, PayoutAccumulation, PayoutStrategy, SourceAsset
 
 TOTAL_FIELDS = ("gross_usd", "fee_usd", "net_usd", "usdt_amount", "fee_usdt", "credit_usdt")
+
+
+@dataclass(frozen=True)
+class PendingTotals:
+    rows: int
+    net_usd: Decimal
+
+
+@dataclass(frozen=True)
+class DistributableRow:
+    row_id: int
+    eth: Decimal  # what the row contributed to the conversion: its weight
+    fee_percent: Decimal
+
+
+@dataclass(frozen=True)
+class ConversionCredits:
+    rows: int
+    usdt: Decimal
+    fee: Decimal
+    credit: Decimal
 
 
 def accumulation_totals(rows: QuerySet[PayoutAccumulation]) -> dict[str, Decimal | int]:
     """Row count and money sums of a (filtered) set of accumulation rows, in one query."""
     totals = rows.order_by().aggregate(rows=Count("id"), **{name: Sum(name) for name in TOTAL_FIELDS})
     return {name: (value if value is not None else Decimal(0)) for name, value in totals.items()}
+
+
+def pending_conversion_totals() -> PendingTotals:
+    """What a micro-batch conversion would claim right now."""
+    pending = PayoutAccumulation.objects.filter(
+        status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH
+    ).aggregate(net=Sum("net_usd"), rows=Count("id"))
+    return PendingTotals(rows=pending["rows"], net_usd=pending["net"] or Decimal(0))
+
+
+def rows_to_distribute(conversion_id: int) -> list[DistributableRow]:
+    """A conversion's swapping rows in id order: the order the distribution breaks ties in."""
+    rows = (
+        PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id, status=AccumulationStatus.SWAPPING)
+        .order_by("id")
+        .values_list("id", "source_amount", "fee_percent")
+    )
+    return [DistributableRow(row_id, eth, fee_percent) for row_id, eth, fee_percent in rows]
+
+
+def conversion_credits(conversion_id: int) -> ConversionCredits:
+    """What the database holds for a conversion's converted rows (the invariant's check)."""
+    totals = PayoutAccumulation.objects.filter(
+        batch_conversion_id=conversion_id, status=AccumulationStatus.CONVERTED
+    ).aggregate(rows=Count("id"), usdt=Sum("usdt_amount"), fee=Sum("fee_usdt"), credit=Sum("credit_usdt"))
+    return ConversionCredits(
+        rows=totals["rows"],
+        usdt=totals["usdt"] or Decimal(0),
+        fee=totals["fee"] or Decimal(0),
+        credit=totals["credit"] or Decimal(0),
+    )
+
+
+def unclaimed_credit_by_client() -> dict[int, Decimal]:
+    """Converted, unclaimed client credit of each active threshold client, by client id."""
+    balances = (
+        PayoutAccumulation.objects.filter(
+            status=AccumulationStatus.CONVERTED,
+            payout_batch_id__isnull=True,
+            client__is_active=True,
+            client__payout_strategy=PayoutStrategy.THRESHOLD,
+        )
+        .values("client_id")
+        .annotate(credit=Sum("credit_usdt"))
+        .order_by("client_id")
+    )
+    return {b["client_id"]: b["credit"] for b in balances}
+
+
+def rows_of_conversion(conversion_id: int) -> QuerySet[PayoutAccumulation]:
+    return PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id).select_related("client").order_by("id")
+
+
+def rows_of_payout(payout_batch_id: int) -> QuerySet[PayoutAccumulation]:
+    return PayoutAccumulation.objects.filter(payout_batch_id=payout_batch_id).select_related("payment").order_by("id")
 
 
 def client_balance(client_id: int) -> dict[str, Decimal]:

@@ -6,41 +6,24 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
-from batching.admin_actions import ExchangeBatchActions
-from batching.states import BatchStatus
-from payments.models import PayoutAccumulation
-from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from payments.admin import ClientAdmin
+from payments.models import Client
+from payments.selectors import rows_of_payout
+from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline, history_table, html_table
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .client_payouts import (
-    PAYOUT_FLOW,
-    PayoutNotAwaitingApproval,
-    approve_payout,
-    reject_payout,
-)
-from .models import HostPayment, HostPaymentAttempt, PayoutBatch
-
-
-class PayoutRowInline(ReadOnlyTabularInline):
-    model = PayoutAccumulation
-    fk_name = "payout_batch"
-    fields = ("id", "payment", "status", "credit_usdt", "paid_out_at")
-    readonly_fields = fields
-    verbose_name_plural = "rows paid out by this batch"
-
-
-class PayoutHostPaymentInline(ReadOnlyTabularInline):
-    model = HostPayment
-    fk_name = "payout_batch"
-    fields = ("status", "asset", "amount", "to_address", "nonce", "tx_hash", "confirmations", "last_error")
-    readonly_fields = fields
-    verbose_name_plural = "host payment (on-chain funding of the exchange)"
+from .approvals import PayoutNotAwaitingApprovalError, approve_payout, reject_payout
+from .client_payouts import PAYOUT_FLOW
+from .exchange_batches.admin import ExchangeBatchAdminMixin
+from .exchange_batches.states import BatchStatus
+from .models import HOST_PAYMENT_MACHINE, EvmTransfer, HostPayment, HostPaymentCandidate, PayoutBatch
 
 
 @admin.register(PayoutBatch)
-class PayoutBatchAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.ModelAdmin):
+class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "kind",
@@ -53,11 +36,10 @@ class PayoutBatchAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.ModelAdmi
         "payout_amount",
         "created_at",
     )
-    list_filter = ("status", "kind", "payout_currency")
+    list_filter = ("status", "kind", "payout_currency", "exchange_provider")
     search_fields = ("=id", "exchange_id", "client__external_id")
     list_select_related = ("client",)
-    readonly_fields = ("approval",)
-    inlines = [PayoutHostPaymentInline, PayoutRowInline]
+    readonly_fields = ("approval", "host_payment_summary", "rows_paid_out", "history")
     flow = PAYOUT_FLOW
     operate_permission = "payouts.change_payoutbatch"
 
@@ -74,6 +56,16 @@ class PayoutBatchAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.ModelAdmi
         if obj.rejected_by_id:
             return f"rejected by {obj.rejected_by} at {obj.rejected_at:%Y-%m-%d %H:%M:%S %Z}"
         return "not required"
+
+    @admin.display(description="rows paid out by this batch")
+    def rows_paid_out(self, obj: PayoutBatch) -> SafeString | str:
+        return html_table(
+            ("row", "payment", "status", "credit USDT", "paid out at"),
+            (
+                (row.pk, row.payment, row.status, row.credit_usdt, row.paid_out_at or "-")
+                for row in rows_of_payout(obj.pk)
+            ),
+        )
 
     def get_urls(self) -> list:
         decide = self.admin_site.admin_view
@@ -101,7 +93,7 @@ class PayoutBatchAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.ModelAdmi
             try:
                 decide(batch.pk, request.user)
                 self.message_user(request, f"Payout #{batch.pk}: {button.lower()}d.", messages.SUCCESS)
-            except PayoutNotAwaitingApproval as exc:
+            except PayoutNotAwaitingApprovalError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             return redirect("admin:payouts_payoutbatch_change", batch.pk)
         context = {
@@ -117,11 +109,19 @@ class PayoutBatchAdmin(ExchangeBatchActions, ReadOnlyAdminMixin, admin.ModelAdmi
 
 
 class CandidateTransactionInline(ReadOnlyTabularInline):
-    model = HostPaymentAttempt
-    fields = ("created_at", "nonce", "tx_hash", "max_fee_per_gas", "max_priority_fee_per_gas")
+    model = HostPaymentCandidate
+    fields = ("created_at", "tx_hash", "fee_details")
     readonly_fields = fields
     show_change_link = False
-    verbose_name_plural = "every transaction signed for this payment (same nonce; the mined one counts)"
+    verbose_name_plural = "every transaction signed for this payment (same slot; the mined one counts)"
+
+
+class EvmTransferInline(ReadOnlyTabularInline):
+    model = EvmTransfer
+    fields = ("sender", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name_plural = "EVM nonce and fees of the current transaction"
 
 
 @admin.register(HostPayment)
@@ -129,17 +129,47 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status",
+        "owner_kind",
+        "chain",
         "asset",
         "amount",
         "to_address",
-        "nonce",
         "tx_hash",
         "confirmations",
-        "conversion",
-        "payout_batch",
         "created_at",
     )
-    list_filter = ("status", "asset")
+    list_filter = ("status", "owner_kind", "chain", "asset")
     search_fields = ("tx_hash", "to_address")
-    list_select_related = ("conversion", "payout_batch")
-    inlines = [CandidateTransactionInline]
+    readonly_fields = ("history",)
+    inlines = [EvmTransferInline, CandidateTransactionInline]
+
+    @admin.display(description="history (every transition)")
+    def history(self, obj: HostPayment) -> SafeString | str:
+        return history_table(HOST_PAYMENT_MACHINE.subject, obj.pk)
+
+
+# The client page, from the payments app, with this app's part added: the client's payouts.
+admin.site.unregister(Client)
+
+
+@admin.register(Client)
+class ClientWithPayoutsAdmin(ClientAdmin):
+    readonly_fields = (*ClientAdmin.readonly_fields, "recent_payouts")
+
+    @admin.display(description="recent payouts")
+    def recent_payouts(self, obj: Client) -> SafeString | str:
+        if obj.pk is None:
+            return "-"
+        batches = PayoutBatch.objects.filter(client=obj).order_by("-created_at")[:10]
+        links = [
+            format_html(
+                '<a href="{}">#{} {} {} {}</a>',
+                reverse("admin:payouts_payoutbatch_change", args=[b.pk]),
+                b.pk,
+                b.status,
+                b.source_amount,
+                b.source_currency,
+            )
+            for b in batches
+        ]
+        return format_html_join(mark_safe("<br>"), "{}", ((link,) for link in links)) if links else "none yet"

@@ -13,10 +13,6 @@ USDT_QUANTUM = Decimal(1).scaleb(-USDT_PLACES)
 ETH_QUANTUM = Decimal(1).scaleb(-ETH_PLACES)
 
 
-def quantize_usd(amount: Decimal) -> Decimal:
-    return amount.quantize(USD_QUANTUM, rounding=ROUND_HALF_UP)
-
-
 def percent_of(amount: Decimal, percent: Decimal, quantum: Decimal) -> Decimal:
     """`percent` % of `amount`, rounded half-up to `quantum`."""
     return (amount * percent / Decimal(100)).quantize(quantum, rounding=ROUND_HALF_UP)

@@ -6,15 +6,18 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from batching.conversion import CHECK_THRESHOLD_TASK
 from payments.models import Client, PayoutCurrency, PayoutStrategy
+from payouts.client_payouts import CHECK_CLIENT_PAYOUTS_TASK
 from pgp_project.operations.beat_schedule import default_jobs
+from pgp_project.operations.tasks import RECOVERY_SWEEP_TASK
 
 DEMO_ADMIN_USERNAME = "admin"
 # Seconds between runs in the demo, so conversions and payouts show up within minutes.
 DEMO_INTERVALS = {
-    "batching.check_threshold": 30,
-    "payouts.check_client_payouts": 30,
-    "operations.recovery_sweep": 10,
+    CHECK_THRESHOLD_TASK: 30,
+    CHECK_CLIENT_PAYOUTS_TASK: 30,
+    RECOVERY_SWEEP_TASK: 10,
 }
 DEMO_CLIENTS = [
     # (external id, name, strategy, threshold USD, currency, network, wallet)

@@ -25,6 +25,8 @@ from payments.models import Client, PayoutCurrency, PayoutStrategy
 from standins.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
 from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 
+from .factories import ClientFactory
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IPN_URL = "/webhooks/nowpayments/"
 WALLET = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -66,7 +68,7 @@ def post_ipn(http: HttpClient, body: dict[str, Any] | bytes | str, *, signature:
 
 @pytest.fixture
 def threshold_client(db: None) -> Client:
-    return Client.objects.create(
+    return ClientFactory(
         external_id="-1001234567890",
         name="Threshold channel",
         payout_strategy=PayoutStrategy.THRESHOLD,

@@ -4,7 +4,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.test import Client as HttpClient
 from django.urls import reverse
 
@@ -16,15 +15,21 @@ from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
 
 from .conftest import ipn_body, post_ipn
+from .factories import (
+    BatchConversionFactory,
+    ClientFactory,
+    HostPaymentFactory,
+    PayoutBatchFactory,
+    StaffUserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def staff_client(db: None) -> HttpClient:
-    user = get_user_model().objects.create_superuser("operator", "op@example.com", "pw")
     http = HttpClient()
-    http.force_login(user)
+    http.force_login(StaffUserFactory(username="operator"))
     return http
 
 
@@ -34,37 +39,15 @@ def one_of_everything(threshold_client: Client) -> None:
     post_ipn(http, ipn_body(payment_id=1))
     post_ipn(http, ipn_body(payment_id=2, outcome_currency="usdterc20", outcome_amount=20))
     post_ipn(http, ipn_body(payment_id=3), signature="bad")
-    conversion = BatchConversion.objects.create(
-        threshold_usd=20, total_gross_usd=21, total_net_usd=20, total_eth=Decimal("0.01"), row_count=1
-    )
+    conversion = BatchConversionFactory(host_payment=HostPaymentFactory(owner_kind="conversion"))
     PayoutAccumulation.objects.filter(payment__provider_payment_id=1).update(
-        status="swapping", batch_conversion=conversion
+        status="swapping", batch_conversion_id=conversion.pk
     )
-    batch = PayoutBatch.objects.create(
+    PayoutBatchFactory(
         client=threshold_client,
-        wallet_address=threshold_client.wallet_address,
-        payout_currency="usdt",
-        payout_network="eth",
-        source_currency="usdterc20",
-        source_amount=Decimal("19.4"),
-        total_usdt=Decimal("19.4"),
-        row_count=1,
-    )
-    HostPayment.objects.create(
-        conversion=conversion,
-        asset="eth",
-        amount=Decimal("0.01"),
-        amount_base_units=10**16,
-        from_address="0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
-        to_address="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-    )
-    HostPayment.objects.create(
-        payout_batch=batch,
-        asset="usdt",
-        amount=Decimal("19.4"),
-        amount_base_units=19_400_000,
-        from_address="0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
-        to_address="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        host_payment=HostPaymentFactory(
+            owner_kind="payout", asset="usdt", amount=Decimal("19.4"), amount_base_units=19_400_000
+        ),
     )
     get_runtime_settings()
     with job_heartbeat("operations.recovery_sweep"):
@@ -141,14 +124,7 @@ def test_reroute_action_routes_held_payment(staff_client: HttpClient, threshold_
     post_ipn(HttpClient(), ipn_body(order_id="PGP-7|-100555"))
     payment = Payment.objects.get()
     assert payment.routing_status == "held"
-    Client.objects.create(
-        external_id="-100555",
-        payout_strategy="threshold",
-        payout_threshold_usd=10,
-        payout_currency="usdt",
-        payout_network="eth",
-        wallet_address=threshold_client.wallet_address,
-    )
+    ClientFactory(external_id="-100555", payout_threshold_usd=10)
     url = reverse("admin:payments_payment_changelist")
     response = staff_client.post(url, {"action": "reroute_held", "_selected_action": [payment.pk]})
     assert response.status_code == 302
@@ -182,11 +158,11 @@ def test_conversion_page_shows_exchange_host_payment_amounts_and_rows(
         status="exchanging",
         exchange_id="cn-exchange-42",
         payin_address="0x1111111111111111111111111111111111111111",
-        expected_usdt=Decimal("30.000000"),
+        expected_amount=Decimal("30.000000"),
         received_usdt=Decimal("29.950000"),
     )
-    HostPayment.objects.filter(conversion=conversion).update(
-        status="signed", nonce=7, tx_hash="0x" + "ab" * 32, raw_transaction="0x02f8", confirmations=2
+    HostPayment.objects.filter(pk=conversion.host_payment_id).update(
+        status="signed", tx_hash="0x" + "ab" * 32, raw_transaction="0x02f8", confirmations=2
     )
     page = staff_client.get(reverse("admin:batching_batchconversion_change", args=[conversion.pk]))
     assert page.status_code == 200

@@ -4,9 +4,11 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from batching.tasks import check_threshold
+from payouts.client_payouts import CHECK_CLIENT_PAYOUTS_TASK
 from pgp_project.celery import app as celery_app
 from pgp_project.operations.beat_schedule import default_jobs, ensure_default_schedule
 from pgp_project.operations.models import JobHeartbeat
+from pgp_project.operations.tasks import RECOVERY_SWEEP_TASK
 
 from .conftest import wait_until
 
@@ -31,7 +33,7 @@ def test_reliability_settings_are_in_force() -> None:
     assert conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
     celery_app.loader.import_default_modules()  # what a worker does at start: autodiscovery
     registered = set(celery_app.tasks)
-    assert {"batching.check_threshold", "payouts.check_client_payouts", "operations.recovery_sweep"} <= registered
+    assert {check_threshold.name, CHECK_CLIENT_PAYOUTS_TASK, RECOVERY_SWEEP_TASK} <= registered
 
 
 @pytest.mark.django_db

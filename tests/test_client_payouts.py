@@ -8,17 +8,18 @@ from decimal import Decimal
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
 from django.db.models import Sum
 from django.test import Client as HttpClient
 from django.urls import reverse
 from eth_account import Account
 from web3 import Web3
 
-from batching.states import BatchStatus
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
-from payouts.client_payouts import advance_payout, check_client_payouts
-from payouts.host_payments import advance_host_payment
+from payouts.client_payouts import PAYOUT_FLOW, check_client_payouts
+from payouts.exchange_batches.operator import cancel_unfunded
+from payouts.exchange_batches.states import BatchStatus
+from payouts.exchange_batches.steps import advance
+from payouts.host_payments.machine import advance_host_payment
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.money import to_base_units
 from pgp_project.operations.selectors import get_runtime_settings
@@ -27,6 +28,7 @@ from standins.localchain import ANVIL_DEV_PRIVATE_KEYS, LocalChain, sign_and_sen
 from standins.sandbox_changenow import SandboxChangeNow
 
 from .conftest import ipn_body, post_ipn, run_at_the_same_moment, wait_until
+from .factories import ClientFactory, StaffUserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)
@@ -39,17 +41,15 @@ def clean_sandbox(sandbox: SandboxChangeNow) -> None:
 
 
 def make_client(external_id: str, threshold: str, *, strategy: str = "threshold", **overrides: str) -> Client:
-    fields = {
-        "external_id": external_id,
-        "name": f"channel {external_id}",
-        "payout_strategy": strategy,
-        "payout_threshold_usd": Decimal(threshold),
-        "payout_currency": "eth",
-        "payout_network": "eth",
-        "wallet_address": ETH_WALLET,
-        **overrides,
-    }
-    return Client.objects.create(**fields)
+    """A client paid in ETH on Ethereum unless told otherwise."""
+    fields = {"payout_currency": "eth", "payout_network": "eth", "wallet_address": ETH_WALLET, **overrides}
+    return ClientFactory(
+        external_id=external_id, payout_strategy=strategy, payout_threshold_usd=Decimal(threshold), **fields
+    )
+
+
+def host_payment_of(batch: PayoutBatch) -> HostPayment:
+    return HostPayment.objects.get(pk=PayoutBatch.objects.get(pk=batch.pk).host_payment_id)
 
 
 def credit_usdt(client: Client, amounts: list[str], first_id: int) -> None:
@@ -112,7 +112,7 @@ def test_client_above_threshold_is_paid_out_and_client_below_waits(
         assert_conserved(client)
 
     # The USDT that left the hot wallet on chain is exactly the rows' credit.
-    host_payment = HostPayment.objects.get(payout_batch=batch)
+    host_payment = host_payment_of(batch)
     sender, receiver, value = usdt_sent_on_chain(local_chain, host_payment.tx_hash)
     assert sender == local_chain.hot_wallet_address
     assert receiver == Web3.to_checksum_address(batch.payin_address)
@@ -124,7 +124,7 @@ def test_client_above_threshold_is_paid_out_and_client_below_waits(
 
     # Each chain step again after success: nothing new, nothing sent twice.
     nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address)
-    assert advance_payout(batch.pk).status == BatchStatus.COMPLETED
+    assert advance(PAYOUT_FLOW, batch.pk).status == BatchStatus.COMPLETED
     assert advance_host_payment(host_payment.pk).status == HostPaymentStatus.CONFIRMED
     assert check_client_payouts() == []
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address) == nonce
@@ -144,7 +144,7 @@ def test_payout_above_the_approval_limit_waits_for_a_staff_decision(celery_worke
     batches = {b.client_id: b for b in PayoutBatch.objects.all()}
     assert all(b.status == BatchStatus.AWAITING_APPROVAL and b.exchange_id is None for b in batches.values())
 
-    staff = get_user_model().objects.create_superuser("treasurer", "t@example.com", "pw")
+    staff = StaffUserFactory(username="treasurer")
     http = HttpClient()
     http.force_login(staff)
     to_approve, to_reject = batches[approved_client.pk], batches[rejected_client.pk]
@@ -159,7 +159,7 @@ def test_payout_above_the_approval_limit_waits_for_a_staff_decision(celery_worke
     rejected = PayoutBatch.objects.get(pk=to_reject.pk)
     assert rejected.status == BatchStatus.CANCELLED and rejected.rejected_by == staff
     row = PayoutAccumulation.objects.get(client=rejected_client)
-    assert row.status == AccumulationStatus.CONVERTED and row.payout_batch is None
+    assert row.status == AccumulationStatus.CONVERTED and row.payout_batch_id is None
     page = http.get(reverse("admin:payouts_payoutbatch_change", args=[done.pk]))
     assert b"approved by treasurer" in page.content
     client_page = http.get(reverse("admin:payments_client_change", args=[approved_client.pk]))
@@ -174,7 +174,7 @@ def test_instant_payment_is_exchanged_and_paid_on_its_own(celery_worker_process,
     assert batch.kind == "instant" and batch.fee_amount == Decimal("0.0003")
     batch = wait_final(batch.pk)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
-    host_payment = HostPayment.objects.get(payout_batch=batch)
+    host_payment = host_payment_of(batch)
     sent = Web3(Web3.HTTPProvider(local_chain.rpc_url)).eth.get_transaction(host_payment.tx_hash)
     assert sent["value"] == to_base_units(Decimal("0.0097"), 18)
     assert batch.payout_amount > 0 and batch.payout_tx_hash
@@ -186,11 +186,9 @@ def test_invalid_client_address_goes_to_review_and_nothing_is_sent(celery_worker
     (batch_id,) = check_client_payouts()
     batch = wait_final(batch_id)
     assert batch.status == BatchStatus.FAILED and "rejects the wallet address" in batch.review_reason
-    assert batch.exchange_id is None and not HostPayment.objects.filter(payout_batch=batch).exists()
+    assert batch.exchange_id is None and batch.host_payment_id is None and not HostPayment.objects.exists()
     assert PayoutAccumulation.objects.get(client=payee).status == AccumulationStatus.IN_PAYOUT  # held
-    from payouts.client_payouts import cancel_unfunded_payout
-
-    assert cancel_unfunded_payout(batch_id, reason="wallet fixed").status == BatchStatus.CANCELLED
+    assert cancel_unfunded(PAYOUT_FLOW, batch_id, reason="wallet fixed").status == BatchStatus.CANCELLED
     assert PayoutAccumulation.objects.get(client=payee).status == AccumulationStatus.CONVERTED
 
 
@@ -233,7 +231,12 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
     for index, part in enumerate((big / 2, big / 2)):
         credit_usdt(payee, [str(part.quantize(Decimal("0.01")))], first_id=80000 + index)
     (batch_id,) = check_client_payouts()
-    host_payment = wait_until(lambda: HostPayment.objects.filter(payout_batch_id=batch_id).first(), timeout=60)
+    host_payment = wait_until(
+        lambda: HostPayment.objects.filter(
+            pk__in=PayoutBatch.objects.filter(pk=batch_id).values("host_payment_id")
+        ).first(),
+        timeout=60,
+    )
     wait_until(lambda: HostPayment.objects.get(pk=host_payment.pk).balance_alerted_at is not None, timeout=60)
     first_alert = HostPayment.objects.get(pk=host_payment.pk).balance_alerted_at
     assert PayoutBatch.objects.get(pk=batch_id).status == BatchStatus.FUNDING  # waiting, not failed

@@ -5,10 +5,16 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 
-from batching.models import BatchConversion
-from payments.models import AccumulationStatus, Client, Payment, PayoutAccumulation, SourceAsset
-from payouts.models import HostPayment, PayoutBatch
+from payments.models import AccumulationStatus, Client, SourceAsset
+from payouts.models import EvmTransfer, PayoutBatch
 from pgp_project.operations.models import RuntimeSettings
+
+from .factories import (
+    AccumulationFactory,
+    BatchConversionFactory,
+    HostPaymentFactory,
+    PaymentFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -18,62 +24,24 @@ def refused(model: type, **fields: object) -> None:
         model.objects.create(**fields)
 
 
-def make_payment(provider_id: int = 1) -> Payment:
-    return Payment.objects.create(
-        provider_payment_id=provider_id,
-        status="finished",
-        order_id="PGP-1|-100",
-        price_amount=Decimal("10.00"),
-        price_currency="usd",
-        outcome_amount=Decimal("0.003"),
-        outcome_currency="eth",
-        raw_payload={},
-    )
-
-
-def row_fields(payment: Payment, client: Client, **overrides: object) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "payment": payment,
-        "client": client,
-        "user_id": 1,
-        "status": AccumulationStatus.PENDING,
-        "gross_usd": Decimal("10.00"),
-        "fee_percent": Decimal("3.00"),
-        "fee_usd": Decimal("0.30"),
-        "net_usd": Decimal("9.70"),
-        "source_asset": SourceAsset.ETH,
-        "source_currency": "eth",
-        "source_amount": Decimal("0.003"),
-        "wallet_address": client.wallet_address,
-        "payout_currency": "usdt",
-        "payout_network": "eth",
-    }
-    fields.update(overrides)
-    return fields
+def refused_by_factory(factory: type, **fields: object) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        factory(**fields)
 
 
 def test_payment_id_is_unique() -> None:
-    make_payment(1)
-    with pytest.raises(IntegrityError), transaction.atomic():
-        make_payment(1)
+    PaymentFactory(provider_payment_id=1)
+    refused_by_factory(PaymentFactory, provider_payment_id=1)
 
 
 def test_unknown_payment_status_refused() -> None:
-    refused(
-        Payment,
-        provider_payment_id=2,
-        status="bogus",
-        order_id="x",
-        price_amount=1,
-        price_currency="usd",
-        raw_payload={},
-    )
+    refused_by_factory(PaymentFactory, status="bogus")
 
 
 def test_one_accumulation_row_per_payment(threshold_client: Client) -> None:
-    payment = make_payment()
-    PayoutAccumulation.objects.create(**row_fields(payment, threshold_client))
-    refused(PayoutAccumulation, **row_fields(payment, threshold_client))
+    payment = PaymentFactory()
+    AccumulationFactory(payment=payment, client=threshold_client)
+    refused_by_factory(AccumulationFactory, payment=payment, client=threshold_client)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +70,7 @@ def test_one_accumulation_row_per_payment(threshold_client: Client) -> None:
     ],
 )
 def test_bad_accumulation_rows_refused(threshold_client: Client, overrides: dict) -> None:
-    refused(PayoutAccumulation, **row_fields(make_payment(), threshold_client, **overrides))
+    refused_by_factory(AccumulationFactory, client=threshold_client, **overrides)
 
 
 def test_client_rules(threshold_client: Client) -> None:
@@ -119,30 +87,28 @@ def test_client_rules(threshold_client: Client) -> None:
 
 
 def test_conversion_and_host_payment_rules() -> None:
-    refused(BatchConversion, threshold_usd=20, total_gross_usd=0, total_net_usd=0, total_eth=0, row_count=0)
-    refused(
-        BatchConversion,
-        status="swap_created",  # no exchange id
-        threshold_usd=20,
-        total_gross_usd=21,
-        total_net_usd=20,
-        total_eth=Decimal("0.01"),
-        row_count=1,
-    )
-    conversion = BatchConversion.objects.create(
-        threshold_usd=20, total_gross_usd=21, total_net_usd=20, total_eth=Decimal("0.01"), row_count=1
-    )
-    host = {
-        "asset": "eth",
-        "amount": Decimal("0.01"),
-        "amount_base_units": 10**16,
-        "from_address": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
-        "to_address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    refused_by_factory(BatchConversionFactory, total_gross_usd=0, total_net_usd=0, total_eth=0, row_count=0)
+    refused_by_factory(BatchConversionFactory, status="swap_created")  # no exchange id
+    refused_by_factory(BatchConversionFactory, exchange_provider="")  # goes through no provider
+    refused_by_factory(BatchConversionFactory, status="funding", exchange_id="x")  # funding without a payment
+    refused_by_factory(HostPaymentFactory, owner_kind="")  # funds no kind of batch
+    refused_by_factory(HostPaymentFactory, status="signed")  # signed without a transaction
+    host_payment = HostPaymentFactory()
+    BatchConversionFactory(host_payment=host_payment)
+    refused_by_factory(BatchConversionFactory, host_payment=host_payment)  # one batch per host payment
+
+
+def test_no_two_host_payments_share_a_nonce_from_one_wallet() -> None:
+    first, second = HostPaymentFactory(), HostPaymentFactory()
+    fields = {
+        "sender": first.from_address,
+        "nonce": 7,
+        "gas_limit": 21000,
+        "max_fee_per_gas": 1,
+        "max_priority_fee_per_gas": 1,
     }
-    refused(HostPayment, **host)  # belongs to no batch
-    refused(HostPayment, conversion=conversion, status="signed", **host)  # signed without nonce/tx
-    HostPayment.objects.create(conversion=conversion, **host)
-    refused(HostPayment, conversion=conversion, **host)  # one host payment per batch
+    EvmTransfer.objects.create(host_payment=first, **fields)
+    refused(EvmTransfer, host_payment=second, **fields)
 
 
 def test_payout_batch_rules(threshold_client: Client) -> None:
@@ -152,6 +118,7 @@ def test_payout_batch_rules(threshold_client: Client) -> None:
         "payout_currency": "usdt",
         "payout_network": "eth",
         "source_currency": "usdterc20",
+        "exchange_provider": "direct",
     }
     refused(PayoutBatch, source_amount=0, total_usdt=0, row_count=0, **base)
     refused(PayoutBatch, kind="instant", source_amount=1, **base)  # instant without its payment

@@ -12,9 +12,9 @@ from web3 import Web3
 
 from batching.conversion import check_threshold
 from batching.models import BatchConversion
-from batching.states import BatchStatus
-from integrations.ethereum import EthereumGateway
+from integrations.evm_node import EvmNode
 from payments.models import Client
+from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus
 from pgp_project.operations.recovery import run_recovery_sweep
 from standins.localchain import LocalChain
@@ -44,7 +44,10 @@ def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
     try:
         conversion_id = check_threshold().conversion_id
         signed = wait_until(
-            lambda: HostPayment.objects.filter(conversion_id=conversion_id, status=HostPaymentStatus.SIGNED).first(),
+            lambda: HostPayment.objects.filter(
+                pk__in=BatchConversion.objects.filter(pk=conversion_id).values("host_payment_id"),
+                status=HostPaymentStatus.SIGNED,
+            ).first(),
             timeout=60,
         )
         wait_until(lambda: proxy.held_count() >= 1, timeout=30)
@@ -52,8 +55,8 @@ def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
         crashing.kill()
         proxy.stop()
 
-    gateway = EthereumGateway(local_chain.rpc_url, chain_id=local_chain.chain_id)
-    assert not gateway.is_known(signed.tx_hash), "nothing may reach the chain before the broadcast step"
+    node = EvmNode(local_chain.rpc_url, chain_id=local_chain.chain_id)
+    assert not node.is_known(signed.tx_hash), "nothing may reach the chain before the broadcast step"
     assert w3.eth.get_transaction_count(hot, "pending") == nonce_before
 
     # Restart. The killed task's message is still unacknowledged in the broker; the recovery
@@ -62,7 +65,7 @@ def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
     restarted = WorkerProcess(flow_environment)
     try:
         report = run_recovery_sweep()
-        assert signed.pk in report.redriven_host_payments
+        assert signed.pk in report.redriven["host_payment"]
         conversion = wait_until(
             lambda: BatchConversion.objects.filter(
                 pk=conversion_id, status__in=[BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.REFUNDED]
@@ -75,11 +78,11 @@ def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
     assert conversion.status == BatchStatus.COMPLETED, conversion.review_reason
     payment = HostPayment.objects.get(pk=signed.pk)
     assert payment.status == HostPaymentStatus.CONFIRMED
-    assert (payment.tx_hash, payment.raw_transaction, payment.nonce) == (
+    assert (payment.tx_hash, payment.raw_transaction, payment.evm.nonce) == (
         signed.tx_hash,
         signed.raw_transaction,
-        signed.nonce,
+        signed.evm.nonce,
     )
     mined = w3.eth.get_transaction(payment.tx_hash)
-    assert mined["nonce"] == signed.nonce and mined["value"] == int(Decimal("0.0164") * 10**18)
+    assert mined["nonce"] == signed.evm.nonce and mined["value"] == int(Decimal("0.0164") * 10**18)
     assert w3.eth.get_transaction_count(hot, "latest") == nonce_before + 1, "exactly one transaction was sent"

@@ -11,14 +11,17 @@ import requests
 from django.test import Client as HttpClient
 from web3 import Web3
 
-from batching.conversion import advance_conversion, cancel_unfunded_conversion, check_threshold
+from batching.conversion import CONVERSION_FLOW, check_threshold
 from batching.distribution import distribute_conversion
 from batching.models import BatchConversion
-from batching.states import BatchStatus
-from integrations.changenow import ChangeNowClient
-from integrations.ethereum import EthereumGateway
+from integrations.evm_node import EvmNode
+from integrations.exchange.changenow import ChangeNowExchange
+from integrations.exchange.port import ExchangeRef, ExchangeStatus
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
-from payouts.host_payments import advance_host_payment
+from payouts.exchange_batches.operator import cancel_unfunded
+from payouts.exchange_batches.states import BatchStatus
+from payouts.exchange_batches.steps import advance
+from payouts.host_payments.machine import advance_host_payment
 from payouts.models import HostPayment, HostPaymentStatus
 from pgp_project.money import to_base_units
 from pgp_project.operations.recovery import run_recovery_sweep
@@ -77,15 +80,15 @@ def test_fifty_payments_make_one_conversion_that_distributes_exactly(
     assert conversion.row_count == 50 and conversion.total_eth == rows_eth
 
     # The money invariant, on what the database holds.
-    rows = list(PayoutAccumulation.objects.filter(batch_conversion=conversion))
+    rows = list(PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk))
     assert len(rows) == 50 and all(row.status == AccumulationStatus.CONVERTED for row in rows)
     assert sum(r.credit_usdt for r in rows) + sum(r.fee_usdt for r in rows) == conversion.received_usdt
     assert sum(r.usdt_amount for r in rows) == conversion.received_usdt
     assert conversion.fee_usdt_total + conversion.credit_usdt_total == conversion.received_usdt
 
     # amountTo is ChangeNOW's figure, and it arrived at the host wallet on chain.
-    state = ChangeNowClient().exchange_state(conversion.exchange_id)
-    assert state.status == "finished" and state.amount_to == conversion.received_usdt
+    state = ChangeNowExchange().status(ExchangeRef(conversion.exchange_id))
+    assert state.status == ExchangeStatus.FINISHED and state.amount_to == conversion.received_usdt
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     payout_receipt = w3.eth.get_transaction_receipt(conversion.payout_tx_hash)
     transfer = w3.eth.contract(address=local_chain.usdt_address, abi=ERC20_ABI).events.Transfer()
@@ -94,7 +97,7 @@ def test_fifty_payments_make_one_conversion_that_distributes_exactly(
     assert event["args"]["value"] == to_base_units(conversion.received_usdt, 6)
 
     # The ETH that left the hot wallet is exactly the rows' ETH plus gas.
-    host_payment = HostPayment.objects.get(conversion=conversion)
+    host_payment = HostPayment.objects.get(pk=conversion.host_payment_id)
     assert host_payment.status == HostPaymentStatus.CONFIRMED
     receipt = w3.eth.get_transaction_receipt(host_payment.tx_hash)
     sent = w3.eth.get_transaction(host_payment.tx_hash)
@@ -107,7 +110,7 @@ def test_fifty_payments_make_one_conversion_that_distributes_exactly(
 
     # Every chain step run again after success changes nothing: one exchange, one transaction.
     nonce_after = w3.eth.get_transaction_count(hot)
-    assert advance_conversion(conversion.pk).status == BatchStatus.COMPLETED
+    assert advance(CONVERSION_FLOW, conversion.pk).status == BatchStatus.COMPLETED
     assert advance_host_payment(host_payment.pk).status == HostPaymentStatus.CONFIRMED
     assert distribute_conversion(conversion.pk, conversion.received_usdt, "0xagain") is None
     assert check_threshold().conversion_id is None
@@ -136,10 +139,10 @@ def test_concurrent_steps_fund_only_the_first_stored_exchange(
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address)
     conversion_id = check_threshold().conversion_id
-    run_at_the_same_moment(lambda: advance_conversion(conversion_id))
+    run_at_the_same_moment(lambda: advance(CONVERSION_FLOW, conversion_id))
     conversion = wait_final(conversion_id)
     assert conversion.status == BatchStatus.COMPLETED
-    host_payment = HostPayment.objects.get(conversion=conversion)
+    host_payment = HostPayment.objects.get(pk=conversion.host_payment_id)
     assert host_payment.to_address == conversion.payin_address
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address) == nonce_before + 1
     created = {k: v for k, v in sandbox_exchanges(sandbox).items() if k not in exchanges_before}
@@ -169,11 +172,11 @@ def test_failed_or_refunded_exchange_is_held_for_review_without_distribution(
     assert conversion.status == status
     assert outcome in conversion.review_reason
     assert conversion.received_usdt is None
-    rows = PayoutAccumulation.objects.filter(batch_conversion=conversion)
+    rows = PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk)
     assert rows.count() == 5
     assert all(r.status == AccumulationStatus.SWAPPING and r.credit_usdt is None for r in rows)
     # Funds moved: the operator's cancel must refuse to release these rows.
-    assert cancel_unfunded_conversion(conversion.pk, reason="operator").status == status
+    assert cancel_unfunded(CONVERSION_FLOW, conversion.pk, reason="operator").status == status
 
 
 def test_rows_arriving_during_a_conversion_wait_for_the_next_one(
@@ -197,11 +200,11 @@ def test_mismatching_exchange_amount_is_never_sent(
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address)
     conversion = wait_final(check_threshold().conversion_id)
     assert conversion.status == BatchStatus.FAILED and "nothing was sent" in conversion.review_reason
-    assert not HostPayment.objects.filter(conversion=conversion).exists()
+    assert conversion.host_payment_id is None and not HostPayment.objects.exists()
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address) == nonce_before
     # Nothing moved, so the operator may cancel and release the rows for the next batch.
-    assert cancel_unfunded_conversion(conversion.pk, reason="operator").status == BatchStatus.CANCELLED
-    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion=None).count() == 5
+    assert cancel_unfunded(CONVERSION_FLOW, conversion.pk, reason="operator").status == BatchStatus.CANCELLED
+    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion_id=None).count() == 5
 
 
 def test_sweep_cancels_an_unfunded_conversion_past_its_deadline(
@@ -215,14 +218,14 @@ def test_sweep_cancels_an_unfunded_conversion_past_its_deadline(
     conversion_id = check_threshold().conversion_id
     with caplog.at_level("ERROR"):
         report = run_recovery_sweep()
-    assert report.expired_conversions == [conversion_id]
+    assert report.expired["conversion"] == [conversion_id]
     conversion = BatchConversion.objects.get(pk=conversion_id)
     assert conversion.status == BatchStatus.CANCELLED and "deadline passed" in conversion.review_reason
     assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING).count() == 4
     assert f"ALERT batch_deadline_passed kind=conversion id={conversion_id} state=created" in caplog.text
 
 
-def test_ethereum_gateway_reads_balances_exactly(local_chain: LocalChain) -> None:
-    gateway = EthereumGateway(local_chain.rpc_url, chain_id=local_chain.chain_id)
-    assert gateway.token_balance(local_chain.usdt_address, local_chain.treasury_address) > 0
-    assert gateway.eth_balance(local_chain.hot_wallet_address) > 10**18
+def test_evm_node_reads_balances_exactly(local_chain: LocalChain) -> None:
+    node = EvmNode(local_chain.rpc_url, chain_id=local_chain.chain_id)
+    assert node.token_balance(local_chain.usdt_address, local_chain.treasury_address) > 0
+    assert node.eth_balance(local_chain.hot_wallet_address) > 10**18

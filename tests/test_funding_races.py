@@ -10,17 +10,19 @@ import pytest
 from django.test import Client as HttpClient
 from web3 import Web3
 
-from batching import exchange_flow
-from batching.conversion import CONVERSION_FLOW, advance_conversion, cancel_unfunded_conversion, check_threshold
+from batching.conversion import CONVERSION_FLOW, check_threshold
 from batching.models import BatchConversion
-from batching.states import BatchStatus
-from integrations.ethereum import EthereumGateway
+from integrations.evm_node import EvmNode
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
-from payouts.host_payments import sign_host_payment
-from payouts.models import HostPayment, HostPaymentStatus
+from payouts.exchange_batches.operator import cancel_unfunded, resume_funded
+from payouts.exchange_batches.states import BatchStatus
+from payouts.exchange_batches.steps import advance
+from payouts.exchange_batches.transitions import to_review
+from payouts.host_payments.machine import advance_host_payment, broadcast_and_check, sign_host_payment
+from payouts.models import HostPayment, HostPaymentCandidate, HostPaymentStatus
 from standins.localchain import LocalChain
 
-from .conftest import ipn_body, post_ipn
+from .conftest import ipn_body, post_ipn, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -29,9 +31,9 @@ def funding_conversion(first_id: int) -> BatchConversion:
     http = HttpClient()
     for offset in range(3):
         post_ipn(http, ipn_body(payment_id=first_id + offset, price_amount="10.00", outcome_amount="0.004"))
-    conversion = advance_conversion(check_threshold().conversion_id)
+    conversion = advance(CONVERSION_FLOW, check_threshold().conversion_id)
     assert conversion.status == BatchStatus.FUNDING
-    assert HostPayment.objects.get(conversion=conversion).status == HostPaymentStatus.CREATED
+    assert HostPayment.objects.get(pk=conversion.host_payment_id).status == HostPaymentStatus.CREATED
     return conversion
 
 
@@ -39,15 +41,15 @@ def test_cancel_while_funding_but_unsigned_releases_rows_and_nothing_is_ever_sig
     flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain
 ) -> None:
     conversion = funding_conversion(11000)
-    payment_id = HostPayment.objects.get(conversion=conversion).pk
+    payment_id = HostPayment.objects.get(pk=conversion.host_payment_id).pk
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending")
 
-    assert cancel_unfunded_conversion(conversion.pk, reason="operator").status == BatchStatus.CANCELLED
-    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion=None).count() == 3
+    assert cancel_unfunded(CONVERSION_FLOW, conversion.pk, reason="operator").status == BatchStatus.CANCELLED
+    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion_id=None).count() == 3
     # The host payment's task arrives late: there is nothing left to sign.
     with pytest.raises(HostPayment.DoesNotExist):
-        sign_host_payment(payment_id, EthereumGateway())
+        sign_host_payment(payment_id)
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending") == nonce
 
 
@@ -55,11 +57,11 @@ def test_payment_of_a_batch_in_review_is_not_signed(
     flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain
 ) -> None:
     conversion = funding_conversion(12000)
-    exchange_flow.to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
-    payment = HostPayment.objects.get(conversion=conversion)
+    to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
+    payment = HostPayment.objects.get(pk=conversion.host_payment_id)
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending")
-    assert sign_host_payment(payment.pk, EthereumGateway()).status == HostPaymentStatus.CREATED
+    assert sign_host_payment(payment.pk).status == HostPaymentStatus.CREATED
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending") == nonce
 
 
@@ -69,7 +71,7 @@ def test_a_stale_run_cannot_send_a_moved_on_batch_to_review(
     conversion = funding_conversion(13000)
     stale = BatchConversion.objects.get(pk=conversion.pk)
     stale.status = BatchStatus.SWAP_CREATED  # what an older run had read
-    assert exchange_flow.to_review(CONVERSION_FLOW, stale, BatchStatus.FAILED, "stale").status == BatchStatus.FUNDING
+    assert to_review(CONVERSION_FLOW, stale, BatchStatus.FAILED, "stale").status == BatchStatus.FUNDING
 
 
 def test_funded_batch_sent_to_review_can_be_resumed_and_finishes(
@@ -77,24 +79,20 @@ def test_funded_batch_sent_to_review_can_be_resumed_and_finishes(
 ) -> None:
     """A conversion whose deadline passed while its payment was confirming went to review; the
     operator's resume follows the exchange again and the rows are distributed."""
-    from payouts.host_payments import advance_host_payment
-
-    from .conftest import wait_until
-
     settings.PGP_CHAIN_POLL_SECONDS = 0.5
     conversion = funding_conversion(14000)
-    payment = HostPayment.objects.get(conversion=conversion)
+    payment = HostPayment.objects.get(pk=conversion.host_payment_id)
     wait_until(lambda: advance_host_payment(payment.pk).status == HostPaymentStatus.CONFIRMED, timeout=60)
     conversion.refresh_from_db()
-    exchange_flow.to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
-    assert exchange_flow.resume_funded(CONVERSION_FLOW, conversion.pk, note="test").status == BatchStatus.EXCHANGING
+    to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
+    assert resume_funded(CONVERSION_FLOW, conversion.pk, note="test").status == BatchStatus.EXCHANGING
     done = wait_until(
-        lambda: advance_conversion(conversion.pk).status == BatchStatus.COMPLETED and conversion.pk, timeout=60
+        lambda: advance(CONVERSION_FLOW, conversion.pk).status == BatchStatus.COMPLETED and conversion.pk, timeout=60
     )
     assert BatchConversion.objects.get(pk=done).credit_usdt_total is not None
     assert PayoutAccumulation.objects.filter(batch_conversion_id=done, status=AccumulationStatus.CONVERTED).count() == 3
     # Resume is refused for anything that is not a funded batch in review.
-    assert exchange_flow.resume_funded(CONVERSION_FLOW, done, note="again").status == BatchStatus.COMPLETED
+    assert resume_funded(CONVERSION_FLOW, done, note="again").status == BatchStatus.COMPLETED
 
 
 def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
@@ -103,40 +101,38 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     """Our transaction is priced for the current base fee, then the base fee jumps a hundredfold:
     it sits unmined. After the stuck delay it is re-signed with the same nonce and higher fees;
     both hashes are kept, and exactly one transaction is mined."""
-    from payouts.host_payments import broadcast_and_check
-    from payouts.models import HostPaymentAttempt
-
-    from .conftest import wait_until
-
     settings.ETH_MAX_FEE_GWEI = 100_000
     settings.PGP_REPLACE_STUCK_AFTER_SECONDS = 3
     conversion = funding_conversion(15000)
-    gateway = EthereumGateway()
+    node = EvmNode()
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "latest")
-    payment = sign_host_payment(HostPayment.objects.get(conversion=conversion).pk, gateway)
+    payment = sign_host_payment(HostPayment.objects.get(pk=conversion.host_payment_id).pk)
     # Hold mining while ours enters the pool at today's price, then make blocks far dearer.
     w3.provider.make_request("evm_setIntervalMining", [0])
     try:
-        first = broadcast_and_check(payment.pk, gateway)
+        first = broadcast_and_check(payment.pk)
+        first_fees = HostPayment.objects.get(pk=payment.pk).evm.max_fee_per_gas
         base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
         w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(max(base_fee, 10**9) * 100)])
     finally:
         w3.provider.make_request("evm_setIntervalMining", [1])
     assert first.status == HostPaymentStatus.BROADCAST
     time.sleep(2.5)
-    assert gateway.receipt(first.tx_hash) is None, "priced under the new base fee, it must wait"
+    assert node.receipt(first.tx_hash) is None, "priced under the new base fee, it must wait"
     time.sleep(1.5)
-    replaced = broadcast_and_check(payment.pk, gateway)
-    assert replaced.tx_hash != first.tx_hash and replaced.nonce == first.nonce
-    assert int(replaced.max_fee_per_gas) > int(first.max_fee_per_gas)
+    replaced = broadcast_and_check(payment.pk)
+    first_nonce = HostPaymentCandidate.objects.get(tx_hash=first.tx_hash).fee_details["nonce"]
+    replaced_evm = HostPayment.objects.get(pk=payment.pk).evm
+    assert replaced.tx_hash != first.tx_hash and replaced_evm.nonce == first_nonce
+    assert int(replaced_evm.max_fee_per_gas) > int(first_fees)
     confirmed = wait_until(
-        lambda: (p := broadcast_and_check(payment.pk, gateway)).status == HostPaymentStatus.CONFIRMED and p,
+        lambda: (p := broadcast_and_check(payment.pk)).status == HostPaymentStatus.CONFIRMED and p,
         timeout=60,
     )
-    hashes = set(HostPaymentAttempt.objects.filter(host_payment_id=payment.pk).values_list("tx_hash", flat=True))
+    hashes = set(HostPaymentCandidate.objects.filter(host_payment_id=payment.pk).values_list("tx_hash", flat=True))
     assert hashes == {first.tx_hash, replaced.tx_hash}
     assert confirmed.tx_hash == replaced.tx_hash
-    assert gateway.receipt(first.tx_hash) is None
+    assert node.receipt(first.tx_hash) is None
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "latest") == nonce_before + 1
     w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(base_fee)])  # leave the chain as found

@@ -3,7 +3,7 @@ from django.http import HttpRequest
 
 from pgp_project.admin_helpers import ReadOnlyAdminMixin
 
-from .models import JobHeartbeat, RuntimeSettings
+from .models import AuditEvent, JobHeartbeat, RuntimeSettings
 
 
 @admin.register(RuntimeSettings)
@@ -27,3 +27,14 @@ class RuntimeSettingsAdmin(admin.ModelAdmin):
 @admin.register(JobHeartbeat)
 class JobHeartbeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("job_name", "last_started_at", "last_finished_at", "run_count")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every transition of every state machine and every operator action, newest first."""
+
+    list_display = ("created_at", "subject_type", "subject_id", "action", "from_status", "to_status", "actor", "reason")
+    list_filter = ("subject_type", "action", "to_status")
+    search_fields = ("=subject_id", "reason")
+    list_select_related = ("actor",)
+    ordering = ("-created_at", "-id")

@@ -1,16 +1,28 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.db.models.signals import post_migrate
 
 
 class OperationsConfig(AppConfig):
-    """Cross-cutting operator concerns: runtime settings, job heartbeats, health, schedule."""
+    """The kernel's operator concerns: runtime settings, job heartbeats, health, the periodic
+    schedule, the audit trail of state machines, and the recovery of registered flows. It knows
+    no domain app: the apps register their flows and periodic jobs with it."""
 
     name = "pgp_project.operations"
     label = "operations"
     verbose_name = "Operations"
 
     def ready(self) -> None:
-        from .beat_schedule import ensure_default_schedule
+        from .beat_schedule import DefaultJob, ensure_default_schedule, register_default_job
+        from .tasks import RECOVERY_SWEEP_TASK
 
+        register_default_job(
+            DefaultJob(
+                name="Recovery sweep",
+                task=RECOVERY_SWEEP_TASK,
+                every_seconds=settings.PGP_RECOVERY_SWEEP_SECONDS,
+                description="Re-drives overdue batches and host payments; moves expired ones on with an alert.",
+            )
+        )
         # After migrate, so a fresh database always has the default periodic jobs.
         post_migrate.connect(ensure_default_schedule, sender=self)

@@ -1,14 +1,14 @@
 """The default periodic schedule, written once into django-celery-beat's tables.
 
-Operators own the schedule afterwards (edit, disable, change the interval in the admin): an
-existing entry is never overwritten, so running migrate again keeps their changes.
+Each app registers its periodic jobs from `AppConfig.ready` (the kernel knows none of them). The
+post_migrate hook creates the missing ones; operators own the schedule afterwards (edit,
+disable, change the interval in the admin): an existing entry is never overwritten, so running
+migrate again keeps their changes.
 """
 
 import json
 import logging
 from dataclasses import dataclass
-
-from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -21,27 +21,15 @@ class DefaultJob:
     description: str
 
 
+_DEFAULT_JOBS: dict[str, DefaultJob] = {}
+
+
+def register_default_job(job: DefaultJob) -> None:
+    _DEFAULT_JOBS[job.name] = job
+
+
 def default_jobs() -> list[DefaultJob]:
-    return [
-        DefaultJob(
-            name="Micro-batch conversion check",
-            task="batching.check_threshold",
-            every_seconds=settings.PGP_CONVERSION_CHECK_SECONDS,
-            description="Converts pending ETH to USDT once pending net USD passes the threshold.",
-        ),
-        DefaultJob(
-            name="Client payout check",
-            task="payouts.check_client_payouts",
-            every_seconds=settings.PGP_CLIENT_PAYOUT_CHECK_SECONDS,
-            description="Pays each client whose converted USDT passed the client's threshold.",
-        ),
-        DefaultJob(
-            name="Recovery sweep",
-            task="operations.recovery_sweep",
-            every_seconds=settings.PGP_RECOVERY_SWEEP_SECONDS,
-            description="Re-drives overdue batches and host payments; moves expired ones to review.",
-        ),
-    ]
+    return list(_DEFAULT_JOBS.values())
 
 
 def ensure_default_schedule(**kwargs: object) -> None:

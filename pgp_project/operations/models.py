@@ -1,8 +1,10 @@
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class RuntimeSettings(models.Model):
@@ -67,3 +69,34 @@ class JobHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.job_name
+
+
+class AuditEvent(models.Model):
+    """One row per transition of a state machine and per operator action on it: who (a staff
+    user, or the system when `actor` is empty), when, from which status to which, and why.
+    The history is data, one event per change, never a text field that grows."""
+
+    subject_type = models.CharField(max_length=40, help_text='The state machine: "conversion", "payout", ...')
+    subject_id = models.BigIntegerField()
+    action = models.CharField(max_length=40, help_text='"transition", or the operator action taken.')
+    from_status = models.CharField(max_length=24, blank=True)
+    to_status = models.CharField(max_length=24, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["subject_type", "subject_id", "created_at"], name="audit_subject_time_idx")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(subject_type="") & ~Q(action=""), name="audit_names_subject_and_action")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_type} #{self.subject_id}: {self.action} {self.from_status} -> {self.to_status}"
+
+    @property
+    def actor_label(self) -> str:
+        return str(self.actor) if self.actor_id else "system"

@@ -8,14 +8,17 @@ message leaves `next_action_at` in the past, which is what the recovery sweep lo
 
 import logging
 import random
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from celery import current_app
-from django.db import models, transaction
+from django.conf import settings
+from django.db import OperationalError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from .flows import get_flow
+from .transient import TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +47,6 @@ def enqueue_after_commit(task_name: str, pk: int, countdown: float = 0) -> None:
 def retry_countdown(retries: int, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter, never below the server's Retry-After and always
     well under the broker visibility timeout (reliability rule 5)."""
-    from django.conf import settings
-
     cap = settings.PGP_RETRY_MAX_COUNTDOWN_SECONDS
     backoff = random.uniform(0, min(cap, 2.0 * 2**retries))  # noqa: S311 - jitter, not crypto
     return min(cap, max(backoff, retry_after or 0.0, 1.0))
@@ -61,17 +62,17 @@ def note_retry(model: type[models.Model], pk: int, error: Exception, countdown: 
     )
 
 
-def run_flow_step(task: Any, model: type[models.Model], pk: int, step: Callable[[int], object]) -> None:
-    """Body of a flow task: run `step(pk)`; a transient failure retries the task with backoff
-    (recorded on the object); an object that no longer exists is nothing to do."""
-    from .transient_errors import TRANSIENT_ERRORS, retry_after_of
-
+def run_flow_step(task: Any, flow_name: str, pk: int) -> None:
+    """Body of a flow's Celery task: run the registered flow's next step for `pk`. A transient
+    failure (an adapter's TransientError, a database lock or connection error) retries the task
+    with backoff, recorded on the object; an object that no longer exists is nothing to do."""
+    flow = get_flow(flow_name)
     try:
-        step(pk)
-    except model.DoesNotExist:
-        logger.warning("%s #%s no longer exists; nothing to do", model.__name__, pk)
-    except TRANSIENT_ERRORS as exc:
-        countdown = retry_countdown(task.request.retries, retry_after_of(exc))
-        note_retry(model, pk, exc, countdown)
-        logger.warning("%s #%s: %s; retry in %.1fs", model.__name__, pk, exc, countdown)
+        flow.advance(pk)
+    except flow.model.DoesNotExist:
+        logger.warning("%s #%s no longer exists; nothing to do", flow_name, pk)
+    except (TransientError, OperationalError) as exc:
+        countdown = retry_countdown(task.request.retries, getattr(exc, "retry_after", None))
+        note_retry(flow.model, pk, exc, countdown)
+        logger.warning("%s #%s: %s; retry in %.1fs", flow_name, pk, exc, countdown)
         raise task.retry(exc=exc, countdown=countdown) from exc

@@ -7,9 +7,11 @@ from .services import job_heartbeat
 
 logger = logging.getLogger(__name__)
 
+RECOVERY_SWEEP_TASK = "operations.recovery_sweep"
 
-@shared_task(name="operations.recovery_sweep")
+
+@shared_task(name=RECOVERY_SWEEP_TASK)
 def recovery_sweep() -> None:
-    """Re-drives overdue batches and host payments; expired ones go to review with an alert."""
-    with job_heartbeat("operations.recovery_sweep"):
+    """Each registered flow re-drives its overdue objects and expires the ones past deadline."""
+    with job_heartbeat(RECOVERY_SWEEP_TASK):
         run_recovery_sweep()

@@ -99,6 +99,15 @@ USDT_CONTRACT_ADDRESS = env.str("USDT_CONTRACT_ADDRESS", default="")
 # Never pay more than this per gas (maxFeePerGas); above it, host payments wait.
 ETH_MAX_FEE_GWEI = env.int("ETH_MAX_FEE_GWEI", default=200)
 
+# Exchange providers by name (a batch stores the name it uses), and the one exchanges go through.
+PGP_EXCHANGE_PROVIDERS = {
+    "changenow": "integrations.exchange.changenow.ChangeNowExchange",
+    "direct": "integrations.exchange.direct.DirectTransfer",
+}
+PGP_EXCHANGE_PROVIDER = env.str("PGP_EXCHANGE_PROVIDER", default="changenow")
+# Chain adapters for host payments, by chain (ChangeNOW's network code).
+PGP_CHAIN_ADAPTERS = {"eth": "payouts.host_payments.evm.EvmChain"}
+
 # --- Flow pacing and deadlines (seconds) ---------------------------------------------------
 # How often an in-flight batch or host payment is looked at again while it waits on the chain
 # or on ChangeNOW, and how long a batch may stay open before it goes to review with an alert.

@@ -22,18 +22,19 @@ from django.db import connection, transaction
 from batching.conversion import check_threshold
 from batching.distribution import distribute_conversion
 from batching.models import BatchConversion
-from batching.states import BatchStatus
 from payments.models import Client
+from payouts.exchange_batches.states import BatchStatus
+from payouts.models import HostPayment
 from pgp_project.operations.selectors import get_runtime_settings
 
 AMOUNT_TO = Decimal("123456.789012")
 
 HAND_WRITTEN_CLAIM = """
 WITH conversion AS (
-    INSERT INTO batch_conversions (status, exchange_id, threshold_usd, total_gross_usd, total_net_usd, total_eth,
-                                   row_count, payin_address, exchange_status, payout_tx_hash, review_reason,
-                                   last_error, attempts, abandoned_exchange_ids, created_at, updated_at)
-    SELECT 'exchanging', 'bench-' || gen_random_uuid(), 20, sum(gross_usd), sum(net_usd), sum(source_amount),
+    INSERT INTO batch_conversions (status, exchange_provider, exchange_id, threshold_usd, total_gross_usd,
+                                   total_net_usd, total_eth, row_count, payin_address, exchange_status, payout_tx_hash,
+                                   review_reason, last_error, attempts, abandoned_exchange_ids, created_at, updated_at)
+    SELECT 'created', 'bench', 'bench-' || gen_random_uuid(), 20, sum(gross_usd), sum(net_usd), sum(source_amount),
            count(*), '', '', '', '', '', 0, '[]'::jsonb, now(), now()
       FROM payout_accumulation WHERE status = 'pending'
     RETURNING id
@@ -95,8 +96,19 @@ class Command(BaseCommand):
     def _ours(self) -> None:
         result = check_threshold()
         assert result.conversion_id is not None
+        # Skip the chain: the batch is where distribution starts, funded by a stand-in payment.
         BatchConversion.objects.filter(pk=result.conversion_id).update(
-            status=BatchStatus.EXCHANGING, exchange_id=f"bench-{result.conversion_id}"
+            status=BatchStatus.EXCHANGING,
+            exchange_id=f"bench-{result.conversion_id}",
+            host_payment=HostPayment.objects.create(
+                owner_kind="conversion",
+                chain="eth",
+                asset="eth",
+                amount=1,
+                amount_base_units=10**18,
+                from_address="0xbench",
+                to_address="0xbench",
+            ),
         )
         totals = distribute_conversion(result.conversion_id, AMOUNT_TO, "0xbench")
         assert totals is not None and totals.credit + totals.fee == AMOUNT_TO
@@ -118,7 +130,7 @@ class Command(BaseCommand):
         one UPDATE and one commit at a time, then distribute (proportional shares, the last row
         takes the remainder) with each row updated on its own connection with its own commit."""
         conversion = BatchConversion.objects.create(
-            threshold_usd=1, total_gross_usd=0, total_net_usd=0, total_eth=1, row_count=1
+            exchange_provider="bench", threshold_usd=1, total_gross_usd=0, total_net_usd=0, total_eth=1, row_count=1
         )
         with connection.cursor() as cursor:
             cursor.execute("SELECT id, source_amount, fee_percent FROM payout_accumulation WHERE status = 'pending'")
@@ -161,7 +173,9 @@ class Command(BaseCommand):
 
     def _reset(self, rows: int) -> None:
         with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE payout_accumulation, batch_conversions, payments_payment CASCADE")
+            cursor.execute(
+                "TRUNCATE payout_accumulation, batch_conversions, payouts_hostpayment, payments_payment CASCADE"
+            )
         client, _ = Client.objects.get_or_create(
             external_id="-100bench",
             defaults={

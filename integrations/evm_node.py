@@ -1,4 +1,5 @@
-"""Ethereum gateway (web3.py + eth-account): EIP-1559 fees, signing, broadcast, receipts, ERC-20.
+"""An EVM node, over JSON-RPC (web3.py + eth-account): EIP-1559 fees, signing, broadcast,
+receipts, ERC-20 transfers and balances.
 
 Amounts cross this boundary as integer base units (wei, 10^-6 USDT); `pgp_project.money` does
 the exact Decimal conversion. Nothing here keeps state: the database is the truth, and this
@@ -14,6 +15,8 @@ from eth_account import Account
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
+
+from pgp_project.operations.transient import TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +44,8 @@ ALREADY_KNOWN_MARKERS = ("already known", "known transaction", "already imported
 NONCE_TOO_LOW_MARKERS = ("nonce too low", "nonce is too low", "noncetoolow")
 
 
-class ChainError(Exception):
-    """A chain call failed in a way worth retrying later (node down, timeout)."""
+class ChainError(TransientError):
+    """A chain call failed in a way worth retrying later (node down, timeout, fees above our cap)."""
 
 
 class FeeAboveCap(ChainError):
@@ -71,7 +74,7 @@ class Receipt:
     effective_gas_price: int
 
 
-class EthereumGateway:
+class EvmNode:
     def __init__(self, rpc_url: str | None = None, *, chain_id: int | None = None, timeout: float = 10.0) -> None:
         self.w3 = Web3(Web3.HTTPProvider(rpc_url or settings.ETH_RPC_URL, request_kwargs={"timeout": timeout}))
         self.chain_id = chain_id if chain_id is not None else settings.ETH_CHAIN_ID

@@ -1,4 +1,5 @@
-"""ChangeNOW API v2 client: timeouts on every call, typed errors, bounded retries.
+"""ChangeNOW API v2, as an exchange provider (integrations.exchange.port): timeouts on every
+call, normalised statuses and errors, bounded retries.
 
 Retries (reliability rule 5) happen here only for what is safe and short: 429 (honouring
 Retry-After), 5xx and connection failures, with exponential backoff and full jitter, never on
@@ -10,7 +11,6 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,112 +18,64 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from integrations.assets import changenow_ticker
+
+from .port import (
+    AddressCheck,
+    CreatedExchange,
+    ExchangeBadResponse,
+    ExchangePair,
+    ExchangeRef,
+    ExchangeRefused,
+    ExchangeRequest,
+    ExchangeState,
+    ExchangeStatus,
+    ExchangeUnavailable,
+    Quote,
+    RefusalKind,
+)
+
 logger = logging.getLogger(__name__)
 
 API_KEY_HEADER = "x-changenow-api-key"
-TERMINAL_STATUSES = frozenset({"finished", "failed", "refunded"})
-KNOWN_STATUSES = frozenset(
-    {"new", "waiting", "confirming", "exchanging", "sending", "finished", "failed", "refunded", "verifying"}
-)
-
-
-# /v2/validate/address takes ChangeNOW's legacy ticker, which names the network for tokens.
-LEGACY_TICKERS = {
-    ("usdt", "eth"): "usdterc20",
-    ("usdt", "trx"): "usdttrc20",
-    ("usdt", "bsc"): "usdtbsc",
-    ("usdt", "sol"): "usdtsol",
-    ("usdc", "eth"): "usdc",
-    ("usdc", "bsc"): "usdcbsc",
-    ("usdc", "sol"): "usdcsol",
-    ("bnb", "bsc"): "bnbbsc",
-    ("matic", "matic"): "maticmainnet",
-    ("avax", "avaxc"): "avaxc",
+# ChangeNOW's statuses in our words; "new" and "waiting" both mean the deposit is awaited.
+STATUSES = {
+    "new": ExchangeStatus.AWAITING_DEPOSIT,
+    "waiting": ExchangeStatus.AWAITING_DEPOSIT,
+    "confirming": ExchangeStatus.CONFIRMING,
+    "verifying": ExchangeStatus.VERIFYING,
+    "exchanging": ExchangeStatus.EXCHANGING,
+    "sending": ExchangeStatus.SENDING,
+    "finished": ExchangeStatus.FINISHED,
+    "failed": ExchangeStatus.FAILED,
+    "refunded": ExchangeStatus.REFUNDED,
 }
-
-
-def legacy_ticker(currency: str, network: str) -> str:
-    currency, network = currency.lower(), network.lower()
-    if (currency, network) in LEGACY_TICKERS:
-        return LEGACY_TICKERS[(currency, network)]
-    return currency if network in ("", currency) else currency + network
-
-
-class ChangeNowError(Exception):
-    """Base of every ChangeNOW failure; the message never contains the API key."""
-
-    def __init__(self, message: str, *, code: str = "", http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
-
-
-class ChangeNowRejected(ChangeNowError):
-    """A 4xx other than 429: our request is wrong; retrying it unchanged cannot help."""
-
-
-class ChangeNowUnavailable(ChangeNowError):
-    """429, 5xx, timeout or connection failure after the inline retries: try again later."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-
-
-class ChangeNowBadResponse(ChangeNowError):
-    """A 2xx whose body is not what the API documents."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    to_amount: Decimal
-    rate_id: str | None
-
-
-@dataclass(frozen=True)
-class CreatedExchange:
-    id: str
-    from_amount: Decimal
-    to_amount: Decimal
-    payin_address: str
-    payout_address: str
-
-
-@dataclass(frozen=True)
-class ExchangeState:
-    id: str
-    status: str
-    amount_from: Decimal | None
-    amount_to: Decimal | None
-    expected_amount_to: Decimal | None
-    payin_hash: str
-    payout_hash: str
-    refund_hash: str
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def is_known(self) -> bool:
-        return self.status in KNOWN_STATUSES
+# ChangeNOW's error codes in our words (an unlisted code is RefusalKind.OTHER).
+REFUSALS = {
+    "out_of_range": RefusalKind.OUT_OF_RANGE,
+    "rate_id_not_found_or_expired": RefusalKind.RATE_EXPIRED,
+    "not_valid_address": RefusalKind.INVALID_ADDRESS,
+    "not_valid_refund_address": RefusalKind.INVALID_ADDRESS,
+    "pair_is_inactive": RefusalKind.PAIR_UNAVAILABLE,
+    "exchange_not_found": RefusalKind.NOT_FOUND,
+}
 
 
 def _decimal(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise ChangeNowBadResponse(f"amount {value!r} is not a number")
+        raise ExchangeBadResponse(f"amount {value!r} is not a number")
     try:
         return Decimal(str(value))
     except ArithmeticError as exc:
-        raise ChangeNowBadResponse(f"amount {value!r} is not a number") from exc
+        raise ExchangeBadResponse(f"amount {value!r} is not a number") from exc
 
 
 def _required_decimal(body: dict[str, Any], key: str) -> Decimal:
     value = _decimal(body.get(key))
     if value is None:
-        raise ChangeNowBadResponse(f"response has no {key}")
+        raise ExchangeBadResponse(f"response has no {key}")
     return value
 
 
@@ -136,7 +88,11 @@ def read_api_key() -> str:
     return settings.CHANGENOW_API_KEY
 
 
-class ChangeNowClient:
+class ChangeNowExchange:
+    """The ChangeNOW adapter of the exchange-provider port (fixed-rate flow)."""
+
+    name = "changenow"
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -155,103 +111,77 @@ class ChangeNowClient:
         self.max_inline_wait = max_inline_wait
         self.session = session or requests.Session()
 
-    # --- endpoints ---------------------------------------------------------------------------
+    # --- the port --------------------------------------------------------------------------
 
-    def min_amount(self, *, from_currency: str, from_network: str, to_currency: str, to_network: str) -> Decimal:
-        body = self._call(
-            "GET",
-            "/v2/exchange/min-amount",
-            params={
-                "fromCurrency": from_currency,
-                "toCurrency": to_currency,
-                "fromNetwork": from_network,
-                "toNetwork": to_network,
-                "flow": "fixed-rate",
-            },
-        )
+    def minimum(self, pair: ExchangePair) -> Decimal:
+        body = self._call("GET", "/v2/exchange/min-amount", params={**_pair_params(pair), "flow": "fixed-rate"})
         return _required_decimal(body, "minAmount")
 
-    def estimate(
-        self, *, from_currency: str, from_network: str, to_currency: str, to_network: str, from_amount: Decimal
-    ) -> Estimate:
+    def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote:
         body = self._call(
             "GET",
             "/v2/exchange/estimated-amount",
             params={
-                "fromCurrency": from_currency,
-                "toCurrency": to_currency,
+                **_pair_params(pair),
                 "fromAmount": str(from_amount),
-                "fromNetwork": from_network,
-                "toNetwork": to_network,
                 "flow": "fixed-rate",
                 "useRateId": "true",
             },
         )
-        return Estimate(to_amount=_required_decimal(body, "toAmount"), rate_id=body.get("rateId"))
+        return Quote(to_amount=_required_decimal(body, "toAmount"), rate_id=body.get("rateId"))
 
-    def create_exchange(
-        self,
-        *,
-        from_currency: str,
-        from_network: str,
-        to_currency: str,
-        to_network: str,
-        from_amount: Decimal,
-        address: str,
-        refund_address: str,
-        rate_id: str | None,
-    ) -> CreatedExchange:
+    def create(self, request: ExchangeRequest) -> CreatedExchange:
         body = self._call(
             "POST",
             "/v2/exchange",
             json_body={
-                "fromCurrency": from_currency,
-                "fromNetwork": from_network,
-                "toCurrency": to_currency,
-                "toNetwork": to_network,
-                "fromAmount": str(from_amount),
+                **_pair_params(request.pair),
+                "fromAmount": str(request.from_amount),
                 "toAmount": "",
-                "address": address,
+                "address": request.payout_address,
                 "extraId": "",
-                "refundAddress": refund_address,
+                "refundAddress": request.refund_address,
                 "refundExtraId": "",
                 "userId": "",
                 "payload": "",
                 "contactEmail": "",
                 "flow": "fixed-rate",
                 "type": "direct",
-                "rateId": rate_id or "",
+                "rateId": request.rate_id or "",
             },
         )
         for key in ("id", "payinAddress"):
             if not body.get(key):
-                raise ChangeNowBadResponse(f"created exchange has no {key}")
+                raise ExchangeBadResponse(f"created exchange has no {key}")
         return CreatedExchange(
             id=str(body["id"]),
             from_amount=_required_decimal(body, "fromAmount"),
             to_amount=_required_decimal(body, "toAmount"),
             payin_address=str(body["payinAddress"]),
-            payout_address=str(body.get("payoutAddress") or address),
+            payout_address=str(body.get("payoutAddress") or request.payout_address),
         )
 
-    def exchange_state(self, exchange_id: str) -> ExchangeState:
-        body = self._call("GET", "/v2/exchange/by-id", params={"id": exchange_id})
+    def status(self, exchange: ExchangeRef) -> ExchangeState:
+        body = self._call("GET", "/v2/exchange/by-id", params={"id": exchange.id})
         if not body.get("status"):
-            raise ChangeNowBadResponse("exchange has no status")
+            raise ExchangeBadResponse("exchange has no status")
+        provider_status = str(body["status"])
         return ExchangeState(
-            id=str(body.get("id") or exchange_id),
-            status=str(body["status"]),
+            id=str(body.get("id") or exchange.id),
+            status=STATUSES.get(provider_status, ExchangeStatus.UNKNOWN),
+            provider_status=provider_status,
             amount_from=_decimal(body.get("amountFrom")),
             amount_to=_decimal(body.get("amountTo")),
-            expected_amount_to=_decimal(body.get("expectedAmountTo")),
             payin_hash=str(body.get("payinHash") or ""),
             payout_hash=str(body.get("payoutHash") or ""),
             refund_hash=str(body.get("refundHash") or ""),
         )
 
-    def validate_address(self, *, currency: str, address: str) -> tuple[bool, str]:
-        body = self._call("GET", "/v2/validate/address", params={"currency": currency, "address": address})
-        return bool(body.get("result")), str(body.get("message") or "")
+    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck:
+        # /v2/validate/address takes the one-word ticker, which names the network for tokens.
+        ticker = changenow_ticker(currency, network)
+        body = self._call("GET", "/v2/validate/address", params={"currency": ticker, "address": address})
+        return AddressCheck(valid=bool(body.get("result")), message=str(body.get("message") or ""))
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -263,7 +193,7 @@ class ChangeNowClient:
         self, method: str, path: str, *, params: dict[str, str] | None = None, json_body: dict | None = None
     ) -> dict[str, Any]:
         url = self.base_url + path
-        last_error: ChangeNowUnavailable | None = None
+        last_error: ExchangeUnavailable | None = None
         for attempt in range(1, self.max_attempts + 1):
             wait = self._backoff(attempt)
             try:
@@ -276,11 +206,11 @@ class ChangeNowClient:
                     timeout=self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last_error = ChangeNowUnavailable(f"{method} {path}: {type(exc).__name__}")
+                last_error = ExchangeUnavailable(f"{method} {path}: {type(exc).__name__}")
             else:
                 if response.status_code == 429 or response.status_code >= 500:
                     retry_after = _retry_after_seconds(response)
-                    last_error = ChangeNowUnavailable(
+                    last_error = ExchangeUnavailable(
                         f"{method} {path}: HTTP {response.status_code}",
                         retry_after=retry_after,
                         http_status=response.status_code,
@@ -290,8 +220,9 @@ class ChangeNowClient:
                         wait = retry_after
                 elif response.status_code >= 400:
                     code = _error_code(response)
-                    raise ChangeNowRejected(
+                    raise ExchangeRefused(
                         f"{method} {path}: HTTP {response.status_code} {code}: {_error_message(response)}",
+                        kind=REFUSALS.get(code, RefusalKind.OTHER),
                         code=code,
                         http_status=response.status_code,
                     )
@@ -309,9 +240,9 @@ def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
     try:
         body = json.loads(response.text, parse_float=Decimal)
     except ValueError as exc:
-        raise ChangeNowBadResponse(f"{what}: body is not JSON") from exc
+        raise ExchangeBadResponse(f"{what}: body is not JSON") from exc
     if not isinstance(body, dict):
-        raise ChangeNowBadResponse(f"{what}: body is not a JSON object")
+        raise ExchangeBadResponse(f"{what}: body is not a JSON object")
     return body
 
 
@@ -339,3 +270,12 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP-date: fall back to our own backoff
+
+
+def _pair_params(pair: ExchangePair) -> dict[str, str]:
+    return {
+        "fromCurrency": pair.from_currency,
+        "toCurrency": pair.to_currency,
+        "fromNetwork": pair.from_network,
+        "toNetwork": pair.to_network,
+    }

@@ -1,0 +1,68 @@
+"""The direct transfer, as an exchange provider: when the payee wants exactly the asset we hold
+(USDT ERC-20 to a USDT ERC-20 wallet, say), nothing is exchanged. The host payment pays the
+payee's address itself, so this "exchange" takes its deposit there and is finished, with the
+amount deposited, once that deposit exists. Neither ChangeNOW nor anyone else is asked."""
+
+from decimal import Decimal
+
+from integrations.addresses import address_problem
+
+from .port import (
+    AddressCheck,
+    CreatedExchange,
+    ExchangePair,
+    ExchangeRef,
+    ExchangeRefused,
+    ExchangeRequest,
+    ExchangeState,
+    ExchangeStatus,
+    Quote,
+    RefusalKind,
+)
+
+ID_PREFIX = "direct-"
+
+
+class DirectTransfer:
+    name = "direct"
+
+    def minimum(self, pair: ExchangePair) -> Decimal:
+        self._require_same_asset(pair)
+        return Decimal(0)
+
+    def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote:
+        self._require_same_asset(pair)
+        return Quote(to_amount=from_amount, rate_id=None)
+
+    def create(self, request: ExchangeRequest) -> CreatedExchange:
+        self._require_same_asset(request.pair)
+        return CreatedExchange(
+            # One id per batch, so a repeated call returns the same "exchange".
+            id=f"{ID_PREFIX}{request.reference}",
+            from_amount=request.from_amount,
+            to_amount=request.from_amount,
+            payin_address=request.payout_address,
+            payout_address=request.payout_address,
+        )
+
+    def status(self, exchange: ExchangeRef) -> ExchangeState:
+        if not exchange.deposit_tx_hash:
+            return ExchangeState(exchange.id, ExchangeStatus.AWAITING_DEPOSIT, "awaiting_transfer")
+        return ExchangeState(
+            exchange.id,
+            ExchangeStatus.FINISHED,
+            "transferred",
+            amount_from=exchange.from_amount,
+            amount_to=exchange.from_amount,
+            payin_hash=exchange.deposit_tx_hash,
+            payout_hash=exchange.deposit_tx_hash,
+        )
+
+    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck:
+        problem = address_problem(address, network)
+        return AddressCheck(valid=problem is None, message=problem or "")
+
+    @staticmethod
+    def _require_same_asset(pair: ExchangePair) -> None:
+        if not pair.is_direct:
+            raise ExchangeRefused(f"a direct transfer cannot exchange {pair}", kind=RefusalKind.PAIR_UNAVAILABLE)

@@ -1,0 +1,151 @@
+"""The exchange-provider port: what the batch flows need from whoever turns one asset into another
+and pays it out. Adapters (ChangeNOW, the direct transfer, a stand-in) speak their own API and
+answer with the normalised types below, so the flows never compare a provider's status strings.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from pgp_project.operations.transient import TransientError
+
+
+@dataclass(frozen=True)
+class ExchangePair:
+    """Assets by ChangeNOW's currency and network codes (see integrations.assets)."""
+
+    from_currency: str
+    from_network: str
+    to_currency: str
+    to_network: str
+
+    @property
+    def is_direct(self) -> bool:
+        """Same asset on both sides: nothing to exchange, the host payment pays the payee."""
+        return (self.from_currency, self.from_network) == (self.to_currency, self.to_network)
+
+    def __str__(self) -> str:
+        return f"{self.from_currency}({self.from_network})->{self.to_currency}({self.to_network})"
+
+
+class ExchangeStatus(StrEnum):
+    AWAITING_DEPOSIT = "awaiting_deposit"  # created, waits for our deposit: the only state to fund
+    CONFIRMING = "confirming"  # the deposit arrived and is being confirmed
+    VERIFYING = "verifying"  # held by the provider's checks
+    EXCHANGING = "exchanging"
+    SENDING = "sending"
+    FINISHED = "finished"  # paid out; amount_to is what the payee received
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    UNKNOWN = "unknown"  # a status the adapter does not know: not terminal, and worth an alert
+
+
+@dataclass(frozen=True)
+class Quote:
+    to_amount: Decimal
+    rate_id: str | None  # a fixed rate to create the exchange with, when the provider gives one
+    valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ExchangeRequest:
+    pair: ExchangePair
+    from_amount: Decimal
+    payout_address: str
+    refund_address: str
+    rate_id: str | None
+    reference: str  # ours, unique per batch ("conversion-12"): lets an adapter be idempotent
+
+
+@dataclass(frozen=True)
+class CreatedExchange:
+    id: str
+    from_amount: Decimal  # exactly what must be deposited
+    to_amount: Decimal  # the provider's estimate of what the payee receives
+    payin_address: str
+    payout_address: str
+
+
+@dataclass(frozen=True)
+class ExchangeRef:
+    """What we know of an exchange we created: its id, where and how much we deposit, and the
+    deposit's transaction once it exists."""
+
+    id: str
+    payin_address: str = ""
+    from_amount: Decimal | None = None
+    deposit_tx_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class ExchangeState:
+    id: str
+    status: ExchangeStatus
+    provider_status: str  # the provider's own word, for operators
+    amount_from: Decimal | None = None
+    amount_to: Decimal | None = None  # what the payee actually received, once finished
+    payin_hash: str = ""
+    payout_hash: str = ""
+    refund_hash: str = ""
+
+
+@dataclass(frozen=True)
+class AddressCheck:
+    valid: bool
+    message: str = ""
+
+
+class RefusalKind(StrEnum):
+    OUT_OF_RANGE = "out_of_range"  # below the minimum (or above the maximum) for the pair
+    RATE_EXPIRED = "rate_expired"  # the fixed rate id is unknown or expired
+    INVALID_ADDRESS = "invalid_address"
+    PAIR_UNAVAILABLE = "pair_unavailable"
+    NOT_FOUND = "not_found"
+    OTHER = "other"
+
+
+class ExchangeError(Exception):
+    """Base of every exchange failure; the message never contains a credential."""
+
+    def __init__(self, message: str, *, code: str = "", http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class ExchangeRefused(ExchangeError):
+    """The provider refused this request as it stands; sending it again unchanged cannot help."""
+
+    def __init__(self, message: str, *, kind: RefusalKind = RefusalKind.OTHER, **details: object) -> None:
+        super().__init__(message, **details)  # type: ignore[arg-type]
+        self.kind = kind
+
+
+class ExchangeUnavailable(ExchangeError, TransientError):
+    """Rate-limited, down, slow or unreachable: try again later (`retry_after` when it said)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **details: object) -> None:
+        ExchangeError.__init__(self, message, **details)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ExchangeBadResponse(ExchangeError, TransientError):
+    """A success whose body is not what the provider documents."""
+
+
+class ExchangeProvider(Protocol):
+    """One way of exchanging and paying out. `name` is what a batch stores in exchange_provider."""
+
+    name: str
+
+    def minimum(self, pair: ExchangePair) -> Decimal: ...
+
+    def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote: ...
+
+    def create(self, request: ExchangeRequest) -> CreatedExchange: ...
+
+    def status(self, exchange: ExchangeRef) -> ExchangeState: ...
+
+    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck: ...

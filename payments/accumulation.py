@@ -1,0 +1,139 @@
+"""The life of a payout_accumulation row after intake, owned here and called by the apps that
+batch the rows (batching, payouts). Each transition is one set-based statement:
+
+    pending --claim_for_conversion--> swapping --credit_conversion--> converted
+       ^---------release_from_conversion----'                            |
+    converted --claim_for_payout--> in_payout --mark_paid_out--> paid_out
+       ^--------release_from_payout-----'
+
+Released rows go back one step, never skip; each statement only touches rows still in the state
+it expects, so a concurrent change shows up as a count the caller can check.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from .models import AccumulationStatus, PayoutAccumulation, SourceAsset
+
+
+@dataclass(frozen=True)
+class ClaimedForConversion:
+    rows: int
+    gross_usd: Decimal
+    net_usd: Decimal
+    eth: Decimal
+
+
+@dataclass(frozen=True)
+class ClaimedForPayout:
+    rows: int
+    credit_usdt: Decimal
+
+
+@dataclass(frozen=True)
+class RowCredit:
+    row_id: int
+    usdt: Decimal  # the row's share of what the conversion received
+    fee: Decimal  # the platform's part of it
+    credit: Decimal  # the client's part of it
+
+
+def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
+    """Claim every row pending at this instant (the caller holds the conversion check's lock)
+    for `conversion_id`; the totals are those of exactly the claimed rows."""
+    claimed = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH).update(
+        status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=timezone.now()
+    )
+    # Read back through the ORM so each backend converts amounts exactly (PostgreSQL numerics;
+    # SQLite's floats via Django's decimal converter), and sum in Python, exactly.
+    amounts = list(
+        PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id).values_list(
+            "gross_usd", "net_usd", "source_amount"
+        )
+    )
+    return ClaimedForConversion(
+        rows=claimed,
+        gross_usd=sum((gross for gross, _, _ in amounts), Decimal(0)),
+        net_usd=sum((net for _, net, _ in amounts), Decimal(0)),
+        eth=sum((eth for _, _, eth in amounts), Decimal(0)),
+    )
+
+
+def release_from_conversion(*, conversion_id: int) -> int:
+    """Rows of a conversion that sent nothing go back to pending."""
+    return PayoutAccumulation.objects.filter(
+        batch_conversion_id=conversion_id, status=AccumulationStatus.SWAPPING
+    ).update(status=AccumulationStatus.PENDING, batch_conversion_id=None, updated_at=timezone.now())
+
+
+def credit_conversion(*, conversion_id: int, credits: Sequence[RowCredit]) -> int:
+    """Write each row's USDT, fee and credit and mark it converted, in one statement; only rows
+    still swapping in this conversion are touched. Returns how many were."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE payout_accumulation AS acc
+                   SET status = %s, usdt_amount = v.usdt, fee_usdt = v.fee, credit_usdt = v.credit,
+                       converted_at = %s, updated_at = %s
+                  FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[]) AS v(id, usdt, fee, credit)
+                 WHERE acc.id = v.id AND acc.batch_conversion_id = %s AND acc.status = %s
+                """,
+                [
+                    AccumulationStatus.CONVERTED,
+                    now,
+                    now,
+                    [c.row_id for c in credits],
+                    [c.usdt for c in credits],
+                    [c.fee for c in credits],
+                    [c.credit for c in credits],
+                    conversion_id,
+                    AccumulationStatus.SWAPPING,
+                ],
+            )
+            return cursor.rowcount
+    # SQLite (the embedded demo) has no arrays: Django's batched CASE update instead.
+    rows = [
+        PayoutAccumulation(
+            id=c.row_id,
+            status=AccumulationStatus.CONVERTED,
+            usdt_amount=c.usdt,
+            fee_usdt=c.fee,
+            credit_usdt=c.credit,
+            converted_at=now,
+            updated_at=now,
+        )
+        for c in credits
+    ]
+    return PayoutAccumulation.objects.bulk_update(
+        rows, ["status", "usdt_amount", "fee_usdt", "credit_usdt", "converted_at", "updated_at"], batch_size=500
+    )
+
+
+def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayout:
+    """Claim exactly this client's converted, unclaimed rows for one payout batch; the total is
+    the credit of exactly the claimed rows."""
+    claimed = PayoutAccumulation.objects.filter(
+        client_id=client_id, status=AccumulationStatus.CONVERTED, payout_batch_id__isnull=True
+    ).update(status=AccumulationStatus.IN_PAYOUT, payout_batch_id=payout_batch_id, updated_at=timezone.now())
+    credits = PayoutAccumulation.objects.filter(payout_batch_id=payout_batch_id).values_list("credit_usdt", flat=True)
+    return ClaimedForPayout(rows=claimed, credit_usdt=sum((c for c in credits if c is not None), Decimal(0)))
+
+
+def mark_paid_out(*, payout_batch_id: int) -> int:
+    now = timezone.now()
+    return PayoutAccumulation.objects.filter(
+        payout_batch_id=payout_batch_id, status=AccumulationStatus.IN_PAYOUT
+    ).update(status=AccumulationStatus.PAID_OUT, paid_out_at=now, updated_at=now)
+
+
+def release_from_payout(*, payout_batch_id: int) -> int:
+    """Rows of a payout that sent nothing go back to the client's converted balance."""
+    return PayoutAccumulation.objects.filter(
+        payout_batch_id=payout_batch_id, status=AccumulationStatus.IN_PAYOUT
+    ).update(status=AccumulationStatus.CONVERTED, payout_batch_id=None, updated_at=timezone.now())

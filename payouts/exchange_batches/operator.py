@@ -1,0 +1,108 @@
+"""What an operator (or the deadline) may do to an exchange-funded batch: cancel it when nothing
+can have been sent, resume one whose funding did confirm, or re-drive its next step. Each is safe
+to do twice and leaves an audit event."""
+
+import logging
+
+from django.db import transaction
+
+from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
+from pgp_project.operations.state_machine import SYSTEM, record_action, transition
+
+from ..locking import lock_batch_and_host_payment
+from ..models import HOST_PAYMENT_MACHINE, HostPaymentStatus
+from .flow import Batch, ExchangeFundedFlow
+from .states import CANCELLABLE_STATUSES, OPEN_STATUSES, BatchStatus
+from .transitions import to_review
+
+logger = logging.getLogger(__name__)
+
+
+def cancel_unfunded(
+    flow: ExchangeFundedFlow,
+    batch_id: int,
+    *,
+    reason: str,
+    actor: object = SYSTEM,
+    only_from_status: str | None = None,
+) -> Batch:
+    """Cancel a batch whose host payment never left (none, or never signed) and release its
+    rows. Refused (the batch is returned unchanged) for anything that may have moved funds."""
+    with transaction.atomic():
+        # The batch, then its host payment: signing holds both, so the payment is either signed
+        # before we look (and we refuse) or never signed.
+        batch, host_payment = lock_batch_and_host_payment(flow.model, batch_id)
+        may_have_sent = host_payment is not None and host_payment.status != HostPaymentStatus.CREATED
+        if only_from_status is not None and (batch.status != only_from_status or batch.exchange_id is not None):
+            return batch
+        if may_have_sent or batch.status not in CANCELLABLE_STATUSES:
+            return batch
+        if not flow.can_release(batch):
+            return to_review(
+                flow, batch, BatchStatus.FAILED, f"{reason}; nothing was sent. {flow.release_note}", actor=actor
+            )
+        released = flow.release_rows(batch)
+        transition(
+            flow.machine,
+            batch.pk,
+            from_status=batch.status,
+            to_status=BatchStatus.CANCELLED,
+            actor=actor,
+            reason=reason,
+            action="cancel",
+            updates={"review_reason": reason[:2000], "next_action_at": None, "host_payment": None},
+        )
+        if host_payment is not None:  # never signed: no transaction exists for it
+            record_action(
+                HOST_PAYMENT_MACHINE.subject,
+                host_payment.pk,
+                action="discarded",
+                status=host_payment.status,
+                actor=actor,
+                reason=f"never signed; {flow.kind} #{batch.pk} cancelled",
+            )
+            host_payment.delete()
+        batch.refresh_from_db()
+    logger.warning("%s #%s cancelled, %s rows released: %s", flow.kind, batch.pk, released, reason)
+    return batch
+
+
+def resume_funded(flow: ExchangeFundedFlow, batch_id: int, *, note: str, actor: object = SYSTEM) -> Batch:
+    """A batch sent to review although its host payment did confirm (for example it passed its
+    deadline while funding) goes back to following its exchange, so it can still finish.
+    Refused unless the payment is confirmed and an exchange exists."""
+    with transaction.atomic():
+        batch, host_payment = lock_batch_and_host_payment(flow.model, batch_id)
+        if (
+            batch.status != BatchStatus.FAILED
+            or batch.exchange_id is None
+            or host_payment is None
+            or host_payment.status != HostPaymentStatus.CONFIRMED
+        ):
+            return batch
+        transition(
+            flow.machine,
+            batch.pk,
+            from_status=BatchStatus.FAILED,
+            to_status=BatchStatus.EXCHANGING,
+            actor=actor,
+            action="resume",
+            reason=f"resumed ({note}) after: {batch.review_reason}",
+            updates={"review_reason": "", "next_action_at": None},
+        )
+        schedule_step(flow.model, batch.pk, flow.advance_task, 0)
+        batch.refresh_from_db()
+    logger.warning("%s #%s resumed: following exchange %s again (%s)", flow.kind, batch.pk, batch.exchange_id, note)
+    return batch
+
+
+def redrive(flow: ExchangeFundedFlow, batch_ids: list[int], *, actor: object) -> list[int]:
+    """Run the next step of each open batch now. The step itself is idempotent, so a second
+    click only repeats a harmless check; each re-drive is kept in the batch's history."""
+    rows = flow.model._default_manager.filter(pk__in=batch_ids, status__in=OPEN_STATUSES)
+    redriven = []
+    for batch_id, status in rows.values_list("id", "status"):
+        record_action(flow.kind, batch_id, action="redrive", status=status, actor=actor)
+        enqueue_after_commit(flow.advance_task, batch_id)
+        redriven.append(batch_id)
+    return redriven

@@ -1,0 +1,52 @@
+"""The state machine shared by every exchange-funded batch: micro-batch conversions
+(batch_conversions) and client payouts (payout_batches).
+
+created -> (awaiting_approval -> approved) -> swap_created -> funding -> funded -> exchanging
+-> completed; side exits cancelled (no funds moved, rows released), failed and refunded (funds
+may have moved: held for review, never released automatically). A failed batch from which
+nothing was sent may still be cancelled; one whose host payment confirmed may be resumed.
+"""
+
+from django.db import models
+
+
+class BatchStatus(models.TextChoices):
+    CREATED = "created", "created"
+    AWAITING_APPROVAL = "awaiting_approval", "awaiting approval"
+    APPROVED = "approved", "approved"
+    SWAP_CREATED = "swap_created", "exchange created"
+    FUNDING = "funding", "funding (host payment sent)"
+    FUNDED = "funded", "funded (confirmed on chain)"
+    EXCHANGING = "exchanging", "exchanging"
+    COMPLETED = "completed", "completed"
+    CANCELLED = "cancelled", "cancelled"
+    FAILED = "failed", "failed (review)"
+    REFUNDED = "refunded", "refunded (review)"
+
+
+S = BatchStatus
+# Every allowed move, and nothing else: the one table `transition()` checks.
+BATCH_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.CREATED: frozenset({S.SWAP_CREATED, S.CANCELLED, S.FAILED}),
+    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.CANCELLED, S.FAILED}),
+    S.APPROVED: frozenset({S.SWAP_CREATED, S.CANCELLED, S.FAILED}),
+    S.SWAP_CREATED: frozenset({S.FUNDING, S.CANCELLED, S.FAILED}),
+    S.FUNDING: frozenset({S.FUNDED, S.CANCELLED, S.FAILED}),
+    S.FUNDED: frozenset({S.EXCHANGING, S.FAILED}),
+    S.EXCHANGING: frozenset({S.COMPLETED, S.FAILED, S.REFUNDED}),
+    # Review: cancel if nothing was sent, or resume following the exchange if funding confirmed.
+    S.FAILED: frozenset({S.CANCELLED, S.EXCHANGING}),
+    S.COMPLETED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REFUNDED: frozenset(),
+}
+
+# States in which an exchange id must already be stored.
+STATUSES_WITH_EXCHANGE = [S.SWAP_CREATED, S.FUNDING, S.FUNDED, S.EXCHANGING, S.COMPLETED]
+# States in which the chain still has a next step to take by itself (recovery re-drives these).
+OPEN_STATUSES = [S.CREATED, S.APPROVED, S.SWAP_CREATED, S.FUNDING, S.FUNDED, S.EXCHANGING]
+# States from which nothing can have been sent once the host payment is known to be unsigned.
+CANCELLABLE_STATUSES = [S.CREATED, S.AWAITING_APPROVAL, S.APPROVED, S.SWAP_CREATED, S.FUNDING, S.FAILED]
+# States an operator must look at.
+REVIEW_STATUSES = [S.FAILED, S.REFUNDED]
+CLOSED_STATUSES = [S.COMPLETED, S.CANCELLED, S.FAILED, S.REFUNDED]

@@ -1,0 +1,202 @@
+"""The chain every exchange-funded batch follows: one exchange (or direct transfer) per batch,
+funded by one host payment from the hot wallet, followed until terminal (DESIGN.md "State
+machines"; the transitions are in states.py).
+
+Every step reads the batch's state from the database and does only what that state still needs,
+so `advance` may run twice, late, or concurrently with itself.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
+from integrations.exchange.port import (
+    ExchangeProvider,
+    ExchangeRef,
+    ExchangeRefused,
+    ExchangeRequest,
+    ExchangeState,
+    ExchangeStatus,
+)
+from integrations.exchange.registry import exchange_provider
+from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
+from pgp_project.operations.state_machine import transition
+
+from ..host_payments.machine import ADVANCE_HOST_PAYMENT_TASK, HostPaymentMismatch, ensure_host_payment
+from ..host_payments.ports import chain_adapter
+from ..locking import lock_batch
+from ..models import HostPayment, HostPaymentStatus
+from .flow import Batch, ExchangeFundedFlow
+from .operator import cancel_unfunded
+from .states import BatchStatus
+from .transitions import move, to_review
+
+logger = logging.getLogger(__name__)
+
+
+def advance(flow: ExchangeFundedFlow, batch_id: int) -> Batch:
+    """Perform the next step this batch's state needs (each step is idempotent)."""
+    batch = flow.model._default_manager.get(pk=batch_id)
+    provider = exchange_provider(batch.exchange_provider)
+    if batch.status in (BatchStatus.CREATED, BatchStatus.APPROVED) and batch.exchange_id is None:
+        batch = flow.before_exchange(batch, provider)
+        if batch.status in (BatchStatus.CREATED, BatchStatus.APPROVED):
+            batch = _create_exchange(flow, batch, provider)
+    if batch.status == BatchStatus.SWAP_CREATED:
+        batch = _start_funding(flow, batch, provider)
+    if batch.status == BatchStatus.FUNDING:
+        batch = _follow_funding(flow, batch)
+    if batch.status == BatchStatus.FUNDED:
+        batch = move(flow, batch, BatchStatus.EXCHANGING, reason="funding confirmed; following the exchange")
+    if batch.status == BatchStatus.EXCHANGING:
+        batch = _poll_exchange(flow, batch, provider)
+    return batch
+
+
+def _create_exchange(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider) -> Batch:
+    pair = flow.pair(batch)
+    amount = flow.send_amount(batch)
+    quote = provider.estimate(pair, amount)
+    refund_address = chain_adapter(flow.host_asset(batch).chain).hot_wallet_address()
+    try:
+        exchange = provider.create(
+            ExchangeRequest(
+                pair=pair,
+                from_amount=amount,
+                payout_address=flow.payout_address(batch),
+                refund_address=refund_address,
+                rate_id=quote.rate_id,
+                reference=f"{flow.kind}-{batch.pk}",
+            )
+        )
+    except ExchangeRefused as exc:
+        # Nothing was sent: release the rows so a later check can try again, and say why.
+        return cancel_unfunded(
+            flow, batch.pk, reason=f"{provider.name} refused the exchange: {exc}", only_from_status=batch.status
+        )
+    # Only the first stored exchange is ever funded (reliability rule 4); one created by a
+    # concurrent or earlier ambiguous attempt is recorded as abandoned and expires unfunded.
+    stored = transition(
+        flow.machine,
+        batch.pk,
+        from_status=batch.status,
+        to_status=BatchStatus.SWAP_CREATED,
+        reason=f"exchange {exchange.id} created with {provider.name}",
+        guard={"exchange_id__isnull": True},
+        updates={
+            "exchange_id": exchange.id,
+            "payin_address": exchange.payin_address,
+            "exchange_from_amount": exchange.from_amount,
+            "expected_amount": exchange.to_amount,
+            "exchange_status": "created",
+        },
+    )
+    if stored:
+        logger.info("%s #%s: exchange %s created, payin %s", flow.kind, batch.pk, exchange.id, exchange.payin_address)
+    else:
+        with transaction.atomic():  # under the row lock, so concurrent losers all get recorded
+            locked = lock_batch(flow.model, batch.pk)
+            if exchange.id != locked.exchange_id:
+                locked.abandoned_exchange_ids = [*locked.abandoned_exchange_ids, exchange.id]
+                locked.save(update_fields=["abandoned_exchange_ids", "updated_at"])
+                logger.warning(
+                    "%s #%s: exchange %s abandoned, the stored one is funded", flow.kind, batch.pk, exchange.id
+                )
+    batch.refresh_from_db()
+    return batch
+
+
+def _start_funding(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider) -> Batch:
+    amount = flow.send_amount(batch)
+    if batch.exchange_from_amount != amount:
+        # Never send an amount other than what the batch holds, and never silently.
+        return to_review(
+            flow,
+            batch,
+            BatchStatus.FAILED,
+            f"exchange fromAmount {batch.exchange_from_amount} != batch amount {amount}; "
+            "nothing was sent. Cancel it in the admin to release the rows.",
+        )
+    # An exchange only takes a deposit while it waits for one.
+    state = provider.status(exchange_ref(batch))
+    if state.status != ExchangeStatus.AWAITING_DEPOSIT:
+        return to_review(
+            flow,
+            batch,
+            BatchStatus.FAILED,
+            f"exchange {batch.exchange_id} is {state.provider_status!r}, no longer waiting for a deposit; nothing "
+            "was sent. Cancel it in the admin to release the rows.",
+        )
+    try:
+        with transaction.atomic():
+            # Under the batch lock, so a concurrent cancel either sees our host payment (and
+            # refuses) or has already cancelled (and we create nothing).
+            locked = lock_batch(flow.model, batch.pk)
+            if locked.status != BatchStatus.SWAP_CREATED:
+                batch.refresh_from_db()
+                return batch
+            host_payment = ensure_host_payment(
+                flow=flow, owner=locked, asset=flow.host_asset(locked), amount=amount, to_address=locked.payin_address
+            )
+            batch = move(flow, locked, BatchStatus.FUNDING, reason=f"host payment #{host_payment.pk} created")
+            enqueue_after_commit(ADVANCE_HOST_PAYMENT_TASK, host_payment.pk)
+    except HostPaymentMismatch as exc:
+        return to_review(flow, batch, BatchStatus.FAILED, str(exc))
+    return batch
+
+
+def _follow_funding(flow: ExchangeFundedFlow, batch: Batch) -> Batch:
+    host_payment = HostPayment.objects.filter(pk=batch.host_payment_id).first()
+    if host_payment is None:  # the funding_has_host_payment constraint rules this out; be loud
+        return to_review(flow, batch, BatchStatus.FAILED, "funding without a host payment")
+    if host_payment.status == HostPaymentStatus.CONFIRMED:
+        return move(flow, batch, BatchStatus.FUNDED, reason=f"host payment {host_payment.tx_hash} confirmed")
+    if host_payment.status == HostPaymentStatus.FAILED:
+        return to_review(flow, batch, BatchStatus.FAILED, f"host payment failed: {host_payment.last_error}")
+    # The host payment drives itself and wakes us when it settles; this is the safety net.
+    schedule_step(flow.model, batch.pk, flow.advance_task, settings.PGP_CHAIN_POLL_SECONDS * 2)
+    return batch
+
+
+def _poll_exchange(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider) -> Batch:
+    state = provider.status(exchange_ref(batch))
+    flow.model._default_manager.filter(pk=batch.pk).update(exchange_status=state.provider_status[:20])
+    if state.status == ExchangeStatus.UNKNOWN:
+        logger.error(
+            "ALERT exchange_unknown_status kind=%s id=%s provider=%s status=%r",
+            flow.kind,
+            batch.pk,
+            provider.name,
+            state.provider_status,
+        )
+    if state.status == ExchangeStatus.FINISHED:
+        if state.amount_to is None:
+            return to_review(flow, batch, BatchStatus.FAILED, f"{provider.name} finished without the amount paid out")
+        flow.finish(batch.pk, state)
+    elif state.status in (ExchangeStatus.FAILED, ExchangeStatus.REFUNDED):
+        return _exchange_failed(flow, batch, provider, state)
+    else:
+        schedule_step(flow.model, batch.pk, flow.advance_task, settings.PGP_EXCHANGE_POLL_SECONDS)
+    batch.refresh_from_db()
+    return batch
+
+
+def _exchange_failed(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider, state: ExchangeState) -> Batch:
+    status = BatchStatus.FAILED if state.status == ExchangeStatus.FAILED else BatchStatus.REFUNDED
+    reason = f"{provider.name} exchange {state.provider_status}"
+    if state.refund_hash:
+        reason += f" (refund tx {state.refund_hash})"
+    return to_review(flow, batch, status, reason)
+
+
+def exchange_ref(batch: Batch) -> ExchangeRef:
+    deposit = None
+    if batch.host_payment_id is not None:
+        deposit = HostPayment.objects.filter(pk=batch.host_payment_id).values_list("tx_hash", flat=True).first()
+    return ExchangeRef(
+        id=batch.exchange_id,
+        payin_address=batch.payin_address,
+        from_amount=batch.exchange_from_amount,
+        deposit_tx_hash=deposit,
+    )

@@ -1,0 +1,48 @@
+"""Moving an exchange-funded batch between states: the next step, or to review with an alert."""
+
+import logging
+
+from django.utils import timezone
+
+from pgp_project.operations.state_machine import SYSTEM, transition
+
+from .flow import Batch, ExchangeFundedFlow
+from .states import BatchStatus
+
+logger = logging.getLogger(__name__)
+
+
+def move(flow: ExchangeFundedFlow, batch: Batch, to_status: BatchStatus, *, reason: str = "") -> Batch:
+    """Compare-and-set from the status this run read; whatever the outcome, return the batch as
+    the database has it."""
+    transition(flow.machine, batch.pk, from_status=batch.status, to_status=to_status, reason=reason)
+    batch.refresh_from_db()
+    return batch
+
+
+def to_review(
+    flow: ExchangeFundedFlow, batch: Batch, status: BatchStatus, reason: str, *, actor: object = SYSTEM
+) -> Batch:
+    """Hold the batch and its rows as they are for an operator, and alert (funds may have moved).
+    A compare-and-set on the status this run read: a stale run cannot fail a batch that has
+    moved on meanwhile, and a closed batch stays closed."""
+    changed = flow.machine.allows(batch.status, status) and transition(
+        flow.machine,
+        batch.pk,
+        from_status=batch.status,
+        to_status=status,
+        actor=actor,
+        reason=reason,
+        updates={"review_reason": reason[:2000], "next_action_at": None},
+    )
+    batch.refresh_from_db()
+    if changed:
+        logger.error(
+            "ALERT batch_review kind=%s id=%s status=%s age=%ss reason=%s",
+            flow.kind,
+            batch.pk,
+            status,
+            int((timezone.now() - batch.created_at).total_seconds()),
+            reason,
+        )
+    return batch

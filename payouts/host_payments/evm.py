@@ -1,0 +1,191 @@
+"""The EVM chain adapter for host payments: nonces from a locked per-sender row, EIP-1559 fees
+under ETH_MAX_FEE_GWEI, the balance guard, and the same-nonce fee bump for a stuck transaction.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import F
+from eth_account import Account
+
+from integrations.assets import SendMethod, asset
+from integrations.evm_node import EvmNode, NonceTakenByAnotherTransaction, SignedTransfer
+
+from ..locking import lock_evm_sender
+from ..models import IN_FLIGHT, EvmTransfer, HostPayment
+from .ports import InsufficientHotWalletBalance, MinedTransaction, SendingSlotTaken, SignedCandidate
+
+logger = logging.getLogger(__name__)
+
+# Nodes accept a replacement only if both fees rise by at least 12.5 %.
+REPLACEMENT_BUMP_NUMERATOR, REPLACEMENT_BUMP_DENOMINATOR = 9, 8
+
+
+@dataclass(frozen=True)
+class HotWalletKey:
+    address: str
+    private_key: str
+
+    def __repr__(self) -> str:  # never print the key
+        return f"HotWalletKey({self.address})"
+
+
+def hot_wallet_key() -> HotWalletKey:
+    key = settings.HOT_WALLET_PRIVATE_KEY
+    if not key:
+        raise RuntimeError("HOT_WALLET_PRIVATE_KEY is not configured")
+    return HotWalletKey(address=Account.from_key(key).address, private_key=key)
+
+
+class EvmChain:
+    chain = "eth"
+
+    def __init__(self, node: EvmNode | None = None) -> None:
+        self.node = node or EvmNode()
+
+    @property
+    def max_fee_cap_wei(self) -> int:
+        return int(settings.ETH_MAX_FEE_GWEI) * 10**9
+
+    def hot_wallet_address(self) -> str:
+        return hot_wallet_key().address
+
+    # --- signing ---------------------------------------------------------------------------
+
+    def sign_first(self, host_payment: HostPayment) -> SignedCandidate:
+        key = hot_wallet_key()
+        sender = lock_evm_sender(host_payment.from_address)
+        # The chain's count covers sends made outside this system; ours covers signed but not
+        # yet broadcast transactions. The larger is the first free nonce.
+        nonce = max(sender.next_nonce, self.node.pending_nonce(host_payment.from_address))
+        fees = self.node.fees(self.max_fee_cap_wei)
+        # Amount first, without gas: estimating gas for a token transfer the wallet cannot
+        # cover would revert instead of telling us to wait.
+        self._require_balance(host_payment, max_gas_cost_wei=0)
+        signed = self._sign(host_payment, key, nonce, fees)
+        self._require_balance(host_payment, max_gas_cost_wei=signed.max_fee_per_gas * signed.gas_limit)
+        EvmTransfer.objects.create(
+            host_payment=host_payment,
+            sender=host_payment.from_address,
+            nonce=signed.nonce,
+            gas_limit=signed.gas_limit,
+            max_fee_per_gas=signed.max_fee_per_gas,
+            max_priority_fee_per_gas=signed.max_priority_fee_per_gas,
+        )
+        sender.next_nonce = signed.nonce + 1
+        sender.save(update_fields=["next_nonce", "updated_at"])
+        return _candidate(signed)
+
+    def sign_replacement(self, host_payment: HostPayment) -> SignedCandidate | None:
+        transfer = EvmTransfer.objects.get(host_payment=host_payment)
+        network_max, network_tip = self.node.fees(self.max_fee_cap_wei)
+        bumped_max = max(network_max, _bumped(int(transfer.max_fee_per_gas)))
+        bumped_tip = max(network_tip, _bumped(int(transfer.max_priority_fee_per_gas)))
+        if bumped_max > self.max_fee_cap_wei:
+            return None
+        signed = self._sign(
+            host_payment, hot_wallet_key(), int(transfer.nonce), (bumped_max, min(bumped_tip, bumped_max))
+        )
+        EvmTransfer.objects.filter(pk=transfer.pk).update(
+            max_fee_per_gas=signed.max_fee_per_gas,
+            max_priority_fee_per_gas=signed.max_priority_fee_per_gas,
+            gas_limit=signed.gas_limit,
+        )
+        return _candidate(signed)
+
+    def _sign(self, host_payment: HostPayment, key: HotWalletKey, nonce: int, fees: tuple[int, int]) -> SignedTransfer:
+        sent = asset(host_payment.chain, host_payment.asset)
+        if sent.send_method == SendMethod.NATIVE:
+            return self.node.sign_eth_transfer(
+                private_key=key.private_key,
+                to=host_payment.to_address,
+                amount_wei=int(host_payment.amount_base_units),
+                nonce=nonce,
+                fees=fees,
+            )
+        if sent.send_method == SendMethod.TOKEN:
+            return self.node.sign_token_transfer(
+                private_key=key.private_key,
+                token=sent.contract_address(),
+                to=host_payment.to_address,
+                amount_units=int(host_payment.amount_base_units),
+                nonce=nonce,
+                fees=fees,
+            )
+        raise ValueError(f"the hot wallet does not send {sent}")
+
+    def _require_balance(self, host_payment: HostPayment, *, max_gas_cost_wei: int) -> None:
+        """The wallet must hold the amount plus the maximum gas (native), or the tokens plus the
+        gas (token), net of what our signed but unmined payments will take."""
+        unmined = (
+            HostPayment.objects.filter(
+                from_address=host_payment.from_address,
+                chain=self.chain,
+                status__in=IN_FLIGHT,
+                block_number__isnull=True,
+            )
+            .exclude(pk=host_payment.pk)
+            .annotate(gas_wei=F("evm__max_fee_per_gas") * F("evm__gas_limit"))
+            .values_list("asset", "amount_base_units", "gas_wei")
+        )
+        needed: dict[str, int] = {}
+        for code, units, gas_wei in unmined:
+            needed[code] = needed.get(code, 0) + int(units)
+            needed["eth"] = needed.get("eth", 0) + int(gas_wei or 0)
+        needed[host_payment.asset] = needed.get(host_payment.asset, 0) + int(host_payment.amount_base_units)
+        needed["eth"] = needed.get("eth", 0) + max_gas_cost_wei
+        held = {code: self._balance(code, host_payment.from_address) for code, units in needed.items() if units}
+        short = {code: (held[code], units) for code, units in needed.items() if units and held[code] < units}
+        if short:
+            detail = ", ".join(f"{code}: holds {have}, needs {need}" for code, (have, need) in sorted(short.items()))
+            raise InsufficientHotWalletBalance(
+                f"hot wallet {host_payment.from_address} cannot cover host payment #{host_payment.pk} in base units "
+                f"({detail}; amount, maximum gas, and unmined payments)"
+            )
+
+    def _balance(self, code: str, address: str) -> int:
+        held = asset(self.chain, code)
+        if held.send_method == SendMethod.NATIVE:
+            return self.node.eth_balance(address)
+        return self.node.token_balance(held.contract_address(), address)
+
+    # --- sending and following -------------------------------------------------------------
+
+    def broadcast(self, raw_transaction: str, tx_hash: str) -> None:
+        try:
+            self.node.broadcast(raw_transaction, tx_hash)
+        except NonceTakenByAnotherTransaction as exc:
+            raise SendingSlotTaken(str(exc)) from exc
+
+    def find_mined(self, tx_hashes: list[str]) -> MinedTransaction | None:
+        for tx_hash in tx_hashes:
+            receipt = self.node.receipt(tx_hash)
+            if receipt is not None:
+                return MinedTransaction(
+                    tx_hash=tx_hash,
+                    succeeded=receipt.status == 1,
+                    block_number=receipt.block_number,
+                    network_fee=receipt.gas_used * receipt.effective_gas_price,
+                )
+        return None
+
+    def confirmations(self, block_number: int) -> int:
+        return max(0, self.node.block_number() - block_number + 1)
+
+
+def _bumped(value: int) -> int:
+    return value * REPLACEMENT_BUMP_NUMERATOR // REPLACEMENT_BUMP_DENOMINATOR + 1
+
+
+def _candidate(signed: SignedTransfer) -> SignedCandidate:
+    return SignedCandidate(
+        tx_hash=signed.tx_hash,
+        raw_transaction=signed.raw_transaction,
+        fee_details={
+            "nonce": signed.nonce,
+            "max_fee_per_gas": signed.max_fee_per_gas,
+            "max_priority_fee_per_gas": signed.max_priority_fee_per_gas,
+            "gas_limit": signed.gas_limit,
+        },
+    )

@@ -1,0 +1,30 @@
+"""The host payments' part of the recovery sweep: a signed or broadcast payment is always
+followed to the end; an unsigned one only while its batch is still funding."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+
+from pgp_project.operations.flows import SweepResult
+from pgp_project.operations.scheduling import schedule_step
+
+from ..exchange_batches.flow import exchange_funded_flows
+from ..exchange_batches.states import BatchStatus
+from ..models import IN_FLIGHT, HostPayment, HostPaymentStatus
+from .machine import ADVANCE_HOST_PAYMENT_TASK
+
+
+def sweep_host_payments(now: datetime) -> SweepResult:
+    grace = timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)
+    late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)
+    unsigned_while_funding = Q(pk__in=[])
+    for flow in exchange_funded_flows():
+        funding = flow.model._default_manager.filter(status=BatchStatus.FUNDING, host_payment__isnull=False)
+        unsigned_while_funding |= Q(owner_kind=flow.kind, pk__in=funding.values("host_payment_id"))
+    needs_driving = Q(status__in=IN_FLIGHT) | (Q(status=HostPaymentStatus.CREATED) & unsigned_while_funding)
+    result = SweepResult()
+    for host_payment_id in HostPayment.objects.filter(late, needs_driving).values_list("id", flat=True):
+        if schedule_step(HostPayment, host_payment_id, ADVANCE_HOST_PAYMENT_TASK, 0):
+            result.redriven.append(host_payment_id)
+    return result

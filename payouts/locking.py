@@ -1,0 +1,44 @@
+"""Row locks on the objects money moves through, always taken in one order:
+
+    the batch  ->  its host payment  ->  the sending wallet's nonce row
+
+Signing holds all three, cancelling holds the first two, so a cancel either sees a signed payment
+(and refuses) or the payment is never signed. Callers never write their own select_for_update
+for these rows; each helper must be called inside a transaction and returns the locked rows.
+"""
+
+from django.db import models
+
+from .exchange_batches.flow import Batch, exchange_funded_flow
+from .models import EvmSender, HostPayment
+
+
+def lock_batch(model: type[models.Model], batch_id: int) -> Batch:
+    return model._default_manager.select_for_update().get(pk=batch_id)
+
+
+def lock_batch_and_host_payment(model: type[models.Model], batch_id: int) -> tuple[Batch, HostPayment | None]:
+    batch = lock_batch(model, batch_id)
+    host_payment = None
+    if batch.host_payment_id is not None:
+        host_payment = HostPayment.objects.select_for_update().get(pk=batch.host_payment_id)
+    return batch, host_payment
+
+
+def lock_host_payment_with_owner(host_payment_id: int) -> tuple[Batch, HostPayment]:
+    """The batch a host payment funds, then the payment: the order every signer keeps."""
+    owner_kind = HostPayment.objects.values_list("owner_kind", flat=True).get(pk=host_payment_id)
+    model = exchange_funded_flow(owner_kind).model
+    owner = model._default_manager.select_for_update().get(host_payment_id=host_payment_id)
+    return owner, HostPayment.objects.select_for_update().get(pk=host_payment_id)
+
+
+def lock_host_payment(host_payment_id: int) -> HostPayment:
+    """The payment alone, for work that never goes on to lock its batch (replacing, settling)."""
+    return HostPayment.objects.select_for_update().get(pk=host_payment_id)
+
+
+def lock_evm_sender(address: str) -> EvmSender:
+    """The sending address's nonce row: always the last lock taken."""
+    EvmSender.objects.get_or_create(address=address)
+    return EvmSender.objects.select_for_update().get(address=address)

@@ -1,0 +1,24 @@
+from .evm import EvmSender, EvmTransfer
+from .exchange_batch import ExchangeFundedBatch
+from .host_payment import (
+    HOST_PAYMENT_MACHINE,
+    IN_FLIGHT,
+    HostPayment,
+    HostPaymentCandidate,
+    HostPaymentStatus,
+)
+from .payout_batch import PAYOUT_MACHINE, PayoutBatch, PayoutKind
+
+__all__ = [
+    "HOST_PAYMENT_MACHINE",
+    "IN_FLIGHT",
+    "PAYOUT_MACHINE",
+    "EvmSender",
+    "EvmTransfer",
+    "ExchangeFundedBatch",
+    "HostPayment",
+    "HostPaymentCandidate",
+    "HostPaymentStatus",
+    "PayoutBatch",
+    "PayoutKind",
+]

@@ -1,0 +1,76 @@
+"""Client payout batches: one payout to one client, exchanged into the client's currency."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from pgp_project.money import eth_field, usdt_field
+from pgp_project.operations.state_machine import StateMachine
+
+from ..exchange_batches.states import BATCH_TRANSITIONS, BatchStatus
+from .exchange_batch import ExchangeFundedBatch
+
+
+class PayoutKind(models.TextChoices):
+    THRESHOLD = "threshold", "threshold (accumulated USDT)"
+    INSTANT = "instant", "instant (one payment's ETH)"
+
+
+class PayoutBatch(ExchangeFundedBatch):
+    """One payout to one client: its converted USDT (or one instant payment's ETH) exchanged
+    into the client's currency and sent to the client's wallet."""
+
+    kind = models.CharField(max_length=12, choices=PayoutKind.choices, default=PayoutKind.THRESHOLD)
+    client = models.ForeignKey("payments.Client", on_delete=models.PROTECT, related_name="payout_batches")
+    payment = models.OneToOneField(
+        "payments.Payment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="instant_payout",
+        help_text="The payment an instant payout pays out (one payout per payment).",
+    )
+    wallet_address = models.CharField(max_length=128)
+    payout_currency = models.CharField(max_length=10)
+    payout_network = models.CharField(max_length=20)
+    source_currency = models.CharField(max_length=12, help_text="What we send: usdterc20 or eth.")
+    total_usdt = usdt_field(null=True, blank=True, help_text="Sum of the claimed rows' credit (threshold).")
+    source_amount = eth_field(help_text="Exactly what the host payment sends to the exchange.")
+    fee_amount = eth_field(default=0, help_text="Fee retained before the exchange (instant payouts).")
+    row_count = models.PositiveIntegerField(default=0)
+    payout_amount = eth_field(null=True, blank=True, help_text="What the client actually received.")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(ExchangeFundedBatch.Meta):
+        db_table = "payout_batches"
+        verbose_name_plural = "payout batches"
+        constraints = [
+            *ExchangeFundedBatch.Meta.constraints,
+            models.CheckConstraint(condition=Q(kind__in=PayoutKind.values), name="payout_kind_valid"),
+            models.CheckConstraint(condition=Q(source_amount__gt=0, fee_amount__gte=0), name="payout_amounts_positive"),
+            models.CheckConstraint(
+                condition=~Q(kind=PayoutKind.INSTANT) | Q(payment__isnull=False),
+                name="payout_instant_has_payment",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=PayoutKind.THRESHOLD) | Q(payment__isnull=True, total_usdt__gt=0, row_count__gt=0),
+                name="payout_threshold_has_rows",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=BatchStatus.APPROVED) | Q(approved_by__isnull=False, approved_at__isnull=False),
+                name="payout_approved_has_approver",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payout #{self.pk} to {self.client_id} ({self.status})"
+
+
+PAYOUT_MACHINE = StateMachine(subject="payout", model=PayoutBatch, transitions=BATCH_TRANSITIONS)

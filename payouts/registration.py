@@ -1,0 +1,34 @@
+"""What the payouts app registers at start-up: its flows (client payouts and host payments) with
+the kernel, its periodic job, and the opener of instant payouts that intake calls."""
+
+from django.conf import settings
+
+from payments.instant_payouts import register_instant_payout_opener
+from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
+from pgp_project.operations.flows import RecoverableFlow, register_flow
+
+from .client_payouts import CHECK_CLIENT_PAYOUTS_TASK, PAYOUT_FLOW, open_instant_payout
+from .exchange_batches.registration import register
+from .host_payments.machine import advance_host_payment
+from .host_payments.recovery import sweep_host_payments
+from .models import HOST_PAYMENT_MACHINE, HostPayment
+
+HOST_PAYMENT_FLOW_NAME = HOST_PAYMENT_MACHINE.subject
+
+
+def register_payouts() -> None:
+    register(PAYOUT_FLOW)
+    register_flow(
+        RecoverableFlow(
+            name=HOST_PAYMENT_FLOW_NAME, model=HostPayment, advance=advance_host_payment, sweep=sweep_host_payments
+        )
+    )
+    register_instant_payout_opener(open_instant_payout)
+    register_default_job(
+        DefaultJob(
+            name="Client payout check",
+            task=CHECK_CLIENT_PAYOUTS_TASK,
+            every_seconds=settings.PGP_CLIENT_PAYOUT_CHECK_SECONDS,
+            description="Pays each client whose converted USDT passed the client's threshold.",
+        )
+    )

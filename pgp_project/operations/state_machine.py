@@ -1,0 +1,104 @@
+"""State machines: one table of allowed transitions per machine, and one function that applies a
+transition as a compare-and-set and writes its audit event in the same transaction.
+
+    changed = transition(MACHINE, pk, from_status="funding", to_status="funded")
+
+Operator actions that change no status (a re-drive, say) are recorded with `record_action`.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from .models import AuditEvent
+
+SYSTEM = None  # the actor of every transition no person asked for
+
+
+class IllegalTransition(Exception):
+    """The code asked for a transition the machine's table does not allow: a bug, not bad luck."""
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    subject: str  # the name in the audit trail, alert lines and logs
+    model: type[models.Model]  # has `status` and `updated_at`
+    transitions: Mapping[str, frozenset[str]]  # from -> the statuses it may move to
+
+    def allows(self, from_status: str, to_status: str) -> bool:
+        return to_status in self.transitions.get(from_status, frozenset())
+
+    @property
+    def terminal(self) -> frozenset[str]:
+        """Statuses with no way out."""
+        every = set(self.transitions) | {to for targets in self.transitions.values() for to in targets}
+        return frozenset(status for status in every if not self.transitions.get(status))
+
+
+def transition(
+    machine: StateMachine,
+    pk: int,
+    *,
+    from_status: str | Iterable[str],
+    to_status: str,
+    actor: Any = SYSTEM,
+    reason: str = "",
+    action: str = "transition",
+    updates: Mapping[str, Any] | None = None,
+    guard: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move row `pk` from `from_status` (or any of several) to `to_status`, setting `updates` in
+    the same statement; True if this call moved it. `guard` adds conditions the row must also
+    meet (field lookups). With one expected status it is a single compare-and-set; with several,
+    the row is locked first to learn which one it was in."""
+    expected = [from_status] if isinstance(from_status, str) else list(from_status)
+    for status in expected:
+        if not machine.allows(status, to_status):
+            raise IllegalTransition(f"{machine.subject}: {status} -> {to_status} is not in the transition table")
+    rows = machine.model._default_manager.filter(pk=pk, **(guard or {}))
+    with transaction.atomic():
+        if len(expected) == 1:
+            current = expected[0]
+        else:
+            current = rows.select_for_update().values_list("status", flat=True).first()
+            if current not in expected:
+                return False
+        changed = rows.filter(status=current).update(status=to_status, updated_at=timezone.now(), **(updates or {}))
+        if changed:
+            AuditEvent.objects.create(
+                subject_type=machine.subject,
+                subject_id=pk,
+                action=action,
+                from_status=current,
+                to_status=to_status,
+                actor=actor,
+                reason=reason[:4000],
+            )
+    return bool(changed)
+
+
+def record_created(subject: str, pk: int, status: str, *, actor: Any = SYSTEM, reason: str = "") -> None:
+    """The first event of an object's history: it came into being in `status`."""
+    AuditEvent.objects.create(
+        subject_type=subject, subject_id=pk, action="created", to_status=status, actor=actor, reason=reason
+    )
+
+
+def record_action(subject: str, pk: int, *, action: str, status: str, actor: Any = SYSTEM, reason: str = "") -> None:
+    """An operator action (or a system decision) that changes no status, kept in the history."""
+    AuditEvent.objects.create(
+        subject_type=subject,
+        subject_id=pk,
+        action=action,
+        from_status=status,
+        to_status=status,
+        actor=actor,
+        reason=reason[:4000],
+    )
+
+
+def history(subject: str, pk: int) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(subject_type=subject, subject_id=pk).select_related("actor"))
