@@ -9,6 +9,8 @@ NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="local-demo-i
 
 # The stand-ins, the demo and the benchmarks: local and test settings only, never production.
 INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
+# A second exchange provider, from the stand-ins (PGP_EXCHANGE_PROVIDER=fixed_price to use it).
+PGP_EXCHANGE_PROVIDERS = {**PGP_EXCHANGE_PROVIDERS, "fixed_price": "standins.fixed_price_exchange.FixedPriceExchange"}  # noqa: F405
 
 # The SQLite file and the filesystem broker's folders live here.
 for _folder in ("", "broker/queue", "broker/control", "broker/processed"):

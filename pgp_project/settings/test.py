@@ -14,6 +14,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 # The stand-ins the tests run against: local and test settings only, never production.
 INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
+# A second exchange provider, from the stand-ins: one adapter module and this one entry.
+PGP_EXCHANGE_PROVIDERS = {**PGP_EXCHANGE_PROVIDERS, "fixed_price": "standins.fixed_price_exchange.FixedPriceExchange"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,0 +1,157 @@
+"""A second exchange provider, for the demo and the tests only: a fixed price list, deposits
+seen and payouts made on the local chain. It exists to show that another exchange is one adapter
+module plus one entry in settings.PGP_EXCHANGE_PROVIDERS (see settings/test.py): nothing in the
+flows changes.
+
+It trades the local chain's two assets (ETH and USDT ERC-20) both ways. Each exchange gets a
+fresh payin address; once that address holds the deposit, the exchange pays the payout address
+from its own account (anvil's dev account 8, which holds ETH from genesis; fund it with USDT to
+pay USDT out).
+"""
+
+import secrets
+from decimal import ROUND_DOWN, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from eth_account import Account
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
+
+from integrations.addresses import address_problem
+from integrations.assets import SendMethod, asset
+from integrations.exchange.port import (
+    AddressCheck,
+    CreatedExchange,
+    ExchangePair,
+    ExchangeRef,
+    ExchangeRefused,
+    ExchangeRequest,
+    ExchangeState,
+    ExchangeStatus,
+    Quote,
+    RefusalKind,
+)
+from pgp_project.money import from_base_units, to_base_units
+
+from .erc20 import ERC20_ABI
+from .localchain import ANVIL_DEV_PRIVATE_KEYS, TOKEN_CALL_GAS, connect, eip1559_fees
+from .models import FixedPriceExchangeRecord
+
+USD_PRICES = {("eth", "eth"): Decimal("2000"), ("eth", "usdt"): Decimal("1")}  # (chain, asset) -> USD
+MINIMUM_FROM_AMOUNT = Decimal("0.0001")
+ACCOUNT_INDEX = 8
+NATIVE_TRANSFER_GAS = 21_000
+STATUSES = {
+    "waiting": ExchangeStatus.AWAITING_DEPOSIT,
+    "sending": ExchangeStatus.SENDING,
+    "finished": ExchangeStatus.FINISHED,
+    "failed": ExchangeStatus.FAILED,
+}
+
+
+class FixedPriceExchange:
+    name = "fixed_price"
+
+    def __init__(self) -> None:
+        self.w3 = connect(settings.ETH_RPC_URL)
+        self.account = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[ACCOUNT_INDEX])
+
+    def minimum(self, pair: ExchangePair) -> Decimal:
+        self._rate(pair)
+        return MINIMUM_FROM_AMOUNT
+
+    def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote:
+        return Quote(to_amount=self._to_amount(pair, from_amount), rate_id=None)
+
+    def create(self, request: ExchangeRequest) -> CreatedExchange:
+        if request.from_amount < MINIMUM_FROM_AMOUNT:
+            raise ExchangeRefused(f"below the minimum {MINIMUM_FROM_AMOUNT}", kind=RefusalKind.OUT_OF_RANGE)
+        record = FixedPriceExchangeRecord.objects.create(
+            id=f"fp-{secrets.token_hex(8)}",
+            from_currency=request.pair.from_currency,
+            from_network=request.pair.from_network,
+            to_currency=request.pair.to_currency,
+            to_network=request.pair.to_network,
+            from_amount=request.from_amount,
+            to_amount=self._to_amount(request.pair, request.from_amount),
+            payin_address=Account.create().address,  # a fresh address per exchange, key thrown away
+            payout_address=request.payout_address,
+        )
+        return CreatedExchange(
+            id=record.id,
+            from_amount=record.from_amount,
+            to_amount=record.to_amount,
+            payin_address=record.payin_address,
+            payout_address=record.payout_address,
+        )
+
+    def status(self, exchange: ExchangeRef) -> ExchangeState:
+        with transaction.atomic():  # one payout per exchange, however many pollers ask at once
+            record = FixedPriceExchangeRecord.objects.select_for_update().get(pk=exchange.id)
+            if record.status == "waiting" and self._held(
+                record.from_network, record.from_currency, record.payin_address
+            ) >= (record.from_amount):
+                record.payout_tx_hash = self._pay(record)
+                record.status = "sending"
+            if record.status == "sending":
+                record.status = self._settled(record.payout_tx_hash) or "sending"
+            record.save(update_fields=["status", "payout_tx_hash"])
+        finished = record.status == "finished"
+        return ExchangeState(
+            id=record.id,
+            status=STATUSES[record.status],
+            provider_status=record.status,
+            amount_from=record.from_amount,
+            amount_to=record.to_amount if finished else None,
+            payout_hash=record.payout_tx_hash,
+        )
+
+    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck:
+        problem = address_problem(address, network)
+        return AddressCheck(valid=problem is None, message=problem or "")
+
+    # --- the price list and the chain ------------------------------------------------------
+
+    def _rate(self, pair: ExchangePair) -> Decimal:
+        try:
+            return USD_PRICES[(pair.from_network, pair.from_currency)] / USD_PRICES[(pair.to_network, pair.to_currency)]
+        except KeyError:
+            raise ExchangeRefused(f"{pair} is not on the price list", kind=RefusalKind.PAIR_UNAVAILABLE) from None
+
+    def _to_amount(self, pair: ExchangePair, from_amount: Decimal) -> Decimal:
+        to = asset(pair.to_network, pair.to_currency)
+        return (from_amount * self._rate(pair)).quantize(to.quantum, rounding=ROUND_DOWN)
+
+    def _held(self, chain: str, symbol: str, address: str) -> Decimal:
+        held = asset(chain, symbol)
+        if held.send_method == SendMethod.NATIVE:
+            return from_base_units(self.w3.eth.get_balance(Web3.to_checksum_address(address)), held.decimals)
+        token = self.w3.eth.contract(address=Web3.to_checksum_address(held.contract_address()), abi=ERC20_ABI)
+        return from_base_units(token.functions.balanceOf(Web3.to_checksum_address(address)).call(), held.decimals)
+
+    def _pay(self, record: FixedPriceExchangeRecord) -> str:
+        paid = asset(record.to_network, record.to_currency)
+        to_address = Web3.to_checksum_address(record.payout_address)
+        units = to_base_units(record.to_amount, paid.decimals)
+        common = {
+            "chainId": self.w3.eth.chain_id,
+            "from": self.account.address,
+            "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
+            **eip1559_fees(self.w3),
+        }
+        if paid.send_method == SendMethod.NATIVE:
+            tx = {**common, "to": to_address, "value": units, "gas": NATIVE_TRANSFER_GAS}
+        else:
+            token = self.w3.eth.contract(address=Web3.to_checksum_address(paid.contract_address()), abi=ERC20_ABI)
+            tx = token.functions.transfer(to_address, units).build_transaction({**common, "gas": TOKEN_CALL_GAS})
+        signed = self.account.sign_transaction(tx)
+        self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        return signed.hash.to_0x_hex()
+
+    def _settled(self, tx_hash: str) -> str | None:
+        try:
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+        return "finished" if receipt["status"] == 1 else "failed"
