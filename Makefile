@@ -22,10 +22,11 @@ install: $(VENV)/.installed node_modules/.installed
 demo: install
 	$(PY) manage.py run_demo
 
-test: install
-	$(VENV)/bin/ruff check .
+test: lint
 	$(VENV)/bin/pytest
 
+# Static checks: ruff (lint and format) and mypy with django-stubs (settings: pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -42,7 +42,9 @@ def js_number_to_string(value: float) -> str:
     digits_tuple = Decimal(repr(abs(value))).normalize().as_tuple()
     digits = "".join(map(str, digits_tuple.digits))
     k = len(digits)
-    n = digits_tuple.exponent + k  # value = 0.d1..dk * 10^n
+    exponent = digits_tuple.exponent
+    assert isinstance(exponent, int), "a finite number has an integer exponent"
+    n = exponent + k  # value = 0.d1..dk * 10^n
     if k <= n <= 21:
         body = digits + "0" * (n - k)
     elif 0 < n <= 21:

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -23,7 +25,7 @@ class ClientAdmin(admin.ModelAdmin):
     )
     list_filter = ("payout_strategy", "payout_currency", "is_active")
     search_fields = ("external_id", "name", "wallet_address")
-    readonly_fields = ("balance_by_state", "created_at", "updated_at")
+    readonly_fields: ClassVar[tuple[str, ...]] = ("balance_by_state", "created_at", "updated_at")
 
     def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         return False  # payments reference clients; deactivate instead

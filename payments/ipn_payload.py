@@ -18,7 +18,7 @@ ORDER_ID_PATTERN = re.compile(r"^PGP-(?P<user_id>\d{1,19})\|(?P<client_external_
 
 
 class StrictCharField(forms.CharField):
-    def to_python(self, value: Any) -> str:
+    def to_python(self, value: Any) -> str | None:
         if value is not None and not isinstance(value, str):
             raise forms.ValidationError("must be a string", code="type")
         return super().to_python(value)
@@ -27,8 +27,9 @@ class StrictCharField(forms.CharField):
 class StrictDecimalField(forms.DecimalField):
     """A JSON number or numeric string; never a bool, object or array."""
 
-    def to_python(self, value: Any) -> Decimal | None:
-        if isinstance(value, bool) or isinstance(value, (dict, list)):
+    # django-stubs types DecimalField.to_python as its base IntegerField's.
+    def to_python(self, value: Any) -> Decimal | None:  # type: ignore[override]
+        if isinstance(value, (bool, dict, list)):
             raise forms.ValidationError("must be a number", code="type")
         return super().to_python(value)
 
@@ -63,7 +64,8 @@ class IpnPayloadForm(forms.Form):
         return str(self.cleaned_data["payment_status"])
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("payment_status") == PaymentStatus.FINISHED:
             if not data.get("outcome_amount"):
                 self.add_error("outcome_amount", "a finished payment needs an outcome_amount above 0")

@@ -7,17 +7,19 @@ Signing holds all three, cancelling holds the first two, so a cancel either sees
 for these rows; each helper must be called inside a transaction and returns the locked rows.
 """
 
-from django.db import models
+from typing import TypeVar
 
-from .exchange_batches.flow import Batch, exchange_funded_flow
-from .models import EvmSender, HostPayment
+from .exchange_batches.flow import exchange_funded_flow
+from .models import EvmSender, ExchangeFundedBatch, HostPayment
+
+B = TypeVar("B", bound=ExchangeFundedBatch)
 
 
-def lock_batch(model: type[models.Model], batch_id: int) -> Batch:
+def lock_batch(model: type[B], batch_id: int) -> B:
     return model._default_manager.select_for_update().get(pk=batch_id)
 
 
-def lock_batch_and_host_payment(model: type[models.Model], batch_id: int) -> tuple[Batch, HostPayment | None]:
+def lock_batch_and_host_payment(model: type[B], batch_id: int) -> tuple[B, HostPayment | None]:
     batch = lock_batch(model, batch_id)
     host_payment = None
     if batch.host_payment_id is not None:
@@ -25,7 +27,7 @@ def lock_batch_and_host_payment(model: type[models.Model], batch_id: int) -> tup
     return batch, host_payment
 
 
-def lock_host_payment_with_owner(host_payment_id: int) -> tuple[Batch, HostPayment]:
+def lock_host_payment_with_owner(host_payment_id: int) -> tuple[ExchangeFundedBatch, HostPayment]:
     """The batch a host payment funds, then the payment: the order every signer keeps."""
     owner_kind = HostPayment.objects.values_list("owner_kind", flat=True).get(pk=host_payment_id)
     model = exchange_funded_flow(owner_kind).model

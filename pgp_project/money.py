@@ -1,6 +1,7 @@
 """Money units and exact conversions (DESIGN.md "Money"). Decimal only, never float."""
 
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db import models
 
@@ -30,18 +31,18 @@ def from_base_units(units: int, places: int) -> Decimal:
     return Decimal(units).scaleb(-places)
 
 
-def usd_field(**kwargs: object) -> models.DecimalField:
+def usd_field(**kwargs: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=14, decimal_places=USD_PLACES, **kwargs)
 
 
-def usdt_field(**kwargs: object) -> models.DecimalField:
+def usdt_field(**kwargs: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=24, decimal_places=USDT_PLACES, **kwargs)
 
 
-def eth_field(**kwargs: object) -> models.DecimalField:
+def eth_field(**kwargs: Any) -> models.DecimalField:
     """18 dp: wide enough for any coin amount NOWPayments or ChangeNOW reports."""
     return models.DecimalField(max_digits=36, decimal_places=ETH_PLACES, **kwargs)
 
 
-def percent_field(**kwargs: object) -> models.DecimalField:
+def percent_field(**kwargs: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=5, decimal_places=2, **kwargs)

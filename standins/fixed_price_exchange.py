@@ -11,12 +11,15 @@ pay USDT out).
 
 import secrets
 from decimal import ROUND_DOWN, Decimal
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
 from eth_account import Account
+from eth_typing import HexStr
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
+from web3.types import TxParams
 
 from integrations.addresses import address_problem
 from integrations.assets import SendMethod, asset
@@ -134,24 +137,27 @@ class FixedPriceExchange:
         paid = asset(record.to_network, record.to_currency)
         to_address = Web3.to_checksum_address(record.payout_address)
         units = to_base_units(record.to_amount, paid.decimals)
-        common = {
+        common: dict[str, Any] = {
             "chainId": self.w3.eth.chain_id,
             "from": self.account.address,
             "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
             **eip1559_fees(self.w3),
         }
+        tx: Any
         if paid.send_method == SendMethod.NATIVE:
             tx = {**common, "to": to_address, "value": units, "gas": NATIVE_TRANSFER_GAS}
         else:
             token = self.w3.eth.contract(address=Web3.to_checksum_address(paid.contract_address()), abi=ERC20_ABI)
-            tx = token.functions.transfer(to_address, units).build_transaction({**common, "gas": TOKEN_CALL_GAS})
+            tx = token.functions.transfer(to_address, units).build_transaction(
+                cast(TxParams, {**common, "gas": TOKEN_CALL_GAS})
+            )
         signed = self.account.sign_transaction(tx)
         self.w3.eth.send_raw_transaction(signed.raw_transaction)
         return signed.hash.to_0x_hex()
 
     def _settled(self, tx_hash: str) -> str | None:
         try:
-            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            receipt = self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
         return "finished" if receipt["status"] == 1 else "failed"

@@ -10,6 +10,7 @@ machine and every run: they hold play money only and must never be used anywhere
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 from eth_account import Account
@@ -224,7 +225,7 @@ def start_anvil(
     ]
     if block_time is not None:
         argv += ["--block-time", _format_block_time(block_time)]
-    log = open(log_path, "ab") if log_path else None
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child, closed below
     try:
         process = subprocess.Popen(
             argv,
@@ -276,10 +277,8 @@ def stop_anvil(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, signum)  # start_new_session made pid the group id
-    except ProcessLookupError:
-        pass
 
 
 # --- using the chain ------------------------------------------------------------------------
@@ -342,11 +341,11 @@ def deploy_local_chain(rpc_url: str) -> LocalChain:
         [(hot_wallet.address, HOT_WALLET_USDT_MINT), (treasury.address, TREASURY_USDT_MINT)], start=1
     ):
         mint_tx = token.functions.mint(recipient, to_base_units(amount, USDT_DECIMALS)).build_transaction(
-            {**common, "nonce": nonce + offset, "gas": TOKEN_CALL_GAS}  # type: ignore[typeddict-item]
+            cast(TxParams, {**common, "nonce": nonce + offset, "gas": TOKEN_CALL_GAS})
         )
         hashes.append(sign_and_send(w3, hot_wallet, mint_tx))
     receipts = [wait_for_success(w3, tx_hash) for tx_hash in hashes]
-    if Web3.to_checksum_address(receipts[0]["contractAddress"]) != usdt_address:
+    if Web3.to_checksum_address(str(receipts[0]["contractAddress"])) != usdt_address:
         raise LocalChainError("TestUSDT landed at an unexpected address")
 
     return LocalChain(

@@ -55,9 +55,10 @@ def _wait_for_web(url: str, timeout: float = 60.0) -> None:
     while time.monotonic() < deadline:
         try:
             requests.get(url, timeout=2)
-            return
         except requests.RequestException:
             time.sleep(1)
+        else:
+            return
 
 
 def run_simulator(

@@ -4,6 +4,7 @@ Nothing of ours is mocked: tests talk to the real PostgreSQL test database and R
 worker is a real `celery worker` process consuming from a queue private to this test session.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -68,7 +69,7 @@ def post_ipn(http: HttpClient, body: dict[str, Any] | bytes | str, *, signature:
 
 @pytest.fixture
 def threshold_client(db: None) -> Client:
-    return ClientFactory(
+    return ClientFactory.create(
         external_id="-1001234567890",
         name="Threshold channel",
         payout_strategy=PayoutStrategy.THRESHOLD,
@@ -203,10 +204,8 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole group, pool processes included: a crash, not a shutdown."""
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=10)
 
     def stop(self) -> None:

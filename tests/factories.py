@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
 from batching.models import BatchConversion
 from payments.models import AccumulationStatus, Client, Payment, PayoutAccumulation, PayoutStrategy, SourceAsset
@@ -14,7 +15,7 @@ HOT_WALLET = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # anvil account 0
 CLIENT_WALLET = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil account 1
 
 
-class StaffUserFactory(factory.django.DjangoModelFactory):
+class StaffUserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -26,7 +27,7 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("pw")
 
 
-class ClientFactory(factory.django.DjangoModelFactory):
+class ClientFactory(factory.django.DjangoModelFactory[Client]):
     class Meta:
         model = Client
         django_get_or_create = ("external_id",)
@@ -40,7 +41,7 @@ class ClientFactory(factory.django.DjangoModelFactory):
     wallet_address = CLIENT_WALLET
 
 
-class PaymentFactory(factory.django.DjangoModelFactory):
+class PaymentFactory(factory.django.DjangoModelFactory[Payment]):
     class Meta:
         model = Payment
 
@@ -54,7 +55,7 @@ class PaymentFactory(factory.django.DjangoModelFactory):
     raw_payload = factory.LazyFunction(dict)
 
 
-class AccumulationFactory(factory.django.DjangoModelFactory):
+class AccumulationFactory(factory.django.DjangoModelFactory[PayoutAccumulation]):
     """A pending ETH row of a finished threshold payment (3 % fee)."""
 
     class Meta:
@@ -76,7 +77,7 @@ class AccumulationFactory(factory.django.DjangoModelFactory):
     payout_network = "eth"
 
 
-class HostPaymentFactory(factory.django.DjangoModelFactory):
+class HostPaymentFactory(factory.django.DjangoModelFactory[HostPayment]):
     class Meta:
         model = HostPayment
 
@@ -89,7 +90,7 @@ class HostPaymentFactory(factory.django.DjangoModelFactory):
     to_address = CLIENT_WALLET
 
 
-class BatchConversionFactory(factory.django.DjangoModelFactory):
+class BatchConversionFactory(factory.django.DjangoModelFactory[BatchConversion]):
     class Meta:
         model = BatchConversion
 
@@ -101,7 +102,7 @@ class BatchConversionFactory(factory.django.DjangoModelFactory):
     row_count = 1
 
 
-class PayoutBatchFactory(factory.django.DjangoModelFactory):
+class PayoutBatchFactory(factory.django.DjangoModelFactory[PayoutBatch]):
     """A threshold payout of 19.4 USDT to a USDT ERC-20 wallet."""
 
     class Meta:

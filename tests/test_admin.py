@@ -1,9 +1,11 @@
 """Every admin list and change page renders for staff; money cannot be edited by hand."""
 
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from django.contrib import admin
+from django.db.models import Model
 from django.test import Client as HttpClient
 from django.urls import reverse
 
@@ -39,7 +41,7 @@ def one_of_everything(threshold_client: Client) -> None:
     post_ipn(http, ipn_body(payment_id=1))
     post_ipn(http, ipn_body(payment_id=2, outcome_currency="usdterc20", outcome_amount=20))
     post_ipn(http, ipn_body(payment_id=3), signature="bad")
-    conversion = BatchConversionFactory(host_payment=HostPaymentFactory(owner_kind="conversion"))
+    conversion = BatchConversionFactory.create(host_payment=HostPaymentFactory(owner_kind="conversion"))
     PayoutAccumulation.objects.filter(payment__provider_payment_id=1).update(
         status="swapping", batch_conversion_id=conversion.pk
     )
@@ -89,15 +91,18 @@ def test_accumulation_list_shows_totals_of_the_filtered_set(staff_client: HttpCl
 @pytest.mark.parametrize(
     "model", [Payment, PaymentEvent, PayoutAccumulation, BatchConversion, PayoutBatch, HostPayment]
 )
-def test_money_and_statuses_are_read_only(staff_client: HttpClient, one_of_everything: None, model: type) -> None:
+def test_money_and_statuses_are_read_only(
+    staff_client: HttpClient, one_of_everything: None, model: type[Model]
+) -> None:
     opts = model._meta
-    obj = model.objects.first()
+    obj = model._default_manager.first()
+    assert obj is not None
     assert staff_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add")).status_code == 403
     change_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    before = model.objects.filter(pk=obj.pk).values().get()
+    before = model._default_manager.filter(pk=obj.pk).values().get()
     response = staff_client.post(change_url, {"status": "completed", "amount": "999"})
     assert response.status_code == 403
-    assert model.objects.filter(pk=obj.pk).values().get() == before
+    assert model._default_manager.filter(pk=obj.pk).values().get() == before
 
 
 def test_client_admin_refuses_a_mistyped_evm_address(staff_client: HttpClient) -> None:
@@ -113,7 +118,8 @@ def test_client_admin_refuses_a_mistyped_evm_address(staff_client: HttpClient) -
         "is_active": "on",
     }
     response = staff_client.post(url, form)
-    assert response.status_code == 200 and b"EIP-55" in response.content
+    assert response.status_code == 200
+    assert b"EIP-55" in response.content
     assert not Client.objects.filter(external_id="-100777").exists()
     form["wallet_address"] = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
     assert staff_client.post(url, form).status_code == 302
@@ -190,6 +196,6 @@ def test_redrive_action_enqueues_the_next_step_and_twice_is_harmless(
         with django_capture_on_commit_callbacks(execute=True):
             response = staff_client.post(url, {"action": "redrive", "_selected_action": [conversion.pk]})
         assert response.status_code == 302
-    assert queue.llen(settings.CELERY_TASK_DEFAULT_QUEUE) == before + 2
+    assert queue.llen(settings.CELERY_TASK_DEFAULT_QUEUE) == cast(int, before) + 2
     conversion.refresh_from_db()
     assert conversion.status == "created"  # the admin only enqueues; the worker does the step

@@ -44,7 +44,7 @@ def clean_sandbox(sandbox: SandboxChangeNow) -> None:
 def make_client(external_id: str, threshold: str, *, strategy: str = "threshold", **overrides: str) -> Client:
     """A client paid in ETH on Ethereum unless told otherwise."""
     fields = {"payout_currency": "eth", "payout_network": "eth", "wallet_address": ETH_WALLET, **overrides}
-    return ClientFactory(
+    return ClientFactory.create(
         external_id=external_id, payout_strategy=strategy, payout_threshold_usd=Decimal(threshold), **fields
     )
 
@@ -101,8 +101,11 @@ def test_client_above_threshold_is_paid_out_and_client_below_waits(
     (batch_id,) = check_client_payouts()
     batch = wait_final(batch_id)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
-    assert batch.client == above and batch.total_usdt == claimed_credit and batch.row_count == 3
-    assert batch.payout_amount and batch.payout_tx_hash
+    assert batch.client == above
+    assert batch.total_usdt == claimed_credit
+    assert batch.row_count == 3
+    assert batch.payout_amount
+    assert batch.payout_tx_hash
     rows = PayoutAccumulation.objects.filter(client=above)
     assert all(
         r.status == AccumulationStatus.PAID_OUT and r.paid_out_at and r.payout_batch_id == batch.pk for r in rows
@@ -121,7 +124,8 @@ def test_client_above_threshold_is_paid_out_and_client_below_waits(
     # The client got ETH on chain from ChangeNOW (the sandbox's treasury).
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     payout_tx = w3.eth.get_transaction(batch.payout_tx_hash)
-    assert payout_tx["to"] == ETH_WALLET and payout_tx["value"] == to_base_units(batch.payout_amount, 18)
+    assert payout_tx["to"] == ETH_WALLET
+    assert payout_tx["value"] == to_base_units(batch.payout_amount, 18)
 
     # Each chain step again after success: nothing new, nothing sent twice.
     nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address)
@@ -150,17 +154,22 @@ def test_payout_above_the_approval_limit_waits_for_a_staff_decision(celery_worke
     http.force_login(staff)
     to_approve, to_reject = batches[approved_client.pk], batches[rejected_client.pk]
     confirm_page = http.get(reverse("admin:payouts_payoutbatch_approve", args=[to_approve.pk]))
-    assert confirm_page.status_code == 200 and b"Send this payout?" in confirm_page.content
+    assert confirm_page.status_code == 200
+    assert b"Send this payout?" in confirm_page.content
     assert PayoutBatch.objects.get(pk=to_approve.pk).status == BatchStatus.AWAITING_APPROVAL  # GET changes nothing
     assert http.post(reverse("admin:payouts_payoutbatch_approve", args=[to_approve.pk])).status_code == 302
     assert http.post(reverse("admin:payouts_payoutbatch_reject", args=[to_reject.pk])).status_code == 302
 
     done = wait_final(to_approve.pk)
-    assert done.status == BatchStatus.COMPLETED and done.approved_by == staff and done.approved_at
+    assert done.status == BatchStatus.COMPLETED
+    assert done.approved_by == staff
+    assert done.approved_at
     rejected = PayoutBatch.objects.get(pk=to_reject.pk)
-    assert rejected.status == BatchStatus.CANCELLED and rejected.rejected_by == staff
+    assert rejected.status == BatchStatus.CANCELLED
+    assert rejected.rejected_by == staff
     row = PayoutAccumulation.objects.get(client=rejected_client)
-    assert row.status == AccumulationStatus.CONVERTED and row.payout_batch_id is None
+    assert row.status == AccumulationStatus.CONVERTED
+    assert row.payout_batch_id is None
     page = http.get(reverse("admin:payouts_payoutbatch_change", args=[done.pk]))
     assert b"approved by treasurer" in page.content
     client_page = http.get(reverse("admin:payments_client_change", args=[approved_client.pk]))
@@ -172,47 +181,50 @@ def test_instant_payment_is_exchanged_and_paid_on_its_own(celery_worker_process,
     body = ipn_body(payment_id=40000, order_id="PGP-9|-100401", price_amount="30.00", outcome_amount="0.01")
     assert post_ipn(HttpClient(), body).status_code == 200
     batch = PayoutBatch.objects.get(client=instant)
-    assert batch.kind == "instant" and batch.fee_amount == Decimal("0.0003")
+    assert batch.kind == "instant"
+    assert batch.fee_amount == Decimal("0.0003")
     batch = wait_final(batch.pk)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
     host_payment = host_payment_of(batch)
     sent = Web3(Web3.HTTPProvider(local_chain.rpc_url)).eth.get_transaction(host_payment.tx_hash)
     assert sent["value"] == to_base_units(Decimal("0.0097"), 18)
-    assert batch.payout_amount > 0 and batch.payout_tx_hash
+    assert batch.payout_amount > 0
+    assert batch.payout_tx_hash
 
 
 def test_invalid_client_address_goes_to_review_and_nothing_is_sent(celery_worker_process) -> None:
-    payee = make_client("-100501", "5.00", payout_currency="trx", payout_network="trx", wallet_address="Tinvalid0000")
-    credit_usdt(payee, ["10.00"], first_id=50000)
+    client = make_client("-100501", "5.00", payout_currency="trx", payout_network="trx", wallet_address="Tinvalid0000")
+    credit_usdt(client, ["10.00"], first_id=50000)
     (batch_id,) = check_client_payouts()
     batch = wait_final(batch_id)
-    assert batch.status == BatchStatus.FAILED and "rejects the wallet address" in batch.review_reason
-    assert batch.exchange_id is None and batch.host_payment_id is None and not HostPayment.objects.exists()
-    assert PayoutAccumulation.objects.get(client=payee).status == AccumulationStatus.IN_PAYOUT  # held
+    assert batch.status == BatchStatus.FAILED
+    assert "rejects the wallet address" in batch.review_reason
+    assert batch.exchange_id is None
+    assert batch.host_payment_id is None
+    assert not HostPayment.objects.exists()
+    assert PayoutAccumulation.objects.get(client=client).status == AccumulationStatus.IN_PAYOUT  # held
     assert cancel_unfunded(PAYOUT_FLOW, batch_id, reason="wallet fixed").status == BatchStatus.CANCELLED
-    assert PayoutAccumulation.objects.get(client=payee).status == AccumulationStatus.CONVERTED
+    assert PayoutAccumulation.objects.get(client=client).status == AccumulationStatus.CONVERTED
 
 
 def test_credit_under_the_exchange_minimum_waits_without_error(celery_worker_process) -> None:
-    payee = make_client("-100601", "1.00")
-    credit_usdt(payee, ["2.00"], first_id=60000)  # the sandbox's minimum is 5 USD
+    client = make_client("-100601", "1.00")
+    credit_usdt(client, ["2.00"], first_id=60000)  # the sandbox's minimum is 5 USD
     assert check_client_payouts() == []
-    assert PayoutAccumulation.objects.get(client=payee).status == AccumulationStatus.CONVERTED
+    assert PayoutAccumulation.objects.get(client=client).status == AccumulationStatus.CONVERTED
 
 
 def test_concurrent_payout_checks_open_one_batch_per_client(celery_worker_process) -> None:
-    payees = [make_client(f"-10070{i}", "5.00") for i in range(3)]
-    for index, payee in enumerate(payees):
-        credit_usdt(payee, ["6.00", "7.00"], first_id=70000 + 10 * index)
+    clients = [make_client(f"-10070{i}", "5.00") for i in range(3)]
+    for index, client in enumerate(clients):
+        credit_usdt(client, ["6.00", "7.00"], first_id=70000 + 10 * index)
     results = run_at_the_same_moment(check_client_payouts)
     assert sorted(len(r) for r in results) in ([0, 3], [1, 2], [3, 0])  # however the lock fell
     assert sum(len(r) for r in results) == 3
-    for payee in payees:
-        (batch,) = PayoutBatch.objects.filter(client=payee)
-        assert (
-            batch.row_count == 2
-            and batch.total_usdt == PayoutAccumulation.objects.filter(client=payee).aggregate(t=Sum("credit_usdt"))["t"]
-        )
+    for client in clients:
+        (batch,) = PayoutBatch.objects.filter(client=client)
+        assert batch.row_count == 2
+        assert batch.total_usdt == PayoutAccumulation.objects.filter(client=client).aggregate(t=Sum("credit_usdt"))["t"]
     for batch in PayoutBatch.objects.all():
         assert wait_final(batch.pk).status == BatchStatus.COMPLETED
 
@@ -228,9 +240,9 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
     hot_balance = token.functions.balanceOf(local_chain.hot_wallet_address).call()
     # A client credit (97 % of the payments after the 3 % fee) bigger than the hot wallet holds.
     big = (Decimal(hot_balance) / 10**6 / Decimal("0.97") + Decimal("1000")).quantize(Decimal("0.01"))
-    payee = make_client("-100801", "5.00")
+    client = make_client("-100801", "5.00")
     for index, part in enumerate((big / 2, big / 2)):
-        credit_usdt(payee, [str(part.quantize(Decimal("0.01")))], first_id=80000 + index)
+        credit_usdt(client, [str(part.quantize(Decimal("0.01")))], first_id=80000 + index)
     (batch_id,) = check_client_payouts()
     host_payment = wait_until(
         lambda: HostPayment.objects.filter(
@@ -253,15 +265,15 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
     batch = wait_final(batch_id, timeout=180)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
     assert HostPayment.objects.get(pk=host_payment.pk).balance_alerted_at == first_alert  # alerted once
-    assert_conserved(payee)
+    assert_conserved(client)
 
 
 def test_usdt_erc20_client_is_paid_by_a_direct_transfer_without_an_exchange(
     celery_worker_process, local_chain: LocalChain, sandbox: SandboxChangeNow
 ) -> None:
     before = requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"]
-    payee = make_client("-100901", "5.00", payout_currency="usdt", payout_network="eth")
-    credit_usdt(payee, ["7.00", "8.00"], first_id=90000)
+    client = make_client("-100901", "5.00", payout_currency="usdt", payout_network="eth")
+    credit_usdt(client, ["7.00", "8.00"], first_id=90000)
     (batch_id,) = check_client_payouts()
     batch = wait_final(batch_id)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
@@ -270,22 +282,23 @@ def test_usdt_erc20_client_is_paid_by_a_direct_transfer_without_an_exchange(
     assert (sender, receiver) == (local_chain.hot_wallet_address, ETH_WALLET)
     assert value == to_base_units(batch.total_usdt, 6)
     assert requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"] == before
-    assert_conserved(payee)
+    assert_conserved(client)
 
 
 def test_usdt_on_tron_client_is_validated_with_the_network_ticker_and_paid(celery_worker_process) -> None:
-    payee = make_client(
+    client = make_client(
         "-101001",
         "5.00",
         payout_currency="usdt",
         payout_network="trx",
         wallet_address="TJRabPrwbZy45sbavfcjinPJC18kjpRTv8",
     )
-    credit_usdt(payee, ["9.00"], first_id=100000)
+    credit_usdt(client, ["9.00"], first_id=100000)
     (batch_id,) = check_client_payouts()
     batch = wait_final(batch_id)
     assert batch.status == BatchStatus.COMPLETED, batch.review_reason
-    assert batch.payout_amount > 0 and batch.payout_tx_hash  # the sandbox simulates TRON's hash
+    assert batch.payout_amount > 0
+    assert batch.payout_tx_hash
 
 
 def test_a_second_exchange_provider_is_one_adapter_and_one_registration(
@@ -297,14 +310,16 @@ def test_a_second_exchange_provider_is_one_adapter_and_one_registration(
     wallet = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[5]).address
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     changenow_exchanges = requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"]
-    payee = make_client("-101101", "5.00", wallet_address=wallet)
-    credit_usdt(payee, ["8.00", "4.00"], first_id=110000)
+    client = make_client("-101101", "5.00", wallet_address=wallet)
+    credit_usdt(client, ["8.00", "4.00"], first_id=110000)
     (batch_id,) = check_client_payouts()
     batch = wait_final(batch_id)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
-    assert batch.exchange_provider == "fixed_price" and batch.exchange_id.startswith("fp-")
+    assert batch.exchange_provider == "fixed_price"
+    assert str(batch.exchange_id).startswith("fp-")
     record = FixedPriceExchangeRecord.objects.get(pk=batch.exchange_id)
-    assert record.status == "finished" and record.payin_address == batch.payin_address
+    assert record.status == "finished"
+    assert record.payin_address == batch.payin_address
 
     # The USDT that left the hot wallet is exactly the rows' credit, paid to the exchange ...
     sender, receiver, value = usdt_sent_on_chain(local_chain, host_payment_of(batch).tx_hash)
@@ -312,8 +327,9 @@ def test_a_second_exchange_provider_is_one_adapter_and_one_registration(
     assert value == to_base_units(batch.total_usdt, 6)
     # ... and the client received the fixed price's ETH on chain, as recorded.
     payout = w3.eth.get_transaction(batch.payout_tx_hash)
-    assert payout["to"] == wallet and payout["value"] == to_base_units(batch.payout_amount, 18)
+    assert payout["to"] == wallet
+    assert payout["value"] == to_base_units(batch.payout_amount, 18)
     assert batch.payout_amount == (batch.total_usdt / 2000).quantize(Decimal("1e-18"))
-    assert all(r.status == AccumulationStatus.PAID_OUT for r in PayoutAccumulation.objects.filter(client=payee))
+    assert all(r.status == AccumulationStatus.PAID_OUT for r in PayoutAccumulation.objects.filter(client=client))
     assert requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"] == changenow_exchanges
-    assert_conserved(payee)
+    assert_conserved(client)

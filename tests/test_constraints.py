@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
 from payments.models import AccumulationStatus, Client, SourceAsset
 from payouts.models import EvmTransfer, PayoutBatch
@@ -19,9 +19,9 @@ from .factories import (
 pytestmark = pytest.mark.django_db
 
 
-def refused(model: type, **fields: object) -> None:
+def refused(model: type[models.Model], **fields: object) -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
-        model.objects.create(**fields)
+        model._default_manager.create(**fields)
 
 
 def refused_by_factory(factory: type, **fields: object) -> None:
@@ -99,7 +99,7 @@ def test_conversion_and_host_payment_rules() -> None:
 
 
 def test_no_two_host_payments_share_a_nonce_from_one_wallet() -> None:
-    first, second = HostPaymentFactory(), HostPaymentFactory()
+    first, second = HostPaymentFactory.create(), HostPaymentFactory.create()
     fields = {
         "sender": first.from_address,
         "nonce": 7,

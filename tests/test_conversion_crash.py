@@ -76,13 +76,14 @@ def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
         restarted.stop()
 
     assert conversion.status == BatchStatus.COMPLETED, conversion.review_reason
-    payment = HostPayment.objects.get(pk=signed.pk)
-    assert payment.status == HostPaymentStatus.CONFIRMED
-    assert (payment.tx_hash, payment.raw_transaction, payment.evm.nonce) == (
+    host_payment = HostPayment.objects.get(pk=signed.pk)
+    assert host_payment.status == HostPaymentStatus.CONFIRMED
+    assert (host_payment.tx_hash, host_payment.raw_transaction, host_payment.evm.nonce) == (
         signed.tx_hash,
         signed.raw_transaction,
         signed.evm.nonce,
     )
-    mined = w3.eth.get_transaction(payment.tx_hash)
-    assert mined["nonce"] == signed.evm.nonce and mined["value"] == int(Decimal("0.0164") * 10**18)
+    mined = w3.eth.get_transaction(host_payment.tx_hash)
+    assert mined["nonce"] == signed.evm.nonce
+    assert mined["value"] == int(Decimal("0.0164") * 10**18)
     assert w3.eth.get_transaction_count(hot, "latest") == nonce_before + 1, "exactly one transaction was sent"

@@ -77,18 +77,21 @@ def test_fifty_payments_make_one_conversion_that_distributes_exactly(
     assert check.conversion_id is not None
     conversion = wait_final(check.conversion_id)
     assert conversion.status == BatchStatus.COMPLETED, (conversion.review_reason, conversion.last_error)
-    assert conversion.row_count == 50 and conversion.total_eth == rows_eth
+    assert conversion.row_count == 50
+    assert conversion.total_eth == rows_eth
 
     # The money invariant, on what the database holds.
     rows = list(PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk))
-    assert len(rows) == 50 and all(row.status == AccumulationStatus.CONVERTED for row in rows)
+    assert len(rows) == 50
+    assert all(row.status == AccumulationStatus.CONVERTED for row in rows)
     assert sum(r.credit_usdt for r in rows) + sum(r.fee_usdt for r in rows) == conversion.received_usdt
     assert sum(r.usdt_amount for r in rows) == conversion.received_usdt
     assert conversion.fee_usdt_total + conversion.credit_usdt_total == conversion.received_usdt
 
     # amountTo is ChangeNOW's figure, and it arrived at the host wallet on chain.
     state = ChangeNowExchange().status(ExchangeRef(conversion.exchange_id))
-    assert state.status == ExchangeStatus.FINISHED and state.amount_to == conversion.received_usdt
+    assert state.status == ExchangeStatus.FINISHED
+    assert state.amount_to == conversion.received_usdt
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     payout_receipt = w3.eth.get_transaction_receipt(conversion.payout_tx_hash)
     transfer = w3.eth.contract(address=local_chain.usdt_address, abi=ERC20_ABI).events.Transfer()
@@ -186,7 +189,8 @@ def test_rows_arriving_during_a_conversion_wait_for_the_next_one(
     conversion_id = check_threshold().conversion_id
     late = post_eth_payments(3, first_id=6100)
     conversion = wait_final(conversion_id)
-    assert conversion.status == BatchStatus.COMPLETED and conversion.row_count == 5
+    assert conversion.status == BatchStatus.COMPLETED
+    assert conversion.row_count == 5
     late_rows = PayoutAccumulation.objects.filter(payment__provider_payment_id__in=late)
     assert all(r.status == AccumulationStatus.PENDING and r.batch_conversion_id is None for r in late_rows)
 
@@ -199,8 +203,10 @@ def test_mismatching_exchange_amount_is_never_sent(
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address)
     conversion = wait_final(check_threshold().conversion_id)
-    assert conversion.status == BatchStatus.FAILED and "nothing was sent" in conversion.review_reason
-    assert conversion.host_payment_id is None and not HostPayment.objects.exists()
+    assert conversion.status == BatchStatus.FAILED
+    assert "nothing was sent" in conversion.review_reason
+    assert conversion.host_payment_id is None
+    assert not HostPayment.objects.exists()
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address) == nonce_before
     # Nothing moved, so the operator may cancel and release the rows for the next batch.
     assert cancel_unfunded(CONVERSION_FLOW, conversion.pk, reason="operator").status == BatchStatus.CANCELLED
@@ -220,7 +226,8 @@ def test_sweep_cancels_an_unfunded_conversion_past_its_deadline(
         report = run_recovery_sweep()
     assert report.expired["conversion"] == [conversion_id]
     conversion = BatchConversion.objects.get(pk=conversion_id)
-    assert conversion.status == BatchStatus.CANCELLED and "deadline passed" in conversion.review_reason
+    assert conversion.status == BatchStatus.CANCELLED
+    assert "deadline passed" in conversion.review_reason
     assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING).count() == 4
     assert f"ALERT batch_deadline_passed kind=conversion id={conversion_id} state=created" in caplog.text
 

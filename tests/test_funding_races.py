@@ -1,4 +1,4 @@
-"""A batch that stops funding (cancelled, or sent to review) never gets its payment signed.
+"""A batch that stops funding (cancelled, or sent to review) never gets its host payment signed.
 
 No worker here: the steps are called in this process, one at a time, to set up the exact
 interleavings; anvil and the sandbox are real.
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def funding_conversion(first_id: int) -> BatchConversion:
     http = HttpClient()
     for offset in range(3):
-        post_ipn(http, ipn_body(payment_id=first_id + offset, price_amount="10.00", outcome_amount="0.004"))
+        post_ipn(http, ipn_body(host_payment_id=first_id + offset, price_amount="10.00", outcome_amount="0.004"))
     conversion = advance(CONVERSION_FLOW, check_threshold().conversion_id)
     assert conversion.status == BatchStatus.FUNDING
     assert HostPayment.objects.get(pk=conversion.host_payment_id).status == HostPaymentStatus.CREATED
@@ -41,7 +41,7 @@ def test_cancel_while_funding_but_unsigned_releases_rows_and_nothing_is_ever_sig
     flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain
 ) -> None:
     conversion = funding_conversion(11000)
-    payment_id = HostPayment.objects.get(pk=conversion.host_payment_id).pk
+    host_payment_id = HostPayment.objects.get(pk=conversion.host_payment_id).pk
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending")
 
@@ -49,7 +49,7 @@ def test_cancel_while_funding_but_unsigned_releases_rows_and_nothing_is_ever_sig
     assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion_id=None).count() == 3
     # The host payment's task arrives late: there is nothing left to sign.
     with pytest.raises(HostPayment.DoesNotExist):
-        sign_host_payment(payment_id)
+        sign_host_payment(host_payment_id)
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending") == nonce
 
 
@@ -58,10 +58,10 @@ def test_payment_of_a_batch_in_review_is_not_signed(
 ) -> None:
     conversion = funding_conversion(12000)
     to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
-    payment = HostPayment.objects.get(pk=conversion.host_payment_id)
+    host_payment = HostPayment.objects.get(pk=conversion.host_payment_id)
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending")
-    assert sign_host_payment(payment.pk).status == HostPaymentStatus.CREATED
+    assert sign_host_payment(host_payment.pk).status == HostPaymentStatus.CREATED
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "pending") == nonce
 
 
@@ -77,12 +77,12 @@ def test_a_stale_run_cannot_send_a_moved_on_batch_to_review(
 def test_funded_batch_sent_to_review_can_be_resumed_and_finishes(
     flow_environment: dict[str, str], threshold_client: Client, settings
 ) -> None:
-    """A conversion whose deadline passed while its payment was confirming went to review; the
+    """A conversion whose deadline passed while its host payment was confirming went to review; the
     operator's resume follows the exchange again and the rows are distributed."""
     settings.PGP_CHAIN_POLL_SECONDS = 0.5
     conversion = funding_conversion(14000)
-    payment = HostPayment.objects.get(pk=conversion.host_payment_id)
-    wait_until(lambda: advance_host_payment(payment.pk).status == HostPaymentStatus.CONFIRMED, timeout=60)
+    host_payment = HostPayment.objects.get(pk=conversion.host_payment_id)
+    wait_until(lambda: advance_host_payment(host_payment.pk).status == HostPaymentStatus.CONFIRMED, timeout=60)
     conversion.refresh_from_db()
     to_review(CONVERSION_FLOW, conversion, BatchStatus.FAILED, "deadline passed (test)")
     assert resume_funded(CONVERSION_FLOW, conversion.pk, note="test").status == BatchStatus.EXCHANGING
@@ -107,12 +107,12 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     node = EvmNode()
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "latest")
-    payment = sign_host_payment(HostPayment.objects.get(pk=conversion.host_payment_id).pk)
+    host_payment = sign_host_payment(HostPayment.objects.get(pk=conversion.host_payment_id).pk)
     # Hold mining while ours enters the pool at today's price, then make blocks far dearer.
     w3.provider.make_request("evm_setIntervalMining", [0])
     try:
-        first = broadcast_and_check(payment.pk)
-        first_fees = HostPayment.objects.get(pk=payment.pk).evm.max_fee_per_gas
+        first = broadcast_and_check(host_payment.pk)
+        first_fees = HostPayment.objects.get(pk=host_payment.pk).evm.max_fee_per_gas
         base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
         w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(max(base_fee, 10**9) * 100)])
     finally:
@@ -121,16 +121,17 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     time.sleep(2.5)
     assert node.receipt(first.tx_hash) is None, "priced under the new base fee, it must wait"
     time.sleep(1.5)
-    replaced = broadcast_and_check(payment.pk)
+    replaced = broadcast_and_check(host_payment.pk)
     first_nonce = HostPaymentCandidate.objects.get(tx_hash=first.tx_hash).fee_details["nonce"]
-    replaced_evm = HostPayment.objects.get(pk=payment.pk).evm
-    assert replaced.tx_hash != first.tx_hash and replaced_evm.nonce == first_nonce
+    replaced_evm = HostPayment.objects.get(pk=host_payment.pk).evm
+    assert replaced.tx_hash != first.tx_hash
+    assert replaced_evm.nonce == first_nonce
     assert int(replaced_evm.max_fee_per_gas) > int(first_fees)
     confirmed = wait_until(
-        lambda: (p := broadcast_and_check(payment.pk)).status == HostPaymentStatus.CONFIRMED and p,
+        lambda: (p := broadcast_and_check(host_payment.pk)).status == HostPaymentStatus.CONFIRMED and p,
         timeout=60,
     )
-    hashes = set(HostPaymentCandidate.objects.filter(host_payment_id=payment.pk).values_list("tx_hash", flat=True))
+    hashes = set(HostPaymentCandidate.objects.filter(host_payment_id=host_payment.pk).values_list("tx_hash", flat=True))
     assert hashes == {first.tx_hash, replaced.tx_hash}
     assert confirmed.tx_hash == replaced.tx_hash
     assert node.receipt(first.tx_hash) is None

@@ -19,7 +19,9 @@ def test_healthy_when_database_broker_and_beat_are_fresh(client: HttpClient) -> 
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"] and body["checks"]["beat"]["ok"]
+    assert body["checks"]["database"]["ok"]
+    assert body["checks"]["broker"]["ok"]
+    assert body["checks"]["beat"]["ok"]
     assert body["checks"]["broker"]["transport"] == "redis"
 
 
@@ -37,7 +39,8 @@ def test_unhealthy_when_beat_is_stale(client: HttpClient, settings) -> None:
     response = client.get("/health/")
     assert response.status_code == 503
     beat = response.json()["checks"]["beat"]
-    assert beat["ok"] is False and beat["last_run_age_seconds"] >= 300
+    assert beat["ok"] is False
+    assert beat["last_run_age_seconds"] >= 300
 
 
 def test_unhealthy_when_broker_is_unreachable(client: HttpClient, settings) -> None:
@@ -59,4 +62,5 @@ def test_error_reports_hide_connection_urls_and_keys(settings) -> None:
     settings.ETH_RPC_URL = "https://mainnet.example/v3/secret-project-key"
     safe = get_default_exception_reporter_filter().get_safe_settings()
     for name in ("ETH_RPC_URL", "CELERY_BROKER_URL", "HOT_WALLET_PRIVATE_KEY", "NOWPAYMENTS_IPN_SECRET"):
-        assert "secret-project-key" not in str(safe[name]) and safe[name] == "********************", name
+        assert "secret-project-key" not in str(safe[name]), name
+        assert safe[name] == "********************", name

@@ -39,9 +39,11 @@ def test_finished_eth_payment_creates_one_pending_row_with_fee_snapshot(client: 
     assert payment.provider_payment_id == 5077125051
     assert payment.status == "finished"
     assert payment.routing_status == RoutingStatus.ROUTED
-    assert payment.client == threshold_client and payment.user_id == 7
+    assert payment.client == threshold_client
+    assert payment.user_id == 7
     row = PayoutAccumulation.objects.get()
-    assert row.payment == payment and row.client == threshold_client
+    assert row.payment == payment
+    assert row.client == threshold_client
     assert row.status == AccumulationStatus.PENDING
     assert row.gross_usd == Decimal("19.99")
     assert row.fee_percent == Decimal("3.00")
@@ -50,7 +52,9 @@ def test_finished_eth_payment_creates_one_pending_row_with_fee_snapshot(client: 
     assert row.source_amount == Decimal("0.00612345")
     assert row.wallet_address == threshold_client.wallet_address
     event = PaymentEvent.objects.get()
-    assert event.outcome == IpnOutcome.APPLIED and event.signature_valid and event.payment == payment
+    assert event.outcome == IpnOutcome.APPLIED
+    assert event.signature_valid
+    assert event.payment == payment
 
 
 def test_fee_override_and_runtime_default_are_snapshotted(client: HttpClient, threshold_client: Client):
@@ -113,7 +117,8 @@ def test_inactive_client_holds_payment_and_reroute_after_reactivation(client: Ht
     threshold_client.save()
     post_ipn(client, ipn_body())
     payment = Payment.objects.get()
-    assert payment.routing_status == RoutingStatus.HELD and "inactive" in payment.hold_reason
+    assert payment.routing_status == RoutingStatus.HELD
+    assert "inactive" in payment.hold_reason
     assert PayoutAccumulation.objects.count() == 0
     threshold_client.is_active = True
     threshold_client.save()
@@ -136,7 +141,9 @@ def test_instant_client_payment_creates_one_instant_payout_with_the_fee_deducted
     payment = Payment.objects.get()
     assert payment.routing_status == RoutingStatus.ROUTED
     payout = PayoutBatch.objects.get()
-    assert payout.kind == "instant" and payout.payment == payment and payout.status == "created"
+    assert payout.kind == "instant"
+    assert payout.payment == payment
+    assert payout.status == "created"
     assert payout.fee_amount == Decimal("0.0001837035")  # 3 % of 0.00612345, exact at 18 dp
     assert payout.source_amount + payout.fee_amount == Decimal("0.00612345")
     assert PayoutAccumulation.objects.count() == 0
@@ -161,14 +168,16 @@ def test_instant_client_paid_in_another_currency_is_held(client: HttpClient, thr
     threshold_client.save()
     assert post_ipn(client, ipn_body(outcome_currency="trx", outcome_amount=100)).status_code == 200
     payment = Payment.objects.get()
-    assert payment.routing_status == RoutingStatus.HELD and "trx" in payment.hold_reason
+    assert payment.routing_status == RoutingStatus.HELD
+    assert "trx" in payment.hold_reason
 
 
 def test_status_moves_forward_only_and_routes_once(client: HttpClient, threshold_client: Client):
     for status in ("waiting", "confirming", "finished"):
         assert post_ipn(client, ipn_body(payment_status=status)).status_code == 200
     stale = post_ipn(client, ipn_body(payment_status="confirming"))
-    assert stale.status_code == 200 and stale.json()["result"] == "stale"
+    assert stale.status_code == 200
+    assert stale.json()["result"] == "stale"
     late_fail = post_ipn(client, ipn_body(payment_status="failed"))
     assert late_fail.json()["result"] == "stale"
     payment = Payment.objects.get()
@@ -200,7 +209,8 @@ def test_concurrent_duplicate_ipns_make_one_payment_and_one_row(threshold_client
 def test_missing_and_wrong_signature_get_401_and_change_nothing(client: HttpClient, threshold_client: Client):
     assert post_ipn(client, ipn_body(), signature=None).status_code == 401
     wrong = post_ipn(client, ipn_body(), signature="ab" * 64)
-    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_signature"
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_signature"
     nothing_but_events_changed()
     assert list(PaymentEvent.objects.values_list("outcome", flat=True)) == ["rejected_signature"] * 2
 
@@ -259,14 +269,16 @@ def test_wrong_types_missing_fields_and_absurd_amounts_get_422(
     assert field in response.json()["fields"]
     nothing_but_events_changed()
     event = PaymentEvent.objects.get()
-    assert event.outcome == IpnOutcome.REJECTED_PAYLOAD and event.signature_valid
+    assert event.outcome == IpnOutcome.REJECTED_PAYLOAD
+    assert event.signature_valid
 
 
 def test_missing_required_field_gets_422(client: HttpClient):
     body = ipn_body()
     del body["payment_id"]
     response = post_ipn(client, body)
-    assert response.status_code == 422 and "payment_id" in response.json()["fields"]
+    assert response.status_code == 422
+    assert "payment_id" in response.json()["fields"]
     nothing_but_events_changed()
 
 
@@ -282,7 +294,8 @@ def test_oversized_body_is_refused_unread(client: HttpClient):
     assert response.status_code == 413
     nothing_but_events_changed()
     event = PaymentEvent.objects.get()
-    assert event.outcome == IpnOutcome.REJECTED_TOO_LARGE and event.body == ""
+    assert event.outcome == IpnOutcome.REJECTED_TOO_LARGE
+    assert event.body == ""
 
 
 def test_only_post_is_allowed(client: HttpClient):

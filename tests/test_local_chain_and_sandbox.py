@@ -176,7 +176,7 @@ def send_eth(w3: Web3, chain: LocalChain, to: str, amount: Decimal) -> str:
         "gas": 21_000,
         **eip1559_fees(w3),
     }
-    tx_hash = sign_and_send(w3, hot_wallet, tx)  # type: ignore[arg-type]
+    tx_hash = sign_and_send(w3, hot_wallet, tx)
     wait_for_success(w3, tx_hash)
     return tx_hash.to_0x_hex()
 
@@ -189,7 +189,7 @@ def send_usdt(w3: Web3, chain: LocalChain, to: str, amount: Decimal) -> str:
             "chainId": chain.chain_id,
             "from": hot_wallet.address,
             "nonce": w3.eth.get_transaction_count(hot_wallet.address, "pending"),
-            **eip1559_fees(w3),  # type: ignore[typeddict-item]
+            **eip1559_fees(w3),
         }
     )
     tx_hash = sign_and_send(w3, hot_wallet, tx)
@@ -202,7 +202,7 @@ def usdt(w3: Web3, chain: LocalChain) -> Any:
 
 
 def usdt_transfers_in(w3: Web3, chain: LocalChain, tx_hash: str) -> list[dict[str, Any]]:
-    receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    receipt = w3.eth.get_transaction_receipt(tx_hash)
     assert receipt["status"] == 1
     return [dict(event["args"]) for event in usdt(w3, chain).events.Transfer().process_receipt(receipt)]
 
@@ -232,7 +232,7 @@ def test_usdt_transfer_beyond_balance_reverts(w3: Web3, chain: LocalChain) -> No
         usdt(w3, chain)
         .functions.transfer(chain.hot_wallet_address, 1)
         .build_transaction(
-            {"from": stranger.address, "gas": 100_000, "nonce": 0, "chainId": chain.chain_id, **eip1559_fees(w3)}  # type: ignore[typeddict-item]
+            {"from": stranger.address, "gas": 100_000, "nonce": 0, "chainId": chain.chain_id, **eip1559_fees(w3)}
         )
     )
     with pytest.raises(Exception, match="insufficient balance"):
@@ -258,7 +258,9 @@ def test_eth_to_usdt_exchange_finishes_with_an_on_chain_usdt_payout(
     estimate = cn.get("/v2/exchange/estimated-amount", {**pair, "fromAmount": "0.0123", "useRateId": "true"})
     assert estimate.status == 200
     assert estimate.body["toAmount"] == Decimal("36.7155")  # 0.0123 * 3000 * 0.995
-    assert estimate.body["type"] == "direct" and estimate.body["rateId"] and estimate.body["validUntil"]
+    assert estimate.body["type"] == "direct"
+    assert estimate.body["rateId"]
+    assert estimate.body["validUntil"]
     assert estimate.body["warningMessage"] is None
 
     payout_address = Account.create().address
@@ -329,7 +331,8 @@ def test_usdt_to_trx_exchange_funded_by_erc20_transfer_finishes_with_a_simulated
     assert final["payinHash"] == payin_hash
     assert final["amountFrom"] == Decimal("20")
     assert final["amountTo"] == Decimal("165.833333")
-    assert len(final["payoutHash"]) == 64 and int(final["payoutHash"], 16) >= 0  # Tron-style, not on our chain
+    assert len(final["payoutHash"]) == 64
+    assert int(final["payoutHash"], 16) >= 0
 
 
 def test_next_outcome_failed_ends_the_funded_exchange_in_failed(cn: SandboxClient, w3: Web3, chain: LocalChain) -> None:
@@ -363,7 +366,8 @@ def test_next_outcome_refunded_sends_the_deposit_back_on_chain(cn: SandboxClient
     assert final["refundAmount"] == Decimal("0.01")
     assert final["payoutHash"] is None
     refund = w3.eth.get_transaction(final["refundHash"])
-    assert refund["to"] == refund_address and refund["value"] == 10**16
+    assert refund["to"] == refund_address
+    assert refund["value"] == 10**16
     assert w3.eth.get_transaction_receipt(final["refundHash"])["status"] == 1
     assert w3.eth.get_balance(refund_address) == 10**16
 

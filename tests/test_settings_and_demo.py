@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -48,12 +49,14 @@ def test_production_refuses_to_start_without_secret(missing: str) -> None:
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
     result = run_manage(["check"], env)
     assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr and missing in result.stderr
+    assert "ImproperlyConfigured" in result.stderr
+    assert missing in result.stderr
 
 
 def test_production_refuses_an_empty_ipn_secret() -> None:
     result = run_manage(["check"], {**PRODUCTION_ENV, "NOWPAYMENTS_IPN_SECRET": ""})
-    assert result.returncode != 0 and "NOWPAYMENTS_IPN_SECRET" in result.stderr
+    assert result.returncode != 0
+    assert "NOWPAYMENTS_IPN_SECRET" in result.stderr
 
 
 def free_port() -> int:
@@ -111,7 +114,7 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         )
     try:
         deadline = time.monotonic() + 90
-        status, body = 0, {}
+        status, body = 0, cast(dict[str, Any], {})
         while time.monotonic() < deadline and demo.poll() is None:
             try:
                 status, body = get_json(f"http://127.0.0.1:{web_port}/health/")
@@ -123,7 +126,8 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         log_text = log_path.read_text()
         assert status == 200, f"health never became 200: {body}\n{log_text[-3000:]}"
         assert body["checks"]["broker"]["transport"] == "filesystem"
-        assert "password" in log_text and "/admin/" in log_text
+        assert "password" in log_text
+        assert "/admin/" in log_text
         with urllib.request.urlopen(f"http://127.0.0.1:{flower_port}/", timeout=5) as flower:
             assert flower.status == 200
         assert len(child_pids(demo.pid)) == 7  # chain, sandbox, web, worker, beat, flower, payments

@@ -1,6 +1,9 @@
 """The operator actions and read-only panels every exchange-funded batch admin shares; each
 action goes through the flow's services, is safe to click twice, and is kept in the history."""
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -10,8 +13,8 @@ from django.utils.safestring import SafeString
 
 from pgp_project.admin_helpers import history_table, html_table
 
-from ..models import HostPayment
-from .flow import Batch, ExchangeFundedFlow
+from ..models import ExchangeFundedBatch
+from .flow import ExchangeFundedFlow
 from .operator import cancel_unfunded, redrive, resume_funded
 from .states import BatchStatus
 
@@ -19,9 +22,9 @@ from .states import BatchStatus
 class ExchangeBatchAdminMixin:
     """For a ModelAdmin of an exchange-funded batch: set `flow` and `operate_permission`."""
 
-    flow: ExchangeFundedFlow
+    flow: ExchangeFundedFlow[Any]
     operate_permission: str
-    actions = ["redrive", "cancel_unfunded", "resume_funded"]
+    actions: Sequence[Any] | None = ["redrive", "cancel_unfunded", "resume_funded"]
 
     @admin.action(description="Re-drive: run the next step for the current state", permissions=["operate"])
     def redrive(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -54,8 +57,8 @@ class ExchangeBatchAdminMixin:
         return request.user.has_perm(self.operate_permission)
 
     @admin.display(description="host payment (the on-chain funding of the exchange)")
-    def host_payment_summary(self, obj: Batch) -> SafeString | str:
-        host_payment = HostPayment.objects.filter(pk=obj.host_payment_id).first()
+    def host_payment_summary(self, obj: ExchangeFundedBatch) -> SafeString | str:
+        host_payment = obj.host_payment
         if host_payment is None:
             return "none yet"
         link = format_html(
@@ -78,5 +81,5 @@ class ExchangeBatchAdminMixin:
         )
 
     @admin.display(description="history (every transition and operator action)")
-    def history(self, obj: Batch) -> SafeString | str:
+    def history(self, obj: ExchangeFundedBatch) -> SafeString | str:
         return history_table(self.flow.kind, obj.pk)

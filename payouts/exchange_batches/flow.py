@@ -8,18 +8,18 @@ rows are released.
 """
 
 from decimal import Decimal
-from typing import Any, ClassVar
-
-from django.db import models
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from integrations.assets import Asset
 from integrations.exchange.port import ExchangePair, ExchangeProvider, ExchangeState
 from pgp_project.operations.state_machine import StateMachine
 
-Batch = Any  # an ExchangeFundedBatch subclass instance (BatchConversion, PayoutBatch)
+from ..models import ExchangeFundedBatch
+
+B = TypeVar("B", bound=ExchangeFundedBatch)  # the concrete batch model of a flow
 
 
-class ExchangeFundedFlow:
+class ExchangeFundedFlow(Generic[B]):
     machine: ClassVar[StateMachine]  # its subject names the kind: "conversion", "payout"
     advance_task: ClassVar[str]  # the Celery task that runs `steps.advance` for one batch
     # When cancelling may not simply release the batch's rows (an instant payout has no rows to
@@ -31,58 +31,58 @@ class ExchangeFundedFlow:
         return self.machine.subject
 
     @property
-    def model(self) -> type[models.Model]:
-        return self.machine.model
+    def model(self) -> type[B]:
+        return cast("type[B]", self.machine.model)
 
-    def pair(self, batch: Batch) -> ExchangePair:
+    def pair(self, batch: B) -> ExchangePair:
         raise NotImplementedError
 
-    def host_asset(self, batch: Batch) -> Asset:
+    def host_asset(self, batch: B) -> Asset:
         """The asset the host payment sends."""
         raise NotImplementedError
 
-    def send_amount(self, batch: Batch) -> Decimal:
+    def send_amount(self, batch: B) -> Decimal:
         """Exactly what the host payment sends: the batch's own total."""
         raise NotImplementedError
 
-    def payout_address(self, batch: Batch) -> str:
+    def payout_address(self, batch: B) -> str:
         raise NotImplementedError
 
     def finish(self, batch_id: int, state: ExchangeState) -> None:
         """Record the finished exchange, in one transaction; nothing if already done."""
         raise NotImplementedError
 
-    def release_rows(self, batch: Batch) -> int:
+    def release_rows(self, batch: B) -> int:
         """Put an unfunded batch's rows back where they came from; the number released."""
         raise NotImplementedError
 
-    def before_exchange(self, batch: Batch, provider: ExchangeProvider) -> Batch:
+    def before_exchange(self, batch: B, provider: ExchangeProvider) -> B:
         """A check before any exchange is created (the payout address, say); may send to review."""
         return batch
 
-    def can_release(self, batch: Batch) -> bool:
+    def can_release(self, batch: B) -> bool:
         return True
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind}>"
 
 
-_FLOWS: dict[str, ExchangeFundedFlow] = {}
+_FLOWS: dict[str, ExchangeFundedFlow[Any]] = {}
 
 
-def register_exchange_funded_flow(flow: ExchangeFundedFlow) -> None:
+def register_exchange_funded_flow(flow: ExchangeFundedFlow[Any]) -> None:
     existing = _FLOWS.get(flow.kind)
     if existing is not None and existing is not flow:
         raise RuntimeError(f"a different exchange-funded flow is already registered as {flow.kind!r}")
     _FLOWS[flow.kind] = flow
 
 
-def exchange_funded_flow(kind: str) -> ExchangeFundedFlow:
+def exchange_funded_flow(kind: str) -> ExchangeFundedFlow[Any]:
     try:
         return _FLOWS[kind]
     except KeyError:
         raise LookupError(f"no exchange-funded flow {kind!r}; is its app installed?") from None
 
 
-def exchange_funded_flows() -> list[ExchangeFundedFlow]:
+def exchange_funded_flows() -> list[ExchangeFundedFlow[Any]]:
     return list(_FLOWS.values())

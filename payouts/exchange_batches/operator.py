@@ -11,7 +11,7 @@ from pgp_project.operations.state_machine import SYSTEM, record_action, transiti
 
 from ..locking import lock_batch_and_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPaymentStatus
-from .flow import Batch, ExchangeFundedFlow
+from .flow import B, ExchangeFundedFlow
 from .states import CANCELLABLE_STATUSES, OPEN_STATUSES, BatchStatus
 from .transitions import to_review
 
@@ -19,13 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 def cancel_unfunded(
-    flow: ExchangeFundedFlow,
+    flow: ExchangeFundedFlow[B],
     batch_id: int,
     *,
     reason: str,
     actor: object = SYSTEM,
     only_from_status: str | None = None,
-) -> Batch:
+) -> B:
     """Cancel a batch whose host payment never left (none, or never signed) and release its
     rows. Refused (the batch is returned unchanged) for anything that may have moved funds."""
     with transaction.atomic():
@@ -67,7 +67,7 @@ def cancel_unfunded(
     return batch
 
 
-def resume_funded(flow: ExchangeFundedFlow, batch_id: int, *, note: str, actor: object = SYSTEM) -> Batch:
+def resume_funded(flow: ExchangeFundedFlow[B], batch_id: int, *, note: str, actor: object = SYSTEM) -> B:
     """A batch sent to review although its host payment did confirm (for example it passed its
     deadline while funding) goes back to following its exchange, so it can still finish.
     Refused unless the payment is confirmed and an exchange exists."""
@@ -96,7 +96,7 @@ def resume_funded(flow: ExchangeFundedFlow, batch_id: int, *, note: str, actor: 
     return batch
 
 
-def redrive(flow: ExchangeFundedFlow, batch_ids: list[int], *, actor: object) -> list[int]:
+def redrive(flow: ExchangeFundedFlow[B], batch_ids: list[int], *, actor: object) -> list[int]:
     """Run the next step of each open batch now. The step itself is idempotent, so a second
     click only repeats a harmless check; each re-drive is kept in the batch's history."""
     rows = flow.model._default_manager.filter(pk__in=batch_ids, status__in=OPEN_STATUSES)

@@ -13,7 +13,7 @@ from django.db.models import Q
 from pgp_project.operations.flows import SweepResult
 from pgp_project.operations.scheduling import schedule_step
 
-from .flow import Batch, ExchangeFundedFlow
+from .flow import B, ExchangeFundedFlow
 from .operator import cancel_unfunded
 from .states import OPEN_STATUSES, BatchStatus
 from .transitions import to_review
@@ -21,7 +21,7 @@ from .transitions import to_review
 logger = logging.getLogger(__name__)
 
 
-def sweep_batches(flow: ExchangeFundedFlow, now: datetime) -> SweepResult:
+def sweep_batches(flow: ExchangeFundedFlow[B], now: datetime) -> SweepResult:
     result = SweepResult()
     for batch_id in overdue(flow, now, timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)):
         try:
@@ -42,13 +42,13 @@ def sweep_batches(flow: ExchangeFundedFlow, now: datetime) -> SweepResult:
     return result
 
 
-def overdue(flow: ExchangeFundedFlow, now: datetime, grace: timedelta) -> list[int]:
+def overdue(flow: ExchangeFundedFlow[B], now: datetime, grace: timedelta) -> list[int]:
     """Open batches whose scheduled next step is late."""
     late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)
     return list(flow.model._default_manager.filter(late, status__in=OPEN_STATUSES).values_list("id", flat=True))
 
 
-def expire(flow: ExchangeFundedFlow, batch: Batch, now: datetime) -> None:
+def expire(flow: ExchangeFundedFlow[B], batch: B, now: datetime) -> None:
     """Past its deadline: cancel if nothing can have been sent, else hold for review; alert."""
     age = int((now - batch.created_at).total_seconds())
     logger.error(

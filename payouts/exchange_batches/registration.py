@@ -2,6 +2,7 @@
 find their owner through it, and the kernel's recovery sweep and task wrapper drive it."""
 
 from functools import partial
+from typing import Any
 
 from pgp_project.operations.flows import RecoverableFlow, register_flow
 
@@ -10,7 +11,7 @@ from .flow import ExchangeFundedFlow, register_exchange_funded_flow
 from .recovery import sweep_batches
 
 
-def register(flow: ExchangeFundedFlow) -> None:
+def register(flow: ExchangeFundedFlow[Any]) -> None:
     register_exchange_funded_flow(flow)
     register_flow(
         RecoverableFlow(

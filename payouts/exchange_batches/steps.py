@@ -26,8 +26,8 @@ from pgp_project.operations.state_machine import transition
 from ..host_payments.machine import ADVANCE_HOST_PAYMENT_TASK, HostPaymentMismatch, ensure_host_payment
 from ..host_payments.ports import chain_adapter
 from ..locking import lock_batch
-from ..models import HostPayment, HostPaymentStatus
-from .flow import Batch, ExchangeFundedFlow
+from ..models import HostPaymentStatus
+from .flow import B, ExchangeFundedFlow
 from .operator import cancel_unfunded
 from .states import BatchStatus
 from .transitions import move, to_review
@@ -35,7 +35,7 @@ from .transitions import move, to_review
 logger = logging.getLogger(__name__)
 
 
-def advance(flow: ExchangeFundedFlow, batch_id: int) -> Batch:
+def advance(flow: ExchangeFundedFlow[B], batch_id: int) -> B:
     """Perform the next step this batch's state needs (each step is idempotent)."""
     batch = flow.model._default_manager.get(pk=batch_id)
     provider = exchange_provider(batch.exchange_provider)
@@ -54,7 +54,7 @@ def advance(flow: ExchangeFundedFlow, batch_id: int) -> Batch:
     return batch
 
 
-def _create_exchange(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider) -> Batch:
+def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
     pair = flow.pair(batch)
     amount = flow.send_amount(batch)
     quote = provider.estimate(pair, amount)
@@ -107,7 +107,7 @@ def _create_exchange(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeP
     return batch
 
 
-def _start_funding(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider) -> Batch:
+def _start_funding(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
     amount = flow.send_amount(batch)
     if batch.exchange_from_amount != amount:
         # Never send an amount other than what the batch holds, and never silently.
@@ -146,8 +146,8 @@ def _start_funding(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangePro
     return batch
 
 
-def _follow_funding(flow: ExchangeFundedFlow, batch: Batch) -> Batch:
-    host_payment = HostPayment.objects.filter(pk=batch.host_payment_id).first()
+def _follow_funding(flow: ExchangeFundedFlow[B], batch: B) -> B:
+    host_payment = batch.host_payment
     if host_payment is None:  # the funding_has_host_payment constraint rules this out; be loud
         return to_review(flow, batch, BatchStatus.FAILED, "funding without a host payment")
     if host_payment.status == HostPaymentStatus.CONFIRMED:
@@ -159,7 +159,7 @@ def _follow_funding(flow: ExchangeFundedFlow, batch: Batch) -> Batch:
     return batch
 
 
-def _poll_exchange(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider) -> Batch:
+def _poll_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
     state = provider.status(exchange_ref(batch))
     flow.model._default_manager.filter(pk=batch.pk).update(exchange_status=state.provider_status[:20])
     if state.status == ExchangeStatus.UNKNOWN:
@@ -182,7 +182,7 @@ def _poll_exchange(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangePro
     return batch
 
 
-def _exchange_failed(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeProvider, state: ExchangeState) -> Batch:
+def _exchange_failed(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider, state: ExchangeState) -> B:
     status = BatchStatus.FAILED if state.status == ExchangeStatus.FAILED else BatchStatus.REFUNDED
     reason = f"{provider.name} exchange {state.provider_status}"
     if state.refund_hash:
@@ -190,13 +190,12 @@ def _exchange_failed(flow: ExchangeFundedFlow, batch: Batch, provider: ExchangeP
     return to_review(flow, batch, status, reason)
 
 
-def exchange_ref(batch: Batch) -> ExchangeRef:
-    deposit = None
-    if batch.host_payment_id is not None:
-        deposit = HostPayment.objects.filter(pk=batch.host_payment_id).values_list("tx_hash", flat=True).first()
+def exchange_ref(batch: B) -> ExchangeRef:
+    assert batch.exchange_id is not None, "only a batch with an exchange has one to ask about"
+    host_payment = batch.host_payment
     return ExchangeRef(
         id=batch.exchange_id,
         payin_address=batch.payin_address,
         from_amount=batch.exchange_from_amount,
-        deposit_tx_hash=deposit,
+        deposit_tx_hash=host_payment.tx_hash if host_payment is not None else None,
     )

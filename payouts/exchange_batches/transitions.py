@@ -6,13 +6,13 @@ from django.utils import timezone
 
 from pgp_project.operations.state_machine import SYSTEM, transition
 
-from .flow import Batch, ExchangeFundedFlow
+from .flow import B, ExchangeFundedFlow
 from .states import BatchStatus
 
 logger = logging.getLogger(__name__)
 
 
-def move(flow: ExchangeFundedFlow, batch: Batch, to_status: BatchStatus, *, reason: str = "") -> Batch:
+def move(flow: ExchangeFundedFlow[B], batch: B, to_status: BatchStatus, *, reason: str = "") -> B:
     """Compare-and-set from the status this run read; whatever the outcome, return the batch as
     the database has it."""
     transition(flow.machine, batch.pk, from_status=batch.status, to_status=to_status, reason=reason)
@@ -20,9 +20,7 @@ def move(flow: ExchangeFundedFlow, batch: Batch, to_status: BatchStatus, *, reas
     return batch
 
 
-def to_review(
-    flow: ExchangeFundedFlow, batch: Batch, status: BatchStatus, reason: str, *, actor: object = SYSTEM
-) -> Batch:
+def to_review(flow: ExchangeFundedFlow[B], batch: B, status: BatchStatus, reason: str, *, actor: object = SYSTEM) -> B:
     """Hold the batch and its rows as they are for an operator, and alert (funds may have moved).
     A compare-and-set on the status this run read: a stale run cannot fail a batch that has
     moved on meanwhile, and a closed batch stays closed."""

@@ -22,7 +22,7 @@ from pgp_project.operations.scheduling import enqueue_after_commit, schedule_ste
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_created, transition
 
-from ..exchange_batches.flow import Batch, ExchangeFundedFlow, exchange_funded_flow
+from ..exchange_batches.flow import B, ExchangeFundedFlow, exchange_funded_flow
 from ..exchange_batches.states import BatchStatus
 from ..locking import lock_host_payment, lock_host_payment_with_owner
 from ..models import HOST_PAYMENT_MACHINE, IN_FLIGHT, HostPayment, HostPaymentCandidate, HostPaymentStatus
@@ -38,7 +38,7 @@ class HostPaymentMismatch(Exception):
 
 
 def ensure_host_payment(
-    *, flow: ExchangeFundedFlow, owner: Batch, asset: Asset, amount: Decimal, to_address: str
+    *, flow: ExchangeFundedFlow[B], owner: B, asset: Asset, amount: Decimal, to_address: str
 ) -> HostPayment:
     """The batch's single host payment, created on first call; the same one on every later call.
     The caller holds the batch's row lock."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import OperationalError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,7 +30,7 @@ def schedule_step(model: type[models.Model], pk: int, task_name: str, countdown:
     """Enqueue `task_name(pk)` after `countdown` seconds, once; True if this call scheduled it."""
     now = timezone.now()
     claimed = (
-        model.objects.filter(pk=pk)
+        model._default_manager.filter(pk=pk)
         .filter(Q(next_action_at__isnull=True) | Q(next_action_at__lte=now + EARLY_ARRIVAL_TOLERANCE))
         .update(next_action_at=now + timedelta(seconds=countdown))
     )
@@ -55,7 +56,7 @@ def retry_countdown(retries: int, retry_after: float | None = None) -> float:
 def note_retry(model: type[models.Model], pk: int, error: Exception, countdown: float) -> None:
     """Record why a step will run again and when, so the admin shows it and the recovery
     sweep does not start a second chain meanwhile."""
-    model.objects.filter(pk=pk).update(
+    model._default_manager.filter(pk=pk).update(
         last_error=f"{type(error).__name__}: {error}"[:2000],
         attempts=models.F("attempts") + 1,
         next_action_at=timezone.now() + timedelta(seconds=countdown),
@@ -69,7 +70,7 @@ def run_flow_step(task: Any, flow_name: str, pk: int) -> None:
     flow = get_flow(flow_name)
     try:
         flow.advance(pk)
-    except flow.model.DoesNotExist:
+    except ObjectDoesNotExist:
         logger.warning("%s #%s no longer exists; nothing to do", flow_name, pk)
     except (TransientError, OperationalError) as exc:
         countdown = retry_countdown(task.request.retries, getattr(exc, "retry_after", None))

@@ -63,9 +63,10 @@ def transition(
         if len(expected) == 1:
             current = expected[0]
         else:
-            current = rows.select_for_update().values_list("status", flat=True).first()
-            if current not in expected:
+            found = rows.select_for_update().values_list("status", flat=True).first()
+            if found not in expected:
                 return False
+            current = str(found)
         changed = rows.filter(status=current).update(status=to_status, updated_at=timezone.now(), **(updates or {}))
         if changed:
             AuditEvent.objects.create(

@@ -4,10 +4,12 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, cast
 
 from eth_account import Account
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
+from web3.types import TxParams
 
 from pgp_project.money import from_base_units, to_base_units
 from standins.erc20 import ERC20_ABI
@@ -61,16 +63,17 @@ class SandboxChain:
             return []
         seen: list[SeenTransfer] = []
         for number in range(from_block, to_block + 1):
-            block = self.w3.eth.get_block(number, full_transactions=True)
+            # Full transactions are dicts; web3's types cannot say so for a runtime flag.
+            block: Any = self.w3.eth.get_block(number, full_transactions=True)
             for tx in block["transactions"]:
-                to = (tx.get("to") or "").lower()  # type: ignore[union-attr]
-                if to in addresses and tx["value"] > 0:  # type: ignore[index]
+                to = (tx.get("to") or "").lower()
+                if to in addresses and tx["value"] > 0:
                     seen.append(
                         SeenTransfer(
                             to_address=to,
                             asset=ETH,
-                            amount=from_base_units(int(tx["value"]), ETH.decimals),  # type: ignore[index]
-                            tx_hash=tx["hash"].to_0x_hex(),  # type: ignore[index]
+                            amount=from_base_units(int(tx["value"]), ETH.decimals),
+                            tx_hash=tx["hash"].to_0x_hex(),
                             block_number=number,
                         )
                     )
@@ -101,18 +104,19 @@ class SandboxChain:
         """Sign (not yet send) a transfer of `amount` of ETH or USDT from the treasury."""
         to_address = Web3.to_checksum_address(to_address)
         nonce = max(self._next_nonce, self.w3.eth.get_transaction_count(self.treasury.address, "pending"))
-        common = {"chainId": self.w3.eth.chain_id, "from": self.treasury.address, "nonce": nonce}
+        common: dict[str, Any] = {"chainId": self.w3.eth.chain_id, "from": self.treasury.address, "nonce": nonce}
         common.update(eip1559_fees(self.w3))
+        tx: Any
         if asset.is_native_eth:
             tx = {**common, "to": to_address, "value": to_base_units(amount, ETH.decimals), "gas": NATIVE_TRANSFER_GAS}
         elif asset.is_erc20_usdt:
             value = to_base_units(amount, USDT_ON_ETH.decimals)
             tx = self.usdt.functions.transfer(to_address, value).build_transaction(
-                {**common, "gas": TOKEN_CALL_GAS}  # type: ignore[typeddict-item]
+                cast(TxParams, {**common, "gas": TOKEN_CALL_GAS})
             )
         else:
             raise ValueError(f"{asset.currency} on {asset.network} is not on the local chain")
-        signed = self.treasury.sign_transaction(tx)  # type: ignore[arg-type]
+        signed = self.treasury.sign_transaction(tx)
         self._next_nonce = nonce + 1
         return OnChainTransfer(
             tx_hash=signed.hash.to_0x_hex(), raw_transaction=bytes(signed.raw_transaction), purpose=purpose

@@ -81,8 +81,9 @@ class SandboxChangeNow:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the sandbox is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{'[' + str(host) + ']' if ':' in str(host) else host}:{port}"
+        address, port = self._server.server_address[:2]
+        host = str(address)  # an IP literal: always text for AF_INET/AF_INET6 sockets
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
     def start(self) -> str:
         """Start the watcher and the HTTP server in background threads; returns the base URL."""

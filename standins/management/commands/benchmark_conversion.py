@@ -111,7 +111,8 @@ class Command(BaseCommand):
             ),
         )
         totals = distribute_conversion(result.conversion_id, AMOUNT_TO, "0xbench")
-        assert totals is not None and totals.credit + totals.fee == AMOUNT_TO
+        assert totals is not None
+        assert totals.credit + totals.fee == AMOUNT_TO
 
     def _hand_written(self) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
