@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def funding_conversion(first_id: int) -> BatchConversion:
     http = HttpClient()
     for offset in range(3):
-        post_ipn(http, ipn_body(host_payment_id=first_id + offset, price_amount="10.00", outcome_amount="0.004"))
+        post_ipn(http, ipn_body(payment_id=first_id + offset, price_amount="10.00", outcome_amount="0.004"))
     conversion = advance(CONVERSION_FLOW, check_threshold().conversion_id)
     assert conversion.status == BatchStatus.FUNDING
     assert HostPayment.objects.get(pk=conversion.host_payment_id).status == HostPaymentStatus.CREATED
