@@ -3,7 +3,10 @@ tests read and call on the local chain (events included). Production needs only 
 
 from typing import Any
 
+from integrations.evm_node import ERC20_TRANSFER_ABI
+
 ERC20_ABI: list[dict[str, Any]] = [
+    *ERC20_TRANSFER_ABI,
     {
         "type": "function",
         "name": "name",
@@ -34,24 +37,10 @@ ERC20_ABI: list[dict[str, Any]] = [
     },
     {
         "type": "function",
-        "name": "balanceOf",
-        "stateMutability": "view",
-        "inputs": [{"name": "account", "type": "address"}],
-        "outputs": [{"name": "", "type": "uint256"}],
-    },
-    {
-        "type": "function",
         "name": "allowance",
         "stateMutability": "view",
         "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
         "outputs": [{"name": "", "type": "uint256"}],
-    },
-    {
-        "type": "function",
-        "name": "transfer",
-        "stateMutability": "nonpayable",
-        "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
-        "outputs": [{"name": "", "type": "bool"}],
     },
     {
         "type": "function",

@@ -3,7 +3,8 @@ map of name -> adapter class path, as django-payments does with PAYMENT_VARIANTS
 provider is one adapter module and one entry in that map."""
 
 from django.conf import settings
-from django.utils.module_loading import import_string
+
+from pgp_project.operations.adapters import load_adapter
 
 from .port import ExchangePair, ExchangeProvider
 
@@ -11,11 +12,7 @@ DIRECT_TRANSFER = "direct"
 
 
 def exchange_provider(name: str) -> ExchangeProvider:
-    try:
-        path = settings.PGP_EXCHANGE_PROVIDERS[name]
-    except KeyError:
-        raise LookupError(f"no exchange provider {name!r} in PGP_EXCHANGE_PROVIDERS") from None
-    provider: ExchangeProvider = import_string(path)()
+    provider: ExchangeProvider = load_adapter("PGP_EXCHANGE_PROVIDERS", name)
     return provider
 
 

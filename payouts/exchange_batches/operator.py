@@ -10,7 +10,7 @@ from pgp_project.operations.scheduling import enqueue_after_commit, schedule_ste
 from pgp_project.operations.state_machine import SYSTEM, record_action, transition
 
 from ..locking import lock_batch_and_host_payment
-from ..models import HOST_PAYMENT_MACHINE, HostPaymentStatus
+from ..models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentStatus
 from .flow import B, ExchangeFundedFlow
 from .states import CANCELLABLE_STATUSES, OPEN_STATUSES, BatchStatus
 from .transitions import to_review
@@ -52,19 +52,24 @@ def cancel_unfunded(
             action="cancel",
             updates={"review_reason": reason[:2000], "next_action_at": None, "host_payment": None},
         )
-        if host_payment is not None:  # never signed: no transaction exists for it
-            record_action(
-                HOST_PAYMENT_MACHINE.subject,
-                host_payment.pk,
-                action="discarded",
-                status=host_payment.status,
-                actor=actor,
-                reason=f"never signed; {flow.kind} #{batch.pk} cancelled",
-            )
-            host_payment.delete()
+        if host_payment is not None:
+            _discard_unsigned(host_payment, actor=actor, reason=f"never signed; {flow.kind} #{batch.pk} cancelled")
         batch.refresh_from_db()
     logger.warning("%s #%s cancelled, %s rows released: %s", flow.kind, batch.pk, released, reason)
     return batch
+
+
+def _discard_unsigned(host_payment: HostPayment, *, actor: object, reason: str) -> None:
+    """An unsigned host payment has no transaction anywhere: it is deleted, and its history says so."""
+    record_action(
+        HOST_PAYMENT_MACHINE.subject,
+        host_payment.pk,
+        action="discarded",
+        status=host_payment.status,
+        actor=actor,
+        reason=reason,
+    )
+    host_payment.delete()
 
 
 def resume_funded(flow: ExchangeFundedFlow[B], batch_id: int, *, note: str, actor: object = SYSTEM) -> B:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from integrations.exchange.port import (
+    CreatedExchange,
     ExchangeProvider,
     ExchangeRef,
     ExchangeRefused,
@@ -75,14 +76,20 @@ def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
         return cancel_unfunded(
             flow, batch.pk, reason=f"{provider.name} refused the exchange: {exc}", only_from_status=batch.status
         )
-    # Only the first stored exchange is ever funded (reliability rule 4); one created by a
-    # concurrent or earlier ambiguous attempt is recorded as abandoned and expires unfunded.
+    _store_exchange(flow, batch, exchange, provider.name)
+    batch.refresh_from_db()
+    return batch
+
+
+def _store_exchange(flow: ExchangeFundedFlow[B], batch: B, exchange: CreatedExchange, provider_name: str) -> None:
+    """Only the first stored exchange is ever funded (reliability rule 4); one created by a
+    concurrent or earlier ambiguous attempt is recorded as abandoned and expires unfunded."""
     stored = transition(
         flow.machine,
         batch.pk,
         from_status=batch.status,
         to_status=BatchStatus.SWAP_CREATED,
-        reason=f"exchange {exchange.id} created with {provider.name}",
+        reason=f"exchange {exchange.id} created with {provider_name}",
         guard={"exchange_id__isnull": True},
         updates={
             "exchange_id": exchange.id,
@@ -94,17 +101,13 @@ def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
     )
     if stored:
         logger.info("%s #%s: exchange %s created, payin %s", flow.kind, batch.pk, exchange.id, exchange.payin_address)
-    else:
-        with transaction.atomic():  # under the row lock, so concurrent losers all get recorded
-            locked = lock_batch(flow.model, batch.pk)
-            if exchange.id != locked.exchange_id:
-                locked.abandoned_exchange_ids = [*locked.abandoned_exchange_ids, exchange.id]
-                locked.save(update_fields=["abandoned_exchange_ids", "updated_at"])
-                logger.warning(
-                    "%s #%s: exchange %s abandoned, the stored one is funded", flow.kind, batch.pk, exchange.id
-                )
-    batch.refresh_from_db()
-    return batch
+        return
+    with transaction.atomic():  # under the row lock, so concurrent losers all get recorded
+        locked = lock_batch(flow.model, batch.pk)
+        if exchange.id != locked.exchange_id:
+            locked.abandoned_exchange_ids = [*locked.abandoned_exchange_ids, exchange.id]
+            locked.save(update_fields=["abandoned_exchange_ids", "updated_at"])
+            logger.warning("%s #%s: exchange %s abandoned, the stored one is funded", flow.kind, batch.pk, exchange.id)
 
 
 def _start_funding(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:

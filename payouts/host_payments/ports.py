@@ -7,8 +7,7 @@ replaces a stuck one. Adapters are chosen by chain from settings.PGP_CHAIN_ADAPT
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from django.conf import settings
-from django.utils.module_loading import import_string
+from pgp_project.operations.adapters import load_adapter
 
 from ..models import HostPayment
 
@@ -64,9 +63,5 @@ class ChainAdapter(Protocol):
 
 
 def chain_adapter(chain: str) -> ChainAdapter:
-    try:
-        path = settings.PGP_CHAIN_ADAPTERS[chain]
-    except KeyError:
-        raise LookupError(f"no chain adapter for {chain!r} in PGP_CHAIN_ADAPTERS") from None
-    adapter: ChainAdapter = import_string(path)()
+    adapter: ChainAdapter = load_adapter("PGP_CHAIN_ADAPTERS", chain)
     return adapter

@@ -69,33 +69,27 @@ def transition(
             current = str(found)
         changed = rows.filter(status=current).update(status=to_status, updated_at=timezone.now(), **(updates or {}))
         if changed:
-            AuditEvent.objects.create(
-                subject_type=machine.subject,
-                subject_id=pk,
-                action=action,
-                from_status=current,
-                to_status=to_status,
-                actor=actor,
-                reason=reason[:4000],
-            )
+            _record(machine.subject, pk, action, current, to_status, actor, reason)
     return bool(changed)
 
 
 def record_created(subject: str, pk: int, status: str, *, actor: Any = SYSTEM, reason: str = "") -> None:
     """The first event of an object's history: it came into being in `status`."""
-    AuditEvent.objects.create(
-        subject_type=subject, subject_id=pk, action="created", to_status=status, actor=actor, reason=reason
-    )
+    _record(subject, pk, "created", "", status, actor, reason)
 
 
 def record_action(subject: str, pk: int, *, action: str, status: str, actor: Any = SYSTEM, reason: str = "") -> None:
     """An operator action (or a system decision) that changes no status, kept in the history."""
+    _record(subject, pk, action, status, status, actor, reason)
+
+
+def _record(subject: str, pk: int, action: str, from_status: str, to_status: str, actor: Any, reason: str) -> None:
     AuditEvent.objects.create(
         subject_type=subject,
         subject_id=pk,
         action=action,
-        from_status=status,
-        to_status=status,
+        from_status=from_status,
+        to_status=to_status,
         actor=actor,
         reason=reason[:4000],
     )

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -32,6 +33,8 @@ from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 STOP_GRACE_SECONDS = 20
 CHAIN_START_TIMEOUT_SECONDS = 90
 DEMO_CHANGENOW_API_KEY = "demo-changenow-key"
+MANAGE = [sys.executable, "manage.py"]
+CELERY = [sys.executable, "-m", "celery", "-A", "pgp_project"]
 # Faster polling than production so the demo shows results in minutes.
 DEMO_FLOW_ENV = {"PGP_CHAIN_POLL_SECONDS": "2", "PGP_EXCHANGE_POLL_SECONDS": "3"}
 
@@ -55,7 +58,7 @@ class Command(BaseCommand):
             "--keep-schedule", action="store_true", help="Keep the stored Beat intervals instead of demo ones."
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         self._stopping = False
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -66,74 +69,11 @@ class Command(BaseCommand):
             ensure_demo_clients()
             if not options["keep_schedule"]:
                 apply_demo_intervals()
-
-        python = sys.executable
-        manage = [python, "manage.py"]
-        celery = [python, "-m", "celery", "-A", "pgp_project"]
         children: list[Child] = []
         try:
-            children.append(
-                self._start(
-                    "chain",
-                    [
-                        *manage,
-                        "local_chain",
-                        f"--port={options['chain_port']}",
-                        "--block-time=1",
-                        f"--state-dir={settings.VAR_DIR}",
-                    ],
-                )
-            )
-            chain = self._wait_for_chain(children[0])
-            flow_env = {
-                "ETH_RPC_URL": chain.rpc_url,
-                "ETH_CHAIN_ID": str(chain.chain_id),
-                "HOT_WALLET_PRIVATE_KEY": chain.hot_wallet_private_key,
-                "USDT_CONTRACT_ADDRESS": chain.usdt_address,
-                "CHANGENOW_API_URL": f"http://127.0.0.1:{options['sandbox_port']}",
-                "CHANGENOW_API_KEY": DEMO_CHANGENOW_API_KEY,
-                **DEMO_FLOW_ENV,
-            }
-            web_port = options["web_port"]
-            children += [
-                self._start(
-                    "sandbox",
-                    [
-                        *manage,
-                        "sandbox_changenow",
-                        f"--port={options['sandbox_port']}",
-                        f"--api-key={DEMO_CHANGENOW_API_KEY}",
-                        f"--state-dir={settings.VAR_DIR}",
-                    ],
-                ),
-                self._start("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], flow_env),
-                self._start(
-                    "worker",
-                    [*celery, "worker", "--loglevel=INFO", "--concurrency=2", "--hostname=demo@%h"],
-                    flow_env,
-                ),
-                self._start("beat", [*celery, "beat", "--loglevel=INFO", "--pidfile="], flow_env),
-                self._start("flower", [*celery, "flower", f"--port={options['flower_port']}", "--address=127.0.0.1"]),
-                self._start(
-                    "payments",
-                    [
-                        *manage,
-                        "simulate_payments",
-                        f"--url=http://127.0.0.1:{web_port}/webhooks/nowpayments/",
-                        f"--interval={options['payment_interval']}",
-                    ],
-                ),
-            ]
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"\nPGP demo running (Ctrl-C stops it)\n"
-                    f"  admin:  http://127.0.0.1:{web_port}/admin/  user {DEMO_ADMIN_USERNAME} password {password}\n"
-                    f"  health: http://127.0.0.1:{web_port}/health/\n"
-                    f"  flower: http://127.0.0.1:{options['flower_port']}/\n"
-                    f"  chain:  {chain.rpc_url} (anvil, TestUSDT {chain.usdt_address})\n"
-                    f"  ChangeNOW sandbox: http://127.0.0.1:{options['sandbox_port']}/\n"
-                )
-            )
+            chain = self._start_chain(children, options)
+            self._start_system(children, options, self._flow_environment(chain, options))
+            self._print_banner(options, chain, password)
             failed = self._supervise(children)
         finally:
             killed = self._stop_all(children)
@@ -142,6 +82,55 @@ class Command(BaseCommand):
         if killed:
             raise CommandError(f"had to kill {', '.join(killed)} after {STOP_GRACE_SECONDS}s")
         self.stdout.write("PGP demo stopped cleanly.")
+
+    def _start_chain(self, children: list[Child], options: dict[str, Any]) -> LocalChain:
+        chain_args = [f"--port={options['chain_port']}", "--block-time=1", f"--state-dir={settings.VAR_DIR}"]
+        children.append(self._start("chain", [*MANAGE, "local_chain", *chain_args]))
+        return self._wait_for_chain(children[0])
+
+    @staticmethod
+    def _flow_environment(chain: LocalChain, options: dict[str, Any]) -> dict[str, str]:
+        """What web, worker and Beat need to reach the local chain and the sandbox ChangeNOW."""
+        return {
+            "ETH_RPC_URL": chain.rpc_url,
+            "ETH_CHAIN_ID": str(chain.chain_id),
+            "HOT_WALLET_PRIVATE_KEY": chain.hot_wallet_private_key,
+            "USDT_CONTRACT_ADDRESS": chain.usdt_address,
+            "CHANGENOW_API_URL": f"http://127.0.0.1:{options['sandbox_port']}",
+            "CHANGENOW_API_KEY": DEMO_CHANGENOW_API_KEY,
+            **DEMO_FLOW_ENV,
+        }
+
+    def _start_system(self, children: list[Child], options: dict[str, Any], flow_env: dict[str, str]) -> None:
+        web_port = options["web_port"]
+        sandbox_args = [f"--port={options['sandbox_port']}", f"--api-key={DEMO_CHANGENOW_API_KEY}"]
+        ipn_url = f"http://127.0.0.1:{web_port}/webhooks/nowpayments/"
+        children += [
+            self._start("sandbox", [*MANAGE, "sandbox_changenow", *sandbox_args, f"--state-dir={settings.VAR_DIR}"]),
+            self._start("web", [*MANAGE, "runserver", f"127.0.0.1:{web_port}", "--noreload"], flow_env),
+            self._start(
+                "worker", [*CELERY, "worker", "--loglevel=INFO", "--concurrency=2", "--hostname=demo@%h"], flow_env
+            ),
+            self._start("beat", [*CELERY, "beat", "--loglevel=INFO", "--pidfile="], flow_env),
+            self._start("flower", [*CELERY, "flower", f"--port={options['flower_port']}", "--address=127.0.0.1"]),
+            self._start(
+                "payments",
+                [*MANAGE, "simulate_payments", f"--url={ipn_url}", f"--interval={options['payment_interval']}"],
+            ),
+        ]
+
+    def _print_banner(self, options: dict[str, Any], chain: LocalChain, password: str) -> None:
+        web = f"http://127.0.0.1:{options['web_port']}"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nPGP demo running (Ctrl-C stops it)\n"
+                f"  admin:  {web}/admin/  user {DEMO_ADMIN_USERNAME} password {password}\n"
+                f"  health: {web}/health/\n"
+                f"  flower: http://127.0.0.1:{options['flower_port']}/\n"
+                f"  chain:  {chain.rpc_url} (anvil, TestUSDT {chain.usdt_address})\n"
+                f"  ChangeNOW sandbox: http://127.0.0.1:{options['sandbox_port']}/\n"
+            )
+        )
 
     def _reset_embedded_state(self) -> None:
         """Each demo starts a new chain, so on the embedded default it also starts a new database
