@@ -121,7 +121,11 @@ def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayou
     claimed = PayoutAccumulation.objects.filter(
         client_id=client_id, status=AccumulationStatus.CONVERTED, payout_batch_id__isnull=True
     ).update(status=AccumulationStatus.IN_PAYOUT, payout_batch_id=payout_batch_id, updated_at=timezone.now())
-    credits = PayoutAccumulation.objects.filter(payout_batch_id=payout_batch_id).values_list("credit_usdt", flat=True)
+    credits = list(
+        PayoutAccumulation.objects.filter(payout_batch_id=payout_batch_id).values_list("credit_usdt", flat=True)
+    )
+    if None in credits:  # accum_converted_has_usdt rules this out; never pay out a short total
+        raise ValueError(f"payout batch #{payout_batch_id} claimed a row without a credit")
     return ClaimedForPayout(rows=claimed, credit_usdt=sum((c for c in credits if c is not None), Decimal(0)))
 
 

@@ -46,7 +46,8 @@ class DirectTransfer:
         )
 
     def status(self, exchange: ExchangeRef) -> ExchangeState:
-        if not exchange.deposit_tx_hash:
+        # Paid only once the transfer is confirmed: a signed or broadcast one may still fail.
+        if not (exchange.deposit_confirmed and exchange.deposit_tx_hash):
             return ExchangeState(exchange.id, ExchangeStatus.AWAITING_DEPOSIT, "awaiting_transfer")
         return ExchangeState(
             exchange.id,

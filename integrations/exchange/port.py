@@ -77,6 +77,7 @@ class ExchangeRef:
     payin_address: str = ""
     from_amount: Decimal | None = None
     deposit_tx_hash: str | None = None
+    deposit_confirmed: bool = False  # our host payment to the payin address is confirmed on chain
 
 
 @dataclass(frozen=True)

@@ -201,4 +201,5 @@ def exchange_ref(batch: B) -> ExchangeRef:
         payin_address=batch.payin_address,
         from_amount=batch.exchange_from_amount,
         deposit_tx_hash=host_payment.tx_hash if host_payment is not None else None,
+        deposit_confirmed=host_payment is not None and host_payment.status == HostPaymentStatus.CONFIRMED,
     )

@@ -7,7 +7,7 @@ from django.utils import timezone
 from pgp_project.operations.state_machine import SYSTEM, transition
 
 from .flow import B, ExchangeFundedFlow
-from .states import BatchStatus
+from .states import CLOSED_STATUSES, BatchStatus
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,17 @@ def to_review(flow: ExchangeFundedFlow[B], batch: B, status: BatchStatus, reason
     """Hold the batch and its rows as they are for an operator, and alert (funds may have moved).
     A compare-and-set on the status this run read: a stale run cannot fail a batch that has
     moved on meanwhile, and a closed batch stays closed."""
+    if not flow.machine.allows(batch.status, status) and batch.status not in CLOSED_STATUSES:
+        # A bug, not bad luck: a step asked for a move the table forbids. Keep the batch as it
+        # is, and make sure a person hears of it.
+        logger.error(
+            "ALERT batch_review_refused kind=%s id=%s state=%s wanted=%s reason=%s",
+            flow.kind,
+            batch.pk,
+            batch.status,
+            status,
+            reason,
+        )
     changed = flow.machine.allows(batch.status, status) and transition(
         flow.machine,
         batch.pk,

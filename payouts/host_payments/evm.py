@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 REPLACEMENT_BUMP_NUMERATOR, REPLACEMENT_BUMP_DENOMINATOR = 9, 8
 
 
+class SigningKeyMismatch(Exception):
+    """The configured key does not own the address the payment sends from."""
+
+
 @dataclass(frozen=True)
 class HotWalletKey:
     address: str
@@ -55,6 +59,13 @@ class EvmChain:
 
     def sign_first(self, host_payment: HostPayment) -> SignedCandidate:
         key = hot_wallet_key()
+        if key.address.lower() != host_payment.from_address.lower():
+            # The configured key changed since the payment was created: never sign for an
+            # address the key does not own (reliability rule 10); an operator must look.
+            raise SigningKeyMismatch(
+                f"host payment #{host_payment.pk} sends from {host_payment.from_address}, "
+                f"but the configured hot-wallet key owns {key.address}"
+            )
         sender = lock_evm_sender(host_payment.from_address)
         # The chain's count covers sends made outside this system; ours covers signed but not
         # yet broadcast transactions. The larger is the first free nonce.

@@ -9,11 +9,10 @@ message leaves `next_action_at` in the past, which is what the recovery sweep lo
 import logging
 import random
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from celery import current_app
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import OperationalError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -68,9 +67,10 @@ def run_flow_step(task: Any, flow_name: str, pk: int) -> None:
     failure (an adapter's TransientError, a database lock or connection error) retries the task
     with backoff, recorded on the object; an object that no longer exists is nothing to do."""
     flow = get_flow(flow_name)
+    gone: type[Exception] = cast(Any, flow.model).DoesNotExist  # the flow's own object only
     try:
         flow.advance(pk)
-    except ObjectDoesNotExist:
+    except gone:  # any other missing row is a bug, and fails the task loudly
         logger.warning("%s #%s no longer exists; nothing to do", flow_name, pk)
     except (TransientError, OperationalError) as exc:
         countdown = retry_countdown(task.request.retries, getattr(exc, "retry_after", None))

@@ -67,7 +67,9 @@ def transition(
             if found not in expected:
                 return False
             current = str(found)
-        changed = rows.filter(status=current).update(status=to_status, updated_at=timezone.now(), **(updates or {}))
+        changed = rows.filter(status=current).update(
+            **{"updated_at": timezone.now(), **(updates or {}), "status": to_status}
+        )
         if changed:
             _record(machine.subject, pk, action, current, to_status, actor, reason)
     return bool(changed)
