@@ -58,14 +58,7 @@ class EvmChain:
     # --- signing ---------------------------------------------------------------------------
 
     def sign_first(self, host_payment: HostPayment) -> SignedCandidate:
-        key = hot_wallet_key()
-        if key.address.lower() != host_payment.from_address.lower():
-            # The configured key changed since the payment was created: never sign for an
-            # address the key does not own (reliability rule 10); an operator must look.
-            raise SigningKeyMismatch(
-                f"host payment #{host_payment.pk} sends from {host_payment.from_address}, "
-                f"but the configured hot-wallet key owns {key.address}"
-            )
+        key = _key_owning(host_payment)
         sender = lock_evm_sender(host_payment.from_address)
         # The chain's count covers sends made outside this system; ours covers signed but not
         # yet broadcast transactions. The larger is the first free nonce.
@@ -95,9 +88,10 @@ class EvmChain:
         bumped_tip = max(network_tip, _bumped(int(transfer.max_priority_fee_per_gas)))
         if bumped_max > self.max_fee_cap_wei:
             return None
-        signed = self._sign(
-            host_payment, hot_wallet_key(), int(transfer.nonce), (bumped_max, min(bumped_tip, bumped_max))
-        )
+        fees = (bumped_max, min(bumped_tip, bumped_max))
+        # The same key as the original, or the "replacement" would be a second transfer from
+        # another account at a nonce of its own.
+        signed = self._sign(host_payment, _key_owning(host_payment), int(transfer.nonce), fees)
         EvmTransfer.objects.filter(pk=transfer.pk).update(
             max_fee_per_gas=signed.max_fee_per_gas,
             max_priority_fee_per_gas=signed.max_priority_fee_per_gas,
@@ -183,6 +177,18 @@ class EvmChain:
 
     def confirmations(self, block_number: int) -> int:
         return max(0, self.node.block_number() - block_number + 1)
+
+
+def _key_owning(host_payment: HostPayment) -> HotWalletKey:
+    """The configured key, if it owns the address the payment sends from (reliability rule 10)."""
+    key = hot_wallet_key()
+    if key.address.lower() != host_payment.from_address.lower():
+        # The key changed since the payment was created: an operator must look.
+        raise SigningKeyMismatch(
+            f"host payment #{host_payment.pk} sends from {host_payment.from_address}, "
+            f"but the configured hot-wallet key owns {key.address}"
+        )
+    return key
 
 
 def _bumped(value: int) -> int:
