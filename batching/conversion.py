@@ -15,8 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset
-from integrations.exchange.port import ExchangePair, ExchangeState
-from integrations.exchange.registry import provider_name_for
+from integrations.exchange.port import ExchangeError, ExchangePair, ExchangeState
+from integrations.exchange.registry import exchange_provider, provider_name_for
 from payments import accumulation
 from payments.selectors import pending_conversion_totals
 from payouts.exchange_batches.flow import ExchangeFundedFlow
@@ -75,6 +75,7 @@ class ThresholdCheck:
     threshold_usd: Decimal
     conversion_id: int | None
     skipped_locked: bool = False
+    waiting_for: str = ""  # why nothing was claimed although the threshold was passed
 
 
 def check_threshold() -> ThresholdCheck:
@@ -87,6 +88,9 @@ def check_threshold() -> ThresholdCheck:
         pending = pending_conversion_totals()
         if not pending.rows or pending.net_usd < threshold:
             return ThresholdCheck(pending.net_usd, threshold, None)
+        below = _below_exchange_minimum(pending.eth)
+        if below:
+            return ThresholdCheck(pending.net_usd, threshold, None, waiting_for=below)
         conversion = _claim_pending_rows(threshold)
         if conversion is None:
             return ThresholdCheck(pending.net_usd, threshold, None)
@@ -99,6 +103,19 @@ def check_threshold() -> ThresholdCheck:
         conversion.total_net_usd,
     )
     return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
+
+
+def _below_exchange_minimum(eth: Decimal) -> str:
+    """Never claim what the exchange would refuse: the rows wait for more (an unknown minimum
+    waits for the next run too)."""
+    provider = exchange_provider(provider_name_for(CONVERSION_PAIR))
+    try:
+        minimum = provider.minimum(CONVERSION_PAIR)
+    except ExchangeError as exc:
+        return f"the exchange minimum is unavailable ({exc})"
+    if eth < minimum:
+        return f"{eth} ETH pending is under {provider.name}'s minimum {minimum}"
+    return ""
 
 
 def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:

@@ -24,8 +24,15 @@ class BatchConversion(ExchangeFundedBatch):
         constraints = [
             *ExchangeFundedBatch.Meta.constraints,
             models.CheckConstraint(
-                condition=~Q(status__in=[BatchStatus.AWAITING_APPROVAL, BatchStatus.APPROVED]),
-                name="conversion_needs_no_approval",
+                condition=~Q(
+                    status__in=[
+                        BatchStatus.AWAITING_APPROVAL,
+                        BatchStatus.APPROVED,
+                        BatchStatus.WAITING_MINIMUM,
+                        BatchStatus.MERGED,
+                    ]
+                ),
+                name="conversion_only_its_statuses",
             ),
             models.CheckConstraint(
                 condition=Q(total_eth__gt=0, total_net_usd__gte=0, total_gross_usd__gte=0, row_count__gt=0),

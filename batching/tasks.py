@@ -16,11 +16,12 @@ def check_threshold() -> None:
     with job_heartbeat(conversion.CHECK_THRESHOLD_TASK):
         result = conversion.check_threshold()
         logger.info(
-            "threshold check: pending %s USD, threshold %s, conversion %s%s",
+            "threshold check: pending %s USD, threshold %s, conversion %s%s%s",
             result.pending_net_usd,
             result.threshold_usd,
             result.conversion_id,
             " (another check holds the lock)" if result.skipped_locked else "",
+            f" (waiting: {result.waiting_for})" if result.waiting_for else "",
         )
 
 

@@ -5,3 +5,10 @@ class PaymentsConfig(AppConfig):
     """Clients, NOWPayments IPN intake, payments, payout accumulation and fees."""
 
     name = "payments"
+
+    def ready(self) -> None:
+        from pgp_project.operations.attention import register_attention_counter
+
+        from .attention import payments_needing_attention
+
+        register_attention_counter(payments_needing_attention)

@@ -12,6 +12,7 @@ TOTAL_FIELDS = ("gross_usd", "fee_usd", "net_usd", "usdt_amount", "fee_usdt", "c
 class PendingTotals:
     rows: int
     net_usd: Decimal
+    eth: Decimal
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ def pending_conversion_totals() -> PendingTotals:
     """What a micro-batch conversion would claim right now."""
     pending = PayoutAccumulation.objects.filter(
         status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH
-    ).aggregate(net=Sum("net_usd"), rows=Count("id"))
-    return PendingTotals(rows=pending["rows"], net_usd=pending["net"] or Decimal(0))
+    ).aggregate(net=Sum("net_usd"), rows=Count("id"), eth=Sum("source_amount"))
+    return PendingTotals(rows=pending["rows"], net_usd=pending["net"] or Decimal(0), eth=pending["eth"] or Decimal(0))
 
 
 def rows_to_distribute(conversion_id: int) -> list[DistributableRow]:

@@ -37,7 +37,12 @@ logger = logging.getLogger(__name__)
 ADVANCE_PAYOUT_TASK = "payouts.advance_payout"
 CHECK_CLIENT_PAYOUTS_TASK = "payouts.check_client_payouts"
 # What each kind of payout sends from the hot wallet: the converted USDT, or the payment's ETH.
-SOURCE_ASSETS: dict[str, Asset] = {PayoutKind.THRESHOLD: USDT_ERC20, PayoutKind.INSTANT: ETH}
+SOURCE_ASSETS: dict[str, Asset] = {
+    PayoutKind.THRESHOLD: USDT_ERC20,
+    PayoutKind.INSTANT: ETH,
+    PayoutKind.INSTANT_MERGED: ETH,
+}
+INSTANT_KINDS = (PayoutKind.INSTANT, PayoutKind.INSTANT_MERGED)
 
 
 def payout_pair(kind: str, currency: str, network: str) -> ExchangePair:
@@ -114,6 +119,9 @@ class PayoutFlow(ExchangeFundedFlow):
 
     def can_release(self, batch: PayoutBatch) -> bool:
         return batch.kind == PayoutKind.THRESHOLD
+
+    def waits_below_minimum(self, batch: PayoutBatch) -> bool:
+        return batch.kind in INSTANT_KINDS
 
 
 PAYOUT_FLOW = PayoutFlow()

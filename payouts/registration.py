@@ -4,12 +4,14 @@ the kernel, its periodic job, and the opener of instant payouts that intake call
 from django.conf import settings
 
 from payments.instant_payouts import register_instant_payout_opener
+from pgp_project.operations.attention import register_attention_counter
 from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 from pgp_project.operations.flows import RecoverableFlow, register_flow
 
+from .attention import payouts_needing_attention
 from .client_payouts import CHECK_CLIENT_PAYOUTS_TASK, PAYOUT_FLOW, open_instant_payout
 from .exchange_batches.registration import register
-from .host_payments.machine import advance_host_payment
+from .host_payments.machine import advance_host_payment, host_payment_step_failed
 from .host_payments.recovery import sweep_host_payments
 from .models import HOST_PAYMENT_MACHINE, HostPayment
 
@@ -20,10 +22,15 @@ def register_payouts() -> None:
     register(PAYOUT_FLOW)
     register_flow(
         RecoverableFlow(
-            name=HOST_PAYMENT_FLOW_NAME, model=HostPayment, advance=advance_host_payment, sweep=sweep_host_payments
+            name=HOST_PAYMENT_FLOW_NAME,
+            model=HostPayment,
+            advance=advance_host_payment,
+            sweep=sweep_host_payments,
+            on_failure=host_payment_step_failed,
         )
     )
     register_instant_payout_opener(open_instant_payout)
+    register_attention_counter(payouts_needing_attention)
     register_default_job(
         DefaultJob(
             name="Client payout check",

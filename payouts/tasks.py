@@ -5,7 +5,7 @@ from celery import shared_task
 from pgp_project.operations.scheduling import run_flow_step
 from pgp_project.operations.services import job_heartbeat
 
-from . import client_payouts
+from . import client_payouts, merging
 from .host_payments.machine import ADVANCE_HOST_PAYMENT_TASK
 from .registration import HOST_PAYMENT_FLOW_NAME
 
@@ -16,8 +16,15 @@ logger = logging.getLogger(__name__)
 def check_client_payouts() -> None:
     """Beat job: open a payout batch for each client whose balance passed its threshold."""
     with job_heartbeat(client_payouts.CHECK_CLIENT_PAYOUTS_TASK):
+        merged = merging.merge_waiting_instant_payouts()
         created = client_payouts.check_client_payouts()
-        logger.info("client payout check: %s payout batch(es) opened %s", len(created), created)
+        logger.info(
+            "client payout check: %s payout batch(es) opened %s, %s merged %s",
+            len(created),
+            created,
+            len(merged),
+            merged,
+        )
 
 
 @shared_task(bind=True, name=client_payouts.ADVANCE_PAYOUT_TASK, max_retries=10)

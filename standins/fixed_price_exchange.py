@@ -87,6 +87,7 @@ class FixedPriceExchange:
             to_amount=record.to_amount,
             payin_address=record.payin_address,
             payout_address=record.payout_address,
+            pair=request.pair,
         )
 
     def status(self, exchange: ExchangeRef) -> ExchangeState:

@@ -250,8 +250,8 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
         ).first(),
         timeout=60,
     )
-    wait_until(lambda: HostPayment.objects.get(pk=host_payment.pk).balance_alerted_at is not None, timeout=60)
-    first_alert = HostPayment.objects.get(pk=host_payment.pk).balance_alerted_at
+    wait_until(lambda: HostPayment.objects.get(pk=host_payment.pk).wait_alerted_at is not None, timeout=60)
+    first_alert = HostPayment.objects.get(pk=host_payment.pk).wait_alerted_at
     assert PayoutBatch.objects.get(pk=batch_id).status == BatchStatus.FUNDING  # waiting, not failed
     assert HostPayment.objects.get(pk=host_payment.pk).status == HostPaymentStatus.CREATED
 
@@ -264,7 +264,7 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
     wait_for_success(w3, sign_and_send(w3, treasury, tx))
     batch = wait_final(batch_id, timeout=180)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
-    assert HostPayment.objects.get(pk=host_payment.pk).balance_alerted_at == first_alert  # alerted once
+    assert HostPayment.objects.get(pk=host_payment.pk).wait_alerted_at == first_alert  # alerted once
     assert_conserved(client)
 
 

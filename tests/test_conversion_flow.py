@@ -159,7 +159,8 @@ def test_changenow_error_storms_are_ridden_out(
 ) -> None:
     post_eth_payments(6, first_id=4000)
     inject(sandbox, {fault: {"count": 8, "retry_after": 1}} if fault == "http_429" else {fault: {"count": 8}})
-    conversion = wait_final(check_threshold().conversion_id, timeout=180)
+    # The check claims nothing while it cannot learn the exchange minimum; a later run does.
+    conversion = wait_final(wait_until(lambda: check_threshold().conversion_id, timeout=60), timeout=180)
     assert conversion.status == BatchStatus.COMPLETED, (conversion.review_reason, conversion.last_error)
     assert requests.get(f"{sandbox.base_url}/sandbox/faults", timeout=5).json()  # the storm did happen
     assert conversion.credit_usdt_total + conversion.fee_usdt_total == conversion.received_usdt
@@ -214,7 +215,7 @@ def test_mismatching_exchange_amount_is_never_sent(
 
 
 def test_sweep_cancels_an_unfunded_conversion_past_its_deadline(
-    threshold_client: Client, settings, caplog: pytest.LogCaptureFixture
+    flow_environment: dict[str, str], threshold_client: Client, settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No worker: the first step's message is never run, as if lost. Past the deadline the
     sweep cancels (nothing was sent) and releases the rows, with a greppable alert."""

@@ -425,7 +425,7 @@ def test_slow_fault_delays_the_answer_but_still_creates_the_exchange(cn: Sandbox
 def test_reset_clears_every_fault(cn: SandboxClient) -> None:
     cn.post("/sandbox/faults", {"http_500": {"count": 5}, "next_outcome": "refunded"}, key=None)
     cleared = cn.post("/sandbox/reset", {}, key=None)
-    assert cleared.body == {"next_outcome": None, "from_amount_skew": None}
+    assert cleared.body == {"next_outcome": None, "from_amount_skew": None, "next_quote_ttl_seconds": None}
     assert cn.get("/v2/exchange/by-id", {"id": "ffffffffffffff"}).status == 404
 
 
@@ -499,3 +499,60 @@ def test_bad_exchange_requests_are_400_and_create_nothing(
     assert answer.body["error"] == error
     assert answer.body["message"]
     assert cn.exchange_count() == before
+
+
+def test_a_refusal_fault_answers_the_error_code_asked_for(cn: SandboxClient) -> None:
+    cn.post(
+        "/sandbox/faults",
+        {"refuse": {"count": 1, "path": "/v2/exchange/estimated-amount", "error": "out_of_range"}},
+        key=None,
+    )
+    params = {"fromCurrency": "eth", "toCurrency": "usdt", "fromAmount": "0.01", "flow": "fixed-rate"}
+    refused = cn.get("/v2/exchange/estimated-amount", params)
+    assert (refused.status, refused.body["error"]) == (400, "out_of_range")
+    assert cn.get("/v2/exchange/estimated-amount", params).status == 200  # one request only
+
+
+def test_a_quote_that_expires_at_once_cannot_create_an_exchange(cn: SandboxClient) -> None:
+    cn.post("/sandbox/faults", {"next_quote_ttl_seconds": 0}, key=None)
+    params = {
+        "fromCurrency": "eth",
+        "toCurrency": "usdt",
+        "fromAmount": "0.01",
+        "flow": "fixed-rate",
+        "useRateId": "true",
+    }
+    rate_id = cn.get("/v2/exchange/estimated-amount", params).body["rateId"]
+    refused = cn.post("/v2/exchange", exchange_request(rateId=rate_id))
+    assert (refused.status, refused.body["error"]) == (400, "rate_id_not_found_or_expired")
+    fresh = cn.get("/v2/exchange/estimated-amount", params).body["rateId"]  # the fault was one-shot
+    assert cn.post("/v2/exchange", exchange_request(rateId=fresh)).status == 200
+
+
+def test_a_deposit_after_the_rate_expired_is_refunded(cn: SandboxClient, w3: Web3, chain: LocalChain) -> None:
+    cn.post("/sandbox/faults", {"next_quote_ttl_seconds": 1}, key=None)
+    params = {
+        "fromCurrency": "eth",
+        "toCurrency": "usdt",
+        "fromAmount": "0.01",
+        "flow": "fixed-rate",
+        "useRateId": "true",
+    }
+    rate_id = cn.get("/v2/exchange/estimated-amount", params).body["rateId"]
+    created = cn.create_exchange(rateId=rate_id, refundAddress=chain.hot_wallet_address)
+    time.sleep(1.5)
+    send_eth(w3, chain, created["payinAddress"], Decimal("0.01"))
+    final, _ = cn.wait_until_terminal(created["id"])
+    assert final["status"] == "refunded"
+    assert final["refundHash"]
+
+
+def test_an_exchange_can_be_held_in_verifying(cn: SandboxClient, w3: Web3, chain: LocalChain) -> None:
+    cn.post("/sandbox/faults", {"next_outcome": "verifying"}, key=None)
+    created = cn.create_exchange()
+    send_eth(w3, chain, created["payinAddress"], Decimal("0.01"))
+    deadline = time.monotonic() + 10
+    while cn.by_id(created["id"])["status"] != "verifying" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # several watcher ticks: it stays there
+    assert cn.by_id(created["id"])["status"] == "verifying"

@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import time
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,12 @@ class ChangeNowExchange:
         return Quote(to_amount=_required_decimal(body, "toAmount"), rate_id=body.get("rateId"))
 
     def create(self, request: ExchangeRequest) -> CreatedExchange:
+        # One attempt only: a timeout may still have created the exchange, and a blind second POST
+        # would create another. The task retries the whole step instead (reliability rule 4).
         body = self._call(
             "POST",
             "/v2/exchange",
+            inline_retries=False,
             json_body={
                 **_pair_params(request.pair),
                 "fromAmount": str(request.from_amount),
@@ -158,7 +162,9 @@ class ChangeNowExchange:
             from_amount=_required_decimal(body, "fromAmount"),
             to_amount=_required_decimal(body, "toAmount"),
             payin_address=str(body["payinAddress"]),
-            payout_address=str(body.get("payoutAddress") or request.payout_address),
+            payout_address=str(body.get("payoutAddress") or ""),
+            pair=_reported_pair(body),
+            valid_until=_timestamp(body.get("validUntil")),
         )
 
     def status(self, exchange: ExchangeRef) -> ExchangeState:
@@ -175,6 +181,7 @@ class ChangeNowExchange:
             payin_hash=str(body.get("payinHash") or ""),
             payout_hash=str(body.get("payoutHash") or ""),
             refund_hash=str(body.get("refundHash") or ""),
+            valid_until=_timestamp(body.get("validUntil")),
         )
 
     def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck:
@@ -190,11 +197,18 @@ class ChangeNowExchange:
         return random.uniform(0, self.backoff_base * 2 ** (attempt - 1))  # noqa: S311 - not crypto
 
     def _call(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, json_body: dict | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict | None = None,
+        inline_retries: bool = True,
     ) -> dict[str, Any]:
         url = self.base_url + path
         last_error: ExchangeUnavailable | None = None
-        for attempt in range(1, self.max_attempts + 1):
+        attempts = self.max_attempts if inline_retries else 1
+        for attempt in range(1, attempts + 1):
             wait = self._backoff(attempt)
             try:
                 response = self.session.request(
@@ -228,8 +242,8 @@ class ChangeNowExchange:
                     )
                 else:
                     return _json_object(response, f"{method} {path}")
-            logger.warning("ChangeNOW %s (attempt %s/%s)", last_error, attempt, self.max_attempts)
-            if attempt == self.max_attempts or wait > self.max_inline_wait:
+            logger.warning("ChangeNOW %s (attempt %s/%s)", last_error, attempt, attempts)
+            if attempt == attempts or wait > self.max_inline_wait:
                 break
             time.sleep(wait)
         assert last_error is not None
@@ -270,6 +284,23 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP-date: fall back to our own backoff
+
+
+def _reported_pair(body: dict[str, Any]) -> ExchangePair | None:
+    names = [body.get(key) for key in ("fromCurrency", "fromNetwork", "toCurrency", "toNetwork")]
+    if not all(isinstance(name, str) and name for name in names):
+        return None
+    return ExchangePair(*(str(name).lower() for name in names))
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """ChangeNOW's ISO 8601 timestamps ("2026-11-22T14:22:54.942Z")."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ExchangeBadResponse(f"timestamp {value!r} is not ISO 8601") from exc
 
 
 def _pair_params(pair: ExchangePair) -> dict[str, str]:

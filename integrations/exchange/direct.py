@@ -43,6 +43,7 @@ class DirectTransfer:
             to_amount=request.from_amount,
             payin_address=request.payout_address,
             payout_address=request.payout_address,
+            pair=request.pair,
         )
 
     def status(self, exchange: ExchangeRef) -> ExchangeState:

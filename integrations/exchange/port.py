@@ -66,6 +66,8 @@ class CreatedExchange:
     to_amount: Decimal  # the provider's estimate of what the payee receives
     payin_address: str
     payout_address: str
+    pair: ExchangePair | None = None  # the pair as the provider recorded it, when it says
+    valid_until: datetime | None = None  # when its fixed rate expires, when it has one
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class ExchangeState:
     payin_hash: str = ""
     payout_hash: str = ""
     refund_hash: str = ""
+    valid_until: datetime | None = None  # when its fixed rate expires, when it has one
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,11 @@ class ExchangeFundedFlow(Generic[B]):
     def can_release(self, batch: B) -> bool:
         return True
 
+    def waits_below_minimum(self, batch: B) -> bool:
+        """Whether a batch below the exchange's minimum waits to be merged with later ones
+        (instead of giving its rows back to wait in the balance)."""
+        return False
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind}>"
 

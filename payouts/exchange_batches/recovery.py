@@ -15,50 +15,63 @@ from pgp_project.operations.scheduling import schedule_step
 
 from .flow import B, ExchangeFundedFlow
 from .operator import cancel_unfunded
-from .states import OPEN_STATUSES, BatchStatus
+from .states import DEADLINE_STATUSES, OPEN_STATUSES, BatchStatus
 from .transitions import to_review
 
 logger = logging.getLogger(__name__)
 
 
 def sweep_batches(flow: ExchangeFundedFlow[B], now: datetime) -> SweepResult:
+    """Every batch past its deadline is moved on, whether or not its steps run on time; then
+    every open batch whose next step is late is re-driven."""
     result = SweepResult()
-    for batch_id in overdue(flow, now, timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)):
+    for batch_id in past_deadline(flow, now):
         try:
-            batch = flow.model._default_manager.get(pk=batch_id)
-            past_deadline = batch.deadline_at is not None and batch.deadline_at < now
-            # Funds are at the exchange while exchanging: keep following it (an expired batch
-            # could never be finished), and say loudly that it is late.
-            if past_deadline and batch.status != BatchStatus.EXCHANGING:
-                expire(flow, batch, now)
-                result.expired.append(batch_id)
-                continue
-            if past_deadline:
-                logger.error("ALERT exchange_overdue kind=%s id=%s exchange=%s", flow.kind, batch_id, batch.exchange_id)
+            expire(flow, flow.model._default_manager.get(pk=batch_id), now)
+            result.expired.append(batch_id)
+        except Exception:  # one broken batch must not stop the sweep for the others
+            logger.exception("ALERT recovery_failed kind=%s id=%s", flow.kind, batch_id)
+    for batch_id in overdue(flow, now, timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)):
+        if batch_id in result.expired:
+            continue
+        try:
             if schedule_step(flow.model, batch_id, flow.advance_task, 0):
                 result.redriven.append(batch_id)
-        except Exception:  # one broken batch must not stop the sweep for the others
+        except Exception:
             logger.exception("ALERT recovery_failed kind=%s id=%s", flow.kind, batch_id)
     return result
 
 
+def past_deadline(flow: ExchangeFundedFlow[B], now: datetime) -> list[int]:
+    rows = flow.model._default_manager.filter(status__in=DEADLINE_STATUSES, deadline_at__lt=now)
+    return list(rows.values_list("id", flat=True))
+
+
 def overdue(flow: ExchangeFundedFlow[B], now: datetime, grace: timedelta) -> list[int]:
-    """Open batches whose scheduled next step is late."""
+    """Open batches whose scheduled next step is late (a lost message, a dead worker)."""
     late = Q(next_action_at__lt=now - grace) | Q(next_action_at__isnull=True, updated_at__lt=now - grace)
     return list(flow.model._default_manager.filter(late, status__in=OPEN_STATUSES).values_list("id", flat=True))
 
 
 def expire(flow: ExchangeFundedFlow[B], batch: B, now: datetime) -> None:
-    """Past its deadline: cancel if nothing can have been sent, else hold for review; alert."""
+    """Past its deadline: cancelled if nothing can have been sent (rows released), else held for
+    review; alerted either way. A batch whose funds are at the exchange goes to review too, and
+    an operator resumes it once the exchange moves again."""
     age = int((now - batch.created_at).total_seconds())
     logger.error(
-        "ALERT batch_deadline_passed kind=%s id=%s state=%s age=%ss last_error=%s",
+        "ALERT batch_deadline_passed kind=%s id=%s state=%s exchange_status=%s age=%ss last_error=%s",
         flow.kind,
         batch.pk,
         batch.status,
+        batch.exchange_status or "-",
         age,
         batch.last_error or "-",
     )
     reason = f"deadline passed in state {batch.status} after {age}s; last error: {batch.last_error or '-'}"
+    if batch.status == BatchStatus.EXCHANGING:
+        reason = (
+            f"deadline passed after {age}s with the exchange still {batch.exchange_status or 'unknown'!r}; "
+            "funds are at the exchange: follow it up there, then resume the batch"
+        )
     if cancel_unfunded(flow, batch.pk, reason=reason).status != BatchStatus.CANCELLED:
         to_review(flow, batch, BatchStatus.FAILED, reason)

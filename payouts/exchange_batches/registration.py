@@ -9,6 +9,8 @@ from pgp_project.operations.flows import RecoverableFlow, register_flow
 from . import steps
 from .flow import ExchangeFundedFlow, register_exchange_funded_flow
 from .recovery import sweep_batches
+from .states import BatchStatus
+from .transitions import to_review
 
 
 def register(flow: ExchangeFundedFlow[Any]) -> None:
@@ -19,5 +21,13 @@ def register(flow: ExchangeFundedFlow[Any]) -> None:
             model=flow.model,
             advance=partial(steps.advance, flow),
             sweep=partial(sweep_batches, flow),
+            on_failure=partial(step_failed, flow),
         )
     )
+
+
+def step_failed(flow: ExchangeFundedFlow[Any], batch_id: int, reason: str) -> None:
+    """A step failed for good (or outlasted its retries): the batch goes to review, alerted."""
+    batch = flow.model._default_manager.filter(pk=batch_id).first()
+    if batch is not None:
+        to_review(flow, batch, BatchStatus.FAILED, f"a step failed: {reason}")

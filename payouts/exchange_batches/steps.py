@@ -7,6 +7,8 @@ so `advance` may run twice, late, or concurrently with itself.
 """
 
 import logging
+from dataclasses import replace
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -14,13 +16,16 @@ from django.db import transaction
 from integrations.exchange.port import (
     CreatedExchange,
     ExchangeProvider,
-    ExchangeRef,
     ExchangeRefused,
     ExchangeRequest,
     ExchangeState,
     ExchangeStatus,
+    ExchangeUnavailable,
+    Quote,
+    RefusalKind,
 )
 from integrations.exchange.registry import exchange_provider
+from pgp_project.operations.alerts import alert_throttled
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.state_machine import transition
 
@@ -29,7 +34,8 @@ from ..host_payments.ports import chain_adapter
 from ..locking import lock_batch
 from ..models import HostPaymentStatus
 from .flow import B, ExchangeFundedFlow
-from .operator import cancel_unfunded
+from .refusals import handle_refusal
+from .requote import confirm_before_sending, exchange_ref
 from .states import BatchStatus
 from .transitions import move, to_review
 
@@ -37,15 +43,23 @@ logger = logging.getLogger(__name__)
 
 
 def advance(flow: ExchangeFundedFlow[B], batch_id: int) -> B:
-    """Perform the next step this batch's state needs (each step is idempotent)."""
+    """Perform the next step this batch's state needs (each step is idempotent). A refusal from
+    the exchange provider, at any step, is decided by kind (refusals.py)."""
     batch = flow.model._default_manager.get(pk=batch_id)
     provider = exchange_provider(batch.exchange_provider)
+    try:
+        return _advance(flow, batch, provider)
+    except ExchangeRefused as refusal:
+        return handle_refusal(flow, batch_id, provider, refusal)
+
+
+def _advance(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
     if batch.status in (BatchStatus.CREATED, BatchStatus.APPROVED) and batch.exchange_id is None:
         batch = flow.before_exchange(batch, provider)
         if batch.status in (BatchStatus.CREATED, BatchStatus.APPROVED):
             batch = _create_exchange(flow, batch, provider)
     if batch.status == BatchStatus.SWAP_CREATED:
-        batch = _start_funding(flow, batch, provider)
+        batch = _start_funding(flow, batch)
     if batch.status == BatchStatus.FUNDING:
         batch = _follow_funding(flow, batch)
     if batch.status == BatchStatus.FUNDED:
@@ -56,32 +70,60 @@ def advance(flow: ExchangeFundedFlow[B], batch_id: int) -> B:
 
 
 def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
-    pair = flow.pair(batch)
-    amount = flow.send_amount(batch)
-    quote = provider.estimate(pair, amount)
-    refund_address = chain_adapter(flow.host_asset(batch).chain).hot_wallet_address()
-    try:
-        exchange = provider.create(
-            ExchangeRequest(
-                pair=pair,
-                from_amount=amount,
-                payout_address=flow.payout_address(batch),
-                refund_address=refund_address,
-                rate_id=quote.rate_id,
-                reference=f"{flow.kind}-{batch.pk}",
-            )
-        )
-    except ExchangeRefused as exc:
-        # Nothing was sent: release the rows so a later check can try again, and say why.
-        return cancel_unfunded(
-            flow, batch.pk, reason=f"{provider.name} refused the exchange: {exc}", only_from_status=batch.status
-        )
-    _store_exchange(flow, batch, exchange, provider.name)
+    request = ExchangeRequest(
+        pair=flow.pair(batch),
+        from_amount=flow.send_amount(batch),
+        payout_address=flow.payout_address(batch),
+        refund_address=chain_adapter(flow.host_asset(batch).chain).hot_wallet_address(),
+        rate_id=None,
+        reference=f"{flow.kind}-{batch.pk}",
+    )
+    exchange, quote = _create_at_a_fresh_rate(provider, request)
+    _store_exchange(flow, batch, exchange, provider.name, quote.valid_until)
     batch.refresh_from_db()
+    mismatch = _mismatch(request, exchange)
+    if mismatch and batch.exchange_id == exchange.id:
+        return to_review(
+            flow,
+            batch,
+            BatchStatus.FAILED,
+            f"exchange {exchange.id} does not match what we asked for ({mismatch}); nothing was sent. Cancel it "
+            "in the admin to release the rows.",
+        )
     return batch
 
 
-def _store_exchange(flow: ExchangeFundedFlow[B], batch: B, exchange: CreatedExchange, provider_name: str) -> None:
+def _create_at_a_fresh_rate(provider: ExchangeProvider, request: ExchangeRequest) -> tuple[CreatedExchange, Quote]:
+    """Estimate (fixing the rate), then create with it; a rate that expired in between is
+    fetched again once. Never retried inside the call otherwise: the task retries the step."""
+    for attempt in (1, 2):
+        quote = provider.estimate(request.pair, request.from_amount)
+        try:
+            return provider.create(replace(request, rate_id=quote.rate_id)), quote
+        except ExchangeRefused as refusal:
+            if refusal.kind != RefusalKind.RATE_EXPIRED:
+                raise
+            logger.warning(
+                "%s: fixed rate expired before the exchange was created (attempt %s)", provider.name, attempt
+            )
+    raise ExchangeUnavailable(f"{provider.name}'s fixed rate expired twice before the exchange was created")
+
+
+def _mismatch(request: ExchangeRequest, exchange: CreatedExchange) -> str:
+    """What the provider's answer says differently from the request, if anything."""
+    problems = []
+    if exchange.pair != request.pair:
+        problems.append(f"pair {exchange.pair}, asked {request.pair}")
+    if exchange.payout_address.lower() != request.payout_address.lower():
+        problems.append(f"payout address {exchange.payout_address!r}, asked {request.payout_address!r}")
+    if exchange.from_amount != request.from_amount:
+        problems.append(f"fromAmount {exchange.from_amount}, asked {request.from_amount}")
+    return "; ".join(problems)
+
+
+def _store_exchange(
+    flow: ExchangeFundedFlow[B], batch: B, exchange: CreatedExchange, provider_name: str, quoted_until: datetime | None
+) -> None:
     """Only the first stored exchange is ever funded (reliability rule 4); one created by a
     concurrent or earlier ambiguous attempt is recorded as abandoned and expires unfunded."""
     stored = transition(
@@ -96,6 +138,7 @@ def _store_exchange(flow: ExchangeFundedFlow[B], batch: B, exchange: CreatedExch
             "payin_address": exchange.payin_address,
             "exchange_from_amount": exchange.from_amount,
             "expected_amount": exchange.to_amount,
+            "exchange_valid_until": exchange.valid_until or quoted_until,
             "exchange_status": "created",
         },
     )
@@ -110,7 +153,7 @@ def _store_exchange(flow: ExchangeFundedFlow[B], batch: B, exchange: CreatedExch
             logger.warning("%s #%s: exchange %s abandoned, the stored one is funded", flow.kind, batch.pk, exchange.id)
 
 
-def _start_funding(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
+def _start_funding(flow: ExchangeFundedFlow[B], batch: B) -> B:
     amount = flow.send_amount(batch)
     if batch.exchange_from_amount != amount:
         # Never send an amount other than what the batch holds, and never silently.
@@ -121,16 +164,10 @@ def _start_funding(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProv
             f"exchange fromAmount {batch.exchange_from_amount} != batch amount {amount}; "
             "nothing was sent. Cancel it in the admin to release the rows.",
         )
-    # An exchange only takes a deposit while it waits for one.
-    state = provider.status(exchange_ref(batch))
-    if state.status != ExchangeStatus.AWAITING_DEPOSIT:
-        return to_review(
-            flow,
-            batch,
-            BatchStatus.FAILED,
-            f"exchange {batch.exchange_id} is {state.provider_status!r}, no longer waiting for a deposit; nothing "
-            "was sent. Cancel it in the admin to release the rows.",
-        )
+    # An exchange only takes a deposit while it waits for one, at a rate that still holds.
+    if not confirm_before_sending(flow, batch):
+        batch.refresh_from_db()
+        return batch
     try:
         with transaction.atomic():
             # Under the batch lock, so a concurrent cancel either sees our host payment (and
@@ -165,12 +202,18 @@ def _follow_funding(flow: ExchangeFundedFlow[B], batch: B) -> B:
 def _poll_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
     state = provider.status(exchange_ref(batch))
     flow.model._default_manager.filter(pk=batch.pk).update(exchange_status=state.provider_status[:20])
-    if state.status == ExchangeStatus.UNKNOWN:
-        logger.error(
-            "ALERT exchange_unknown_status kind=%s id=%s provider=%s status=%r",
+    if state.status in (ExchangeStatus.UNKNOWN, ExchangeStatus.VERIFYING):
+        # Held by the provider's checks, or a status we do not know: neither moves on by itself.
+        alert_throttled(
+            flow.model,
+            batch.pk,
+            "alerted_at",
+            "exchange_verifying" if state.status == ExchangeStatus.VERIFYING else "exchange_unknown_status",
+            "kind=%s id=%s provider=%s exchange=%s status=%r",
             flow.kind,
             batch.pk,
             provider.name,
+            batch.exchange_id,
             state.provider_status,
         )
     if state.status == ExchangeStatus.FINISHED:
@@ -191,15 +234,3 @@ def _exchange_failed(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
     if state.refund_hash:
         reason += f" (refund tx {state.refund_hash})"
     return to_review(flow, batch, status, reason)
-
-
-def exchange_ref(batch: B) -> ExchangeRef:
-    assert batch.exchange_id is not None, "only a batch with an exchange has one to ask about"
-    host_payment = batch.host_payment
-    return ExchangeRef(
-        id=batch.exchange_id,
-        payin_address=batch.payin_address,
-        from_amount=batch.exchange_from_amount,
-        deposit_tx_hash=host_payment.tx_hash if host_payment is not None else None,
-        deposit_confirmed=host_payment is not None and host_payment.status == HostPaymentStatus.CONFIRMED,
-    )

@@ -12,10 +12,17 @@ from .states import CLOSED_STATUSES, BatchStatus
 logger = logging.getLogger(__name__)
 
 
-def move(flow: ExchangeFundedFlow[B], batch: B, to_status: BatchStatus, *, reason: str = "") -> B:
+def move(
+    flow: ExchangeFundedFlow[B],
+    batch: B,
+    to_status: BatchStatus,
+    *,
+    reason: str = "",
+    updates: dict[str, object] | None = None,
+) -> B:
     """Compare-and-set from the status this run read; whatever the outcome, return the batch as
     the database has it."""
-    transition(flow.machine, batch.pk, from_status=batch.status, to_status=to_status, reason=reason)
+    transition(flow.machine, batch.pk, from_status=batch.status, to_status=to_status, reason=reason, updates=updates)
     batch.refresh_from_db()
     return batch
 

@@ -10,11 +10,11 @@ from django.db.models import F
 from eth_account import Account
 
 from integrations.assets import SendMethod, asset
-from integrations.evm_node import EvmNode, NonceTakenByAnotherTransaction, SignedTransfer
+from integrations.evm_node import EvmNode, FeeAboveCap, NonceTakenByAnotherTransaction, SignedTransfer
 
 from ..locking import lock_evm_sender
 from ..models import IN_FLIGHT, EvmTransfer, HostPayment
-from .ports import InsufficientHotWalletBalance, MinedTransaction, SendingSlotTaken, SignedCandidate
+from .ports import FeesAboveCap, InsufficientHotWalletBalance, MinedTransaction, SendingSlotTaken, SignedCandidate
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class EvmChain:
         # The chain's count covers sends made outside this system; ours covers signed but not
         # yet broadcast transactions. The larger is the first free nonce.
         nonce = max(sender.next_nonce, self.node.pending_nonce(host_payment.from_address))
-        fees = self.node.fees(self.max_fee_cap_wei)
+        fees = self._fees_under_cap()
         # Amount first, without gas: estimating gas for a token transfer the wallet cannot
         # cover would revert instead of telling us to wait.
         self._require_balance(host_payment, max_gas_cost_wei=0)
@@ -98,6 +98,12 @@ class EvmChain:
             gas_limit=signed.gas_limit,
         )
         return _candidate(signed)
+
+    def _fees_under_cap(self) -> tuple[int, int]:
+        try:
+            return self.node.fees(self.max_fee_cap_wei)
+        except FeeAboveCap as exc:
+            raise FeesAboveCap(str(exc)) from exc
 
     def _sign(self, host_payment: HostPayment, key: HotWalletKey, nonce: int, fees: tuple[int, int]) -> SignedTransfer:
         sent = asset(host_payment.chain, host_payment.asset)

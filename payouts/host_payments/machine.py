@@ -18,15 +18,32 @@ from django.utils import timezone
 
 from integrations.assets import Asset
 from pgp_project.money import to_base_units
+from pgp_project.operations.alerts import alert_throttled
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_created, transition
 
 from ..exchange_batches.flow import B, ExchangeFundedFlow, exchange_funded_flow
+from ..exchange_batches.requote import confirm_before_sending
 from ..exchange_batches.states import BatchStatus
+from ..exchange_batches.transitions import to_review
 from ..locking import lock_host_payment, lock_host_payment_with_owner
-from ..models import HOST_PAYMENT_MACHINE, IN_FLIGHT, HostPayment, HostPaymentCandidate, HostPaymentStatus
-from .ports import ChainAdapter, InsufficientHotWalletBalance, SendingSlotTaken, SignedCandidate, chain_adapter
+from ..models import (
+    HOST_PAYMENT_MACHINE,
+    IN_FLIGHT,
+    HostPayment,
+    HostPaymentCandidate,
+    HostPaymentStatus,
+    HostPaymentWait,
+)
+from .ports import (
+    ChainAdapter,
+    FeesAboveCap,
+    InsufficientHotWalletBalance,
+    SendingSlotTaken,
+    SignedCandidate,
+    chain_adapter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +61,7 @@ def ensure_host_payment(
     The caller holds the batch's row lock."""
     if owner.host_payment_id is None:
         host_payment = HostPayment.objects.create(
+            deadline_at=timezone.now() + timedelta(seconds=settings.PGP_HOST_PAYMENT_DEADLINE_SECONDS),
             owner_kind=flow.kind,
             chain=asset.chain,
             asset=asset.symbol,
@@ -75,15 +93,29 @@ def advance_host_payment(host_payment_id: int) -> HostPayment:
     """Do whatever this host payment's state still needs; safe to call any number of times."""
     host_payment = HostPayment.objects.get(pk=host_payment_id)
     if host_payment.status == HostPaymentStatus.CREATED:
+        if not _owner_still_wants_it(host_payment):
+            return host_payment
         try:
             host_payment = sign_host_payment(host_payment.pk)
         except InsufficientHotWalletBalance as exc:
-            return _wait_for_balance(host_payment.pk, exc)
+            return _wait(host_payment.pk, HostPaymentWait.BALANCE, exc)
+        except FeesAboveCap as exc:
+            return _wait(host_payment.pk, HostPaymentWait.FEE_CAP, exc)
     if host_payment.status in IN_FLIGHT:
         host_payment = broadcast_and_check(host_payment.pk)
     if host_payment.status in IN_FLIGHT:
         schedule_step(HostPayment, host_payment.pk, ADVANCE_HOST_PAYMENT_TASK, settings.PGP_CHAIN_POLL_SECONDS)
     return host_payment
+
+
+def _owner_still_wants_it(host_payment: HostPayment) -> bool:
+    """Just before signing, the batch re-checks its exchange (it still waits for this deposit, at
+    a rate that still holds); if not, the batch discards this unsigned payment for a fresh one."""
+    flow = exchange_funded_flow(host_payment.owner_kind)
+    owner = flow.model._default_manager.filter(host_payment=host_payment).first()
+    if owner is None or owner.status != BatchStatus.FUNDING:
+        return True  # signing itself refuses what its batch no longer funds
+    return confirm_before_sending(flow, owner)
 
 
 def sign_host_payment(host_payment_id: int) -> HostPayment:
@@ -109,6 +141,7 @@ def sign_host_payment(host_payment_id: int) -> HostPayment:
                 "tx_hash": candidate.tx_hash,
                 "raw_transaction": candidate.raw_transaction,
                 "signed_at": timezone.now(),
+                "waiting_for": "",
             },
         )
     host_payment.refresh_from_db()
@@ -116,12 +149,19 @@ def sign_host_payment(host_payment_id: int) -> HostPayment:
     return host_payment
 
 
-def _wait_for_balance(host_payment_id: int, error: InsufficientHotWalletBalance) -> HostPayment:
-    """Leave the payment unsigned and look again later; alert once per payment, not every run."""
-    now = timezone.now()
-    HostPayment.objects.filter(pk=host_payment_id).update(last_error=str(error), updated_at=now)
-    if HostPayment.objects.filter(pk=host_payment_id, balance_alerted_at__isnull=True).update(balance_alerted_at=now):
-        logger.error("ALERT hot_wallet_insufficient host_payment=%s %s", host_payment_id, error)
+# The alert line written while a payment waits for each thing.
+WAIT_ALERTS = {HostPaymentWait.BALANCE: "hot_wallet_insufficient", HostPaymentWait.FEE_CAP: "host_payment_fee_cap"}
+
+
+def _wait(host_payment_id: int, what: HostPaymentWait, error: Exception) -> HostPayment:
+    """Leave the payment unsigned, say what it waits for, and look again later; alert when the
+    wait starts and then on a throttle, never on every run."""
+    HostPayment.objects.filter(pk=host_payment_id).update(
+        last_error=str(error)[:2000], waiting_for=what, updated_at=timezone.now()
+    )
+    alert_throttled(
+        HostPayment, host_payment_id, "wait_alerted_at", WAIT_ALERTS[what], "host_payment=%s %s", host_payment_id, error
+    )
     schedule_step(HostPayment, host_payment_id, ADVANCE_HOST_PAYMENT_TASK, settings.PGP_BALANCE_RETRY_SECONDS)
     return HostPayment.objects.get(pk=host_payment_id)
 
@@ -212,8 +252,14 @@ def _replace_with_higher_fees(host_payment_id: int, adapter: ChainAdapter) -> Ho
             return host_payment  # another run replaced it already
         candidate = adapter.sign_replacement(host_payment)
         if candidate is None:
-            logger.error(
-                "ALERT host_payment_stuck host_payment=%s tx=%s fee cap reached", host_payment.pk, host_payment.tx_hash
+            alert_throttled(
+                HostPayment,
+                host_payment.pk,
+                "wait_alerted_at",
+                "host_payment_stuck",
+                "host_payment=%s tx=%s unmined, and a replacement would pass the fee cap",
+                host_payment.pk,
+                host_payment.tx_hash,
             )
             HostPayment.objects.filter(pk=host_payment.pk).update(broadcast_at=timezone.now())
             return host_payment
@@ -270,3 +316,15 @@ def _settle(host_payment_id: int, status: HostPaymentStatus, *, error: str = "")
             owner_id = owner.model._default_manager.values_list("pk", flat=True).get(host_payment=host_payment)
             enqueue_after_commit(owner.advance_task, owner_id)
     return host_payment
+
+
+def host_payment_step_failed(host_payment_id: int, reason: str) -> None:
+    """A host payment's step failed for good: the batch it funds goes to review, alerted. The
+    payment itself keeps its state (a signed one is still followed to the end)."""
+    host_payment = HostPayment.objects.filter(pk=host_payment_id).first()
+    if host_payment is None:
+        return
+    flow = exchange_funded_flow(host_payment.owner_kind)
+    owner = flow.model._default_manager.filter(host_payment=host_payment).first()
+    if owner is not None:
+        to_review(flow, owner, BatchStatus.FAILED, f"host payment #{host_payment.pk} failed a step: {reason}")

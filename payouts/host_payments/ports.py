@@ -31,6 +31,10 @@ class InsufficientHotWalletBalance(Exception):
     """The hot wallet cannot cover this payment yet: it waits (it does not fail)."""
 
 
+class FeesAboveCap(Exception):
+    """Network fees are above our configured cap: the payment waits rather than overpay."""
+
+
 class SendingSlotTaken(Exception):
     """The slot our transaction was signed for (EVM: its nonce) was used by a transaction that
     is not ours: the payment cannot go out as signed and needs an operator."""

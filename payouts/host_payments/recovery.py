@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 
+from pgp_project.operations.alerts import alert_throttled
 from pgp_project.operations.flows import SweepResult
 from pgp_project.operations.scheduling import schedule_step
 
@@ -13,6 +14,8 @@ from ..exchange_batches.flow import exchange_funded_flows
 from ..exchange_batches.states import BatchStatus
 from ..models import IN_FLIGHT, HostPayment, HostPaymentStatus
 from .machine import ADVANCE_HOST_PAYMENT_TASK
+
+UNSETTLED = (HostPaymentStatus.CREATED, *IN_FLIGHT)
 
 
 def sweep_host_payments(now: datetime) -> SweepResult:
@@ -27,4 +30,23 @@ def sweep_host_payments(now: datetime) -> SweepResult:
     for host_payment_id in HostPayment.objects.filter(late, needs_driving).values_list("id", flat=True):
         if schedule_step(HostPayment, host_payment_id, ADVANCE_HOST_PAYMENT_TASK, 0):
             result.redriven.append(host_payment_id)
+    alert_overdue(now)
     return result
+
+
+def alert_overdue(now: datetime) -> None:
+    """A payment still unconfirmed past its deadline is alerted (throttled): its batch's deadline
+    decides the batch, but a stuck send from the hot wallet is worth a person's look either way."""
+    for host_payment in HostPayment.objects.filter(status__in=UNSETTLED, deadline_at__lt=now):
+        alert_throttled(
+            HostPayment,
+            host_payment.pk,
+            "wait_alerted_at",
+            "host_payment_overdue",
+            "host_payment=%s state=%s waiting_for=%s tx=%s last_error=%s",
+            host_payment.pk,
+            host_payment.status,
+            host_payment.waiting_for or "-",
+            host_payment.tx_hash or "-",
+            host_payment.last_error or "-",
+        )

@@ -6,6 +6,7 @@ from .host_payment import (
     HostPayment,
     HostPaymentCandidate,
     HostPaymentStatus,
+    HostPaymentWait,
 )
 from .payout_batch import PAYOUT_MACHINE, PayoutBatch, PayoutKind
 
@@ -19,6 +20,7 @@ __all__ = [
     "HostPayment",
     "HostPaymentCandidate",
     "HostPaymentStatus",
+    "HostPaymentWait",
     "PayoutBatch",
     "PayoutKind",
 ]

@@ -20,6 +20,9 @@ class ExchangeFundedBatch(models.Model):
     payin_address = models.CharField(max_length=128, blank=True)
     exchange_from_amount = eth_field(null=True, blank=True, help_text="What the exchange asked us to deposit.")
     expected_amount = eth_field(null=True, blank=True, help_text="The exchange's estimate of what is paid out.")
+    exchange_valid_until = models.DateTimeField(
+        null=True, blank=True, help_text="When the exchange's fixed rate expires: funded only well before it."
+    )
     exchange_status = models.CharField(
         max_length=20, blank=True, help_text="The provider's last status, as it says it."
     )
@@ -35,6 +38,9 @@ class ExchangeFundedBatch(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_action_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
+    alerted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an alert about a lasting condition (verifying, say) was last written."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -15,6 +15,11 @@ class HostPaymentStatus(models.TextChoices):
     FAILED = "failed", "failed (review)"
 
 
+class HostPaymentWait(models.TextChoices):
+    BALANCE = "balance", "hot-wallet balance"
+    FEE_CAP = "fee_cap", "network fees under ETH_MAX_FEE_GWEI"
+
+
 S = HostPaymentStatus
 HOST_PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     S.CREATED: frozenset({S.SIGNED}),
@@ -46,11 +51,20 @@ class HostPayment(models.Model):
         max_digits=78, decimal_places=0, null=True, blank=True, help_text="Paid for inclusion, in native base units."
     )
     last_error = models.TextField(blank=True)
-    balance_alerted_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the hot wallet was last found short for this payment (alert once)."
+    waiting_for = models.CharField(
+        max_length=12,
+        choices=HostPaymentWait.choices,
+        blank=True,
+        help_text="What an unsigned payment waits for, if anything: hot-wallet balance, or fees under the cap.",
+    )
+    wait_alerted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an alert about its waiting or lateness was last written (throttled)."
     )
     attempts = models.PositiveIntegerField(default=0)
     next_action_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="Past it, still unconfirmed: alerted (its batch's deadline decides the batch)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     signed_at = models.DateTimeField(null=True, blank=True)

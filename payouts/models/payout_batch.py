@@ -14,13 +14,14 @@ from .exchange_batch import ExchangeFundedBatch
 class PayoutKind(models.TextChoices):
     THRESHOLD = "threshold", "threshold (accumulated USDT)"
     INSTANT = "instant", "instant (one payment's ETH)"
+    INSTANT_MERGED = "instant_merged", "instant, merged (several payments' ETH, each below the minimum)"
 
 
 class PayoutBatch(ExchangeFundedBatch):
     """One payout to one client: its converted USDT (or one instant payment's ETH) exchanged
     into the client's currency and sent to the client's wallet."""
 
-    kind = models.CharField(max_length=12, choices=PayoutKind.choices, default=PayoutKind.THRESHOLD)
+    kind = models.CharField(max_length=16, choices=PayoutKind.choices, default=PayoutKind.THRESHOLD)
     client = models.ForeignKey("payments.Client", on_delete=models.PROTECT, related_name="payout_batches")
     payment = models.OneToOneField(
         "payments.Payment",
@@ -47,6 +48,14 @@ class PayoutBatch(ExchangeFundedBatch):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     rejected_at = models.DateTimeField(null=True, blank=True)
+    merged_into = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="merged_payouts",
+        help_text="The payout that pays this one's ETH, with other payouts of the same client.",
+    )
 
     class Meta(ExchangeFundedBatch.Meta):
         db_table = "payout_batches"
@@ -66,6 +75,15 @@ class PayoutBatch(ExchangeFundedBatch):
             models.CheckConstraint(
                 condition=~Q(status=BatchStatus.APPROVED) | Q(approved_by__isnull=False, approved_at__isnull=False),
                 name="payout_approved_has_approver",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=PayoutKind.INSTANT_MERGED) | Q(payment__isnull=True, row_count=0),
+                name="payout_merged_has_no_payment_or_rows",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=BatchStatus.MERGED, merged_into__isnull=False)
+                | (~Q(status=BatchStatus.MERGED) & Q(merged_into__isnull=True)),
+                name="payout_merged_names_its_payout",
             ),
         ]
 

@@ -25,6 +25,9 @@ class RecoverableFlow:
     model: type[models.Model]  # carries next_action_at, last_error and attempts
     advance: Callable[[int], object]  # runs the next step of one object; safe to run twice
     sweep: Callable[[datetime], SweepResult]  # re-drives what is overdue, expires what is late
+    # A step failed in a way no retry cures (or outlasted its retries): put the object where an
+    # operator sees it, with the reason. Called outside any transaction; must be safe twice.
+    on_failure: Callable[[int, str], None]
 
 
 _FLOWS: dict[str, RecoverableFlow] = {}

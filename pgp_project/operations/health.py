@@ -8,6 +8,8 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from kombu import Connection
 
+from .attention import needs_attention
+
 BROKER_CHECK_TIMEOUT_SECONDS = 3
 
 
@@ -71,4 +73,7 @@ def check_beat() -> CheckResult:
 def run_health_checks() -> tuple[bool, dict[str, dict[str, object]]]:
     checks = {"database": check_database(), "broker": check_broker(), "beat": check_beat()}
     report = {name: {"ok": result.ok, **result.detail} for name, result in checks.items()}
-    return all(result.ok for result in checks.values()), report
+    healthy = all(result.ok for result in checks.values())
+    if checks["database"].ok:
+        report["needs_attention"] = needs_attention()
+    return healthy, report

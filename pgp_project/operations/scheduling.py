@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import OperationalError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from .flows import get_flow
 from .transient import TransientError
@@ -40,8 +41,19 @@ def schedule_step(model: type[models.Model], pk: int, task_name: str, countdown:
 
 def enqueue_after_commit(task_name: str, pk: int, countdown: float = 0) -> None:
     """Send by name (apps never import each other's tasks) and only once the caller's
-    transaction has committed (reliability rule 1)."""
-    transaction.on_commit(lambda: current_app.send_task(task_name, args=[pk], countdown=max(0.0, countdown)))
+    transaction has committed (reliability rule 1).
+
+    A broker that refuses the message cannot undo what was committed, and must not turn a
+    request that recorded money into an error: the failure is logged, and the recovery sweep
+    re-drives the object once its next step is overdue."""
+
+    def send() -> None:
+        try:
+            current_app.send_task(task_name, args=[pk], countdown=max(0.0, countdown))
+        except Exception:
+            logger.exception("ALERT enqueue_failed task=%s id=%s; the recovery sweep will re-drive it", task_name, pk)
+
+    transaction.on_commit(send)
 
 
 def retry_countdown(retries: int, retry_after: float | None = None) -> float:
@@ -62,18 +74,40 @@ def note_retry(model: type[models.Model], pk: int, error: Exception, countdown: 
     )
 
 
+# Failures a later retry can cure: an adapter's own, a database lock or connection, the broker.
+TRANSIENT_FAILURES = (TransientError, OperationalError, BrokerOperationalError)
+
+
 def run_flow_step(task: Any, flow_name: str, pk: int) -> None:
-    """Body of a flow's Celery task: run the registered flow's next step for `pk`. A transient
-    failure (an adapter's TransientError, a database lock or connection error) retries the task
-    with backoff, recorded on the object; an object that no longer exists is nothing to do."""
+    """Body of a flow's Celery task: run the registered flow's next step for `pk`.
+
+    A transient failure retries the task with backoff, recorded on the object. Anything else
+    (and a transient failure that outlasts the retries) is handed to the flow's `on_failure`,
+    which puts the object where an operator sees it: never an endless re-drive. An object that
+    no longer exists is nothing to do."""
     flow = get_flow(flow_name)
     gone: type[Exception] = cast(Any, flow.model).DoesNotExist  # the flow's own object only
     try:
         flow.advance(pk)
-    except gone:  # any other missing row is a bug, and fails the task loudly
+    except gone:
         logger.warning("%s #%s no longer exists; nothing to do", flow_name, pk)
-    except (TransientError, OperationalError) as exc:
+    except TRANSIENT_FAILURES as exc:
+        if task.request.retries >= task.max_retries:
+            _give_up(flow_name, pk, f"gave up after {task.request.retries} retries: {type(exc).__name__}: {exc}")
+            return
         countdown = retry_countdown(task.request.retries, getattr(exc, "retry_after", None))
         note_retry(flow.model, pk, exc, countdown)
         logger.warning("%s #%s: %s; retry in %.1fs", flow_name, pk, exc, countdown)
         raise task.retry(exc=exc, countdown=countdown) from exc
+    except Exception as exc:
+        logger.exception("%s #%s: step failed", flow_name, pk)
+        _give_up(flow_name, pk, f"{type(exc).__name__}: {exc}")
+
+
+def _give_up(flow_name: str, pk: int, reason: str) -> None:
+    flow = get_flow(flow_name)
+    flow.model._default_manager.filter(pk=pk).update(
+        last_error=reason[:2000], attempts=models.F("attempts") + 1, next_action_at=None
+    )
+    logger.error("ALERT step_failed flow=%s id=%s reason=%s", flow_name, pk, reason)
+    flow.on_failure(pk, reason)

@@ -119,6 +119,12 @@ PGP_REPLACE_STUCK_AFTER_SECONDS = env.float("PGP_REPLACE_STUCK_AFTER_SECONDS", d
 # A host payment the hot wallet cannot cover yet is looked at again after this long.
 PGP_BALANCE_RETRY_SECONDS = env.float("PGP_BALANCE_RETRY_SECONDS", default=60.0)
 PGP_BATCH_DEADLINE_SECONDS = env.int("PGP_BATCH_DEADLINE_SECONDS", default=6 * 60 * 60)
+# A host payment not confirmed this long after it was created is alerted (and needs attention).
+PGP_HOST_PAYMENT_DEADLINE_SECONDS = env.int("PGP_HOST_PAYMENT_DEADLINE_SECONDS", default=2 * 60 * 60)
+# A fixed-rate exchange is funded only if its rate stays valid this much longer; else a fresh one.
+PGP_RATE_VALIDITY_MARGIN_SECONDS = env.int("PGP_RATE_VALIDITY_MARGIN_SECONDS", default=120)
+# A condition that lasts (a host payment waiting for balance, say) is alerted again this often.
+PGP_ALERT_REPEAT_SECONDS = env.int("PGP_ALERT_REPEAT_SECONDS", default=30 * 60)
 # The recovery sweep re-drives anything whose next step is this late.
 PGP_OVERDUE_GRACE_SECONDS = env.int("PGP_OVERDUE_GRACE_SECONDS", default=60)
 
@@ -154,6 +160,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
+# A broker that is down costs a web request a second or so, not the default several: the
+# enqueue is abandoned (and logged) and the recovery sweep re-drives the object.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 if not (CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_VISIBILITY_TIMEOUT):

@@ -86,7 +86,7 @@ class ChangeNowApi:
                 pair.from_asset,
                 pair.to_asset,
                 net_rate,
-                quote_valid_until(self._rate_id_ttl_seconds),
+                quote_valid_until(self._faults.take_quote_ttl(self._rate_id_ttl_seconds)),
             )
             self._store.add_quote(quote)
             rate_id, valid_until = quote.rate_id, quote.valid_until

@@ -1,8 +1,11 @@
 """Faults a test can switch on through `POST /sandbox/faults`, consumed as requests arrive.
 
-Count-based faults (`http_429`, `http_500`, `slow`) hit the next `count` API requests, optionally
-only those to one `path`. One-shot faults (`next_outcome`, `from_amount_skew`) apply to the next
-exchange created and are then gone.
+Count-based faults (`http_429`, `http_500`, `slow`, `refuse`) hit the next `count` API requests,
+optionally only those to one `path`; `refuse` answers 400 with ChangeNOW's error shape and the
+`error` code given (`out_of_range`, say). One-shot faults apply to the next exchange created
+(`next_outcome`: finished, failed, refunded, or verifying, where it then stays for good;
+`from_amount_skew`) or the next fixed-rate quote (`next_quote_ttl_seconds`: how long its rate and
+the exchange made from it stay valid; 0 means expired at once) and are then gone.
 """
 
 import threading
@@ -10,8 +13,9 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-OUTCOMES = ("finished", "failed", "refunded")
-_COUNTED_KINDS = ("http_429", "http_500", "slow")
+OUTCOMES = ("finished", "failed", "refunded", "verifying")
+_COUNTED_KINDS = ("http_429", "http_500", "slow", "refuse")
+_ONE_SHOT_KINDS = ("next_outcome", "from_amount_skew", "next_quote_ttl_seconds")
 
 
 class FaultSpecError(ValueError):
@@ -24,6 +28,7 @@ class CountedFault:
     path: str | None = None
     retry_after: int = 1  # http_429: seconds, sent as the Retry-After header
     seconds: Decimal = Decimal(0)  # slow: delay before the request is handled
+    error: str = "not_valid_params"  # refuse: the error code of the 400 answer
 
     def matches(self, path: str) -> bool:
         return self.remaining > 0 and (self.path is None or self.path == path)
@@ -33,6 +38,7 @@ class CountedFault:
 class InjectedError:
     status: int
     retry_after: int | None = None
+    error: str = ""
 
 
 class Faults:
@@ -43,6 +49,7 @@ class Faults:
         self._counted: dict[str, CountedFault] = {}
         self._next_outcome: str | None = None
         self._from_amount_skew: Decimal | None = None
+        self._next_quote_ttl: int | None = None
 
     def configure(self, spec: Any) -> None:
         """Merge `spec` into the active faults; a kind named again replaces its previous setting."""
@@ -53,7 +60,10 @@ class Faults:
         if "next_outcome" in spec and outcome not in OUTCOMES:
             raise FaultSpecError(f"next_outcome must be one of {', '.join(OUTCOMES)}")
         skew = _parse_decimal("from_amount_skew", spec["from_amount_skew"]) if "from_amount_skew" in spec else None
-        unknown = set(spec) - set(_COUNTED_KINDS) - {"next_outcome", "from_amount_skew"}
+        ttl = spec.get("next_quote_ttl_seconds")
+        if "next_quote_ttl_seconds" in spec and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0):
+            raise FaultSpecError("next_quote_ttl_seconds must be a non-negative integer")
+        unknown = set(spec) - set(_COUNTED_KINDS) - set(_ONE_SHOT_KINDS)
         if unknown:
             raise FaultSpecError(f"unknown fault(s): {', '.join(sorted(unknown))}")
         with self._lock:
@@ -62,12 +72,15 @@ class Faults:
                 self._next_outcome = outcome
             if skew is not None:
                 self._from_amount_skew = skew
+            if "next_quote_ttl_seconds" in spec:
+                self._next_quote_ttl = ttl
 
     def reset(self) -> None:
         with self._lock:
             self._counted.clear()
             self._next_outcome = None
             self._from_amount_skew = None
+            self._next_quote_ttl = None
 
     def take_delay(self, path: str) -> Decimal:
         """Seconds to stall this request (0 when no `slow` fault applies); uses one count."""
@@ -81,11 +94,11 @@ class Faults:
     def take_error(self, path: str) -> InjectedError | None:
         """The error to answer this request with instead of handling it, if any; uses one count."""
         with self._lock:
-            for kind, status in (("http_429", 429), ("http_500", 500)):
+            for kind, status in (("http_429", 429), ("http_500", 500), ("refuse", 400)):
                 fault = self._counted.get(kind)
                 if fault is not None and fault.matches(path):
                     fault.remaining -= 1
-                    return InjectedError(status, fault.retry_after if status == 429 else None)
+                    return InjectedError(status, fault.retry_after if status == 429 else None, fault.error)
         return None
 
     def take_next_outcome(self) -> str:
@@ -98,12 +111,18 @@ class Faults:
             skew, self._from_amount_skew = self._from_amount_skew, None
         return skew or Decimal(0)
 
+    def take_quote_ttl(self, default: int) -> int:
+        with self._lock:
+            ttl, self._next_quote_ttl = self._next_quote_ttl, None
+        return default if ttl is None else ttl
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
                 **{kind: asdict(fault) for kind, fault in self._counted.items() if fault.remaining > 0},
                 "next_outcome": self._next_outcome,
                 "from_amount_skew": self._from_amount_skew,
+                "next_quote_ttl_seconds": self._next_quote_ttl,
             }
 
 
@@ -124,6 +143,11 @@ def _parse_counted(kind: str, raw: Any) -> CountedFault:
         fault.retry_after = retry_after
     if kind == "slow":
         fault.seconds = _parse_decimal("slow.seconds", raw.get("seconds", 1))
+    if kind == "refuse":
+        error = raw.get("error", "not_valid_params")
+        if not isinstance(error, str) or not error:
+            raise FaultSpecError("refuse.error must be a ChangeNOW error code such as out_of_range")
+        fault.error = error
     return fault
 
 

@@ -140,6 +140,8 @@ class SandboxChangeNow:
                 {"error": "too_many_requests", "message": "Rate limit exceeded (sandbox fault)"},
                 {"Retry-After": str(injected.retry_after)},
             )
+        if injected is not None and injected.status == 400:
+            return Reply(400, {"error": injected.error, "message": f"{injected.error} (sandbox fault)"})
         if injected is not None:
             return Reply(
                 injected.status, {"error": "internal_error", "message": "Internal server error (sandbox fault)"}

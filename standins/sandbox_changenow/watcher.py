@@ -135,8 +135,10 @@ class ExchangeWatcher:
     def _after_confirming(self, exchange: Exchange) -> None:
         if exchange.outcome == "failed":
             self._set_status(exchange, "failed")
-        elif exchange.outcome == "refunded":
+        elif exchange.outcome == "refunded" or _arrived_after_the_rate(exchange):
             self._refund(exchange)
+        elif exchange.outcome == "verifying":
+            self._set_status(exchange, "verifying")  # and there it stays: nothing moves it on
         else:
             assert exchange.amount_from is not None
             with self._store.lock:
@@ -215,6 +217,17 @@ class ExchangeWatcher:
             exchange.status_entered = time.monotonic()
             exchange.updated_at = utc_now()
         logger.info("exchange %s: %s -> %s", exchange.id, previous, status)
+
+
+def _arrived_after_the_rate(exchange: Exchange) -> bool:
+    """A fixed rate holds only for a deposit that arrives before it expires; a later one is sent
+    back, as ChangeNOW does."""
+    return (
+        exchange.flow == "fixed-rate"
+        and exchange.valid_until is not None
+        and exchange.deposit_received_at is not None
+        and exchange.deposit_received_at > exchange.valid_until
+    )
 
 
 def _deposit(seen: SeenTransfer) -> Deposit:

@@ -1,0 +1,36 @@
+"""An exchange provider refused a request (an estimate, an exchange, an address check, a lookup
+by id): decided by kind, and recorded on the batch (last_error, attempts) whatever the kind.
+
+- Below the minimum, before anything was sent: a batch that can give its rows back does, and
+  they wait for more (the checks do not claim below the minimum); an instant payout waits in
+  waiting_minimum until the client's later instant payouts lift it over (see merging.py).
+- Anything else goes to review with an alert.
+
+An expired fixed rate never gets here: creating the exchange fetches a fresh one (steps.py).
+"""
+
+from django.db.models import F
+
+from integrations.exchange.port import ExchangeProvider, ExchangeRefused, RefusalKind
+
+from .flow import B, ExchangeFundedFlow
+from .operator import cancel_unfunded
+from .states import BatchStatus
+from .transitions import move, to_review
+
+BEFORE_ANY_EXCHANGE = (BatchStatus.CREATED, BatchStatus.APPROVED)
+NOTHING_SENT = (*BEFORE_ANY_EXCHANGE, BatchStatus.SWAP_CREATED)
+
+
+def handle_refusal(flow: ExchangeFundedFlow[B], batch_id: int, provider: ExchangeProvider, error: ExchangeRefused) -> B:
+    note = f"{provider.name} refused ({error.kind}): {error}"
+    flow.model._default_manager.filter(pk=batch_id).update(last_error=note[:2000], attempts=F("attempts") + 1)
+    batch = flow.model._default_manager.get(pk=batch_id)
+    if error.kind == RefusalKind.OUT_OF_RANGE and batch.status in BEFORE_ANY_EXCHANGE:
+        reason = f"below the exchange minimum ({error}); nothing was sent"
+        if flow.waits_below_minimum(batch):
+            return move(flow, batch, BatchStatus.WAITING_MINIMUM, reason=reason, updates={"review_reason": reason})
+        return cancel_unfunded(flow, batch.pk, reason=f"{reason}; its rows wait for more")
+    if batch.status in NOTHING_SENT:
+        note += "; nothing was sent. Fix the cause, then cancel to release the rows or re-drive."
+    return to_review(flow, batch, BatchStatus.FAILED, note)
