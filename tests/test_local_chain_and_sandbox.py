@@ -425,7 +425,12 @@ def test_slow_fault_delays_the_answer_but_still_creates_the_exchange(cn: Sandbox
 def test_reset_clears_every_fault(cn: SandboxClient) -> None:
     cn.post("/sandbox/faults", {"http_500": {"count": 5}, "next_outcome": "refunded"}, key=None)
     cleared = cn.post("/sandbox/reset", {}, key=None)
-    assert cleared.body == {"next_outcome": None, "from_amount_skew": None, "next_quote_ttl_seconds": None}
+    assert cleared.body == {
+        "next_outcome": None,
+        "from_amount_skew": None,
+        "next_quote_ttl_seconds": None,
+        "answer_payout_address": None,
+    }
     assert cn.get("/v2/exchange/by-id", {"id": "ffffffffffffff"}).status == 404
 
 

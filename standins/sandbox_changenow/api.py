@@ -157,7 +157,11 @@ class ChangeNowApi:
             outcome=outcome,
         )
         self._store.add(exchange)
-        return exchange.created_json()
+        answer = exchange.created_json()
+        misreported = self._faults.take_answer_payout_address()
+        if misreported:
+            answer["payoutAddress"] = misreported
+        return answer
 
     # GET /v2/exchange/by-id
     def exchange_by_id(self, query: Mapping[str, str]) -> dict[str, Any]:

@@ -4,8 +4,10 @@ Count-based faults (`http_429`, `http_500`, `slow`, `refuse`) hit the next `coun
 optionally only those to one `path`; `refuse` answers 400 with ChangeNOW's error shape and the
 `error` code given (`out_of_range`, say). One-shot faults apply to the next exchange created
 (`next_outcome`: finished, failed, refunded, or verifying, where it then stays for good;
-`from_amount_skew`) or the next fixed-rate quote (`next_quote_ttl_seconds`: how long its rate and
-the exchange made from it stay valid; 0 means expired at once) and are then gone.
+`from_amount_skew`; `answer_payout_address`: the creation answer names this payout address,
+though the exchange pays the one asked for) or the next fixed-rate quote
+(`next_quote_ttl_seconds`: how long its rate and the exchange made from it stay valid; 0 means
+expired at once) and are then gone.
 """
 
 import threading
@@ -15,7 +17,7 @@ from typing import Any
 
 OUTCOMES = ("finished", "failed", "refunded", "verifying")
 _COUNTED_KINDS = ("http_429", "http_500", "slow", "refuse")
-_ONE_SHOT_KINDS = ("next_outcome", "from_amount_skew", "next_quote_ttl_seconds")
+_ONE_SHOT_KINDS = ("next_outcome", "from_amount_skew", "next_quote_ttl_seconds", "answer_payout_address")
 
 
 class FaultSpecError(ValueError):
@@ -50,6 +52,7 @@ class Faults:
         self._next_outcome: str | None = None
         self._from_amount_skew: Decimal | None = None
         self._next_quote_ttl: int | None = None
+        self._answer_payout_address: str | None = None
 
     def configure(self, spec: Any) -> None:
         """Merge `spec` into the active faults; a kind named again replaces its previous setting."""
@@ -74,6 +77,8 @@ class Faults:
                 self._from_amount_skew = skew
             if "next_quote_ttl_seconds" in spec:
                 self._next_quote_ttl = ttl
+            if "answer_payout_address" in spec:
+                self._answer_payout_address = str(spec["answer_payout_address"])
 
     def reset(self) -> None:
         with self._lock:
@@ -81,6 +86,7 @@ class Faults:
             self._next_outcome = None
             self._from_amount_skew = None
             self._next_quote_ttl = None
+            self._answer_payout_address = None
 
     def take_delay(self, path: str) -> Decimal:
         """Seconds to stall this request (0 when no `slow` fault applies); uses one count."""
@@ -111,6 +117,11 @@ class Faults:
             skew, self._from_amount_skew = self._from_amount_skew, None
         return skew or Decimal(0)
 
+    def take_answer_payout_address(self) -> str | None:
+        with self._lock:
+            address, self._answer_payout_address = self._answer_payout_address, None
+        return address
+
     def take_quote_ttl(self, default: int) -> int:
         with self._lock:
             ttl, self._next_quote_ttl = self._next_quote_ttl, None
@@ -123,6 +134,7 @@ class Faults:
                 "next_outcome": self._next_outcome,
                 "from_amount_skew": self._from_amount_skew,
                 "next_quote_ttl_seconds": self._next_quote_ttl,
+                "answer_payout_address": self._answer_payout_address,
             }
 
 
