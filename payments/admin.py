@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
 
+from .late_payments import PartialPaymentNotAcceptable, accept_partial_payment
 from .models import Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
 from .routing import reroute_held_payment
 from .selectors import accumulation_totals, client_balance
@@ -66,7 +67,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("=provider_payment_id", "order_id")
     list_select_related = ("client",)
     inlines = [PaymentEventInline]
-    actions = ["reroute_held"]
+    actions = ["reroute_held", "accept_partial"]
 
     @admin.action(description="Route held finished payments again", permissions=["reroute"])
     def reroute_held(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
@@ -77,6 +78,21 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(
             request, f"{routed} payment(s) routed; the rest remain held with their reason.", messages.INFO
         )
+
+    @admin.action(description="Accept the amount actually paid (held partial payments)", permissions=["reroute"])
+    def accept_partial(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
+        for payment_id in queryset.values_list("id", flat=True):
+            try:
+                payment = accept_partial_payment(payment_id, actor=request.user)
+            except PartialPaymentNotAcceptable as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            self.message_user(
+                request,
+                f"Payment #{payment.provider_payment_id}: {payment.accepted_price_amount} USD accepted, "
+                f"{payment.routing_status}.",
+                messages.SUCCESS,
+            )
 
     def has_reroute_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("payments.change_payment")

@@ -1,27 +1,37 @@
-"""The seam through which a finished instant-strategy payment becomes a payout.
+"""The seam through which instant-strategy payments become payouts, and learn of refunds.
 
-Payouts live in an app above this one, which registers the function that opens an instant
-payout from its `AppConfig.ready`; intake calls it inside its own transaction, so the payment and
-its payout are recorded together or not at all.
+Payouts live in an app above this one, which registers its handler from `AppConfig.ready`;
+intake calls it inside its own transaction, so the payment and its payout change together or
+not at all.
 """
 
-from collections.abc import Callable
 from decimal import Decimal
+from typing import Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .models import Client, Payment
 
-InstantPayoutOpener = Callable[[Payment, Client, Decimal], object]
 
-_opener: list[InstantPayoutOpener] = []
+class InstantPayouts(Protocol):
+    def open(self, payment: Payment, client: Client, fee_percent: Decimal) -> object:
+        """One payout for a finished instant payment (safe to call twice)."""
+        ...
+
+    def refunded(self, payment: Payment) -> str:
+        """NOWPayments refunded the payment after it finished: stop its payout if nothing was
+        sent, and say what was done (for the event and the alert)."""
+        ...
 
 
-def register_instant_payout_opener(opener: InstantPayoutOpener) -> None:
-    _opener[:] = [opener]
+_handler: list[InstantPayouts] = []
 
 
-def open_instant_payout(payment: Payment, client: Client, fee_percent: Decimal) -> None:
-    if not _opener:
-        raise ImproperlyConfigured("no installed app opens instant payouts (is `payouts` installed?)")
-    _opener[0](payment, client, fee_percent)
+def register_instant_payouts(handler: InstantPayouts) -> None:
+    _handler[:] = [handler]
+
+
+def instant_payouts() -> InstantPayouts:
+    if not _handler:
+        raise ImproperlyConfigured("no installed app handles instant payouts (is `payouts` installed?)")
+    return _handler[0]

@@ -17,6 +17,13 @@ from django.db import DatabaseError, connection, transaction
 from integrations.nowpayments_signature import is_valid_signature, reject_non_json_constant
 
 from .ipn_payload import IpnPayloadForm
+from .late_payments import (
+    handle_refund_after_finish,
+    hold_partial_payment,
+    is_late_finish,
+    is_refund_after_finish,
+    route_late_payment,
+)
 from .models import IpnOutcome, Payment, PaymentEvent, PaymentStatus, RoutingStatus
 from .routing import route_finished_payment
 
@@ -104,23 +111,15 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
             provider_payment_id=data["payment_id"],
             defaults={**fields, "status": new_status, "raw_payload": _json_safe(payload)},
         )
-        if created:
-            outcome, reason = IpnOutcome.APPLIED, "first notification"
-        elif new_status == payment.status:
-            outcome, reason = IpnOutcome.DUPLICATE, f"already {payment.status}"
-        elif STATUS_RANK[new_status] <= STATUS_RANK[PaymentStatus(payment.status)]:
-            outcome, reason = IpnOutcome.STALE, f"stored status {payment.status} is not older than {new_status}"
-        else:
-            outcome, reason = IpnOutcome.APPLIED, f"{payment.status} -> {new_status}"
+        was = payment.status
+        outcome, reason = _outcome(created, was, new_status)
+        if outcome == IpnOutcome.APPLIED and not created:
             for name, value in fields.items():
                 setattr(payment, name, value)
             payment.status = new_status
             payment.raw_payload = _json_safe(payload)
         if outcome == IpnOutcome.APPLIED:
-            if new_status == PaymentStatus.FINISHED:
-                route_finished_payment(payment)
-                if payment.routing_status == RoutingStatus.HELD:
-                    reason += f"; held for review: {payment.hold_reason}"
+            reason += _act_on(payment, was if not created else "", new_status)
             payment.save()
         PaymentEvent.objects.create(
             payment=payment,
@@ -142,6 +141,38 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
             "routing": payment.routing_status,
         },
     )
+
+
+def _outcome(created: bool, stored: str, new: PaymentStatus) -> tuple[IpnOutcome, str]:
+    """Statuses only move forward, except for money that comes late or goes back (see
+    late_payments.py)."""
+    if created:
+        return IpnOutcome.APPLIED, "first notification"
+    if new == stored:
+        return IpnOutcome.DUPLICATE, f"already {stored}"
+    if is_late_finish(stored, new):
+        return IpnOutcome.APPLIED, f"{stored} -> {new}: a late payment"
+    if is_refund_after_finish(stored, new):
+        return IpnOutcome.APPLIED, f"{stored} -> {new}: refunded after it finished"
+    if STATUS_RANK[new] <= STATUS_RANK[PaymentStatus(stored)]:
+        return IpnOutcome.STALE, f"stored status {stored} is not older than {new}"
+    return IpnOutcome.APPLIED, f"{stored} -> {new}"
+
+
+def _act_on(payment: Payment, was: str, new: PaymentStatus) -> str:
+    """What an applied status means for the money; a note for the event's reason."""
+    if new == PaymentStatus.FINISHED:
+        if is_late_finish(was, new):
+            route_late_payment(payment, was)
+        else:
+            route_finished_payment(payment)
+        return f"; held for review: {payment.hold_reason}" if payment.routing_status == RoutingStatus.HELD else ""
+    if new == PaymentStatus.PARTIALLY_PAID and payment.routing_status != RoutingStatus.ROUTED:
+        hold_partial_payment(payment)
+        return f"; held for review: {payment.hold_reason}"
+    if is_refund_after_finish(was, new):
+        return f"; {handle_refund_after_finish(payment)}"
+    return ""
 
 
 def _limit_lock_wait() -> None:

@@ -130,6 +130,11 @@ class Payment(models.Model):
     user_id = models.BigIntegerField(null=True, blank=True, help_text="The paying user, from order_id.")
     routing_status = models.CharField(max_length=20, choices=RoutingStatus.choices, default=RoutingStatus.NOT_FINISHED)
     hold_reason = models.TextField(blank=True)
+    accepted_price_amount = usd_field(
+        null=True,
+        blank=True,
+        help_text="A partially paid payment an operator accepted: the USD its actually paid part is worth.",
+    )
     raw_payload = models.JSONField(help_text="The latest accepted IPN body, amounts as strings.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -160,6 +165,12 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"NOWPayments #{self.provider_payment_id} ({self.status})"
+
+    @property
+    def price_to_credit(self) -> Decimal:
+        """The USD this payment is worth to its client: the invoice, or the part an operator
+        accepted of a partial payment."""
+        return self.accepted_price_amount if self.accepted_price_amount is not None else self.price_amount
 
 
 class IpnOutcome(models.TextChoices):

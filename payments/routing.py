@@ -11,7 +11,7 @@ from pgp_project.money import USD_QUANTUM, USDT_QUANTUM, percent_of
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action
 
-from .instant_payouts import open_instant_payout
+from .instant_payouts import instant_payouts
 from .ipn_payload import parse_order_id
 from .models import (
     AccumulationStatus,
@@ -40,11 +40,12 @@ def hold_payment(payment: Payment, reason: str) -> None:
 
 
 def route_finished_payment(payment: Payment) -> None:
-    """Route a payment that just became `finished`. Caller holds the payment's row lock.
+    """Route a payment that just became `finished` (or a partial one an operator accepted).
+    Caller holds the payment's row lock.
 
     Genuine money is never dropped: anything that cannot be routed is held with the reason.
     """
-    assert payment.status == PaymentStatus.FINISHED
+    assert payment.status == PaymentStatus.FINISHED or payment.accepted_price_amount is not None
     parsed = parse_order_id(payment.order_id)
     if parsed is None:
         hold_payment(payment, f"order_id {payment.order_id!r} is not PGP-{{user_id}}|{{client_id}}")
@@ -66,7 +67,7 @@ def route_finished_payment(payment: Payment) -> None:
         if asset_by_nowpayments_code(payment.outcome_currency) != ETH:
             hold_payment(payment, f"instant payouts send ETH; outcome currency is {payment.outcome_currency!r}")
             return
-        open_instant_payout(payment, client, fee_percent_for(client))
+        instant_payouts().open(payment, client, fee_percent_for(client))
         payment.routing_status = RoutingStatus.ROUTED
         payment.hold_reason = ""
         return
@@ -78,7 +79,7 @@ def route_finished_payment(payment: Payment) -> None:
 def create_accumulation(payment: Payment, client: Client, user_id: int) -> PayoutAccumulation:
     """The one accumulation row of a finished threshold payment, fee snapshotted now."""
     fee_percent = fee_percent_for(client)
-    gross_usd = payment.price_amount
+    gross_usd = payment.price_to_credit
     fee_usd = percent_of(gross_usd, fee_percent, USD_QUANTUM)
     outcome_currency = payment.outcome_currency.lower()
     row = PayoutAccumulation(

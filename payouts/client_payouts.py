@@ -226,7 +226,7 @@ def open_instant_payout(payment: Payment, client: Client, fee_percent: Decimal) 
     intake transaction; the chain starts after commit."""
     fee = percent_of(payment.outcome_amount, fee_percent, ETH_QUANTUM)
     # The approval limit is in USDT; the payment's USD price is its measure here (USDT ~ USD).
-    needs_approval = payment.price_amount > get_runtime_settings().payout_approval_limit_usdt
+    needs_approval = payment.price_to_credit > get_runtime_settings().payout_approval_limit_usdt
     pair = payout_pair(PayoutKind.INSTANT, client.payout_currency, client.payout_network)
     batch, created = PayoutBatch.objects.get_or_create(
         payment=payment,

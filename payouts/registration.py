@@ -3,16 +3,17 @@ the kernel, its periodic job, and the opener of instant payouts that intake call
 
 from django.conf import settings
 
-from payments.instant_payouts import register_instant_payout_opener
+from payments.instant_payouts import register_instant_payouts
 from pgp_project.operations.attention import register_attention_counter
 from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 from pgp_project.operations.flows import RecoverableFlow, register_flow
 
 from .attention import payouts_needing_attention
-from .client_payouts import CHECK_CLIENT_PAYOUTS_TASK, PAYOUT_FLOW, open_instant_payout
+from .client_payouts import CHECK_CLIENT_PAYOUTS_TASK, PAYOUT_FLOW
 from .exchange_batches.registration import register
 from .host_payments.machine import advance_host_payment, host_payment_step_failed
 from .host_payments.recovery import sweep_host_payments
+from .instant_payouts import InstantPayoutHandler
 from .models import HOST_PAYMENT_MACHINE, HostPayment
 
 HOST_PAYMENT_FLOW_NAME = HOST_PAYMENT_MACHINE.subject
@@ -29,7 +30,7 @@ def register_payouts() -> None:
             on_failure=host_payment_step_failed,
         )
     )
-    register_instant_payout_opener(open_instant_payout)
+    register_instant_payouts(InstantPayoutHandler())
     register_attention_counter(payouts_needing_attention)
     register_default_job(
         DefaultJob(

@@ -1,0 +1,119 @@
+"""Money that arrives late, in part, or goes back after it finished (issue: "late and partial
+payments are money too"). NOWPayments tells us in IPNs that intake would otherwise call stale:
+
+- `finished` after `expired` or `failed`: a late payer, or IPNs out of order. Routed as any
+  finished payment, with an alert.
+- `partially_paid`: held for an operator, who may accept the amount actually paid.
+- `refunded` after `finished`: the accumulation row is held if it has not left in a batch yet,
+  an instant payout is stopped if nothing was sent; otherwise the payment goes to review. Alerted.
+"""
+
+from decimal import ROUND_DOWN
+
+from django.db import transaction
+
+from pgp_project.money import USD_QUANTUM
+from pgp_project.operations.alerts import alert
+from pgp_project.operations.state_machine import record_action
+
+from .instant_payouts import instant_payouts
+from .models import AccumulationStatus, Payment, PaymentStatus, PayoutAccumulation, RoutingStatus
+from .routing import hold_payment, route_finished_payment
+
+LATE_AFTER = (PaymentStatus.EXPIRED, PaymentStatus.FAILED)
+
+
+class PartialPaymentNotAcceptable(Exception):
+    pass
+
+
+def is_late_finish(stored: str, new: str) -> bool:
+    return new == PaymentStatus.FINISHED and stored in LATE_AFTER
+
+
+def is_refund_after_finish(stored: str, new: str) -> bool:
+    return new == PaymentStatus.REFUNDED and stored == PaymentStatus.FINISHED
+
+
+def route_late_payment(payment: Payment, was: str) -> None:
+    route_finished_payment(payment)
+    alert(
+        "late_payment",
+        "provider_payment_id=%s finished after %s; routed: %s",
+        payment.provider_payment_id,
+        was,
+        payment.routing_status,
+    )
+
+
+def hold_partial_payment(payment: Payment) -> None:
+    hold_payment(
+        payment,
+        f"partially paid: {payment.actually_paid} of {payment.pay_amount} {payment.pay_currency}; an operator may "
+        "accept the amount actually paid",
+    )
+    alert(
+        "partial_payment",
+        "provider_payment_id=%s paid %s of %s %s",
+        payment.provider_payment_id,
+        payment.actually_paid,
+        payment.pay_amount,
+        payment.pay_currency,
+    )
+
+
+def handle_refund_after_finish(payment: Payment) -> str:
+    """Stop the refunded payment's value from being paid out where nothing has left yet; say
+    what was done. Caller holds the payment's row lock."""
+    row = PayoutAccumulation.objects.select_for_update().filter(payment=payment).first()
+    if row is not None:
+        done = _hold_row(payment, row)
+    elif payment.routing_status == RoutingStatus.ROUTED:
+        done = instant_payouts().refunded(payment)
+    else:
+        done = "it had not been routed"
+    alert("payment_refunded_after_finished", "provider_payment_id=%s %s", payment.provider_payment_id, done)
+    return done
+
+
+def _hold_row(payment: Payment, row: PayoutAccumulation) -> str:
+    not_in_a_batch = row.status == AccumulationStatus.PENDING or (
+        row.status == AccumulationStatus.CONVERTED and row.batch_conversion_id is None and row.payout_batch_id is None
+    )
+    if not_in_a_batch:
+        PayoutAccumulation.objects.filter(pk=row.pk, status=row.status).update(
+            status=AccumulationStatus.HELD,
+            hold_reason=f"NOWPayments refunded payment #{payment.provider_payment_id} after it finished",
+        )
+        return f"its accumulation row #{row.pk} is held: it had not left in a batch"
+    where = f"conversion #{row.batch_conversion_id}" if row.batch_conversion_id else f"payout #{row.payout_batch_id}"
+    hold_payment(payment, f"refunded after it finished, but its value already left in {where}: reconcile by hand")
+    return f"its value already left in {where} ({row.status}); the payment is held for review"
+
+
+def accept_partial_payment(payment_id: int, *, actor: object) -> Payment:
+    """An operator accepts a partially paid payment for what was actually paid: it is credited
+    at the invoice's USD price in proportion, and routed as a finished payment would be."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != PaymentStatus.PARTIALLY_PAID or payment.routing_status != RoutingStatus.HELD:
+            raise PartialPaymentNotAcceptable(f"payment #{payment.provider_payment_id} is not a held partial payment")
+        if not (payment.actually_paid and payment.pay_amount and payment.outcome_amount and payment.outcome_currency):
+            raise PartialPaymentNotAcceptable(
+                f"payment #{payment.provider_payment_id} does not say what was paid and received (actually_paid, "
+                "pay_amount, outcome_amount, outcome_currency)"
+            )
+        share = min(payment.actually_paid / payment.pay_amount, 1)
+        payment.accepted_price_amount = (payment.price_amount * share).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
+        held_because = payment.hold_reason
+        route_finished_payment(payment)
+        payment.save()
+        record_action(
+            "payment",
+            payment.pk,
+            action="accept_partial",
+            status=payment.routing_status,
+            actor=actor,
+            reason=f"accepted {payment.accepted_price_amount} USD of {payment.price_amount} ({held_because})",
+        )
+    return payment
