@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 ETH_TRANSFER_GAS = 21_000
 GAS_LIMIT_MARGIN_PERCENT = 20  # estimates can move between estimate and inclusion
-# The two ERC-20 calls a host payment needs; the token's full surface lives with the stand-ins.
+# The ERC-20 calls a host payment needs, and the event that proves a transfer; the token's full
+# surface lives with the stand-ins.
 ERC20_TRANSFER_ABI: list[dict[str, Any]] = [
     {
         "type": "function",
@@ -38,7 +39,19 @@ ERC20_TRANSFER_ABI: list[dict[str, Any]] = [
         "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
         "outputs": [{"name": "", "type": "bool"}],
     },
+    {
+        "type": "event",
+        "name": "Transfer",
+        "anonymous": False,
+        "inputs": [
+            {"name": "from", "type": "address", "indexed": True},
+            {"name": "to", "type": "address", "indexed": True},
+            {"name": "value", "type": "uint256", "indexed": False},
+        ],
+    },
 ]
+TRANSFER_TOPIC = HexBytes(Web3.keccak(text="Transfer(address,address,uint256)"))
+
 # Node answers meaning "this exact transaction, or one with its nonce, is already known".
 ALREADY_KNOWN_MARKERS = ("already known", "known transaction", "already imported", "alreadyknown")
 NONCE_TOO_LOW_MARKERS = ("nonce too low", "nonce is too low", "noncetoolow")
@@ -107,6 +120,34 @@ class EvmNode:
             gas_used=int(raw["gasUsed"]),
             effective_gas_price=int(raw.get("effectiveGasPrice", 0)),
         )
+
+    def mined_nonce(self, address: str) -> int:
+        """How many transactions from `address` are mined (the next nonce the chain expects)."""
+        return self._rpc(lambda: self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "latest"))
+
+    def value_delivered(self, tx_hash: str, to: str) -> int | None:
+        """Wei a mined, successful transaction sent to `to`; None if it is not both."""
+        receipt = self.receipt(tx_hash)
+        if receipt is None or receipt.status != 1:
+            return None
+        tx = self._rpc(lambda: self.w3.eth.get_transaction(HexBytes(tx_hash)))
+        return int(tx["value"]) if (tx.get("to") or "").lower() == to.lower() else 0
+
+    def token_delivered(self, tx_hash: str, token: str, to: str) -> int | None:
+        """Token units a mined, successful transaction moved to `to` (its Transfer events)."""
+        receipt = self.receipt(tx_hash)
+        if receipt is None or receipt.status != 1:
+            return None
+        raw = self._rpc(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+        contract = self._token(token)
+        delivered = 0
+        for log in raw["logs"]:
+            if log["address"].lower() != token.lower() or not log["topics"] or log["topics"][0] != TRANSFER_TOPIC:
+                continue
+            event = contract.events.Transfer().process_log(log)
+            if event["args"]["to"].lower() == to.lower():
+                delivered += int(event["args"]["value"])
+        return delivered
 
     def confirmations(self, receipt: Receipt) -> int:
         return max(0, self.block_number() - receipt.block_number + 1)

@@ -2,6 +2,7 @@ from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -19,6 +20,7 @@ from .approvals import PayoutNotAwaitingApprovalError, approve_payout, reject_pa
 from .client_payouts import PAYOUT_FLOW
 from .exchange_batches.admin import ExchangeBatchAdminMixin
 from .exchange_batches.states import BatchStatus
+from .host_payments.reverify import reverify_on_chain
 from .models import HOST_PAYMENT_MACHINE, EvmTransfer, HostPayment, HostPaymentCandidate, PayoutBatch
 
 
@@ -142,6 +144,17 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("tx_hash", "to_address")
     readonly_fields = ("history",)
     inlines = [EvmTransferInline, CandidateTransactionInline]
+    actions = ["reverify"]
+
+    @admin.action(
+        description="Re-verify a failed payment on chain (a lagging node may have misled us)", permissions=["operate"]
+    )
+    def reverify(self, request: HttpRequest, queryset: QuerySet[HostPayment]) -> None:
+        for host_payment_id in queryset.values_list("id", flat=True):
+            self.message_user(request, reverify_on_chain(host_payment_id, actor=request.user), messages.INFO)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payouts.change_hostpayment")
 
     @admin.display(description="history (every transition)")
     def history(self, obj: HostPayment) -> SafeString | str:

@@ -62,16 +62,6 @@ ERC20_ABI: list[dict[str, Any]] = [
     },
     {
         "type": "event",
-        "name": "Transfer",
-        "anonymous": False,
-        "inputs": [
-            {"name": "from", "type": "address", "indexed": True},
-            {"name": "to", "type": "address", "indexed": True},
-            {"name": "value", "type": "uint256", "indexed": False},
-        ],
-    },
-    {
-        "type": "event",
         "name": "Approval",
         "anonymous": False,
         "inputs": [

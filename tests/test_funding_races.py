@@ -8,6 +8,8 @@ import time
 
 import pytest
 from django.test import Client as HttpClient
+from django.urls import reverse
+from eth_account import Account
 from web3 import Web3
 
 from batching.conversion import CONVERSION_FLOW, check_threshold
@@ -20,9 +22,11 @@ from payouts.exchange_batches.steps import advance
 from payouts.exchange_batches.transitions import to_review
 from payouts.host_payments.machine import advance_host_payment, broadcast_and_check, sign_host_payment
 from payouts.models import HostPayment, HostPaymentCandidate, HostPaymentStatus
-from standins.localchain import LocalChain
+from pgp_project.operations.models import AuditEvent
+from standins.localchain import LocalChain, eip1559_fees, sign_and_send, wait_for_success
 
 from .conftest import ipn_body, post_ipn, wait_until
+from .factories import StaffUserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -137,3 +141,95 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     assert node.receipt(first.tx_hash) is None
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address, "latest") == nonce_before + 1
     w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(base_fee)])  # leave the chain as found
+
+
+# --- a way back from failed funding (issue 8, item 7), through the admin's audited actions -------
+
+
+def operator_http(username: str) -> HttpClient:
+    http = HttpClient()
+    http.force_login(StaffUserFactory.create(username=username))
+    return http
+
+
+def test_a_host_payment_a_lagging_node_called_failed_is_reverified_and_its_batch_resumed(
+    flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain, settings
+) -> None:
+    conversion = funding_conversion(300000)
+    host_payment = sign_host_payment(conversion.host_payment_id)
+    broadcast_and_check(host_payment.pk)
+    node = EvmNode()
+    wait_until(lambda: (r := node.receipt(host_payment.tx_hash)) and node.confirmations(r) >= 3, timeout=30)
+    # What a lagging node made us believe: failed, and the batch sent to review.
+    HostPayment.objects.filter(pk=host_payment.pk).update(status="failed", last_error="receipt not found")
+    assert advance(CONVERSION_FLOW, conversion.pk).status == BatchStatus.FAILED
+
+    http = operator_http("night-shift")
+    http.post(
+        reverse("admin:payouts_hostpayment_changelist"), {"action": "reverify", "_selected_action": [host_payment.pk]}
+    )
+    host_payment.refresh_from_db()
+    assert host_payment.status == HostPaymentStatus.CONFIRMED
+    reverified = AuditEvent.objects.get(subject_type="host_payment", subject_id=host_payment.pk, action="reverify")
+    assert str(reverified.actor) == "night-shift"
+    assert "mined in block" in reverified.reason
+    http.post(
+        reverse("admin:batching_batchconversion_changelist"),
+        {"action": "resume_funded", "_selected_action": [conversion.pk]},
+    )
+    settings.PGP_EXCHANGE_POLL_SECONDS = 0.5
+    wait_until(lambda: advance(CONVERSION_FLOW, conversion.pk).status == BatchStatus.COMPLETED, timeout=60)
+
+
+def test_rows_of_a_batch_whose_nonce_another_transaction_took_are_released_by_an_operator(
+    flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain, caplog
+) -> None:
+    conversion = funding_conversion(310000)
+    host_payment = sign_host_payment(conversion.host_payment_id)  # signed, not yet sent
+    # Another transaction from the hot wallet takes the payment's nonce before it is broadcast.
+    w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
+    hot = Account.from_key(local_chain.hot_wallet_private_key)
+    intruder = {
+        "chainId": local_chain.chain_id,
+        "nonce": host_payment.evm.nonce,
+        "to": hot.address,
+        "value": 0,
+        "gas": 21_000,
+        **eip1559_fees(w3),
+    }
+    wait_for_success(w3, sign_and_send(w3, hot, intruder))
+    with caplog.at_level("ERROR"):
+        assert broadcast_and_check(host_payment.pk).status == HostPaymentStatus.FAILED
+    assert f"ALERT host_payment_failed host_payment={host_payment.pk}" in caplog.text
+    assert advance(CONVERSION_FLOW, conversion.pk).status == BatchStatus.FAILED
+
+    http = operator_http("day-shift")
+    changelist = reverse("admin:batching_batchconversion_changelist")
+    http.post(changelist, {"action": "release_unsent", "_selected_action": [conversion.pk]})
+    conversion.refresh_from_db()
+    assert conversion.status == BatchStatus.CANCELLED
+    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion_id=None).count() == 3
+    released = AuditEvent.objects.get(subject_type="conversion", subject_id=conversion.pk, action="release_unsent")
+    assert "used by another transaction" in released.reason
+    assert str(released.actor) == "day-shift"
+
+
+def test_release_is_refused_while_the_chain_shows_the_payment_went_out(
+    flow_environment: dict[str, str], threshold_client: Client
+) -> None:
+    conversion = funding_conversion(320000)
+    host_payment = sign_host_payment(conversion.host_payment_id)
+    broadcast_and_check(host_payment.pk)
+    node = EvmNode()
+    wait_until(lambda: node.receipt(host_payment.tx_hash), timeout=30)
+    # Marked failed by mistake: the chain has it mined, so its rows must not go to another batch.
+    HostPayment.objects.filter(pk=host_payment.pk).update(status="failed")
+    assert advance(CONVERSION_FLOW, conversion.pk).status == BatchStatus.FAILED
+    page = operator_http("day-shift").post(
+        reverse("admin:batching_batchconversion_changelist"),
+        {"action": "release_unsent", "_selected_action": [conversion.pk]},
+        follow=True,
+    )
+    assert b"does not prove that nothing was sent" in page.content
+    assert BatchConversion.objects.get(pk=conversion.pk).status == BatchStatus.FAILED
+    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.SWAPPING).count() == 3

@@ -15,6 +15,7 @@ import pytest
 import requests
 from django.db.models import Sum
 from django.test import Client as HttpClient
+from django.urls import reverse
 from web3 import Web3
 
 from batching.conversion import check_threshold
@@ -32,7 +33,7 @@ from standins.localchain import LocalChain, free_port
 from standins.sandbox_changenow import SandboxChangeNow
 
 from .conftest import PROJECT_ROOT, WorkerProcess, ipn_body, post_ipn, wait_until, worker_environment
-from .factories import ClientFactory
+from .factories import ClientFactory, StaffUserFactory
 from .flows import (
     alert_lines,
     inject,
@@ -308,3 +309,27 @@ def test_a_recorded_payment_is_answered_200_with_the_broker_down_and_the_sweep_p
     assert wait_final_payout(batch.pk).status == BatchStatus.COMPLETED
     paid = PayoutBatch.objects.filter(client=client).aggregate(total=Sum("source_amount"))["total"]
     assert paid == Decimal("0.0097")
+
+
+# --- 7. a way back from a refunded exchange ---------------------------------------------------
+
+
+def test_rows_of_a_refunded_batch_are_released_once_the_refund_is_back_on_chain(
+    celery_worker_process: WorkerProcess, threshold_client: Client, sandbox: SandboxChangeNow
+) -> None:
+    inject(sandbox, {"next_outcome": "refunded"})
+    eth_payments(threshold_client, 240000, ["0.004", "0.004", "0.004"])
+    conversion = wait_final_conversion(check_threshold().conversion_id)
+    assert conversion.status == BatchStatus.REFUNDED
+    http = HttpClient()
+    http.force_login(StaffUserFactory.create(username="treasury"))
+    http.post(
+        reverse("admin:batching_batchconversion_changelist"),
+        {"action": "release_refunded", "_selected_action": [conversion.pk]},
+    )
+    conversion.refresh_from_db()
+    assert conversion.status == BatchStatus.CANCELLED
+    assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion_id=None).count() == 3
+    released = AuditEvent.objects.get(subject_type="conversion", subject_id=conversion.pk, action="release_refunded")
+    assert "returned 0.012 ETH to the hot wallet" in released.reason
+    assert str(released.actor) == "treasury"

@@ -29,7 +29,7 @@ def events_of(conversion: BatchConversion) -> list[tuple[str, str, str, str]]:
 def test_every_status_is_in_the_table_and_only_three_are_final() -> None:
     assert set(BATCH_TRANSITIONS) == set(BatchStatus.values)
     assert CONVERSION_MACHINE.terminal == {BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.MERGED}
-    assert HOST_PAYMENT_MACHINE.terminal == {HostPaymentStatus.CONFIRMED, HostPaymentStatus.FAILED}
+    assert HOST_PAYMENT_MACHINE.terminal == {HostPaymentStatus.CONFIRMED}
 
 
 def test_a_move_outside_the_table_is_refused_and_changes_nothing() -> None:

@@ -15,7 +15,7 @@ from pgp_project.admin_helpers import history_table, html_table
 
 from ..models import ExchangeFundedBatch
 from .flow import ExchangeFundedFlow
-from .operator import cancel_unfunded, redrive, resume_funded
+from .operator import cancel_unfunded, redrive, release_refunded, release_unsent, resume_funded
 from .states import BatchStatus
 
 
@@ -24,7 +24,13 @@ class ExchangeBatchAdminMixin:
 
     flow: ExchangeFundedFlow[Any]
     operate_permission: str
-    actions: Sequence[Any] | None = ["redrive", "cancel_unfunded", "resume_funded"]
+    actions: Sequence[Any] | None = [
+        "redrive",
+        "cancel_unfunded",
+        "resume_funded",
+        "release_unsent",
+        "release_refunded",
+    ]
 
     @admin.action(description="Re-drive: run the next step for the current state", permissions=["operate"])
     def redrive(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -52,6 +58,20 @@ class ExchangeBatchAdminMixin:
         self.message_user(  # type: ignore[attr-defined]
             request, f"{resumed} {self.flow.kind}(s) resumed; others did not qualify and were kept."
         )
+
+    @admin.action(description="Release rows: the chain shows the failed funding sent nothing", permissions=["operate"])
+    def release_unsent(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._report(request, queryset, release_unsent)
+
+    @admin.action(description="Release rows: the refund is back on chain", permissions=["operate"])
+    def release_refunded(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._report(request, queryset, release_refunded)
+
+    def _report(self, request: HttpRequest, queryset: QuerySet, action: Any) -> None:
+        for batch_id in queryset.values_list("id", flat=True):
+            batch, outcome = action(self.flow, batch_id, actor=request.user)
+            level = messages.SUCCESS if batch.status == BatchStatus.CANCELLED else messages.WARNING
+            self.message_user(request, f"{self.flow.kind} #{batch_id}: {outcome}", level)  # type: ignore[attr-defined]
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(self.operate_permission)

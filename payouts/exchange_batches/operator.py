@@ -6,12 +6,15 @@ import logging
 
 from django.db import transaction
 
+from integrations.exchange.registry import exchange_provider
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.state_machine import SYSTEM, record_action, transition
 
-from ..locking import lock_batch_and_host_payment
+from ..host_payments.ports import chain_adapter
+from ..locking import lock_batch, lock_batch_and_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentStatus
 from .flow import B, ExchangeFundedFlow
+from .requote import exchange_ref
 from .states import CANCELLABLE_STATUSES, OPEN_STATUSES, BatchStatus
 from .transitions import to_review
 
@@ -111,3 +114,61 @@ def redrive(flow: ExchangeFundedFlow[B], batch_ids: list[int], *, actor: object)
         enqueue_after_commit(flow.advance_task, batch_id)
         redriven.append(batch_id)
     return redriven
+
+
+def release_unsent(flow: ExchangeFundedFlow[B], batch_id: int, *, actor: object) -> tuple[B, str]:
+    """A batch in review whose host payment failed: when the chain proves nothing was sent (a
+    reverted transfer, or its nonce used by another transaction), its rows go to the next batch."""
+    batch = flow.model._default_manager.get(pk=batch_id)
+    host_payment = batch.host_payment
+    if batch.status != BatchStatus.FAILED or host_payment is None or host_payment.status != HostPaymentStatus.FAILED:
+        return batch, "only a batch in review whose host payment failed qualifies"
+    if not flow.can_release(batch):
+        return batch, f"it has no rows to release. {flow.release_note}"
+    proof = chain_adapter(host_payment.chain).nothing_was_sent(host_payment)
+    if proof is None:
+        return batch, "the chain does not prove that nothing was sent: re-verify the host payment instead"
+    return _release_with_proof(flow, batch, BatchStatus.FAILED, actor, "release_unsent", f"nothing was sent: {proof}")
+
+
+def release_refunded(flow: ExchangeFundedFlow[B], batch_id: int, *, actor: object) -> tuple[B, str]:
+    """A refunded batch whose refund is back on chain, in the hot wallet: its rows go to the
+    next batch."""
+    batch = flow.model._default_manager.get(pk=batch_id)
+    if batch.status != BatchStatus.REFUNDED or batch.exchange_id is None:
+        return batch, "only a refunded batch qualifies"
+    if not flow.can_release(batch):
+        return batch, f"it has no rows to release. {flow.release_note}"
+    state = exchange_provider(batch.exchange_provider).status(exchange_ref(batch))
+    asset = flow.host_asset(batch)
+    adapter = chain_adapter(asset.chain)
+    back = (
+        adapter.received(state.refund_hash, adapter.hot_wallet_address(), asset.symbol) if state.refund_hash else None
+    )
+    if not back:
+        return batch, f"the refund is not back on chain yet (refund tx {state.refund_hash or 'unknown'})"
+    proof = f"refund {state.refund_hash} returned {back.normalize():f} {asset.symbol.upper()} to the hot wallet"
+    return _release_with_proof(flow, batch, BatchStatus.REFUNDED, actor, "release_refunded", proof)
+
+
+def _release_with_proof(
+    flow: ExchangeFundedFlow[B], batch: B, expected: BatchStatus, actor: object, action: str, proof: str
+) -> tuple[B, str]:
+    with transaction.atomic():
+        locked = lock_batch(flow.model, batch.pk)
+        if locked.status != expected:
+            return locked, f"it is {locked.status} now"
+        released = flow.release_rows(locked)
+        transition(
+            flow.machine,
+            locked.pk,
+            from_status=expected,
+            to_status=BatchStatus.CANCELLED,
+            actor=actor,
+            action=action,
+            reason=f"{proof}; {released} row(s) released",
+            updates={"review_reason": f"{proof}; rows released", "next_action_at": None},
+        )
+    locked.refresh_from_db()
+    logger.warning("%s #%s: %s; %s rows released by %s", flow.kind, locked.pk, proof, released, actor)
+    return locked, f"{released} row(s) released ({proof})"

@@ -4,6 +4,7 @@ under ETH_MAX_FEE_GWEI, the balance guard, and the same-nonce fee bump for a stu
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import F
@@ -11,6 +12,7 @@ from eth_account import Account
 
 from integrations.assets import SendMethod, asset
 from integrations.evm_node import EvmNode, FeeAboveCap, NonceTakenByAnotherTransaction, SignedTransfer
+from pgp_project.money import from_base_units
 
 from ..locking import lock_evm_sender
 from ..models import IN_FLIGHT, EvmTransfer, HostPayment
@@ -183,6 +185,33 @@ class EvmChain:
 
     def confirmations(self, block_number: int) -> int:
         return max(0, self.node.block_number() - block_number + 1)
+
+    def nothing_was_sent(self, host_payment: HostPayment) -> str | None:
+        hashes = list(host_payment.candidates.values_list("tx_hash", flat=True)) or [host_payment.tx_hash or ""]
+        mined = self.find_mined(hashes)
+        if mined is not None:
+            return (
+                None
+                if mined.succeeded
+                else f"{mined.tx_hash} reverted in block {mined.block_number}: only gas was spent"
+            )
+        transfer = EvmTransfer.objects.filter(host_payment=host_payment).first()
+        if transfer is None:
+            return "it was never signed"
+        if self.node.mined_nonce(transfer.sender) > transfer.nonce:
+            return (
+                f"nonce {transfer.nonce} of {transfer.sender} was used by another transaction: none of its "
+                f"{len(hashes)} candidate(s) can ever be mined"
+            )
+        return None
+
+    def received(self, tx_hash: str, to_address: str, asset_code: str) -> Decimal | None:
+        sent = asset(self.chain, asset_code)
+        if sent.send_method == SendMethod.NATIVE:
+            units = self.node.value_delivered(tx_hash, to_address)
+        else:
+            units = self.node.token_delivered(tx_hash, sent.contract_address(), to_address)
+        return None if units is None else from_base_units(units, sent.decimals)
 
 
 def _key_owning(host_payment: HostPayment) -> HotWalletKey:

@@ -5,6 +5,7 @@ replaces a stuck one. Adapters are chosen by chain from settings.PGP_CHAIN_ADAPT
 """
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from pgp_project.operations.adapters import load_adapter
@@ -64,6 +65,16 @@ class ChainAdapter(Protocol):
     def find_mined(self, tx_hashes: list[str]) -> MinedTransaction | None: ...
 
     def confirmations(self, block_number: int) -> int: ...
+
+    def nothing_was_sent(self, host_payment: HostPayment) -> str | None:
+        """Proof from the chain that none of the payment's candidates moved its amount (one
+        reverted; or its slot was used by another transaction), or None without such proof."""
+        ...
+
+    def received(self, tx_hash: str, to_address: str, asset: str) -> Decimal | None:
+        """How much of `asset` transaction `tx_hash` delivered to `to_address`, once it is
+        mined and succeeded; None otherwise."""
+        ...
 
 
 def chain_adapter(chain: str) -> ChainAdapter:

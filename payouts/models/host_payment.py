@@ -26,7 +26,8 @@ HOST_PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     S.SIGNED: frozenset({S.BROADCAST, S.CONFIRMED, S.FAILED}),
     S.BROADCAST: frozenset({S.CONFIRMED, S.FAILED}),
     S.CONFIRMED: frozenset(),
-    S.FAILED: frozenset(),
+    # An operator's re-verification finds it mined after all (a lagging node had said otherwise).
+    S.FAILED: frozenset({S.CONFIRMED}),
 }
 IN_FLIGHT = (S.SIGNED, S.BROADCAST)
 
