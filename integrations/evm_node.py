@@ -14,7 +14,8 @@ from django.conf import settings
 from eth_account import Account
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import Wei
 
 from pgp_project.operations.transient import TransientError
 
@@ -65,6 +66,10 @@ class FeeAboveCap(ChainError):
     """Network fees are above our configured cap: wait rather than overpay."""
 
 
+class TransferWouldRevert(Exception):
+    """Estimating the transfer shows the chain would revert it: sending it would only burn gas."""
+
+
 class NonceTakenByAnotherTransaction(Exception):
     """Our nonce was consumed by a transaction that is not ours: needs an operator."""
 
@@ -89,7 +94,13 @@ class Receipt:
 
 class EvmNode:
     def __init__(self, rpc_url: str | None = None, *, chain_id: int | None = None, timeout: float = 10.0) -> None:
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url or settings.ETH_RPC_URL, request_kwargs={"timeout": timeout}))
+        # No retries hidden inside web3: a failed call fails fast, and the task's own bounded
+        # retry (with backoff, recorded on the payment) decides what happens next.
+        self.w3 = Web3(
+            Web3.HTTPProvider(
+                rpc_url or settings.ETH_RPC_URL, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+            )
+        )
         self.chain_id = chain_id if chain_id is not None else settings.ETH_CHAIN_ID
 
     # --- reads -------------------------------------------------------------------------------
@@ -174,8 +185,24 @@ class EvmNode:
             max_fee = max_fee_cap_wei
         return max_fee, tip
 
+    def estimate_gas(self, *, sender: str, to: str, amount_wei: int = 0, token: str = "", amount_units: int = 0) -> int:
+        """Gas for a transfer of ETH (`amount_wei` to `to`) or of a token (`amount_units`), with a
+        margin: a contract wallet needs more than a plain 21,000 to receive ETH. A transfer the
+        chain would revert is refused here, before anything is signed."""
+        sender, to = Web3.to_checksum_address(sender), Web3.to_checksum_address(to)
+        try:
+            if token:
+                call = self._token(token).functions.transfer(to, amount_units)
+                estimate = self._rpc(lambda: call.estimate_gas({"from": sender}))
+            else:
+                value = Wei(amount_wei)
+                estimate = self._rpc(lambda: self.w3.eth.estimate_gas({"from": sender, "to": to, "value": value}))
+        except (ContractLogicError, Web3RPCError) as exc:
+            raise TransferWouldRevert(f"the chain would revert this transfer to {to}: {exc}") from exc
+        return max(int(estimate), ETH_TRANSFER_GAS) * (100 + GAS_LIMIT_MARGIN_PERCENT) // 100
+
     def sign_eth_transfer(
-        self, *, private_key: str, to: str, amount_wei: int, nonce: int, fees: tuple[int, int]
+        self, *, private_key: str, to: str, amount_wei: int, nonce: int, fees: tuple[int, int], gas: int
     ) -> SignedTransfer:
         tx = {
             "type": 2,
@@ -183,25 +210,24 @@ class EvmNode:
             "nonce": nonce,
             "to": Web3.to_checksum_address(to),
             "value": amount_wei,
-            "gas": ETH_TRANSFER_GAS,
+            "gas": gas,
             "maxFeePerGas": fees[0],
             "maxPriorityFeePerGas": fees[1],
         }
         return self._sign(tx, private_key)
 
     def sign_token_transfer(
-        self, *, private_key: str, token: str, to: str, amount_units: int, nonce: int, fees: tuple[int, int]
+        self, *, private_key: str, token: str, to: str, amount_units: int, nonce: int, fees: tuple[int, int], gas: int
     ) -> SignedTransfer:
         sender = Account.from_key(private_key).address
         call = self._token(token).functions.transfer(Web3.to_checksum_address(to), amount_units)
-        estimate = self._rpc(lambda: call.estimate_gas({"from": sender}))
         tx = call.build_transaction(
             {
                 "type": 2,
                 "chainId": self.chain_id,
                 "nonce": nonce,
                 "from": sender,
-                "gas": estimate * (100 + GAS_LIMIT_MARGIN_PERCENT) // 100,
+                "gas": gas,
                 "maxFeePerGas": fees[0],
                 "maxPriorityFeePerGas": fees[1],
             }

@@ -34,7 +34,8 @@ from web3.utils import get_create_address
 from pgp_project.money import to_base_units
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONTRACT_SOURCE = Path(__file__).resolve().parent / "contracts" / "TestUSDT.sol"
+CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+CONTRACT_SOURCE = CONTRACTS_DIR / "TestUSDT.sol"
 # npm ci wipes node_modules, so a cache there can never outlive the compiler that filled it.
 COMPILE_CACHE_DIR = PROJECT_ROOT / "node_modules" / ".cache" / "pgp-test-usdt"
 LOCAL_CHAIN_STATE_FILE = "local_chain.json"
@@ -131,20 +132,27 @@ process.stdin.on('end', () => {
 """
 
 
-def _solc_standard_input(source: str) -> dict[str, Any]:
+def _solc_standard_input(source_path: Path, contract: str) -> dict[str, Any]:
     return {
         "language": "Solidity",
-        "sources": {CONTRACT_SOURCE.name: {"content": source}},
+        "sources": {source_path.name: {"content": source_path.read_text()}},
         "settings": {
             "optimizer": {"enabled": True, "runs": 200},
-            "outputSelection": {"*": {"TestUSDT": ["abi", "evm.bytecode.object"]}},
+            "outputSelection": {"*": {contract: ["abi", "evm.bytecode.object"]}},
         },
     }
 
 
 def compile_test_usdt(project_root: Path = PROJECT_ROOT) -> tuple[list[dict[str, Any]], str]:
     """(abi, bytecode hex) of TestUSDT; compiled once per source and settings, then cached."""
-    standard_input = json.dumps(_solc_standard_input(CONTRACT_SOURCE.read_text()), sort_keys=True)
+    return compile_contract(CONTRACT_SOURCE, "TestUSDT", project_root)
+
+
+def compile_contract(
+    source_path: Path, contract: str, project_root: Path = PROJECT_ROOT
+) -> tuple[list[dict[str, Any]], str]:
+    """(abi, bytecode hex) of `contract` in `source_path`, with the pinned solcjs; cached."""
+    standard_input = json.dumps(_solc_standard_input(source_path, contract), sort_keys=True)
     solc_package = project_root / "node_modules" / "solc" / "package.json"
     if not solc_package.exists():
         raise LocalChainError(f"solc not found under {project_root / 'node_modules'}: run `npm ci` first")
@@ -170,9 +178,10 @@ def compile_test_usdt(project_root: Path = PROJECT_ROOT) -> tuple[list[dict[str,
     output = json.loads(result.stdout)["output"]
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
-        raise LocalChainError("TestUSDT.sol does not compile:\n" + "\n".join(e["formattedMessage"] for e in errors))
-    contract = output["contracts"][CONTRACT_SOURCE.name]["TestUSDT"]
-    abi, bytecode = contract["abi"], "0x" + contract["evm"]["bytecode"]["object"]
+        problems = "\n".join(e["formattedMessage"] for e in errors)
+        raise LocalChainError(f"{source_path.name} does not compile:\n{problems}")
+    compiled = output["contracts"][source_path.name][contract]
+    abi, bytecode = compiled["abi"], "0x" + compiled["evm"]["bytecode"]["object"]
 
     COMPILE_CACHE_DIR.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.partial")  # concurrent starts must not interleave

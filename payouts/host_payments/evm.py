@@ -16,16 +16,19 @@ from pgp_project.money import from_base_units
 
 from ..locking import lock_evm_sender
 from ..models import IN_FLIGHT, EvmTransfer, HostPayment
-from .ports import FeesAboveCap, InsufficientHotWalletBalance, MinedTransaction, SendingSlotTaken, SignedCandidate
+from .ports import (
+    FeesAboveCap,
+    InsufficientHotWalletBalance,
+    MinedTransaction,
+    SendingSlotTaken,
+    SignedCandidate,
+    SigningKeyMissing,
+)
 
 logger = logging.getLogger(__name__)
 
 # Nodes accept a replacement only if both fees rise by at least 12.5 %.
 REPLACEMENT_BUMP_NUMERATOR, REPLACEMENT_BUMP_DENOMINATOR = 9, 8
-
-
-class SigningKeyMismatch(Exception):
-    """The configured key does not own the address the payment sends from."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,17 @@ class HotWalletKey:
 
 
 def hot_wallet_key() -> HotWalletKey:
+    """The current key: every new host payment sends from its address."""
     key = settings.HOT_WALLET_PRIVATE_KEY
     if not key:
         raise RuntimeError("HOT_WALLET_PRIVATE_KEY is not configured")
     return HotWalletKey(address=Account.from_key(key).address, private_key=key)
+
+
+def keyring() -> list[HotWalletKey]:
+    """The current key, then the previous ones kept for the payments still in flight from them."""
+    previous = [key for key in settings.HOT_WALLET_PREVIOUS_PRIVATE_KEYS if key]
+    return [hot_wallet_key(), *(HotWalletKey(Account.from_key(key).address, key) for key in previous)]
 
 
 class EvmChain:
@@ -61,16 +71,21 @@ class EvmChain:
 
     def sign_first(self, host_payment: HostPayment) -> SignedCandidate:
         key = _key_owning(host_payment)
-        sender = lock_evm_sender(host_payment.from_address)
-        # The chain's count covers sends made outside this system; ours covers signed but not
-        # yet broadcast transactions. The larger is the first free nonce.
-        nonce = max(sender.next_nonce, self.node.pending_nonce(host_payment.from_address))
+        # Node reads that need no lock come first, so the sender's lock is held only for the
+        # balance check against our other payments' reservations and for signing.
+        chain_nonce = self.node.pending_nonce(host_payment.from_address)
         fees = self._fees_under_cap()
-        # Amount first, without gas: estimating gas for a token transfer the wallet cannot
+        # The amount first, without gas: estimating gas for a token transfer the wallet cannot
         # cover would revert instead of telling us to wait.
         self._require_balance(host_payment, max_gas_cost_wei=0)
-        signed = self._sign(host_payment, key, nonce, fees)
-        self._require_balance(host_payment, max_gas_cost_wei=signed.max_fee_per_gas * signed.gas_limit)
+        gas = self._estimate_gas(host_payment)
+        sender = lock_evm_sender(host_payment.from_address)
+        # Under the lock, the balances must also cover our payments signed meanwhile.
+        self._require_balance(host_payment, max_gas_cost_wei=fees[0] * gas)
+        # The chain's count covers sends made outside this system; ours covers signed but not
+        # yet broadcast transactions. The larger is the first free nonce.
+        nonce = max(sender.next_nonce, chain_nonce)
+        signed = self._sign(host_payment, key, nonce, fees, gas)
         EvmTransfer.objects.create(
             host_payment=host_payment,
             sender=host_payment.from_address,
@@ -85,19 +100,18 @@ class EvmChain:
 
     def sign_replacement(self, host_payment: HostPayment) -> SignedCandidate | None:
         transfer = EvmTransfer.objects.get(host_payment=host_payment)
+        # The same key as the original, or the "replacement" would be a second transfer from
+        # another account, at a nonce of its own.
+        key = _key_owning(host_payment)
         network_max, network_tip = self.node.fees(self.max_fee_cap_wei)
         bumped_max = max(network_max, _bumped(int(transfer.max_fee_per_gas)))
         bumped_tip = max(network_tip, _bumped(int(transfer.max_priority_fee_per_gas)))
         if bumped_max > self.max_fee_cap_wei:
             return None
         fees = (bumped_max, min(bumped_tip, bumped_max))
-        # The same key as the original, or the "replacement" would be a second transfer from
-        # another account at a nonce of its own.
-        signed = self._sign(host_payment, _key_owning(host_payment), int(transfer.nonce), fees)
+        signed = self._sign(host_payment, key, int(transfer.nonce), fees, int(transfer.gas_limit))
         EvmTransfer.objects.filter(pk=transfer.pk).update(
-            max_fee_per_gas=signed.max_fee_per_gas,
-            max_priority_fee_per_gas=signed.max_priority_fee_per_gas,
-            gas_limit=signed.gas_limit,
+            max_fee_per_gas=signed.max_fee_per_gas, max_priority_fee_per_gas=signed.max_priority_fee_per_gas
         )
         return _candidate(signed)
 
@@ -107,24 +121,36 @@ class EvmChain:
         except FeeAboveCap as exc:
             raise FeesAboveCap(str(exc)) from exc
 
-    def _sign(self, host_payment: HostPayment, key: HotWalletKey, nonce: int, fees: tuple[int, int]) -> SignedTransfer:
+    def _estimate_gas(self, host_payment: HostPayment) -> int:
         sent = asset(host_payment.chain, host_payment.asset)
+        units = int(host_payment.amount_base_units)
+        if sent.send_method == SendMethod.TOKEN:
+            return self.node.estimate_gas(
+                sender=host_payment.from_address,
+                to=host_payment.to_address,
+                token=sent.contract_address(),
+                amount_units=units,
+            )
+        return self.node.estimate_gas(sender=host_payment.from_address, to=host_payment.to_address, amount_wei=units)
+
+    def _sign(
+        self, host_payment: HostPayment, key: HotWalletKey, nonce: int, fees: tuple[int, int], gas: int
+    ) -> SignedTransfer:
+        sent = asset(host_payment.chain, host_payment.asset)
+        units, to = int(host_payment.amount_base_units), host_payment.to_address
         if sent.send_method == SendMethod.NATIVE:
             return self.node.sign_eth_transfer(
-                private_key=key.private_key,
-                to=host_payment.to_address,
-                amount_wei=int(host_payment.amount_base_units),
-                nonce=nonce,
-                fees=fees,
+                private_key=key.private_key, to=to, amount_wei=units, nonce=nonce, fees=fees, gas=gas
             )
         if sent.send_method == SendMethod.TOKEN:
             return self.node.sign_token_transfer(
                 private_key=key.private_key,
                 token=sent.contract_address(),
-                to=host_payment.to_address,
-                amount_units=int(host_payment.amount_base_units),
+                to=to,
+                amount_units=units,
                 nonce=nonce,
                 fees=fees,
+                gas=gas,
             )
         raise ValueError(f"the hot wallet does not send {sent}")
 
@@ -215,15 +241,14 @@ class EvmChain:
 
 
 def _key_owning(host_payment: HostPayment) -> HotWalletKey:
-    """The configured key, if it owns the address the payment sends from (reliability rule 10)."""
-    key = hot_wallet_key()
-    if key.address.lower() != host_payment.from_address.lower():
-        # The key changed since the payment was created: an operator must look.
-        raise SigningKeyMismatch(
-            f"host payment #{host_payment.pk} sends from {host_payment.from_address}, "
-            f"but the configured hot-wallet key owns {key.address}"
-        )
-    return key
+    """The key whose address the payment sends from (reliability rule 10), from the keyring."""
+    for key in keyring():
+        if key.address.lower() == host_payment.from_address.lower():
+            return key
+    raise SigningKeyMissing(
+        f"no configured key owns {host_payment.from_address}, which host payment #{host_payment.pk} sends from: "
+        "add its key to HOT_WALLET_PREVIOUS_PRIVATE_KEYS"
+    )
 
 
 def _bumped(value: int) -> int:

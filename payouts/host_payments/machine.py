@@ -42,6 +42,7 @@ from .ports import (
     InsufficientHotWalletBalance,
     SendingSlotTaken,
     SignedCandidate,
+    SigningKeyMissing,
     chain_adapter,
 )
 
@@ -101,6 +102,8 @@ def advance_host_payment(host_payment_id: int) -> HostPayment:
             return _wait(host_payment.pk, HostPaymentWait.BALANCE, exc)
         except FeesAboveCap as exc:
             return _wait(host_payment.pk, HostPaymentWait.FEE_CAP, exc)
+        except SigningKeyMissing as exc:
+            return _wait(host_payment.pk, HostPaymentWait.SIGNING_KEY, exc)
     if host_payment.status in IN_FLIGHT:
         host_payment = broadcast_and_check(host_payment.pk)
     if host_payment.status in IN_FLIGHT:
@@ -150,12 +153,18 @@ def sign_host_payment(host_payment_id: int) -> HostPayment:
 
 
 # The alert line written while a payment waits for each thing.
-WAIT_ALERTS = {HostPaymentWait.BALANCE: "hot_wallet_insufficient", HostPaymentWait.FEE_CAP: "host_payment_fee_cap"}
+WAIT_ALERTS = {
+    HostPaymentWait.BALANCE: "hot_wallet_insufficient",
+    HostPaymentWait.FEE_CAP: "host_payment_fee_cap",
+    HostPaymentWait.SIGNING_KEY: "signing_key_missing",
+}
 
 
 def _wait(host_payment_id: int, what: HostPaymentWait, error: Exception) -> HostPayment:
     """Leave the payment unsigned, say what it waits for, and look again later; alert when the
     wait starts and then on a throttle, never on every run."""
+    # A new reason to wait is news: its first alert is not held back by the last reason's.
+    HostPayment.objects.filter(pk=host_payment_id).exclude(waiting_for=what).update(wait_alerted_at=None)
     HostPayment.objects.filter(pk=host_payment_id).update(
         last_error=str(error)[:2000], waiting_for=what, updated_at=timezone.now()
     )
@@ -250,7 +259,22 @@ def _replace_with_higher_fees(host_payment_id: int, adapter: ChainAdapter) -> Ho
         host_payment = lock_host_payment(host_payment_id)
         if not _stuck_too_long(host_payment):
             return host_payment  # another run replaced it already
-        candidate = adapter.sign_replacement(host_payment)
+        try:
+            candidate = adapter.sign_replacement(host_payment)
+        except SigningKeyMissing as exc:
+            # The signed transaction stays current and keeps being broadcast; a person must add
+            # the key back for a higher-fee replacement.
+            alert_throttled(
+                HostPayment,
+                host_payment.pk,
+                "wait_alerted_at",
+                "signing_key_missing",
+                "host_payment=%s %s",
+                host_payment.pk,
+                exc,
+            )
+            HostPayment.objects.filter(pk=host_payment.pk).update(broadcast_at=timezone.now())
+            return host_payment
         if candidate is None:
             alert_throttled(
                 HostPayment,

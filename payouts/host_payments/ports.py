@@ -36,6 +36,11 @@ class FeesAboveCap(Exception):
     """Network fees are above our configured cap: the payment waits rather than overpay."""
 
 
+class SigningKeyMissing(Exception):
+    """No configured key owns the address the payment sends from (a key was rotated away): it
+    waits for the key rather than be signed from another account."""
+
+
 class SendingSlotTaken(Exception):
     """The slot our transaction was signed for (EVM: its nonce) was used by a transaction that
     is not ours: the payment cannot go out as signed and needs an operator."""

@@ -18,6 +18,7 @@ class HostPaymentStatus(models.TextChoices):
 class HostPaymentWait(models.TextChoices):
     BALANCE = "balance", "hot-wallet balance"
     FEE_CAP = "fee_cap", "network fees under ETH_MAX_FEE_GWEI"
+    SIGNING_KEY = "signing_key", "the key of its sending address"
 
 
 S = HostPaymentStatus

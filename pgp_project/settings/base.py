@@ -95,6 +95,8 @@ CHANGENOW_API_KEY_FILE = env.str("CHANGENOW_API_KEY_FILE", default="")
 ETH_RPC_URL = env.str("ETH_RPC_URL", default="http://127.0.0.1:8545")
 ETH_CHAIN_ID = env.int("ETH_CHAIN_ID", default=31337)
 HOT_WALLET_PRIVATE_KEY = env.str("HOT_WALLET_PRIVATE_KEY", default="")
+# Keys rotated away, kept only to sign for the payments still in flight from their addresses.
+HOT_WALLET_PREVIOUS_PRIVATE_KEYS = env.list("HOT_WALLET_PREVIOUS_PRIVATE_KEYS", default=[])
 USDT_CONTRACT_ADDRESS = env.str("USDT_CONTRACT_ADDRESS", default="")
 # Never pay more than this per gas (maxFeePerGas); above it, host payments wait.
 ETH_MAX_FEE_GWEI = env.int("ETH_MAX_FEE_GWEI", default=200)
@@ -123,6 +125,9 @@ PGP_BATCH_DEADLINE_SECONDS = env.int("PGP_BATCH_DEADLINE_SECONDS", default=6 * 6
 PGP_HOST_PAYMENT_DEADLINE_SECONDS = env.int("PGP_HOST_PAYMENT_DEADLINE_SECONDS", default=2 * 60 * 60)
 # A fixed-rate exchange is funded only if its rate stays valid this much longer; else a fresh one.
 PGP_RATE_VALIDITY_MARGIN_SECONDS = env.int("PGP_RATE_VALIDITY_MARGIN_SECONDS", default=120)
+# How long a worker waits for a row lock on a batch, a host payment or a wallet before its task
+# retries (PostgreSQL lock_timeout).
+PGP_LOCK_TIMEOUT_MS = env.int("PGP_LOCK_TIMEOUT_MS", default=10_000)
 # A condition that lasts (a host payment waiting for balance, say) is alerted again this often.
 PGP_ALERT_REPEAT_SECONDS = env.int("PGP_ALERT_REPEAT_SECONDS", default=30 * 60)
 # The recovery sweep re-drives anything whose next step is this late.
