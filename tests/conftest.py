@@ -225,6 +225,23 @@ def celery_worker_process(django_db_setup: None, flow_environment: dict[str, str
     worker.stop()
 
 
+@pytest.fixture
+def start_worker(django_db_setup: None, flow_environment: dict[str, str]) -> Iterator[Any]:
+    """Start a worker with extra environment for this test; starting another stops the one
+    before (one worker at a time, so a test decides which environment runs each step)."""
+    running: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        for worker in running:
+            worker.stop()
+        running.append(WorkerProcess({**flow_environment, **extra_env}))
+        return running[-1]
+
+    yield start
+    for worker in running:
+        worker.stop()
+
+
 def run_at_the_same_moment(action: Any, times: int = 2) -> list[Any]:
     """Run `action()` in `times` threads released together; each thread closes its own
     database connection. Returns the results (order not guaranteed)."""

@@ -9,7 +9,7 @@ from django.test import Client as HttpClient
 
 from batching.models import BatchConversion
 from payouts.exchange_batches.states import BatchStatus
-from payouts.models import PayoutBatch
+from payouts.models import HostPayment, PayoutBatch
 from standins.sandbox_changenow import SandboxChangeNow
 
 from .conftest import WorkerProcess, ipn_body, post_ipn, wait_until
@@ -44,6 +44,12 @@ def wait_final_conversion(conversion_id: int | None, timeout: float = 120) -> Ba
 
 def wait_final_payout(batch_id: int, timeout: float = 120) -> PayoutBatch:
     return wait_until(lambda: PayoutBatch.objects.filter(pk=batch_id, status__in=FINAL).first(), timeout=timeout)
+
+
+def host_payment_of_conversion(conversion_id: int, **conditions: object) -> HostPayment | None:
+    """The host payment funding a conversion (meeting `conditions`), if it has one yet."""
+    funding = BatchConversion.objects.filter(pk=conversion_id).values("host_payment_id")
+    return HostPayment.objects.filter(pk__in=funding, **conditions).first()
 
 
 def alert_lines(worker: WorkerProcess, name: str) -> list[str]:

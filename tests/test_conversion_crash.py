@@ -21,6 +21,7 @@ from standins.localchain import LocalChain
 from standins.rpc_proxy import RpcProxy
 
 from .conftest import WorkerProcess, ipn_body, post_ipn, wait_until
+from .flows import host_payment_of_conversion
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -44,10 +45,7 @@ def test_worker_killed_after_signing_broadcasts_the_same_transaction_once(
     try:
         conversion_id = check_threshold().conversion_id
         signed = wait_until(
-            lambda: HostPayment.objects.filter(
-                pk__in=BatchConversion.objects.filter(pk=conversion_id).values("host_payment_id"),
-                status=HostPaymentStatus.SIGNED,
-            ).first(),
+            lambda: host_payment_of_conversion(conversion_id, status=HostPaymentStatus.SIGNED),
             timeout=60,
         )
         wait_until(lambda: proxy.held_count() >= 1, timeout=30)

@@ -2,7 +2,6 @@
 test (each with the environment its case needs), the sandbox ChangeNOW and anvil."""
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.test import Client as HttpClient
@@ -12,12 +11,12 @@ from batching.conversion import check_threshold
 from batching.models import BatchConversion
 from payments.models import Client
 from payouts.exchange_batches.states import BatchStatus
-from payouts.models import HostPayment, HostPaymentWait
+from payouts.models import HostPaymentWait
 from pgp_project.operations.recovery import run_recovery_sweep
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import WorkerProcess, wait_until
-from .flows import alert_lines, inject, post_eth_payment, reset_sandbox
+from .conftest import wait_until
+from .flows import alert_lines, host_payment_of_conversion, inject, post_eth_payment, reset_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -25,19 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(autouse=True)
 def clean_sandbox(sandbox: SandboxChangeNow) -> None:
     reset_sandbox(sandbox)
-
-
-@pytest.fixture
-def start_worker(django_db_setup: None, flow_environment: dict[str, str]) -> Iterator:
-    started: list[WorkerProcess] = []
-
-    def start(**extra_env: str) -> WorkerProcess:
-        started.append(WorkerProcess({**flow_environment, **extra_env}))
-        return started[-1]
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def needs_attention() -> dict[str, int]:
@@ -86,11 +72,7 @@ def test_a_payment_waiting_for_fees_under_the_cap_alerts_on_a_throttle_and_count
     worker = start_worker(ETH_MAX_FEE_GWEI="0", PGP_HOST_PAYMENT_DEADLINE_SECONDS="3")
     conversion_id = conversion_of_three_payments(threshold_client, 230000)
     host_payment = wait_until(
-        lambda: HostPayment.objects.filter(
-            pk__in=BatchConversion.objects.filter(pk=conversion_id).values("host_payment_id"),
-            waiting_for=HostPaymentWait.FEE_CAP,
-        ).first(),
-        timeout=30,
+        lambda: host_payment_of_conversion(conversion_id, waiting_for=HostPaymentWait.FEE_CAP), timeout=30
     )
     assert host_payment.status == "created"
     assert "above the cap" in host_payment.last_error

@@ -1,7 +1,6 @@
 """Key rotation cannot double-send, and a contract wallet gets the gas it needs (issue 8, items 8
 and 9): real workers started with the keys of each phase, the sandbox ChangeNOW and anvil."""
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -9,7 +8,6 @@ from eth_account import Account
 from web3 import Web3
 
 from batching.conversion import check_threshold
-from batching.models import BatchConversion
 from payments.models import Client
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import EvmSender, HostPayment, HostPaymentWait, PayoutBatch
@@ -25,9 +23,16 @@ from standins.localchain import (
 )
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import WorkerProcess, wait_until
+from .conftest import wait_until
 from .factories import ClientFactory
-from .flows import alert_lines, post_eth_payment, reset_sandbox, wait_final_conversion, wait_final_payout
+from .flows import (
+    alert_lines,
+    host_payment_of_conversion,
+    post_eth_payment,
+    reset_sandbox,
+    wait_final_conversion,
+    wait_final_payout,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 NEW_KEY = ANVIL_DEV_PRIVATE_KEYS[7]
@@ -38,33 +43,12 @@ def clean_sandbox(sandbox: SandboxChangeNow) -> None:
     reset_sandbox(sandbox)
 
 
-@pytest.fixture
-def start_worker(django_db_setup: None, flow_environment: dict[str, str]) -> Iterator:
-    running: list[WorkerProcess] = []
-
-    def start(**extra_env: str) -> WorkerProcess:
-        for worker in running:
-            worker.stop()  # one worker at a time: each phase has its own keys
-        running.append(WorkerProcess({**flow_environment, **extra_env}))
-        return running[-1]
-
-    yield start
-    for worker in running:
-        worker.stop()
-
-
 def conversion_of(client: Client, first_id: int) -> int:
     for offset in range(3):
         post_eth_payment(first_id + offset, client_id=client.external_id, eth="0.004")
     conversion_id = check_threshold().conversion_id
     assert conversion_id is not None
     return conversion_id
-
-
-def host_payment_of(conversion_id: int) -> HostPayment | None:
-    return HostPayment.objects.filter(
-        pk__in=BatchConversion.objects.filter(pk=conversion_id).values("host_payment_id")
-    ).first()
 
 
 def redrive_host_payment(host_payment_id: int) -> None:
@@ -81,7 +65,7 @@ def test_a_rotated_key_signs_only_its_own_payments_and_new_ones_use_the_new_key(
     # A payment from the old key waits, unsigned (fees above a zero cap), when the key rotates.
     start_worker(ETH_MAX_FEE_GWEI="0")
     first = conversion_of(threshold_client, 250000)
-    waiting = wait_until(lambda: (p := host_payment_of(first)) and p.waiting_for == HostPaymentWait.FEE_CAP and p)
+    waiting = wait_until(lambda: host_payment_of_conversion(first, waiting_for=HostPaymentWait.FEE_CAP))
     assert waiting.from_address == old_address
 
     # Rotated, with the old key gone: it is never signed from another account; it waits, alerted.
@@ -102,7 +86,7 @@ def test_a_rotated_key_signs_only_its_own_payments_and_new_ones_use_the_new_key(
     # ... while a new payment uses the new key, with a nonce row of its own.
     second = conversion_of(threshold_client, 251000)
     assert wait_final_conversion(second).status == BatchStatus.COMPLETED
-    new_payment = host_payment_of(second)
+    new_payment = host_payment_of_conversion(second)
     assert new_payment is not None
     assert new_payment.from_address == new_address
     assert w3.eth.get_transaction(new_payment.tx_hash)["from"] == new_address
