@@ -132,9 +132,33 @@ class EvmNode:
             effective_gas_price=int(raw.get("effectiveGasPrice", 0)),
         )
 
-    def mined_nonce(self, address: str) -> int:
-        """How many transactions from `address` are mined (the next nonce the chain expects)."""
-        return self._rpc(lambda: self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "latest"))
+    def transaction_at_nonce(self, sender: str, nonce: int, *, confirmations: int) -> tuple[str, int] | None:
+        """The transaction that used `sender`'s `nonce`, as (hash, block), read from the block
+        itself (not from a receipt a lagging node may not have), once that block has at least
+        `confirmations`; None if the nonce is not used that deep, or the node cannot say (a
+        pruned node without the state of older blocks)."""
+        sender = Web3.to_checksum_address(sender)
+
+        def used_by(block: int) -> bool:
+            return int(self._rpc(lambda: self.w3.eth.get_transaction_count(sender, block))) > nonce
+
+        try:
+            deep = self.block_number() - max(confirmations, 1) + 1
+            if deep < 0 or not used_by(deep):
+                return None
+            low, high, step = deep, deep, 1
+            while low > 0 and used_by(low):  # back off until before the nonce was used ...
+                high, low, step = low, max(0, low - step), step * 2
+            while high - low > 1:  # ... then the first block in which it was
+                middle = (low + high) // 2
+                low, high = (low, middle) if used_by(middle) else (middle, high)
+            block = self._rpc(lambda: self.w3.eth.get_block(high, full_transactions=True))
+        except Web3RPCError:
+            return None
+        for tx in block["transactions"]:
+            if tx["from"] == sender and int(tx["nonce"]) == nonce:
+                return HexBytes(tx["hash"]).to_0x_hex(), high
+        return None
 
     def value_delivered(self, tx_hash: str, to: str) -> int | None:
         """Wei a mined, successful transaction sent to `to`; None if it is not both."""
@@ -197,8 +221,12 @@ class EvmNode:
             else:
                 value = Wei(amount_wei)
                 estimate = self._rpc(lambda: self.w3.eth.estimate_gas({"from": sender, "to": to, "value": value}))
-        except (ContractLogicError, Web3RPCError) as exc:
+        except ContractLogicError as exc:
             raise TransferWouldRevert(f"the chain would revert this transfer to {to}: {exc}") from exc
+        except Web3RPCError as exc:
+            if "revert" in str(exc).lower():
+                raise TransferWouldRevert(f"the chain would revert this transfer to {to}: {exc}") from exc
+            raise ChainError(f"gas estimate refused: {exc}") from exc  # a node's own trouble: later
         return max(int(estimate), ETH_TRANSFER_GAS) * (100 + GAS_LIMIT_MARGIN_PERCENT) // 100
 
     def sign_eth_transfer(

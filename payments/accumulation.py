@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import AccumulationStatus, PayoutAccumulation, SourceAsset
+from .models import AccumulationStatus, PaymentStatus, PayoutAccumulation, SourceAsset
 
 
 @dataclass(frozen=True)
@@ -118,15 +119,23 @@ def credit_conversion(*, conversion_id: int, credits: Sequence[RowCredit]) -> in
 def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayout:
     """Claim exactly this client's converted, unclaimed rows for one payout batch; the total is
     the credit of exactly the claimed rows."""
-    claimed = PayoutAccumulation.objects.filter(
-        client_id=client_id, status=AccumulationStatus.CONVERTED, payout_batch_id__isnull=True
-    ).update(status=AccumulationStatus.IN_PAYOUT, payout_batch_id=payout_batch_id, updated_at=timezone.now())
+    claimed = unclaimed_credit(PayoutAccumulation.objects.filter(client_id=client_id)).update(
+        status=AccumulationStatus.IN_PAYOUT, payout_batch_id=payout_batch_id, updated_at=timezone.now()
+    )
     credits = list(
         PayoutAccumulation.objects.filter(payout_batch_id=payout_batch_id).values_list("credit_usdt", flat=True)
     )
     if None in credits:  # accum_converted_has_usdt rules this out; never pay out a short total
         raise ValueError(f"payout batch #{payout_batch_id} claimed a row without a credit")
     return ClaimedForPayout(rows=claimed, credit_usdt=sum((c for c in credits if c is not None), Decimal(0)))
+
+
+def unclaimed_credit(rows: QuerySet[PayoutAccumulation]) -> QuerySet[PayoutAccumulation]:
+    """Rows a client payout may claim: converted, unclaimed, and not of a payment NOWPayments
+    refunded after it finished (its credit must never be paid out)."""
+    return rows.filter(status=AccumulationStatus.CONVERTED, payout_batch_id__isnull=True).exclude(
+        payment__status=PaymentStatus.REFUNDED
+    )
 
 
 def mark_paid_out(*, payout_batch_id: int) -> int:

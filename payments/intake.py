@@ -18,8 +18,9 @@ from integrations.nowpayments_signature import is_valid_signature, reject_non_js
 
 from .ipn_payload import IpnPayloadForm
 from .late_payments import (
-    handle_refund_after_finish,
+    handle_refund_of_routed_payment,
     hold_partial_payment,
+    hold_topped_up_partial_payment,
     is_late_finish,
     is_refund_after_finish,
     route_late_payment,
@@ -161,6 +162,9 @@ def _outcome(created: bool, stored: str, new: PaymentStatus) -> tuple[IpnOutcome
 
 def _act_on(payment: Payment, was: str, new: PaymentStatus) -> str:
     """What an applied status means for the money; a note for the event's reason."""
+    if new == PaymentStatus.FINISHED and payment.accepted_price_amount is not None:
+        # Routed already, for the part an operator accepted: never a second row or payout.
+        return f"; {hold_topped_up_partial_payment(payment)}"
     if new == PaymentStatus.FINISHED:
         if is_late_finish(was, new):
             route_late_payment(payment, was)
@@ -170,8 +174,9 @@ def _act_on(payment: Payment, was: str, new: PaymentStatus) -> str:
     if new == PaymentStatus.PARTIALLY_PAID and payment.routing_status != RoutingStatus.ROUTED:
         hold_partial_payment(payment)
         return f"; held for review: {payment.hold_reason}"
-    if is_refund_after_finish(was, new):
-        return f"; {handle_refund_after_finish(payment)}"
+    if new == PaymentStatus.REFUNDED and payment.routing_status == RoutingStatus.ROUTED:
+        # After it finished, or after an operator accepted part of it: its value is being paid.
+        return f"; {handle_refund_of_routed_payment(payment)}"
     return ""
 
 

@@ -4,8 +4,12 @@ payments are money too"). NOWPayments tells us in IPNs that intake would otherwi
 - `finished` after `expired` or `failed`: a late payer, or IPNs out of order. Routed as any
   finished payment, with an alert.
 - `partially_paid`: held for an operator, who may accept the amount actually paid.
-- `refunded` after `finished`: the accumulation row is held if it has not left in a batch yet,
-  an instant payout is stopped if nothing was sent; otherwise the payment goes to review. Alerted.
+- `refunded` after `finished` (or after an operator accepted part of it): the accumulation row
+  is held if no payout has claimed it, and a refunded payment's row is never claimed by a payout
+  later; an instant payout is stopped if nothing was sent; otherwise the payment goes to review.
+  Alerted.
+- `finished` after an operator accepted part of a payment: it was credited already, for the part
+  accepted; the rest is left to the operator (held, alerted), never a second row or payout.
 """
 
 from decimal import ROUND_DOWN
@@ -62,7 +66,18 @@ def hold_partial_payment(payment: Payment) -> None:
     )
 
 
-def handle_refund_after_finish(payment: Payment) -> str:
+def hold_topped_up_partial_payment(payment: Payment) -> str:
+    rest = payment.price_amount - (payment.accepted_price_amount or 0)
+    hold_payment(
+        payment,
+        f"finished after an operator accepted {payment.accepted_price_amount} USD of it as a partial payment; "
+        f"the rest ({rest} USD) is not credited: credit it by hand if the payer completed the payment",
+    )
+    alert("finished_after_partial_acceptance", "provider_payment_id=%s rest=%s USD", payment.provider_payment_id, rest)
+    return f"held for review: {payment.hold_reason}"
+
+
+def handle_refund_of_routed_payment(payment: Payment) -> str:
     """Stop the refunded payment's value from being paid out where nothing has left yet; say
     what was done. Caller holds the payment's row lock."""
     row = PayoutAccumulation.objects.select_for_update().filter(payment=payment).first()
@@ -72,22 +87,29 @@ def handle_refund_after_finish(payment: Payment) -> str:
         done = instant_payouts().refunded(payment)
     else:
         done = "it had not been routed"
-    alert("payment_refunded_after_finished", "provider_payment_id=%s %s", payment.provider_payment_id, done)
+    alert("payment_refunded", "provider_payment_id=%s %s", payment.provider_payment_id, done)
     return done
 
 
 def _hold_row(payment: Payment, row: PayoutAccumulation) -> str:
-    not_in_a_batch = row.status == AccumulationStatus.PENDING or (
-        row.status == AccumulationStatus.CONVERTED and row.batch_conversion_id is None and row.payout_batch_id is None
-    )
-    if not_in_a_batch:
+    """Hold the row unless it is on its way: waiting for a conversion or converted, no payout has
+    it yet. A row in a conversion stays there (its ETH went with the others), but no payout
+    ever claims the row of a refunded payment (accumulation.claim_for_payout)."""
+    if row.status in (AccumulationStatus.PENDING, AccumulationStatus.CONVERTED) and row.payout_batch_id is None:
         PayoutAccumulation.objects.filter(pk=row.pk, status=row.status).update(
             status=AccumulationStatus.HELD,
             hold_reason=f"NOWPayments refunded payment #{payment.provider_payment_id} after it finished",
         )
-        return f"its accumulation row #{row.pk} is held: it had not left in a batch"
-    where = f"conversion #{row.batch_conversion_id}" if row.batch_conversion_id else f"payout #{row.payout_batch_id}"
-    hold_payment(payment, f"refunded after it finished, but its value already left in {where}: reconcile by hand")
+        return f"its accumulation row #{row.pk} is held: no payout had claimed it"
+    where = f"payout #{row.payout_batch_id}" if row.payout_batch_id else f"conversion #{row.batch_conversion_id}"
+    if row.status == AccumulationStatus.SWAPPING:
+        hold_payment(
+            payment,
+            f"refunded after it finished, while its ETH is in {where}: its credit will not be paid out; "
+            "reconcile the refund by hand",
+        )
+    else:
+        hold_payment(payment, f"refunded after it finished, but its value already left in {where}: reconcile by hand")
     return f"its value already left in {where} ({row.status}); the payment is held for review"
 
 

@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from django.db.models import Count, QuerySet, Sum
 
+from .accumulation import unclaimed_credit
 from .models import AccumulationStatus, PayoutAccumulation, PayoutStrategy, SourceAsset
 
 TOTAL_FIELDS = ("gross_usd", "fee_usd", "net_usd", "usdt_amount", "fee_usdt", "credit_usdt")
@@ -70,11 +71,8 @@ def conversion_credits(conversion_id: int) -> ConversionCredits:
 def unclaimed_credit_by_client() -> dict[int, Decimal]:
     """Converted, unclaimed client credit of each active threshold client, by client id."""
     balances = (
-        PayoutAccumulation.objects.filter(
-            status=AccumulationStatus.CONVERTED,
-            payout_batch_id__isnull=True,
-            client__is_active=True,
-            client__payout_strategy=PayoutStrategy.THRESHOLD,
+        unclaimed_credit(
+            PayoutAccumulation.objects.filter(client__is_active=True, client__payout_strategy=PayoutStrategy.THRESHOLD)
         )
         .values("client_id")
         .annotate(credit=Sum("credit_usdt"))

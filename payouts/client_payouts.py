@@ -115,16 +115,38 @@ class PayoutFlow(ExchangeFundedFlow):
         )
 
     def release_rows(self, batch: PayoutBatch) -> int:
+        """Threshold payouts give their rows back to the balance; a merged instant payout gives
+        its parts back to waiting (to be merged again, never nested)."""
+        if batch.kind == PayoutKind.INSTANT_MERGED:
+            return unmerge(batch)
         return accumulation.release_from_payout(payout_batch_id=batch.pk)
 
     def can_release(self, batch: PayoutBatch) -> bool:
-        return batch.kind == PayoutKind.THRESHOLD
+        return batch.kind in (PayoutKind.THRESHOLD, PayoutKind.INSTANT_MERGED)
 
     def waits_below_minimum(self, batch: PayoutBatch) -> bool:
-        return batch.kind in INSTANT_KINDS
+        return batch.kind == PayoutKind.INSTANT
 
 
 PAYOUT_FLOW = PayoutFlow()
+
+
+def unmerge(merged: PayoutBatch) -> int:
+    """The parts of a merged payout that sent nothing go back to waiting below the minimum.
+    The caller holds the merged payout's lock."""
+    parts = PayoutBatch.objects.filter(merged_into=merged, status=BatchStatus.MERGED).values_list("id", flat=True)
+    returned = 0
+    for part_id in list(parts):
+        returned += transition(
+            PAYOUT_MACHINE,
+            part_id,
+            from_status=BatchStatus.MERGED,
+            to_status=BatchStatus.WAITING_MINIMUM,
+            action="unmerge",
+            reason=f"payout #{merged.pk} it was merged into sent nothing and was cancelled: waiting again",
+            updates={"merged_into": None, "review_reason": "below the exchange minimum; waiting to be merged"},
+        )
+    return returned
 
 
 # --- threshold strategy: the Beat job ------------------------------------------------------------

@@ -6,12 +6,14 @@ from decimal import Decimal
 from django.db import transaction
 
 from payments.models import Client, Payment
+from pgp_project.operations.state_machine import transition
 
 from .client_payouts import PAYOUT_FLOW, open_instant_payout
+from .exchange_batches.operator import cancel_unfunded
 from .exchange_batches.states import BatchStatus
 from .exchange_batches.transitions import to_review
-from .locking import lock_batch_and_host_payment
-from .models import HostPaymentStatus, PayoutBatch
+from .locking import lock_batches
+from .models import PAYOUT_MACHINE, HostPaymentStatus, PayoutBatch
 
 # Nothing can have left for a payout in these states (with its host payment, if any, unsigned).
 NOTHING_SENT = (
@@ -32,18 +34,27 @@ class InstantPayoutHandler:
         batch = PayoutBatch.objects.filter(payment=payment).first()
         if batch is None:
             return "it had no payout"
-        if batch.merged_into_id is not None:
-            batch = PayoutBatch.objects.get(pk=batch.merged_into_id)
+        reason = (
+            f"payment #{payment.provider_payment_id} was refunded by NOWPayments; nothing was sent: do not pay it out"
+        )
         with transaction.atomic():
-            locked, host_payment = lock_batch_and_host_payment(PayoutBatch, batch.pk)
-            signed = host_payment is not None and host_payment.status != HostPaymentStatus.CREATED
-            if locked.status in NOTHING_SENT and not signed:
-                to_review(
-                    PAYOUT_FLOW,
-                    locked,
-                    BatchStatus.FAILED,
-                    f"payment #{payment.provider_payment_id} was refunded by NOWPayments; nothing was sent: do not "
-                    "pay it out (a merged payout must be paid without its part)",
-                )
-                return f"its payout #{locked.pk} was stopped before anything was sent and is held for review"
-        return f"its payout #{batch.pk} is {batch.status}: money may have left; reconcile by hand"
+            # The part first, then the payout it was merged into (always the later, larger id).
+            (part,) = lock_batches(PayoutBatch, [batch.pk])
+            paying = lock_batches(PayoutBatch, [part.merged_into_id])[0] if part.merged_into_id else part
+            signed = paying.host_payment is not None and paying.host_payment.status != HostPaymentStatus.CREATED
+            if paying.status not in NOTHING_SENT or signed:
+                return f"its payout #{paying.pk} is {paying.status}: money may have left; reconcile by hand"
+            if paying is part:
+                to_review(PAYOUT_FLOW, part, BatchStatus.FAILED, reason)
+                return f"its payout #{part.pk} was stopped before anything was sent and is held for review"
+            transition(
+                PAYOUT_MACHINE,
+                part.pk,
+                from_status=BatchStatus.MERGED,
+                to_status=BatchStatus.FAILED,
+                reason=reason,
+                updates={"merged_into": None, "review_reason": reason},
+            )
+        # The other parts go back to waiting, to be merged again without the refunded one.
+        cancel_unfunded(PAYOUT_FLOW, paying.pk, reason=f"part #{part.pk} was refunded: {reason}")
+        return f"its part of merged payout #{paying.pk} was stopped; the other parts wait to be merged again"

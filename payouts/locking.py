@@ -52,7 +52,9 @@ def lock_host_payment_with_owner(host_payment_id: int) -> tuple[ExchangeFundedBa
     bounded_lock_wait()
     owner_kind = HostPayment.objects.values_list("owner_kind", flat=True).get(pk=host_payment_id)
     model = exchange_funded_flow(owner_kind).model
-    owner = model._default_manager.select_for_update().get(host_payment_id=host_payment_id)
+    owner = model._default_manager.select_for_update().filter(host_payment_id=host_payment_id).first()
+    if owner is None:  # its batch let it go (cancelled or re-quoted) while we waited for the lock
+        raise HostPayment.DoesNotExist(f"host payment #{host_payment_id} no longer funds any batch")
     return owner, HostPayment.objects.select_for_update().get(pk=host_payment_id)
 
 

@@ -38,35 +38,34 @@ def merge_waiting_instant_payouts() -> list[int]:
         waiting[(client_id, currency, network, wallet)].append(batch_id)
     merged = []
     for destination, batch_ids in waiting.items():
+        minimum = _minimum(destination)
         total = PayoutBatch.objects.filter(pk__in=batch_ids).aggregate(total=Sum("source_amount"))["total"]
-        if total is not None and _meets_minimum(destination, total):
-            merged_id = _merge(batch_ids)
+        if minimum is not None and total is not None and total >= minimum:
+            merged_id = _merge(batch_ids, minimum)
             if merged_id is not None:
                 merged.append(merged_id)
     return merged
 
 
-def _meets_minimum(destination: Destination, total: Decimal) -> bool:
+def _minimum(destination: Destination) -> Decimal | None:
     _, currency, network, _ = destination
     pair = payout_pair(PayoutKind.INSTANT, currency, network)
     try:
-        return total >= exchange_provider(provider_name_for(pair)).minimum(pair)
+        return exchange_provider(provider_name_for(pair)).minimum(pair)
     except ExchangeError as exc:
         logger.warning("instant payouts %s: exchange minimum unavailable (%s); trying next run", destination, exc)
-        return False
+        return None
 
 
-def _merge(batch_ids: list[int]) -> int | None:
+def _merge(batch_ids: list[int], minimum: Decimal) -> int | None:
     with transaction.atomic():
         parts = [batch for batch in lock_batches(PayoutBatch, batch_ids) if batch.status == BatchStatus.WAITING_MINIMUM]
-        if not parts:
-            return None  # merged meanwhile by a concurrent run
-        first = parts[0]
         source = sum((part.source_amount for part in parts), Decimal(0))
-        # Invoiced value decides the approval, as for one instant payout (merged parts included).
-        priced = PayoutBatch.objects.filter(pk__in=[part.pk for part in parts]).aggregate(
-            priced=Sum("payment__price_amount")
-        )["priced"] or Decimal(0)
+        if not parts or source < minimum:
+            return None  # some were merged (or stopped) meanwhile; the rest waits
+        first = parts[0]
+        # The value credited decides the approval, as for one instant payout.
+        priced = sum((part.payment.price_to_credit for part in parts if part.payment is not None), Decimal(0))
         needs_approval = priced > get_runtime_settings().payout_approval_limit_usdt
         merged = PayoutBatch.objects.create(
             kind=PayoutKind.INSTANT_MERGED,

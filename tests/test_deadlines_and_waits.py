@@ -2,6 +2,8 @@
 test (each with the environment its case needs), the sandbox ChangeNOW and anvil."""
 
 import time
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.test import Client as HttpClient
@@ -11,11 +13,12 @@ from batching.conversion import check_threshold
 from batching.models import BatchConversion
 from payments.models import Client
 from payouts.exchange_batches.states import BatchStatus
-from payouts.models import HostPaymentWait
+from payouts.models import HostPaymentWait, PayoutBatch
 from pgp_project.operations.recovery import run_recovery_sweep
 from standins.sandbox_changenow import SandboxChangeNow
 
 from .conftest import wait_until
+from .factories import PaymentFactory, PayoutBatchFactory
 from .flows import alert_lines, host_payment_of_conversion, inject, post_eth_payment, reset_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -87,3 +90,26 @@ def test_a_payment_waiting_for_fees_under_the_cap_alerts_on_a_throttle_and_count
         run_recovery_sweep()
     assert f"ALERT host_payment_overdue host_payment={host_payment.pk} state=created waiting_for=fee_cap" in caplog.text
     assert needs_attention()["host_payment_overdue"] == 1
+
+
+def test_a_payout_waiting_below_the_minimum_past_its_deadline_is_alerted_and_still_waits(
+    threshold_client: Client, settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    payout = PayoutBatchFactory.create(
+        kind="instant",
+        client=threshold_client,
+        payment=PaymentFactory.create(),
+        status=BatchStatus.WAITING_MINIMUM,
+        total_usdt=None,
+        row_count=0,
+        source_currency="eth",
+        source_amount=Decimal("0.001"),
+        exchange_provider="changenow",
+        deadline_at=timezone.now() - timedelta(seconds=1),
+    )
+    with caplog.at_level("ERROR"):
+        report = run_recovery_sweep()
+        run_recovery_sweep()  # throttled: one line
+    assert report.expired["payout"] == []
+    assert PayoutBatch.objects.get(pk=payout.pk).status == BatchStatus.WAITING_MINIMUM  # can still be merged
+    assert caplog.text.count(f"ALERT payout_below_minimum_overdue kind=payout id={payout.pk} ") == 1

@@ -197,7 +197,7 @@ def test_rows_of_a_batch_whose_nonce_another_transaction_took_are_released_by_an
         "gas": 21_000,
         **eip1559_fees(w3),
     }
-    wait_for_success(w3, sign_and_send(w3, hot, intruder))
+    intruded = wait_for_success(w3, sign_and_send(w3, hot, intruder))
     with caplog.at_level("ERROR"):
         assert broadcast_and_check(host_payment.pk).status == HostPaymentStatus.FAILED
     assert f"ALERT host_payment_failed host_payment={host_payment.pk}" in caplog.text
@@ -205,12 +205,15 @@ def test_rows_of_a_batch_whose_nonce_another_transaction_took_are_released_by_an
 
     http = operator_http("day-shift")
     changelist = reverse("admin:batching_batchconversion_changelist")
+    # The proof is read from a block with the required confirmations.
+    wait_until(lambda: w3.eth.block_number - intruded["blockNumber"] + 1 >= 3, timeout=15)
     http.post(changelist, {"action": "release_unsent", "_selected_action": [conversion.pk]})
     conversion.refresh_from_db()
     assert conversion.status == BatchStatus.CANCELLED
     assert PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, batch_conversion_id=None).count() == 3
     released = AuditEvent.objects.get(subject_type="conversion", subject_id=conversion.pk, action="release_unsent")
-    assert "used by another transaction" in released.reason
+    assert f"was used by {intruded['transactionHash'].to_0x_hex()}" in released.reason
+    assert "which is not ours" in released.reason
     assert str(released.actor) == "day-shift"
 
 

@@ -8,7 +8,9 @@ from django.test import Client as HttpClient
 from django.urls import reverse
 
 from batching.conversion import check_threshold
+from payments.late_payments import accept_partial_payment
 from payments.models import AccumulationStatus, Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
+from payouts.client_payouts import check_client_payouts
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import PayoutBatch
 from pgp_project.operations.models import AuditEvent
@@ -93,8 +95,8 @@ def test_a_refund_after_finish_holds_a_row_that_has_not_left_in_a_batch(
     row = PayoutAccumulation.objects.get()
     assert row.status == AccumulationStatus.HELD
     assert "refunded" in row.hold_reason
-    assert "is held: it had not left in a batch" in PaymentEvent.objects.order_by("-id")[0].reason
-    assert "ALERT payment_refunded_after_finished" in caplog.text
+    assert "is held: no payout had claimed it" in PaymentEvent.objects.order_by("-id")[0].reason
+    assert "ALERT payment_refunded" in caplog.text
 
 
 def test_a_refund_after_finish_of_a_credited_usdt_row_holds_it(threshold_client: Client) -> None:
@@ -114,9 +116,9 @@ def test_a_refund_after_its_value_left_in_a_batch_sends_the_payment_to_review(
         deliver("refunded", outcome_amount="0.004")
     payment = Payment.objects.get()
     assert payment.routing_status == RoutingStatus.HELD
-    assert f"already left in conversion #{conversion_id}" in payment.hold_reason
+    assert f"while its ETH is in conversion #{conversion_id}" in payment.hold_reason
     assert PayoutAccumulation.objects.get().status == AccumulationStatus.SWAPPING  # untouched
-    assert "ALERT payment_refunded_after_finished" in caplog.text
+    assert "ALERT payment_refunded" in caplog.text
 
 
 def test_a_refund_after_finish_stops_an_instant_payout_that_sent_nothing(
@@ -142,3 +144,71 @@ def test_payments_of_other_clients_are_untouched(threshold_client: Client) -> No
     deliver("finished", "refunded", payment_id=902)
     statuses = dict(PayoutAccumulation.objects.values_list("payment__provider_payment_id", "status"))
     assert statuses == {901: AccumulationStatus.PENDING, 902: AccumulationStatus.HELD}
+
+
+def test_a_refund_after_an_accepted_partial_payment_holds_its_row(threshold_client: Client) -> None:
+    partial = {"price_amount": "20.00", "pay_amount": "0.0062", "actually_paid": "0.0031", "outcome_amount": "0.003"}
+    deliver("partially_paid", **partial)
+    accept_partial_payment(Payment.objects.get().pk, actor=None)
+    assert deliver("refunded", **partial) == ["applied"]
+    assert PayoutAccumulation.objects.get().status == AccumulationStatus.HELD
+
+
+def test_a_payment_finished_after_its_partial_acceptance_is_held_not_credited_twice(
+    threshold_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    partial = {"price_amount": "20.00", "pay_amount": "0.0062", "actually_paid": "0.0031", "outcome_amount": "0.003"}
+    deliver("partially_paid", **partial)
+    accept_partial_payment(Payment.objects.get().pk, actor=None)
+    with caplog.at_level("ERROR"):
+        assert deliver("finished", **{**partial, "actually_paid": "0.0062", "outcome_amount": "0.006"}) == ["applied"]
+    payment = Payment.objects.get()
+    assert payment.routing_status == RoutingStatus.HELD
+    assert "the rest (10.00 USD) is not credited" in payment.hold_reason
+    assert PayoutAccumulation.objects.count() == 1
+    assert "ALERT finished_after_partial_acceptance" in caplog.text
+
+
+def test_a_refunded_payment_whose_eth_was_converted_is_never_paid_out(
+    threshold_client: Client, flow_environment: dict[str, str]
+) -> None:
+    threshold_client.payout_threshold_usd = Decimal("1.00")
+    threshold_client.save()
+    deliver("finished", payment_id=951, outcome_amount="0.004")
+    deliver("finished", payment_id=952, outcome_amount="0.004")
+    # Both converted by a conversion (as its distribution would leave them) ...
+    PayoutAccumulation.objects.update(
+        status=AccumulationStatus.CONVERTED,
+        batch_conversion_id=1,
+        usdt_amount=Decimal("11.000000"),
+        fee_usdt=Decimal("0.330000"),
+        credit_usdt=Decimal("10.670000"),
+    )
+    # ... then NOWPayments refunds one of them: that row is held, the other is paid out alone.
+    deliver("refunded", payment_id=951, outcome_amount="0.004")
+    refunded = PayoutAccumulation.objects.get(payment__provider_payment_id=951)
+    assert refunded.status == AccumulationStatus.HELD
+    (batch_id,) = check_client_payouts()
+    assert PayoutBatch.objects.get(pk=batch_id).total_usdt == Decimal("10.670000")
+    assert PayoutAccumulation.objects.get(payment__provider_payment_id=951).payout_batch_id is None
+
+
+def test_a_refunded_payment_converted_after_the_refund_is_never_claimed(
+    threshold_client: Client, flow_environment: dict[str, str]
+) -> None:
+    threshold_client.payout_threshold_usd = Decimal("1.00")
+    threshold_client.save()
+    runtime = get_runtime_settings()
+    runtime.micro_batch_threshold_usd = Decimal("1.00")
+    runtime.save()
+    deliver("finished", payment_id=961, outcome_amount="0.004")
+    check_threshold()  # in a conversion when the refund comes
+    deliver("refunded", payment_id=961, outcome_amount="0.004")
+    # The conversion completes and credits it: still no payout may claim its credit.
+    PayoutAccumulation.objects.update(
+        status=AccumulationStatus.CONVERTED,
+        usdt_amount=Decimal("11.000000"),
+        fee_usdt=Decimal("0.330000"),
+        credit_usdt=Decimal("10.670000"),
+    )
+    assert check_client_payouts() == []

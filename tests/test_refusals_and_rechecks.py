@@ -103,6 +103,39 @@ def test_instant_payouts_below_the_minimum_wait_visibly_then_are_merged_into_one
     assert sent["value"] == 2_910_000_000_000_000
 
 
+def test_a_refund_inside_a_merged_payout_stops_only_its_part_and_the_rest_merge_again(
+    celery_worker_process: WorkerProcess,
+) -> None:
+    client = instant_client("-100812")
+    runtime = get_runtime_settings()
+    runtime.payout_approval_limit_usdt = Decimal("5")  # 3 USD each alone; the merged 9 USD waits for approval
+    runtime.save()
+    for offset in range(3):
+        body = ipn_body(
+            payment_id=125000 + offset,
+            order_id=f"PGP-3|{client.external_id}",
+            price_amount="3.00",
+            outcome_amount="0.001",
+        )
+        assert post_ipn(HttpClient(), body).status_code == 200
+    waiting = PayoutBatch.objects.filter(client=client, status=BatchStatus.WAITING_MINIMUM)
+    wait_until(lambda: waiting.count() == 3, timeout=60)
+    (merged_id,) = merge_waiting_instant_payouts()
+    assert PayoutBatch.objects.get(pk=merged_id).status == BatchStatus.AWAITING_APPROVAL  # nothing sent
+
+    refund = ipn_body(
+        payment_id=125000, order_id=f"PGP-3|{client.external_id}", price_amount="3.00", outcome_amount="0.001"
+    )
+    assert post_ipn(HttpClient(), {**refund, "payment_status": "refunded"}).status_code == 200
+    refunded = PayoutBatch.objects.get(payment__provider_payment_id=125000)
+    assert refunded.status == BatchStatus.FAILED
+    assert "refunded by NOWPayments" in refunded.review_reason
+    assert PayoutBatch.objects.get(pk=merged_id).status == BatchStatus.CANCELLED
+    assert waiting.count() == 2  # the other two wait again ...
+    (again,) = merge_waiting_instant_payouts()  # ... and still pass the minimum together
+    assert PayoutBatch.objects.get(pk=again).source_amount == Decimal("0.00194")
+
+
 def test_the_conversion_check_never_claims_below_the_exchange_minimum(
     celery_worker_process: WorkerProcess, threshold_client: Client
 ) -> None:
@@ -150,9 +183,11 @@ def test_any_other_refusal_goes_to_review_with_an_alert(
     assert any(f"id={conversion.pk} " in line for line in alert_lines(celery_worker_process, "batch_review"))
 
 
-def test_a_threshold_payout_refused_as_below_the_minimum_gives_its_rows_back(
+def test_an_out_of_range_refusal_above_the_minimum_goes_to_review_not_round_and_round(
     celery_worker_process: WorkerProcess, sandbox: SandboxChangeNow
 ) -> None:
+    """`out_of_range` also means above the maximum: a payout that is not below the minimum must
+    not give its rows back only for the next check to claim them again."""
     client = ClientFactory.create(
         external_id="-100821", payout_threshold_usd=Decimal("5.00"), payout_currency="eth", wallet_address=WALLET
     )
@@ -167,12 +202,12 @@ def test_a_threshold_payout_refused_as_below_the_minimum_gives_its_rows_back(
     inject(sandbox, {"refuse": {"count": 1, "path": "/v2/exchange/estimated-amount", "error": "out_of_range"}})
     (batch_id,) = check_client_payouts()
     batch = wait_final_payout(batch_id)
-    assert batch.status == BatchStatus.CANCELLED
-    assert "below the exchange minimum" in batch.review_reason
+    assert batch.status == BatchStatus.FAILED
+    assert "changenow refused (out_of_range)" in batch.review_reason
     assert "out_of_range" in batch.last_error
-    row = PayoutAccumulation.objects.get(client=client)
-    assert row.status == AccumulationStatus.CONVERTED
-    assert row.payout_batch_id is None
+    assert PayoutAccumulation.objects.get(client=client).status == AccumulationStatus.IN_PAYOUT  # held with it
+    wait_until(lambda: alert_lines(celery_worker_process, "batch_review"), timeout=10)
+    assert check_client_payouts() == []  # nothing claimed again
 
 
 # --- 3. re-check before money leaves -----------------------------------------------------------
@@ -207,7 +242,9 @@ def test_an_exchange_that_answers_other_than_asked_is_never_funded(
     assert conversion.status == BatchStatus.FAILED
     assert "does not match what we asked for" in conversion.review_reason
     assert "payout address" in conversion.review_reason
-    assert conversion.exchange_id in sandbox_exchanges(sandbox)  # recorded, not lost
+    assert conversion.exchange_id is None  # never the batch's exchange, so never funded
+    (recorded,) = conversion.abandoned_exchange_ids  # but recorded, not lost
+    assert recorded in sandbox_exchanges(sandbox)
     assert conversion.host_payment_id is None
     assert not HostPayment.objects.exists()
 

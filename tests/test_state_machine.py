@@ -26,9 +26,9 @@ def events_of(conversion: BatchConversion) -> list[tuple[str, str, str, str]]:
     )
 
 
-def test_every_status_is_in_the_table_and_only_three_are_final() -> None:
+def test_every_status_is_in_the_table_and_only_two_are_final() -> None:
     assert set(BATCH_TRANSITIONS) == set(BatchStatus.values)
-    assert CONVERSION_MACHINE.terminal == {BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.MERGED}
+    assert CONVERSION_MACHINE.terminal == {BatchStatus.COMPLETED, BatchStatus.CANCELLED}
     assert HOST_PAYMENT_MACHINE.terminal == {HostPaymentStatus.CONFIRMED}
 
 

@@ -6,12 +6,14 @@ import logging
 
 from django.db import transaction
 
+from integrations.exchange.port import ExchangeError
 from integrations.exchange.registry import exchange_provider
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.state_machine import SYSTEM, record_action, transition
+from pgp_project.operations.transient import TransientError
 
 from ..host_payments.ports import chain_adapter
-from ..locking import lock_batch, lock_batch_and_host_payment
+from ..locking import lock_batch_and_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentStatus
 from .flow import B, ExchangeFundedFlow
 from .requote import exchange_ref
@@ -41,9 +43,19 @@ def cancel_unfunded(
         if may_have_sent or batch.status not in CANCELLABLE_STATUSES:
             return batch
         if not flow.can_release(batch):
-            return to_review(
-                flow, batch, BatchStatus.FAILED, f"{reason}; nothing was sent. {flow.release_note}", actor=actor
+            # Nothing to release (an instant payout): to review, without an unsigned payment
+            # that would otherwise linger, overdue, for ever.
+            reviewed = to_review(
+                flow,
+                batch,
+                BatchStatus.FAILED,
+                f"{reason}; nothing was sent. {flow.release_note}",
+                actor=actor,
+                updates={"host_payment": None},
             )
+            if host_payment is not None and reviewed.host_payment_id is None:
+                _discard_unsigned(host_payment, actor=actor, reason=f"never signed; {flow.kind} #{batch.pk} in review")
+            return reviewed
         released = flow.release_rows(batch)
         transition(
             flow.machine,
@@ -117,47 +129,70 @@ def redrive(flow: ExchangeFundedFlow[B], batch_ids: list[int], *, actor: object)
 
 
 def release_unsent(flow: ExchangeFundedFlow[B], batch_id: int, *, actor: object) -> tuple[B, str]:
-    """A batch in review whose host payment failed: when the chain proves nothing was sent (a
-    reverted transfer, or its nonce used by another transaction), its rows go to the next batch."""
+    """A batch in review whose host payment failed: when the chain proves nothing was sent (the
+    transaction at its nonce, deep enough, is another one, or is ours and reverted), its rows go
+    to the next batch."""
     batch = flow.model._default_manager.get(pk=batch_id)
     host_payment = batch.host_payment
     if batch.status != BatchStatus.FAILED or host_payment is None or host_payment.status != HostPaymentStatus.FAILED:
         return batch, "only a batch in review whose host payment failed qualifies"
     if not flow.can_release(batch):
         return batch, f"it has no rows to release. {flow.release_note}"
-    proof = chain_adapter(host_payment.chain).nothing_was_sent(host_payment)
+    try:
+        proof = chain_adapter(host_payment.chain).nothing_was_sent(host_payment)
+    except TransientError as exc:
+        return batch, f"the chain cannot be asked now ({exc}); try again"
     if proof is None:
         return batch, "the chain does not prove that nothing was sent: re-verify the host payment instead"
-    return _release_with_proof(flow, batch, BatchStatus.FAILED, actor, "release_unsent", f"nothing was sent: {proof}")
+    return _release_with_proof(
+        flow, batch, BatchStatus.FAILED, actor, "release_unsent", f"nothing was sent: {proof}", payment_failed=True
+    )
 
 
 def release_refunded(flow: ExchangeFundedFlow[B], batch_id: int, *, actor: object) -> tuple[B, str]:
-    """A refunded batch whose refund is back on chain, in the hot wallet: its rows go to the
-    next batch."""
+    """A refunded batch whose refund is back on chain, at the address the deposit came from:
+    its rows go to the next batch. A refund short of what was sent (the exchange's fees) is
+    said in the history; the rows are released at their full value and the shortfall is the
+    platform's to settle."""
     batch = flow.model._default_manager.get(pk=batch_id)
-    if batch.status != BatchStatus.REFUNDED or batch.exchange_id is None:
+    host_payment = batch.host_payment
+    if batch.status != BatchStatus.REFUNDED or batch.exchange_id is None or host_payment is None:
         return batch, "only a refunded batch qualifies"
     if not flow.can_release(batch):
         return batch, f"it has no rows to release. {flow.release_note}"
-    state = exchange_provider(batch.exchange_provider).status(exchange_ref(batch))
-    asset = flow.host_asset(batch)
-    adapter = chain_adapter(asset.chain)
-    back = (
-        adapter.received(state.refund_hash, adapter.hot_wallet_address(), asset.symbol) if state.refund_hash else None
-    )
+    try:
+        state = exchange_provider(batch.exchange_provider).status(exchange_ref(batch))
+        back = None
+        if state.refund_hash:
+            back = chain_adapter(host_payment.chain).received(
+                state.refund_hash, host_payment.from_address, host_payment.asset
+            )
+    except (TransientError, ExchangeError) as exc:
+        return batch, f"the exchange or the chain cannot be asked now ({exc}); try again"
     if not back:
         return batch, f"the refund is not back on chain yet (refund tx {state.refund_hash or 'unknown'})"
-    proof = f"refund {state.refund_hash} returned {back.normalize():f} {asset.symbol.upper()} to the hot wallet"
+    proof = f"refund {state.refund_hash} returned {back.normalize():f} {host_payment.asset.upper()} to the hot wallet"
+    if back < host_payment.amount:
+        proof += f" ({(host_payment.amount - back).normalize():f} short of what was sent)"
     return _release_with_proof(flow, batch, BatchStatus.REFUNDED, actor, "release_refunded", proof)
 
 
 def _release_with_proof(
-    flow: ExchangeFundedFlow[B], batch: B, expected: BatchStatus, actor: object, action: str, proof: str
+    flow: ExchangeFundedFlow[B],
+    batch: B,
+    expected: BatchStatus,
+    actor: object,
+    action: str,
+    proof: str,
+    *,
+    payment_failed: bool = False,
 ) -> tuple[B, str]:
     with transaction.atomic():
-        locked = lock_batch(flow.model, batch.pk)
+        locked, host_payment = lock_batch_and_host_payment(flow.model, batch.pk)
         if locked.status != expected:
             return locked, f"it is {locked.status} now"
+        if payment_failed and (host_payment is None or host_payment.status != HostPaymentStatus.FAILED):
+            return locked, "its host payment is no longer failed (re-verified meanwhile?)"
         released = flow.release_rows(locked)
         transition(
             flow.machine,

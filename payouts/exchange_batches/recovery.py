@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 
+from pgp_project.operations.alerts import alert_throttled
 from pgp_project.operations.flows import SweepResult
 from pgp_project.operations.scheduling import schedule_step
 
@@ -27,8 +28,8 @@ def sweep_batches(flow: ExchangeFundedFlow[B], now: datetime) -> SweepResult:
     result = SweepResult()
     for batch_id in past_deadline(flow, now):
         try:
-            expire(flow, flow.model._default_manager.get(pk=batch_id), now)
-            result.expired.append(batch_id)
+            if expire(flow, flow.model._default_manager.get(pk=batch_id), now):
+                result.expired.append(batch_id)
         except Exception:  # one broken batch must not stop the sweep for the others
             logger.exception("ALERT recovery_failed kind=%s id=%s", flow.kind, batch_id)
     for batch_id in overdue(flow, now, timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)):
@@ -53,11 +54,25 @@ def overdue(flow: ExchangeFundedFlow[B], now: datetime, grace: timedelta) -> lis
     return list(flow.model._default_manager.filter(late, status__in=OPEN_STATUSES).values_list("id", flat=True))
 
 
-def expire(flow: ExchangeFundedFlow[B], batch: B, now: datetime) -> None:
+def expire(flow: ExchangeFundedFlow[B], batch: B, now: datetime) -> bool:
     """Past its deadline: cancelled if nothing can have been sent (rows released), else held for
     review; alerted either way. A batch whose funds are at the exchange goes to review too, and
-    an operator resumes it once the exchange moves again."""
+    an operator resumes it once the exchange moves again. A payout waiting below the minimum is
+    only alerted (throttled): it can still be merged with the client's later payments. True if
+    the batch was moved on."""
     age = int((now - batch.created_at).total_seconds())
+    if batch.status == BatchStatus.WAITING_MINIMUM:
+        alert_throttled(
+            flow.model,
+            batch.pk,
+            "alerted_at",
+            "payout_below_minimum_overdue",
+            "kind=%s id=%s age=%ss: still below the exchange minimum; it waits for the client's next payments",
+            flow.kind,
+            batch.pk,
+            age,
+        )
+        return False
     logger.error(
         "ALERT batch_deadline_passed kind=%s id=%s state=%s exchange_status=%s age=%ss last_error=%s",
         flow.kind,
@@ -75,3 +90,4 @@ def expire(flow: ExchangeFundedFlow[B], batch: B, now: datetime) -> None:
         )
     if cancel_unfunded(flow, batch.pk, reason=reason).status != BatchStatus.CANCELLED:
         to_review(flow, batch, BatchStatus.FAILED, reason)
+    return True

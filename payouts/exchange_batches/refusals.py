@@ -11,7 +11,7 @@ An expired fixed rate never gets here: creating the exchange fetches a fresh one
 
 from django.db.models import F
 
-from integrations.exchange.port import ExchangeProvider, ExchangeRefused, RefusalKind
+from integrations.exchange.port import ExchangeError, ExchangeProvider, ExchangeRefused, RefusalKind
 
 from .flow import B, ExchangeFundedFlow
 from .operator import cancel_unfunded
@@ -22,11 +22,26 @@ BEFORE_ANY_EXCHANGE = (BatchStatus.CREATED, BatchStatus.APPROVED)
 NOTHING_SENT = (*BEFORE_ANY_EXCHANGE, BatchStatus.SWAP_CREATED)
 
 
+def _below_minimum(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> bool:
+    """`out_of_range` also means above the maximum, or a minimum that moved: only a batch that
+    is below the provider's minimum right now may wait (or give its rows back to wait); anything
+    else is a person's decision, or the checks would claim and release it again and again."""
+    pair = flow.pair(batch)
+    try:
+        return flow.send_amount(batch) < provider.minimum(pair)
+    except ExchangeError:
+        return False
+
+
 def handle_refusal(flow: ExchangeFundedFlow[B], batch_id: int, provider: ExchangeProvider, error: ExchangeRefused) -> B:
     note = f"{provider.name} refused ({error.kind}): {error}"
     flow.model._default_manager.filter(pk=batch_id).update(last_error=note[:2000], attempts=F("attempts") + 1)
     batch = flow.model._default_manager.get(pk=batch_id)
-    if error.kind == RefusalKind.OUT_OF_RANGE and batch.status in BEFORE_ANY_EXCHANGE:
+    if (
+        error.kind == RefusalKind.OUT_OF_RANGE
+        and batch.status in BEFORE_ANY_EXCHANGE
+        and _below_minimum(flow, batch, provider)
+    ):
         reason = f"below the exchange minimum ({error}); nothing was sent"
         if flow.waits_below_minimum(batch):
             return move(flow, batch, BatchStatus.WAITING_MINIMUM, reason=reason, updates={"review_reason": reason})

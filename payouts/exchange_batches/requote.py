@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from integrations.exchange.port import ExchangeProvider, ExchangeRef, ExchangeStatus
 from integrations.exchange.registry import exchange_provider
+from pgp_project.operations.alerts import alert_throttled
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.state_machine import record_action, transition
 
@@ -22,6 +23,9 @@ from .states import BatchStatus
 
 logger = logging.getLogger(__name__)
 
+# A batch that keeps needing fresh exchanges (a provider whose rates expire faster than our
+# margin, say) is alerted from this many attempts on.
+REQUOTES_BEFORE_ALERT = 3
 # Where a batch may be sent back from, for a fresh exchange: nothing can have been sent yet.
 REQUOTABLE = (BatchStatus.SWAP_CREATED, BatchStatus.FUNDING)
 
@@ -56,19 +60,23 @@ def confirm_before_sending(flow: ExchangeFundedFlow[B], batch: B) -> bool:
     problem = still_payable(batch, exchange_provider(batch.exchange_provider))
     if problem is None:
         return True
-    requote(flow, batch.pk, reason=f"{problem}; nothing was sent, a fresh exchange replaces it")
+    requote(
+        flow,
+        batch.pk,
+        reason=f"{problem}; nothing was sent, a fresh exchange replaces it",
+        exchange_id=batch.exchange_id,
+    )
     return False
 
 
-def requote(flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str) -> B:
+def requote(flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str, exchange_id: str | None) -> B:
     """Abandon the batch's exchange and send the batch back to get a fresh one. Only while
     nothing can have been sent: the host payment, if any, must still be unsigned."""
     with transaction.atomic():
         batch, host_payment = lock_batch_and_host_payment(flow.model, batch_id)
-        if batch.status not in REQUOTABLE or (
-            host_payment is not None and host_payment.status != HostPaymentStatus.CREATED
-        ):
-            return batch
+        signed = host_payment is not None and host_payment.status != HostPaymentStatus.CREATED
+        if batch.status not in REQUOTABLE or signed or batch.exchange_id != exchange_id:
+            return batch  # moved on, or another run already replaced the exchange it checked
         back_to = BatchStatus.APPROVED if getattr(batch, "approved_by_id", None) else BatchStatus.CREATED
         transition(
             flow.machine,
@@ -87,8 +95,21 @@ def requote(flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str) -> B:
                 "host_payment": None,
                 "next_action_at": None,
                 "abandoned_exchange_ids": [*batch.abandoned_exchange_ids, batch.exchange_id],
+                "attempts": batch.attempts + 1,
             },
         )
+        if batch.attempts + 1 >= REQUOTES_BEFORE_ALERT:
+            alert_throttled(
+                flow.model,
+                batch.pk,
+                "alerted_at",
+                "exchange_requoted_repeatedly",
+                "kind=%s id=%s attempts=%s last=%s",
+                flow.kind,
+                batch.pk,
+                batch.attempts + 1,
+                reason,
+            )
         if host_payment is not None:
             record_action(
                 HOST_PAYMENT_MACHINE.subject,

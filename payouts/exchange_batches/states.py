@@ -49,7 +49,8 @@ BATCH_TRANSITIONS: dict[str, frozenset[str]] = {
     S.REFUNDED: frozenset({S.CANCELLED}),
     S.COMPLETED: frozenset(),
     S.CANCELLED: frozenset(),
-    S.MERGED: frozenset(),
+    # Its merged payout was cancelled before sending: back to waiting; or its payment refunded.
+    S.MERGED: frozenset({S.WAITING_MINIMUM, S.FAILED}),
 }
 
 # States in which an exchange id must already be stored.

@@ -79,17 +79,19 @@ def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
         reference=f"{flow.kind}-{batch.pk}",
     )
     exchange, quote = _create_at_a_fresh_rate(provider, request)
-    _store_exchange(flow, batch, exchange, provider.name, quote.valid_until)
-    batch.refresh_from_db()
     mismatch = _mismatch(request, exchange)
-    if mismatch and batch.exchange_id == exchange.id:
+    if mismatch:
+        # Never stored as the batch's exchange, so no step, however late or repeated, funds it.
         return to_review(
             flow,
             batch,
             BatchStatus.FAILED,
             f"exchange {exchange.id} does not match what we asked for ({mismatch}); nothing was sent. Cancel it "
             "in the admin to release the rows.",
+            updates={"abandoned_exchange_ids": [*batch.abandoned_exchange_ids, exchange.id]},
         )
+    _store_exchange(flow, batch, exchange, provider.name, quote.valid_until)
+    batch.refresh_from_db()
     return batch
 
 

@@ -27,7 +27,15 @@ def move(
     return batch
 
 
-def to_review(flow: ExchangeFundedFlow[B], batch: B, status: BatchStatus, reason: str, *, actor: object = SYSTEM) -> B:
+def to_review(
+    flow: ExchangeFundedFlow[B],
+    batch: B,
+    status: BatchStatus,
+    reason: str,
+    *,
+    actor: object = SYSTEM,
+    updates: dict[str, object] | None = None,
+) -> B:
     """Hold the batch and its rows as they are for an operator, and alert (funds may have moved).
     A compare-and-set on the status this run read: a stale run cannot fail a batch that has
     moved on meanwhile, and a closed batch stays closed."""
@@ -49,7 +57,7 @@ def to_review(flow: ExchangeFundedFlow[B], batch: B, status: BatchStatus, reason
         to_status=status,
         actor=actor,
         reason=reason,
-        updates={"review_reason": reason[:2000], "next_action_at": None},
+        updates={**(updates or {}), "review_reason": reason[:2000], "next_action_at": None},
     )
     batch.refresh_from_db()
     if changed:

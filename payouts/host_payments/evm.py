@@ -13,6 +13,7 @@ from eth_account import Account
 from integrations.assets import SendMethod, asset
 from integrations.evm_node import EvmNode, FeeAboveCap, NonceTakenByAnotherTransaction, SignedTransfer
 from pgp_project.money import from_base_units
+from pgp_project.operations.selectors import get_runtime_settings
 
 from ..locking import lock_evm_sender
 from ..models import IN_FLIGHT, EvmTransfer, HostPayment
@@ -213,22 +214,26 @@ class EvmChain:
         return max(0, self.node.block_number() - block_number + 1)
 
     def nothing_was_sent(self, host_payment: HostPayment) -> str | None:
-        hashes = list(host_payment.candidates.values_list("tx_hash", flat=True)) or [host_payment.tx_hash or ""]
-        mined = self.find_mined(hashes)
-        if mined is not None:
-            return (
-                None
-                if mined.succeeded
-                else f"{mined.tx_hash} reverted in block {mined.block_number}: only gas was spent"
-            )
+        """Proof read from the chain itself: the transaction at the payment's nonce, in a block
+        with the required confirmations, is another one (ours can never be mined), or is ours and
+        reverted (only gas was spent). None when the chain does not prove it."""
         transfer = EvmTransfer.objects.filter(host_payment=host_payment).first()
         if transfer is None:
-            return "it was never signed"
-        if self.node.mined_nonce(transfer.sender) > transfer.nonce:
+            return None
+        ours = {h.lower() for h in host_payment.candidates.values_list("tx_hash", flat=True)}
+        required = get_runtime_settings().confirmations_required
+        used = self.node.transaction_at_nonce(transfer.sender, int(transfer.nonce), confirmations=required)
+        if used is None:
+            return None
+        tx_hash, block = used
+        if tx_hash.lower() not in ours:
             return (
-                f"nonce {transfer.nonce} of {transfer.sender} was used by another transaction: none of its "
-                f"{len(hashes)} candidate(s) can ever be mined"
+                f"nonce {transfer.nonce} of {transfer.sender} was used by {tx_hash} in block {block}, which is not "
+                f"ours: none of our {len(ours)} candidate(s) can ever be mined"
             )
+        receipt = self.node.receipt(tx_hash)
+        if receipt is not None and receipt.status != 1:
+            return f"{tx_hash} reverted in block {block}: only gas was spent"
         return None
 
     def received(self, tx_hash: str, to_address: str, asset_code: str) -> Decimal | None:

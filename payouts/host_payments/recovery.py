@@ -41,7 +41,7 @@ def alert_overdue(now: datetime) -> None:
         alert_throttled(
             HostPayment,
             host_payment.pk,
-            "wait_alerted_at",
+            "overdue_alerted_at",
             "host_payment_overdue",
             "host_payment=%s state=%s waiting_for=%s tx=%s last_error=%s",
             host_payment.pk,

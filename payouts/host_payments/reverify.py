@@ -5,9 +5,12 @@ and its batch can be resumed; otherwise what the chain shows is recorded in its 
 from django.db import transaction
 from django.utils import timezone
 
+from pgp_project.operations.alerts import alert
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action, transition
 
+from ..exchange_batches.flow import exchange_funded_flow
+from ..exchange_batches.states import BatchStatus
 from ..locking import lock_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentStatus
 from .ports import chain_adapter
@@ -43,7 +46,7 @@ def reverify_on_chain(host_payment_id: int, *, actor: object) -> str:
                     "last_error": "",
                 },
             )
-            return f"host payment #{host_payment.pk} confirmed: {found}; resume its batch to follow the exchange"
+            return _after_confirming(host_payment, found)
         if mined is None:
             shown = "none of its transactions is mined"
         elif not mined.succeeded:
@@ -59,3 +62,24 @@ def reverify_on_chain(host_payment_id: int, *, actor: object) -> str:
             reason=f"re-verified on chain: {shown}",
         )
     return f"host payment #{host_payment.pk} stays failed: {shown}"
+
+
+def _after_confirming(host_payment: HostPayment, found: str) -> str:
+    """Its batch can now follow the exchange, unless its rows were released meanwhile: then
+    that value may be paid twice, and a person must reconcile it at once."""
+    flow = exchange_funded_flow(host_payment.owner_kind)
+    owner = flow.model._default_manager.filter(host_payment=host_payment).first()
+    if owner is not None and owner.status == BatchStatus.CANCELLED:
+        alert(
+            "host_payment_mined_after_release",
+            "host_payment=%s %s=%s released its rows, but %s",
+            host_payment.pk,
+            flow.kind,
+            owner.pk,
+            found,
+        )
+        return (
+            f"host payment #{host_payment.pk} confirmed ({found}), but {flow.kind} #{owner.pk} had released its rows: "
+            "that value may be paid twice; reconcile by hand"
+        )
+    return f"host payment #{host_payment.pk} confirmed: {found}; resume its batch to follow the exchange"

@@ -81,10 +81,10 @@ TRANSIENT_FAILURES = (TransientError, OperationalError, BrokerOperationalError)
 def run_flow_step(task: Any, flow_name: str, pk: int) -> None:
     """Body of a flow's Celery task: run the registered flow's next step for `pk`.
 
-    A transient failure retries the task with backoff, recorded on the object. Anything else
-    (and a transient failure that outlasts the retries) is handed to the flow's `on_failure`,
-    which puts the object where an operator sees it: never an endless re-drive. An object that
-    no longer exists is nothing to do."""
+    A transient failure retries the task with backoff, recorded on the object; one that outlasts
+    the retries is alerted and left to the recovery sweep (the object's deadline bounds it).
+    Anything else is handed to the flow's `on_failure`, which puts the object where an operator
+    sees it: never an endless re-drive. An object that no longer exists is nothing to do."""
     flow = get_flow(flow_name)
     gone: type[Exception] = cast(Any, flow.model).DoesNotExist  # the flow's own object only
     try:
@@ -93,7 +93,10 @@ def run_flow_step(task: Any, flow_name: str, pk: int) -> None:
         logger.warning("%s #%s no longer exists; nothing to do", flow_name, pk)
     except TRANSIENT_FAILURES as exc:
         if task.request.retries >= task.max_retries:
-            _give_up(flow_name, pk, f"gave up after {task.request.retries} retries: {type(exc).__name__}: {exc}")
+            # Still transient: the object keeps its state, and the recovery sweep re-drives it
+            # once the grace has passed (its deadline bounds how long); an operator is told.
+            note_retry(flow.model, pk, exc, settings.PGP_OVERDUE_GRACE_SECONDS)
+            logger.exception("ALERT retries_exhausted flow=%s id=%s; the recovery sweep re-drives it", flow_name, pk)
             return
         countdown = retry_countdown(task.request.retries, getattr(exc, "retry_after", None))
         note_retry(flow.model, pk, exc, countdown)
