@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from eth_account import Account
 from hexbytes import HexBytes
 from web3 import Web3
@@ -229,6 +231,7 @@ class EvmNode:
             raise ChainError(f"gas estimate refused: {exc}") from exc  # a node's own trouble: later
         return max(int(estimate), ETH_TRANSFER_GAS) * (100 + GAS_LIMIT_MARGIN_PERCENT) // 100
 
+    @method_decorator(sensitive_variables("private_key"))
     def sign_eth_transfer(
         self, *, private_key: str, to: str, amount_wei: int, nonce: int, fees: tuple[int, int], gas: int
     ) -> SignedTransfer:
@@ -244,6 +247,7 @@ class EvmNode:
         }
         return self._sign(tx, private_key)
 
+    @method_decorator(sensitive_variables("private_key"))
     def sign_token_transfer(
         self, *, private_key: str, token: str, to: str, amount_units: int, nonce: int, fees: tuple[int, int], gas: int
     ) -> SignedTransfer:
@@ -262,6 +266,7 @@ class EvmNode:
         )
         return self._sign(tx, private_key)
 
+    @method_decorator(sensitive_variables("private_key"))
     def _sign(self, tx: dict[str, Any], private_key: str) -> SignedTransfer:
         signed = Account.sign_transaction(tx, private_key)
         return SignedTransfer(

@@ -15,6 +15,7 @@ from payments.models import Client
 from payments.selectors import rows_of_payout
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline, history_table, html_table
 from pgp_project.operations.selectors import get_runtime_settings
+from pgp_project.operations.transient import TransientError
 
 from .approvals import PayoutNotAwaitingApprovalError, approve_payout, reject_payout
 from .client_payouts import PAYOUT_FLOW
@@ -151,7 +152,11 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     def reverify(self, request: HttpRequest, queryset: QuerySet[HostPayment]) -> None:
         for host_payment_id in queryset.values_list("id", flat=True):
-            self.message_user(request, reverify_on_chain(host_payment_id, actor=request.user), messages.INFO)
+            try:
+                outcome = reverify_on_chain(host_payment_id, actor=request.user)
+            except TransientError as exc:  # the node is down or slow: say so, change nothing
+                outcome = f"host payment #{host_payment_id}: the chain cannot be asked now ({exc}); try again"
+            self.message_user(request, outcome, messages.INFO)
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("payouts.change_hostpayment")

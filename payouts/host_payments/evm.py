@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import F
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from eth_account import Account
 
 from integrations.assets import SendMethod, asset
@@ -41,6 +43,7 @@ class HotWalletKey:
         return f"HotWalletKey({self.address})"
 
 
+@sensitive_variables("key")
 def hot_wallet_key() -> HotWalletKey:
     """The current key: every new host payment sends from its address."""
     key = settings.HOT_WALLET_PRIVATE_KEY
@@ -49,6 +52,7 @@ def hot_wallet_key() -> HotWalletKey:
     return HotWalletKey(address=Account.from_key(key).address, private_key=key)
 
 
+@sensitive_variables("previous")
 def keyring() -> list[HotWalletKey]:
     """The current key, then the previous ones kept for the payments still in flight from them."""
     previous = [key for key in settings.HOT_WALLET_PREVIOUS_PRIVATE_KEYS if key]
@@ -70,6 +74,7 @@ class EvmChain:
 
     # --- signing ---------------------------------------------------------------------------
 
+    @method_decorator(sensitive_variables("key"))
     def sign_first(self, host_payment: HostPayment) -> SignedCandidate:
         key = _key_owning(host_payment)
         # Node reads that need no lock come first, so the sender's lock is held only for the
@@ -99,6 +104,7 @@ class EvmChain:
         sender.save(update_fields=["next_nonce", "updated_at"])
         return _candidate(signed)
 
+    @method_decorator(sensitive_variables("key"))
     def sign_replacement(self, host_payment: HostPayment) -> SignedCandidate | None:
         transfer = EvmTransfer.objects.get(host_payment=host_payment)
         # The same key as the original, or the "replacement" would be a second transfer from
@@ -134,6 +140,7 @@ class EvmChain:
             )
         return self.node.estimate_gas(sender=host_payment.from_address, to=host_payment.to_address, amount_wei=units)
 
+    @method_decorator(sensitive_variables("key"))
     def _sign(
         self, host_payment: HostPayment, key: HotWalletKey, nonce: int, fees: tuple[int, int], gas: int
     ) -> SignedTransfer:
@@ -245,6 +252,7 @@ class EvmChain:
         return None if units is None else from_base_units(units, sent.decimals)
 
 
+@sensitive_variables("key")
 def _key_owning(host_payment: HostPayment) -> HotWalletKey:
     """The key whose address the payment sends from (reliability rule 10), from the keyring."""
     for key in keyring():
