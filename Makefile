@@ -20,7 +20,7 @@ node_modules/.installed: package-lock.json
 install: $(VENV)/.installed node_modules/.installed
 
 demo: install
-	$(PY) manage.py run_demo
+	DJANGO_SETTINGS_MODULE=pgp_project.settings.local $(PY) manage.py run_demo
 
 test: lint
 	$(VENV)/bin/pytest

@@ -158,3 +158,70 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
     finally:
         if demo.poll() is None:
             demo.kill()
+
+
+# --- entry points default to production; local settings have no public secret -------------------
+
+
+def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "NOWPAYMENTS_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "entry_point",
+    [
+        "import runpy, sys; sys.argv = ['manage.py', 'check']; runpy.run_path('manage.py', run_name='__main__')",
+        "import pgp_project.wsgi",
+        "from pgp_project.celery import app; app.loader.import_default_modules()",
+    ],
+    ids=["manage.py", "wsgi", "celery"],
+)
+def test_every_entry_point_defaults_to_production_and_refuses_without_secrets(entry_point: str) -> None:
+    """No DJANGO_SETTINGS_MODULE and no secrets: production settings, which refuse to start, never
+    the demo's (DEBUG on, a made-up secret)."""
+    result = run_python(entry_point, {})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_every_entry_point_runs_production_when_its_secrets_are_set() -> None:
+    code = (
+        "import pgp_project.wsgi; from django.conf import settings;"
+        "print(settings.SETTINGS_MODULE, settings.DEBUG, settings.NOWPAYMENTS_IPN_SECRET)"
+    )
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = run_python(code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "pgp_project.settings.production",
+        "False",
+        PRODUCTION_ENV["NOWPAYMENTS_IPN_SECRET"],
+    ]
+
+
+def test_local_settings_make_a_random_secret_per_installation(tmp_path: Path) -> None:
+    code = (
+        "import django; django.setup(); from django.conf import settings;"
+        "print(settings.NOWPAYMENTS_IPN_SECRET, settings.SECRET_KEY)"
+    )
+    local = {"DJANGO_SETTINGS_MODULE": "pgp_project.settings.local"}
+    first = run_python(code, {**local, "PGP_VAR_DIR": str(tmp_path / "one")})
+    again = run_python(code, {**local, "PGP_VAR_DIR": str(tmp_path / "one")})
+    other = run_python(code, {**local, "PGP_VAR_DIR": str(tmp_path / "two")})
+    assert first.returncode == 0, first.stderr
+    ipn_secret, secret_key = first.stdout.split()
+    assert len(ipn_secret) >= 32
+    assert len(secret_key) >= 32
+    assert ipn_secret != secret_key
+    assert again.stdout == first.stdout  # every process of one demo signs with the same secret
+    assert other.stdout.split()[0] != ipn_secret
+    assert oct((tmp_path / "one" / "secrets" / "ipn_secret").stat().st_mode & 0o777) == "0o600"

@@ -2,7 +2,7 @@
 over 100,000 rows"). Not a test: prints figures for the release notes.
 
     createdb -h 127.0.0.1 -U postgres pgp_bench
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/pgp_bench \\
+    DJANGO_SETTINGS_MODULE=pgp_project.settings.local DATABASE_URL=postgres://postgres@127.0.0.1:5432/pgp_bench \\
         .venv/bin/python manage.py benchmark_conversion --rows 100000 --naive-rows 10000
 
 It compares our services (check_threshold's claim + distribute_conversion) with (a) the same work

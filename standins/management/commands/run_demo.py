@@ -163,7 +163,9 @@ class Command(BaseCommand):
 
     def _start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Child:
         # Own session: a terminal Ctrl-C reaches only us, and we stop each child exactly once.
-        process = subprocess.Popen(command, start_new_session=True, env={**os.environ, **(extra_env or {})})
+        # Our own settings module, named: the entry points' default is production.
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE, **(extra_env or {})}
+        process = subprocess.Popen(command, start_new_session=True, env=env)
         return Child(name, process)
 
     def _supervise(self, children: list[Child]) -> str | None:
