@@ -181,6 +181,18 @@ PGP_RECOVERY_SWEEP_SECONDS = env.int("PGP_RECOVERY_SWEEP_SECONDS", default=60)
 # /health/ reports Beat as stale when no periodic job has run for this long.
 PGP_BEAT_STALE_AFTER_SECONDS = env.int("PGP_BEAT_STALE_AFTER_SECONDS", default=180)
 
+# The permissions that move or redirect money. Each is dedicated (never a model's generic change
+# permission); holding any of them requires TOTP two-factor where PGP_REQUIRE_OTP_FOR_MONEY is on.
+PGP_MONEY_PERMISSIONS = [
+    "payouts.approve_payout",  # approve or reject a payout above the approval limit
+    "payouts.operate_batch",  # re-drive, cancel, resume, release rows of conversions and payouts
+    "payments.resolve_held_payment",  # route a held payment again, accept a partial payment
+    "payments.change_payout_destination",  # request a client's wallet, network or currency change
+    "payments.change_fees_and_thresholds",  # request a client's fee or threshold change
+    "operations.change_runtime_limits",  # request a runtime limit change (approval limit, ...)
+    "operations.confirm_change",  # confirm another person's requested change
+]
+
 DEFAULT_EXCEPTION_REPORTER_FILTER = "pgp_project.error_reports.SecretHidingReporterFilter"
 
 LOGGING = {
