@@ -25,6 +25,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 MAX_ARRAY_INDEX = 2**32 - 2
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -112,10 +114,12 @@ def canonical_body(raw_body: bytes) -> bytes:
     return _serialise(parsed).encode("utf-8", "surrogatepass")
 
 
+@sensitive_variables("secret")
 def sign(raw_body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), canonical_body(raw_body), hashlib.sha512).hexdigest()
 
 
+@sensitive_variables("secret", "expected")
 def is_valid_signature(raw_body: bytes, signature: str | None, secret: str) -> bool:
     """True when `signature` is NOWPayments' HMAC of this body. Invalid JSON is never valid."""
     if not signature or not secret:
