@@ -122,8 +122,8 @@ def sign(raw_body: bytes, secret: str) -> str:
 @sensitive_variables("secret", "expected")
 def is_valid_signature(raw_body: bytes, signature: str | None, secret: str) -> bool:
     """True when `signature` is NOWPayments' HMAC of this body. Invalid JSON is never valid."""
-    if not signature or not secret:
-        return False
+    if not signature or not secret or not signature.isascii():
+        return False  # a hex digest is ASCII; compare_digest would raise on anything else
     try:
         expected = sign(raw_body, secret)
     except (ValueError, TypeError, RecursionError):

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class PaymentsConfig(AppConfig):
@@ -8,7 +9,17 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from pgp_project.operations.attention import register_attention_counter
+        from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
         from .attention import payments_needing_attention
+        from .retention import PRUNE_REJECTED_IPNS_TASK
 
         register_attention_counter(payments_needing_attention)
+        register_default_job(
+            DefaultJob(
+                name="Prune refused IPN records",
+                task=PRUNE_REJECTED_IPNS_TASK,
+                every_seconds=settings.PGP_PRUNE_REJECTED_IPNS_SECONDS,
+                description="Deletes refused IPN records (hash, size, reason) older than the retention period.",
+            )
+        )

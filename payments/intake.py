@@ -1,10 +1,14 @@
 """NOWPayments IPN intake: verify, validate, record and advance a payment, route it when finished.
 
-Answers (reliability rule 7): 401 bad signature, 400/413/422 bad input (recorded, nothing else
-changes), 200 once the payment is durably recorded (including duplicates, stale statuses and
+Answers (reliability rule 7): 401 bad signature, 400/411/413/422 bad input (recorded, nothing
+else changes), 200 once the payment is durably recorded (including duplicates, stale statuses and
 payments held for review), 503 when the database fails so that NOWPayments retries.
+
+A refused request is recorded by its SHA-256, size, reason and time, never its body: anyone can
+send one, and they must not be able to fill the database (a retention job prunes them).
 """
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -16,7 +20,7 @@ from django.db import DatabaseError, connection, transaction
 
 from integrations.nowpayments_signature import is_valid_signature, reject_non_json_constant
 
-from .ipn_payload import IpnPayloadForm
+from .ipn_payload import IpnPayloadForm, escape_unstorable
 from .late_payments import (
     handle_refund_of_routed_payment,
     hold_partial_payment,
@@ -68,20 +72,28 @@ class IncomingIpn:
     signature: str | None
     remote_addr: str | None
     too_large: bool = False
+    # Chunked, on a server that does not end the input for us: its length cannot be known safely.
+    length_unknown: bool = False
 
 
 def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
     if ipn.too_large:
-        _record_rejection(ipn, IpnOutcome.REJECTED_TOO_LARGE, "body exceeds the size limit", keep_body=False)
+        _record_rejection(ipn, IpnOutcome.REJECTED_TOO_LARGE, "body exceeds the size limit")
         return IpnResponse(413, {"error": "body_too_large", "limit_bytes": settings.IPN_MAX_BODY_BYTES})
+    if ipn.length_unknown:
+        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "chunked body this server cannot bound")
+        return IpnResponse(411, {"error": "length_required"})
     if not ipn.signature:
         _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, "missing x-nowpayments-sig header")
         return IpnResponse(401, {"error": "missing_signature"})
     try:
-        payload = json.loads(ipn.raw_body, parse_float=Decimal, parse_constant=reject_non_json_constant)
-    except (ValueError, RecursionError):
+        parsed = json.loads(ipn.raw_body, parse_float=Decimal, parse_constant=reject_non_json_constant)
+    except (ValueError, RecursionError, ArithmeticError):
+        # ArithmeticError: a number whose exponent no Decimal can hold (1e99999999999999999999).
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not valid JSON")
         return IpnResponse(400, {"error": "malformed_json"})
+    # The signature is checked on the raw bytes below; from here on every string is storable.
+    payload = escape_unstorable(parsed)
     if not is_valid_signature(ipn.raw_body, ipn.signature, settings.NOWPAYMENTS_IPN_SECRET):
         _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, "signature does not match", payload=payload)
         return IpnResponse(401, {"error": "invalid_signature"})
@@ -130,6 +142,7 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
             reason=reason,
             signature_valid=True,
             body=_body_text(ipn.raw_body),
+            body_sha256=hashlib.sha256(ipn.raw_body).hexdigest(),
             body_size=len(ipn.raw_body),
             remote_addr=ipn.remote_addr,
         )
@@ -193,10 +206,10 @@ def _record_rejection(
     *,
     payload: Any = None,
     signed: bool = False,
-    keep_body: bool = True,
 ) -> None:
-    """Keep a trace of a refused IPN for operators; a failure to do so must not turn a 4xx
-    into a 5xx (the body is bad either way, and a retry would be refused again)."""
+    """Keep a trace of a refused IPN for operators: its hash, size, reason and time, and the body
+    only when it is signed (it came from NOWPayments, so it is bounded and worth reading). A
+    failure to record must not turn a 4xx into a 5xx (a retry would be refused again)."""
     payment_id = payload.get("payment_id") if isinstance(payload, dict) else None
     if isinstance(payment_id, bool) or not isinstance(payment_id, int) or not 0 < payment_id < 2**63:
         payment_id = None
@@ -208,7 +221,8 @@ def _record_rejection(
             outcome=outcome,
             reason=reason,
             signature_valid=signed,
-            body=_body_text(ipn.raw_body) if keep_body else "",
+            body=_body_text(ipn.raw_body) if signed else "",
+            body_sha256=hashlib.sha256(ipn.raw_body).hexdigest(),
             body_size=len(ipn.raw_body),
             remote_addr=ipn.remote_addr,
         )

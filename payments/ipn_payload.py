@@ -74,6 +74,24 @@ class IpnPayloadForm(forms.Form):
         return data
 
 
+# PostgreSQL text and jsonb refuse NUL, and UTF-8 has no lone surrogates (JSON's "\ud800" is one).
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def escape_unstorable(value: Any) -> Any:
+    """The parsed body with every character PostgreSQL cannot store written as its JSON escape
+    (`\\u0000`, `\\ud800`), in keys and strings at any depth. A signed body is then always
+    storable: a field that matters and holds such a character no longer matches what it must
+    (an order id, a currency), so the payment is held for review instead of failing forever."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARACTER.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
+    if isinstance(value, dict):
+        return {escape_unstorable(key): escape_unstorable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [escape_unstorable(item) for item in value]
+    return value
+
+
 def parse_order_id(order_id: str) -> tuple[int, str] | None:
     """(user_id, client external id) from `PGP-{user_id}|{client_external_id}`, else None."""
     match = ORDER_ID_PATTERN.match(order_id)

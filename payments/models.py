@@ -191,7 +191,10 @@ class PaymentEvent(models.Model):
     outcome = models.CharField(max_length=24, choices=IpnOutcome.choices)
     reason = models.TextField(blank=True)
     signature_valid = models.BooleanField(default=False)
-    body = models.TextField(blank=True, help_text="The body as received (empty when refused for size).")
+    body = models.TextField(
+        blank=True, help_text="The body of a signed IPN as received; never kept for a refused unsigned request."
+    )
+    body_sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the body as received.")
     body_size = models.PositiveIntegerField(default=0)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)

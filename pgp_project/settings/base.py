@@ -83,6 +83,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="")
 # A real IPN is well under 4 KiB; anything far larger is refused before it is parsed.
 IPN_MAX_BODY_BYTES = env.int("IPN_MAX_BODY_BYTES", default=64 * 1024)
+# Refused IPNs (hash, size, reason, time) are kept this long, for spotting an attack, then pruned.
+PGP_REJECTED_IPN_RETENTION_DAYS = env.int("PGP_REJECTED_IPN_RETENTION_DAYS", default=30)
+PGP_PRUNE_REJECTED_IPNS_SECONDS = env.int("PGP_PRUNE_REJECTED_IPNS_SECONDS", default=24 * 60 * 60)
 # How long the intake transaction may wait for a row lock before answering 503 (the sender
 # retries); keeps a stuck lock from tying up web workers.
 IPN_LOCK_TIMEOUT_MS = env.int("IPN_LOCK_TIMEOUT_MS", default=5000)

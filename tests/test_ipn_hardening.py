@@ -1,0 +1,299 @@
+"""The public IPN endpoint under hostile input: every bad request gets a clear 4xx and changes no
+money; a signed body PostgreSQL could not store is stored escaped instead of failing forever;
+refused requests leave only a hash, a size, a reason and a time, and are pruned."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Count, Sum
+from django.test import Client as HttpClient
+from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from integrations.nowpayments_signature import sign
+from payments.models import Client, IpnOutcome, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
+from payments.retention import prune_rejected_ipn_events
+from payouts.models import PayoutBatch
+from standins.ipn_fuzz import fuzz_cases
+
+from .conftest import IPN_URL, PROJECT_ROOT, ipn_body, post_ipn, wait_until, worker_environment
+from .test_settings_and_demo import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def money_rows() -> tuple[Any, ...]:
+    """Everything that says where money is: payments, accumulation rows and payouts."""
+    return (
+        tuple(Payment.objects.aggregate(n=Count("id"), paid=Sum("outcome_amount")).values()),
+        tuple(PayoutAccumulation.objects.aggregate(n=Count("id"), amount=Sum("source_amount")).values()),
+        PayoutBatch.objects.count(),
+    )
+
+
+def post_raw(http: HttpClient, body: bytes, signature: bytes | None) -> Any:
+    headers = {}
+    if signature is not None:
+        # WSGI hands a header to the app as latin-1 text, whatever bytes it was.
+        headers["HTTP_X_NOWPAYMENTS_SIG"] = signature.decode("latin-1")
+    return http.post(IPN_URL, data=body, content_type="application/json", **headers)
+
+
+def signed(body: dict[str, Any]) -> tuple[bytes, bytes]:
+    from django.conf import settings
+
+    raw = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return raw, sign(raw, settings.NOWPAYMENTS_IPN_SECRET).encode()
+
+
+# --- each bad input the attack run found --------------------------------------------------------
+
+VALID = json.dumps(ipn_body()).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "signature", "status"),
+    [
+        pytest.param(VALID, "é".encode() * 64, 401, id="non-ascii-signature-utf8"),
+        pytest.param(VALID, b"\xff\xfe" * 64, 401, id="non-ascii-signature-latin1"),
+        pytest.param(json.dumps(ipn_body(order_description="a\x00b")).encode(), b"0" * 128, 401, id="nul-unsigned"),
+        pytest.param(b'{"payment_id": 1, "payment_status": "\\ud800"}', b"0" * 128, 401, id="surrogate-unsigned"),
+        pytest.param(b'{"payment_status": "\\udfff", "x": "\\u0000"}', None, 401, id="surrogate-nul-no-signature"),
+        pytest.param(b'{"payment_id": 1e99999999999999999999}', b"0" * 128, 400, id="huge-exponent-unsigned"),
+        pytest.param(b'{"price_amount": -1e99999999999999999999}', None, 401, id="huge-exponent-no-signature"),
+        pytest.param(b'{"payment_id": 1, "x": "\xff\xfe"}', b"0" * 128, 400, id="invalid-utf8"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx_and_changes_no_money(
+    client: HttpClient, threshold_client: Client, body: bytes, signature: bytes | None, status: int
+) -> None:
+    before = money_rows()
+    response = post_raw(client, body, signature)
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert money_rows() == before
+    event = PaymentEvent.objects.get()
+    assert event.outcome.startswith("rejected")
+    assert event.body == ""  # an unsigned request's body is never stored
+
+
+@pytest.mark.parametrize(
+    "number", ["1e99999999999999999999", "-1e99999999999999999999", "1e-99999999999999999999", "1E+400", "1e999999999"]
+)
+@pytest.mark.parametrize("field", ["payment_id", "price_amount", "outcome_amount", "extra"])
+def test_a_signed_number_beyond_every_range_gets_a_4xx(client: HttpClient, field: str, number: str) -> None:
+    body = json.dumps(ipn_body(**{field: "__N__"})).replace('"__N__"', number).encode()
+    response = post_raw(client, body, sign(body, "test-ipn-secret").encode())
+    if field == "extra" and number in ("1E+400", "1e999999999"):
+        assert response.status_code == 200  # a field we do not read: stored as text, payment recorded
+    else:
+        assert 400 <= response.status_code < 500, response.content
+    assert response.status_code in (200, 400, 422)
+
+
+@pytest.mark.parametrize(
+    "character", [chr(0), chr(0xD800), chr(0xDFFF)], ids=["nul", "high-surrogate", "low-surrogate"]
+)
+def test_a_signed_body_with_characters_jsonb_refuses_is_stored_escaped_and_recorded(
+    client: HttpClient, threshold_client: Client, character: str
+) -> None:
+    raw, signature = signed(ipn_body(order_description=f"sub{character}scription", note=f"x{character}"))
+    response = post_raw(client, raw, signature)
+    assert response.status_code == 200, response.content
+    payment = Payment.objects.get()
+    escaped = f"\\u{ord(character):04x}"
+    assert payment.order_description == f"sub{escaped}scription"
+    assert payment.raw_payload["note"] == f"x{escaped}"
+    assert payment.routing_status == RoutingStatus.ROUTED
+    # The next delivery of the same notification is a duplicate, not a 503 for ever.
+    again = post_raw(client, raw, signature)
+    assert again.status_code == 200
+    assert again.json()["result"] == IpnOutcome.DUPLICATE
+
+
+def test_a_signed_payment_whose_order_id_holds_such_a_character_is_held_not_lost(
+    client: HttpClient, threshold_client: Client
+) -> None:
+    raw, signature = signed(ipn_body(order_id=f"PGP-7|{threshold_client.external_id}\x00"))
+    response = post_raw(client, raw, signature)
+    assert response.status_code == 200
+    payment = Payment.objects.get()
+    assert payment.routing_status == RoutingStatus.HELD
+    assert "\\u0000" in payment.order_id
+    assert PayoutAccumulation.objects.count() == 0
+
+
+def test_a_status_holding_such_a_character_is_a_clear_422(client: HttpClient) -> None:
+    raw, signature = signed(ipn_body(payment_status="finished\x00"))
+    response = post_raw(client, raw, signature)
+    assert response.status_code == 422
+    assert "payment_status" in response.json()["fields"]
+    assert Payment.objects.count() == 0
+
+
+# --- refused requests cannot fill the database ----------------------------------------------------
+
+
+def test_refused_requests_keep_only_hash_size_reason_and_time(client: HttpClient) -> None:
+    """The attack run: 100 refused 60 KiB bodies added 6.7 MB. Now each leaves one small row."""
+    import hashlib
+
+    bodies = [os.urandom(30 * 1024).hex().encode()[: 60 * 1024] for _ in range(100)]
+    for body in bodies:
+        assert post_raw(client, body, b"0" * 128).status_code in (400, 401)
+    events = list(PaymentEvent.objects.order_by("id"))
+    assert len(events) == 100
+    assert all(event.body == "" for event in events)
+    assert [event.body_sha256 for event in events] == [hashlib.sha256(body).hexdigest() for body in bodies]
+    assert {event.body_size for event in events} == {60 * 1024}
+    assert all(event.reason for event in events)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sum(pg_column_size(t.*)) FROM payments_paymentevent t")
+        (stored_bytes,) = cursor.fetchone()
+    assert stored_bytes < 100 * 400  # under 400 bytes a request, against 67 KB before
+
+
+def test_the_retention_job_prunes_old_refused_requests_only(client: HttpClient, threshold_client: Client) -> None:
+    post_raw(client, b"{}", b"0" * 128)  # refused
+    post_ipn(client, ipn_body())  # accepted: part of the payment's record
+    old = timezone.now() - timedelta(days=31)
+    PaymentEvent.objects.update(received_at=old)
+    post_raw(client, b"{}", None)  # refused, recent
+    assert prune_rejected_ipn_events(retention_days=30) == 1
+    remaining = sorted(PaymentEvent.objects.values_list("outcome", flat=True))
+    assert remaining == [IpnOutcome.APPLIED, IpnOutcome.REJECTED_SIGNATURE]
+    assert prune_rejected_ipn_events(retention_days=30) == 0  # safe to run twice
+
+
+# --- no 5xx, no money changed: the property, and the committed fuzz corpus ------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.decimals(allow_nan=False).map(str),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+ipn_like = st.fixed_dictionaries(
+    {},
+    optional={
+        name: json_values | st.just(ipn_body()[name])
+        for name in ("payment_id", "payment_status", "order_id", "price_amount", "outcome_amount", "outcome_currency")
+    },
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.binary(max_size=512) | ipn_like.map(lambda v: json.dumps(v, default=str).encode("utf-8", "surrogatepass")),
+    signature=st.none() | st.binary(max_size=200),
+)
+def test_no_unsigned_or_malformed_body_gets_a_5xx_or_changes_money(
+    client: HttpClient, threshold_client: Client, body: bytes, signature: bytes | None
+) -> None:
+    before = money_rows()
+    response = post_raw(client, body, signature)
+    assert 400 <= response.status_code < 500
+    assert money_rows() == before
+
+
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=ipn_like)
+def test_no_signed_body_gets_a_5xx(client: HttpClient, threshold_client: Client, body: dict[str, Any]) -> None:
+    # allow_nan=False: NaN and Infinity are not JSON, so nobody can sign them.
+    raw = json.dumps(body, default=str, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
+    response = post_raw(client, raw, sign(raw, "test-ipn-secret").encode())
+    assert response.status_code < 500
+
+
+def test_the_fuzz_corpus_of_3000_bodies_gets_no_5xx_and_unsigned_ones_change_no_money(
+    client: HttpClient, threshold_client: Client
+) -> None:
+    answers: dict[int, int] = {}
+    for case in fuzz_cases(3000, "test-ipn-secret"):
+        before = None if case.validly_signed else money_rows()
+        response = post_raw(client, case.body, case.signature)
+        answers[response.status_code] = answers.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (case.kind, case.body[:200], response.content)
+        if before is not None:
+            assert money_rows() == before, case.kind
+    assert sum(answers.values()) == 3000
+    assert answers.get(200, 0) > 0  # some signed cases were accepted: the fuzz reached past the signature
+    assert {401, 400, 413, 422} <= set(answers)
+
+
+# --- chunked bodies, over a real server -------------------------------------------------------------
+
+
+@pytest.fixture
+def gunicorn_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    port = free_port()
+    env = worker_environment()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "pgp_project.wsgi", f"--bind=127.0.0.1:{port}", "--workers=1"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _answers(port), timeout=30, interval=0.3)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=20)
+
+
+def _answers(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection.request("GET", "/health/")
+        connection.getresponse().read()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_signed_ipn_is_read_whole_and_recorded(gunicorn_url: str, threshold_client: Client) -> None:
+    raw, signature = signed(ipn_body(payment_id=7700001))
+    host, port = gunicorn_url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    chunks = [raw[i : i + 50] for i in range(0, len(raw), 50)]
+    connection.request(
+        "POST",
+        IPN_URL,
+        body=iter(chunks),
+        headers={"Content-Type": "application/json", "x-nowpayments-sig": signature.decode()},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    assert response.status == 200, response.read()
+    assert Payment.objects.filter(provider_payment_id=7700001).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_over_the_limit_is_refused(gunicorn_url: str) -> None:
+    host, port = gunicorn_url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request(
+        "POST", IPN_URL, body=iter([b" " * 16384] * 5), headers={"x-nowpayments-sig": "00"}, encode_chunked=True
+    )
+    response = connection.getresponse()
+    assert response.status == 413
+    assert Payment.objects.count() == 0
