@@ -12,6 +12,7 @@ class PaymentsConfig(AppConfig):
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
         from .attention import payments_needing_attention
+        from .reference_prices import REFRESH_REFERENCE_PRICES_TASK
         from .retention import PRUNE_REJECTED_IPNS_TASK
 
         register_attention_counter(payments_needing_attention)
@@ -21,5 +22,13 @@ class PaymentsConfig(AppConfig):
                 task=PRUNE_REJECTED_IPNS_TASK,
                 every_seconds=settings.PGP_PRUNE_REJECTED_IPNS_SECONDS,
                 description="Deletes refused IPN records (hash, size, reason) older than the retention period.",
+            )
+        )
+        register_default_job(
+            DefaultJob(
+                name="Refresh reference prices",
+                task=REFRESH_REFERENCE_PRICES_TASK,
+                every_seconds=settings.PGP_REFERENCE_PRICE_SECONDS,
+                description="The exchange provider's ETH price, which IPN outcomes are checked against.",
             )
         )

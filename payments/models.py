@@ -330,3 +330,21 @@ class PayoutAccumulation(models.Model):
 
     def __str__(self) -> str:
         return f"accumulation #{self.pk} ({self.status})"
+
+
+class ReferencePrice(models.Model):
+    """An asset's USD price from the exchange provider, refreshed by a periodic job. It is the
+    independent measure that an IPN's invoice price is checked against (an outcome worth far more
+    or less than the invoice is held for review) and that instant payouts are measured by."""
+
+    asset_symbol = models.CharField(max_length=20, unique=True, help_text="e.g. eth")
+    usd_price = models.DecimalField(max_digits=24, decimal_places=8)
+    source = models.CharField(max_length=40, help_text="The exchange provider that quoted it.")
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(usd_price__gt=0), name="reference_price_positive")]
+
+    def __str__(self) -> str:
+        when = f"{self.fetched_at:%Y-%m-%d %H:%M:%S %Z}"
+        return f"1 {self.asset_symbol.upper()} = {self.usd_price} USD ({self.source}, {when})"

@@ -23,6 +23,7 @@ from .models import (
     RoutingStatus,
     SourceAsset,
 )
+from .reference_prices import price_outcome_mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +40,10 @@ def hold_payment(payment: Payment, reason: str) -> None:
     logger.warning("payment held for review: provider_payment_id=%s reason=%s", payment.provider_payment_id, reason)
 
 
-def route_finished_payment(payment: Payment) -> None:
+def route_finished_payment(payment: Payment, *, price_reviewed: bool = False) -> None:
     """Route a payment that just became `finished` (or a partial one an operator accepted).
-    Caller holds the payment's row lock.
+    Caller holds the payment's row lock. `price_reviewed`: an operator routes it again after
+    checking an outcome that did not match its invoice.
 
     Genuine money is never dropped: anything that cannot be routed is held with the reason.
     """
@@ -62,6 +64,10 @@ def route_finished_payment(payment: Payment) -> None:
         return
     if payment.price_currency.lower() != "usd":
         hold_payment(payment, f"price currency {payment.price_currency!r} is not USD")
+        return
+    mismatch = None if price_reviewed else price_outcome_mismatch(payment)
+    if mismatch:
+        hold_payment(payment, mismatch)
         return
     if client.payout_strategy == PayoutStrategy.INSTANT:
         if asset_by_nowpayments_code(payment.outcome_currency) != ETH:
@@ -134,7 +140,8 @@ def reroute_held_payment(payment_id: int, *, actor: object = None) -> Payment:
             and not PayoutAccumulation.objects.filter(payment=payment).exists()
         ):
             held_because = payment.hold_reason
-            route_finished_payment(payment)
+            # The operator has looked at it: an outcome that did not match its invoice goes on.
+            route_finished_payment(payment, price_reviewed=True)
             payment.save()
             record_action(
                 "payment",

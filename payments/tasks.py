@@ -4,7 +4,7 @@ from celery import shared_task
 
 from pgp_project.operations.services import job_heartbeat
 
-from . import retention
+from . import reference_prices, retention
 
 logger = logging.getLogger(__name__)
 
@@ -15,3 +15,11 @@ def prune_rejected_ipn_events() -> None:
     with job_heartbeat(retention.PRUNE_REJECTED_IPNS_TASK):
         deleted = retention.prune_rejected_ipn_events()
         logger.info("pruned %s refused IPN records", deleted)
+
+
+@shared_task(name=reference_prices.REFRESH_REFERENCE_PRICES_TASK)
+def refresh_reference_prices() -> None:
+    """Beat job: the exchange provider's price of ETH, for checking outcomes against invoices."""
+    with job_heartbeat(reference_prices.REFRESH_REFERENCE_PRICES_TASK):
+        price = reference_prices.refresh_reference_prices()
+        logger.info("reference price: %s", price)

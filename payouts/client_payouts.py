@@ -15,10 +15,11 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset
-from integrations.exchange.port import ExchangeError, ExchangePair, ExchangeProvider, ExchangeState
+from integrations.exchange.port import ExchangeError, ExchangePair, ExchangeProvider, ExchangeRefused, ExchangeState
 from integrations.exchange.registry import exchange_provider, provider_name_for
 from payments import accumulation
 from payments.models import Client, Payment
+from payments.reference_prices import quoted_usdt_value, reference_value_usd
 from payments.selectors import unclaimed_credit_by_client
 from pgp_project.money import ETH_QUANTUM, percent_of
 from pgp_project.operations.locks import try_advisory_xact_lock
@@ -28,7 +29,7 @@ from pgp_project.operations.state_machine import record_created, transition
 
 from .exchange_batches.flow import ExchangeFundedFlow
 from .exchange_batches.states import BatchStatus
-from .exchange_batches.transitions import to_review
+from .exchange_batches.transitions import move, to_review
 from .locking import lock_batch
 from .models import PAYOUT_MACHINE, PayoutBatch, PayoutKind
 
@@ -68,7 +69,11 @@ class PayoutFlow(ExchangeFundedFlow):
         return batch.wallet_address
 
     def before_exchange(self, batch: PayoutBatch, provider: ExchangeProvider) -> PayoutBatch:
-        """Never pay an address the payout's network cannot receive at: ask before anything."""
+        """Measure what an instant payout sends; never pay an address the payout's network cannot
+        receive at: ask before anything."""
+        batch = measure_value_sent(batch)
+        if batch.status not in (BatchStatus.CREATED, BatchStatus.APPROVED):
+            return batch
         check = provider.validate_address(
             currency=batch.payout_currency, network=batch.payout_network, address=batch.wallet_address
         )
@@ -242,13 +247,40 @@ def _claim_client_rows(client: Client, approval_limit: Decimal) -> PayoutBatch |
 # --- instant strategy ------------------------------------------------------------------------------
 
 
+def measure_value_sent(batch: PayoutBatch) -> PayoutBatch:
+    """An instant payout is approved by what it sends, not by what was invoiced (a 30 USD invoice
+    can come with a 970 ETH outcome): before its exchange, the ETH it sends is quoted in USDT,
+    recorded, and above the approval limit the payout waits for a person. Once per payout."""
+    if batch.kind == PayoutKind.THRESHOLD or batch.status != BatchStatus.CREATED or batch.sent_value_usdt is not None:
+        return batch
+    try:
+        value, source = quoted_usdt_value(batch.source_amount)
+    except ExchangeRefused:
+        return batch  # e.g. below the minimum: the exchange step meets the same refusal and decides
+    limit = get_runtime_settings().payout_approval_limit_usdt
+    if value > limit:
+        return move(
+            PAYOUT_FLOW,
+            batch,
+            BatchStatus.AWAITING_APPROVAL,
+            reason=f"sends {batch.source_amount} ETH, worth {value} USDT by {source}'s quote: above the approval "
+            f"limit of {limit} USDT",
+            updates={"sent_value_usdt": value},
+        )
+    PayoutBatch.objects.filter(pk=batch.pk, status=BatchStatus.CREATED).update(sent_value_usdt=value)
+    batch.refresh_from_db()
+    return batch
+
+
 def open_instant_payout(payment: Payment, client: Client, fee_percent: Decimal) -> PayoutBatch:
     """One payout per finished instant payment (unique on the payment): the fee is deducted from
     the ETH first and recorded; the rest is exchanged to the client's currency. Runs inside the
     intake transaction; the chain starts after commit."""
     fee = percent_of(payment.outcome_amount, fee_percent, ETH_QUANTUM)
-    # The approval limit is in USDT; the payment's USD price is its measure here (USDT ~ USD).
-    needs_approval = payment.price_to_credit > get_runtime_settings().payout_approval_limit_usdt
+    # Measured by the larger of the invoice and what the ETH sent is worth at the reference price
+    # (when fresh); the flow measures it again by a quote for exactly this amount before sending.
+    worth = reference_value_usd(ETH, payment.outcome_amount - fee) or Decimal(0)
+    needs_approval = max(payment.price_to_credit, worth) > get_runtime_settings().payout_approval_limit_usdt
     pair = payout_pair(PayoutKind.INSTANT, client.payout_currency, client.payout_network)
     batch, created = PayoutBatch.objects.get_or_create(
         payment=payment,

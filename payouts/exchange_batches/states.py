@@ -34,7 +34,8 @@ class BatchStatus(models.TextChoices):
 S = BatchStatus
 # Every allowed move, and nothing else: the one table `transition()` checks.
 BATCH_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.CREATED: frozenset({S.SWAP_CREATED, S.CANCELLED, S.FAILED, S.WAITING_MINIMUM}),
+    # CREATED -> AWAITING_APPROVAL: an instant payout measured, before anything is sent, above the limit.
+    S.CREATED: frozenset({S.SWAP_CREATED, S.CANCELLED, S.FAILED, S.WAITING_MINIMUM, S.AWAITING_APPROVAL}),
     S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.CANCELLED, S.FAILED}),
     S.APPROVED: frozenset({S.SWAP_CREATED, S.CANCELLED, S.FAILED, S.WAITING_MINIMUM}),
     # Back to created (approved) for a fresh exchange: nothing was sent to this one.

@@ -38,6 +38,12 @@ class PayoutBatch(ExchangeFundedBatch):
     total_usdt = usdt_field(null=True, blank=True, help_text="Sum of the claimed rows' credit (threshold).")
     source_amount = eth_field(help_text="Exactly what the host payment sends to the exchange.")
     fee_amount = eth_field(default=0, help_text="Fee retained before the exchange (instant payouts).")
+    sent_value_usdt = usdt_field(
+        null=True,
+        blank=True,
+        help_text="What an instant payout sends, in USDT by the exchange provider's quote before anything is "
+        "sent: the value the approval limit is measured against.",
+    )
     row_count = models.PositiveIntegerField(default=0)
     payout_amount = eth_field(null=True, blank=True, help_text="What the client actually received.")
     approved_by = models.ForeignKey(

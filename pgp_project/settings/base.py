@@ -86,6 +86,12 @@ IPN_MAX_BODY_BYTES = env.int("IPN_MAX_BODY_BYTES", default=64 * 1024)
 # Refused IPNs (hash, size, reason, time) are kept this long, for spotting an attack, then pruned.
 PGP_REJECTED_IPN_RETENTION_DAYS = env.int("PGP_REJECTED_IPN_RETENTION_DAYS", default=30)
 PGP_PRUNE_REJECTED_IPNS_SECONDS = env.int("PGP_PRUNE_REJECTED_IPNS_SECONDS", default=24 * 60 * 60)
+# An IPN's outcome is checked against its invoice at the exchange provider's price of ETH (refreshed
+# every PGP_REFERENCE_PRICE_SECONDS, trusted for PGP_REFERENCE_PRICE_MAX_AGE_SECONDS): a payment
+# worth more or less than its invoice beyond this tolerance is held for review.
+PGP_PRICE_TOLERANCE_PERCENT = env.int("PGP_PRICE_TOLERANCE_PERCENT", default=10)
+PGP_REFERENCE_PRICE_SECONDS = env.int("PGP_REFERENCE_PRICE_SECONDS", default=5 * 60)
+PGP_REFERENCE_PRICE_MAX_AGE_SECONDS = env.int("PGP_REFERENCE_PRICE_MAX_AGE_SECONDS", default=15 * 60)
 # How long the intake transaction may wait for a row lock before answering 503 (the sender
 # retries); keeps a stuck lock from tying up web workers.
 IPN_LOCK_TIMEOUT_MS = env.int("IPN_LOCK_TIMEOUT_MS", default=5000)
