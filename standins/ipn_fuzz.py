@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from integrations.nowpayments_signature import sign
+from payments.intake import PAYMENT_FIELDS
 
 # Values no field should choke on: wrong types, characters PostgreSQL refuses, numbers beyond
 # every range, exponents no Decimal holds, huge strings.
@@ -61,20 +62,7 @@ RAW_NUMBERS = [
     "-0",
     "1" + "0" * 4300,
 ]
-FIELDS = [
-    "payment_id",
-    "payment_status",
-    "order_id",
-    "order_description",
-    "price_amount",
-    "price_currency",
-    "pay_amount",
-    "pay_currency",
-    "actually_paid",
-    "outcome_amount",
-    "outcome_currency",
-    "extra_field",
-]
+FIELDS = ["payment_id", "payment_status", *PAYMENT_FIELDS, "extra_field"]
 HOSTILE_SIGNATURES = [
     b"",
     b" ",
