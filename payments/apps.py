@@ -10,5 +10,7 @@ class PaymentsConfig(AppConfig):
         from pgp_project.operations.attention import register_attention_counter
 
         from .attention import payments_needing_attention
+        from .money_controls import register_client_money_controls
 
         register_attention_counter(payments_needing_attention)
+        register_client_money_controls()
