@@ -196,6 +196,9 @@ def test_a_wallet_change_by_one_person_applies_only_once_a_second_confirms(clien
     listing = logged_in(bob).get(reverse(PENDING_CHANGES)).content.decode()
     assert WALLET in listing
     assert NEW_WALLET in listing
+    detail = logged_in(bob).get(reverse("admin:operations_pendingchange_change", args=[change.pk]))
+    assert detail.status_code == 200
+    assert NEW_WALLET in detail.content.decode()
     confirmed = confirm_in_admin(logged_in(bob), change)
     assert confirmed.status_code == 200
     client_row.refresh_from_db()
