@@ -8,6 +8,7 @@ from .models import Client
 CLIENT_SUBJECT = "client"
 CHANGE_DESTINATION = "payments.change_payout_destination"
 CHANGE_FEES_AND_THRESHOLDS = "payments.change_fees_and_thresholds"
+RESOLVE_HELD_PAYMENT = "payments.resolve_held_payment"  # route a held payment again, accept a partial one
 
 CLIENT_GUARDED_FIELDS = {
     # Where the client's money goes. external_id too: it is what an incoming payment's order_id

@@ -21,10 +21,13 @@ from django.db import IntegrityError, transaction
 from django.test import Client as HttpClient
 from django.urls import reverse
 
+from batching.conversion import CONVERSION_FLOW
 from batching.models import BatchConversion
 from payments.models import Client, Payment, PayoutAccumulation, RoutingStatus
+from payments.routing import reroute_held_payment
 from payouts.approvals import ApprovalRefusedError, approve_payout, reject_payout
 from payouts.client_payouts import check_client_payouts
+from payouts.exchange_batches.operator import cancel_unfunded, redrive
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import PayoutBatch
 from pgp_project.operations.models import AuditEvent, PendingChange, PendingChangeStatus, RuntimeSettings
@@ -555,3 +558,22 @@ def test_a_person_in_the_payouts_own_history_cannot_approve_it(client_row: Clien
     with pytest.raises(ApprovalRefusedError, match="a second person must approve it"):
         approve_payout(batch.pk, colleague)
     assert approve_payout(batch.pk, staff("other", "payouts.approve_payout")).status == BatchStatus.APPROVED
+
+
+def test_the_operator_services_check_the_dedicated_permission_of_a_person_too() -> None:
+    conversion = BatchConversionFactory.create()
+    generic = staff("generic", "batching.change_batchconversion", "payments.change_payment")
+    with pytest.raises(PermissionDenied):
+        redrive(CONVERSION_FLOW, [conversion.pk], actor=generic)
+    with pytest.raises(PermissionDenied):
+        cancel_unfunded(CONVERSION_FLOW, conversion.pk, reason="no", actor=generic)
+    post_ipn(HttpClient(), ipn_body(payment_id=900701, order_id="PGP-7|-100556"))
+    ClientFactory(external_id="-100556")
+    held = Payment.objects.get(provider_payment_id=900701)
+    with pytest.raises(PermissionDenied):
+        reroute_held_payment(held.pk, actor=generic)
+    assert Payment.objects.get(pk=held.pk).routing_status == RoutingStatus.HELD
+    assert BatchConversion.objects.get(pk=conversion.pk).status == BatchStatus.CREATED
+    assert not AuditEvent.objects.filter(subject_type="conversion").exists()
+    # The system (no person) is never asked for a permission.
+    assert cancel_unfunded(CONVERSION_FLOW, conversion.pk, reason="deadline").status == BatchStatus.CANCELLED
