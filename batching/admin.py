@@ -3,6 +3,7 @@ from django.utils.safestring import SafeString
 
 from payments.selectors import rows_of_conversion
 from payouts.exchange_batches.admin import ExchangeBatchAdminMixin
+from payouts.permissions import OPERATE_BATCH
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, html_table
 from pgp_project.money import USDT_QUANTUM
 
@@ -29,7 +30,7 @@ class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.Mo
     search_fields = ("=id", "exchange_id", "payin_address")
     readonly_fields = ("received_vs_expected", "host_payment_summary", "distribution", "history")
     flow = CONVERSION_FLOW
-    operate_permission = "batching.change_batchconversion"
+    operate_permission = OPERATE_BATCH
 
     @admin.display(description="received vs expected USDT")
     def received_vs_expected(self, obj: BatchConversion) -> str:

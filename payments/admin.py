@@ -5,15 +5,20 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from pgp_project.operations.two_person_admin import TwoPersonAdminMixin
 
 from .late_payments import PartialPaymentNotAcceptable, accept_partial_payment
 from .models import Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
+from .money_controls import CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS
 from .routing import reroute_held_payment
 from .selectors import accumulation_totals, client_balance
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
+    """A change of a client's wallet, network, currency, id, fee or threshold is only requested
+    here (with its dedicated permission) and applies once a second staff member confirms it."""
+
     list_display = (
         "external_id",
         "name",
@@ -26,7 +31,24 @@ class ClientAdmin(admin.ModelAdmin):
     )
     list_filter = ("payout_strategy", "payout_currency", "is_active")
     search_fields = ("external_id", "name", "wallet_address")
-    readonly_fields: ClassVar[tuple[str, ...]] = ("balance_by_state", "created_at", "updated_at")
+    readonly_fields: ClassVar[tuple[str, ...]] = (
+        "balance_by_state",
+        "created_at",
+        "updated_at",
+        "pending_changes",
+        "history",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A new client is created by one person: it has no payments and no balance yet, so no
+        # money follows its wallet until payments arrive, and its creation (with every guarded
+        # value) is in its history. The creator sets where and how much it is paid, so needs
+        # both request permissions. Every later change of those fields needs a second person.
+        return (
+            super().has_add_permission(request)
+            and request.user.has_perm(CHANGE_DESTINATION)
+            and request.user.has_perm(CHANGE_FEES_AND_THRESHOLDS)
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         return False  # payments reference clients; deactivate instead
@@ -95,7 +117,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             )
 
     def has_reroute_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("payments.change_payment")
+        return request.user.has_perm("payments.resolve_held_payment")
 
 
 @admin.register(PaymentEvent)

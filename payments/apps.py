@@ -12,10 +12,12 @@ class PaymentsConfig(AppConfig):
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
         from .attention import payments_needing_attention
+        from .money_controls import register_client_money_controls
         from .reference_prices import REFRESH_REFERENCE_PRICES_TASK
         from .retention import PRUNE_REJECTED_IPNS_TASK
 
         register_attention_counter(payments_needing_attention)
+        register_client_money_controls()
         register_default_job(
             DefaultJob(
                 name="Prune refused IPN records",

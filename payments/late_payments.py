@@ -18,10 +18,12 @@ from django.db import transaction
 
 from pgp_project.money import USD_QUANTUM
 from pgp_project.operations.alerts import alert
+from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.state_machine import record_action
 
 from .instant_payouts import instant_payouts
 from .models import AccumulationStatus, Payment, PaymentStatus, PayoutAccumulation, RoutingStatus
+from .money_controls import RESOLVE_HELD_PAYMENT
 from .routing import hold_payment, route_finished_payment
 
 LATE_AFTER = (PaymentStatus.EXPIRED, PaymentStatus.FAILED)
@@ -116,6 +118,7 @@ def _hold_row(payment: Payment, row: PayoutAccumulation) -> str:
 def accept_partial_payment(payment_id: int, *, actor: object) -> Payment:
     """An operator accepts a partially paid payment for what was actually paid: it is credited
     at the invoice's USD price in proportion, and routed as a finished payment would be."""
+    require_permission(actor, RESOLVE_HELD_PAYMENT)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status != PaymentStatus.PARTIALLY_PAID or payment.routing_status != RoutingStatus.HELD:

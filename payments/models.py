@@ -54,6 +54,12 @@ class Client(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        # Requesting a change of these fields; it applies once a second person confirms it
+        # (operations.confirm_change). The generic change_client grants neither.
+        permissions = [
+            ("change_payout_destination", "Can request a change of a client's wallet, network, currency or id"),
+            ("change_fees_and_thresholds", "Can request a change of a client's fee or payout threshold"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(payout_strategy__in=PayoutStrategy.values), name="client_strategy_valid"
@@ -141,6 +147,7 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("resolve_held_payment", "Can route a held payment again or accept a partial payment")]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"),
             models.CheckConstraint(

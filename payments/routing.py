@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, asset_by_nowpayments_code
 from pgp_project.money import USD_QUANTUM, USDT_QUANTUM, percent_of
+from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action
 
@@ -23,6 +24,7 @@ from .models import (
     RoutingStatus,
     SourceAsset,
 )
+from .money_controls import RESOLVE_HELD_PAYMENT
 from .reference_prices import price_outcome_mismatch
 
 logger = logging.getLogger(__name__)
@@ -132,6 +134,7 @@ def reroute_held_payment(payment_id: int, *, actor: object = None) -> Payment:
 
     Safe to run twice: only a payment still held, finished and without a row is routed.
     """
+    require_permission(actor, RESOLVE_HELD_PAYMENT)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if (

@@ -6,6 +6,8 @@ from django.db.models import Count, QuerySet, Sum
 from .accumulation import unclaimed_credit
 from .models import AccumulationStatus, PayoutAccumulation, PayoutStrategy, SourceAsset
 
+PAYMENT_SUBJECT = "payment"  # a payment's events in the audit trail (operator actions on held payments)
+
 TOTAL_FIELDS = ("gross_usd", "fee_usd", "net_usd", "usdt_amount", "fee_usdt", "credit_usdt")
 
 
@@ -87,6 +89,13 @@ def rows_of_conversion(conversion_id: int) -> QuerySet[PayoutAccumulation]:
 
 def rows_of_payout(payout_batch_id: int) -> QuerySet[PayoutAccumulation]:
     return PayoutAccumulation.objects.filter(payout_batch_id=payout_batch_id).select_related("payment").order_by("id")
+
+
+def payment_ids_of_payouts(payout_batch_ids: list[int]) -> set[int]:
+    """The payments whose accumulation rows these payouts claimed (paid, or are paying)."""
+    return set(
+        PayoutAccumulation.objects.filter(payout_batch_id__in=payout_batch_ids).values_list("payment_id", flat=True)
+    )
 
 
 def client_balance(client_id: int) -> dict[str, Decimal]:

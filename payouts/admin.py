@@ -17,12 +17,13 @@ from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline,
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.transient import TransientError
 
-from .approvals import PayoutNotAwaitingApprovalError, approve_payout, reject_payout
+from .approvals import ApprovalRefusedError, PayoutNotAwaitingApprovalError, approve_payout, reject_payout
 from .client_payouts import PAYOUT_FLOW
 from .exchange_batches.admin import ExchangeBatchAdminMixin
 from .exchange_batches.states import BatchStatus
 from .host_payments.reverify import reverify_on_chain
 from .models import HOST_PAYMENT_MACHINE, EvmTransfer, HostPayment, HostPaymentCandidate, PayoutBatch
+from .permissions import APPROVE_PAYOUT, OPERATE_BATCH
 
 
 @admin.register(PayoutBatch)
@@ -44,7 +45,7 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
     list_select_related = ("client",)
     readonly_fields = ("approval", "host_payment_summary", "rows_paid_out", "history")
     flow = PAYOUT_FLOW
-    operate_permission = "payouts.change_payoutbatch"
+    operate_permission = OPERATE_BATCH
 
     @admin.display(description="approval")
     def approval(self, obj: PayoutBatch) -> str:
@@ -89,7 +90,7 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
     def _decision(
         self, request: HttpRequest, batch_id: int, decide: Callable, title: str, question: str, button: str
     ) -> HttpResponse:
-        if not request.user.has_perm("payouts.change_payoutbatch"):
+        if not request.user.has_perm(APPROVE_PAYOUT):
             raise PermissionDenied
         batch = get_object_or_404(PayoutBatch, pk=batch_id)
         if request.method == "POST":
@@ -98,6 +99,8 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
                 self.message_user(request, f"Payout #{batch.pk}: {button.lower()}d.", messages.SUCCESS)
             except PayoutNotAwaitingApprovalError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
+            except ApprovalRefusedError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
             return redirect("admin:payouts_payoutbatch_change", batch.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -159,7 +162,7 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, outcome, messages.INFO)
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("payouts.change_hostpayment")
+        return request.user.has_perm(OPERATE_BATCH)
 
     @admin.display(description="history (every transition)")
     def history(self, obj: HostPayment) -> SafeString | str:

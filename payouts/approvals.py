@@ -1,18 +1,28 @@
 """The approval gate: a payout above the runtime approval limit waits for a staff decision.
-Who decided and when is kept on the batch and in its history."""
+Who decided and when is kept on the batch and in its history.
+
+Deciding needs the dedicated permission `payouts.approve_payout`, checked here and not only in
+the admin. The approver must be a second person: nobody who appears as an actor in the payout's
+own history (or of the payouts merged into it), or in the history of a payment it pays (the
+operator who re-routed a held payment or accepted a partial one, whose action led to this payout)
+may approve it. Rejecting is open to them: it sends nothing."""
 
 import logging
+from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from payments.selectors import PAYMENT_SUBJECT, payment_ids_of_payouts
 from pgp_project.operations.scheduling import schedule_step
-from pgp_project.operations.state_machine import transition
+from pgp_project.operations.state_machine import actors_in_history, transition
 
 from .client_payouts import ADVANCE_PAYOUT_TASK, PAYOUT_FLOW
 from .exchange_batches.states import BatchStatus
 from .locking import lock_batch
 from .models import PAYOUT_MACHINE, PayoutBatch, PayoutKind
+from .permissions import APPROVE_PAYOUT
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +31,37 @@ class PayoutNotAwaitingApprovalError(Exception):
     pass
 
 
-def approve_payout(batch_id: int, user: object) -> PayoutBatch:
-    """A staff user releases a payout above the approval limit."""
+class ApprovalRefusedError(PermissionDenied):
+    """The user may not decide this payout: no permission, or not a second person."""
+
+
+def people_involved_in(batch: PayoutBatch) -> set[int]:
+    """Ids of everyone who acted on this payout, on a payout merged into it, or on a payment it
+    pays (its accumulation rows' payments, or an instant payout's own payment)."""
+    payout_ids = [batch.pk, *PayoutBatch.objects.filter(merged_into=batch).values_list("pk", flat=True)]
+    payment_ids = payment_ids_of_payouts(payout_ids) | set(
+        PayoutBatch.objects.filter(pk__in=payout_ids, payment__isnull=False).values_list("payment_id", flat=True)
+    )
+    return actors_in_history(PAYOUT_MACHINE.subject, payout_ids) | actors_in_history(PAYMENT_SUBJECT, payment_ids)
+
+
+def _require_permission(user: Any) -> None:
+    if not user.has_perm(APPROVE_PAYOUT):
+        raise ApprovalRefusedError(f"{user} may not approve or reject payouts (needs {APPROVE_PAYOUT})")
+
+
+def approve_payout(batch_id: int, user: Any) -> PayoutBatch:
+    """A staff user, a second person to everyone involved in the payout, releases a payout above
+    the approval limit."""
+    _require_permission(user)
     with transaction.atomic():
+        batch = lock_batch(PayoutBatch, batch_id)
+        if batch.status != BatchStatus.AWAITING_APPROVAL:
+            raise PayoutNotAwaitingApprovalError(f"payout #{batch_id} is not awaiting approval")
+        if user.pk in people_involved_in(batch):
+            raise ApprovalRefusedError(
+                f"{user} acted on payout #{batch_id} or on a payment it pays: a second person must approve it"
+            )
         approved = transition(
             PAYOUT_MACHINE,
             batch_id,
@@ -41,10 +79,11 @@ def approve_payout(batch_id: int, user: object) -> PayoutBatch:
     return PayoutBatch.objects.get(pk=batch_id)
 
 
-def reject_payout(batch_id: int, user: object) -> PayoutBatch:
+def reject_payout(batch_id: int, user: Any) -> PayoutBatch:
     """A staff user refuses the payout: it is cancelled and its rows go back to the balance. A
     rejected instant payout has no rows to give back: it goes to review, its ETH kept for an
     operator."""
+    _require_permission(user)
     with transaction.atomic():
         batch = lock_batch(PayoutBatch, batch_id)
         if batch.status != BatchStatus.AWAITING_APPROVAL:

@@ -12,7 +12,7 @@ from django.urls import reverse
 from batching.models import BatchConversion
 from payments.models import Client, Payment, PaymentEvent, PayoutAccumulation
 from payouts.models import HostPayment, PayoutBatch
-from pgp_project.operations.models import JobHeartbeat
+from pgp_project.operations.models import JobHeartbeat, PendingChange
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
 
@@ -152,6 +152,15 @@ def test_runtime_settings_edit_takes_effect_without_restart(staff_client: HttpCl
         },
     )
     assert response.status_code == 302
+    # A runtime limit is a money control: it applies once a second staff member confirms it.
+    change = PendingChange.objects.get(subject_type="runtime_settings", status="pending")
+    second = HttpClient()
+    second.force_login(StaffUserFactory(username="second-operator"))
+    confirmed = second.post(
+        reverse("admin:operations_pendingchange_changelist"),
+        {"action": "confirm_changes", "_selected_action": [change.pk]},
+    )
+    assert confirmed.status_code == 302
     assert get_runtime_settings().micro_batch_threshold_usd == Decimal("5.00")
     assert JobHeartbeat.objects.count() == 0
 

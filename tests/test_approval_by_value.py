@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client as HttpClient
 from django.utils import timezone
 
@@ -89,6 +90,7 @@ def test_an_operator_routes_a_checked_payment_and_its_payout_is_measured_by_its_
     set_eth_price("3000")
     post_ipn(client, ipn_body(price_amount="30.00", outcome_amount="970"))
     operator = django_user_model.objects.create_user("checker", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="resolve_held_payment"))
     payment = reroute_held_payment(Payment.objects.get().pk, actor=operator)
     assert payment.routing_status == RoutingStatus.ROUTED
     # Routed by a person, but the payout it opens waits for approval: it sends ~2.8M USD of ETH.

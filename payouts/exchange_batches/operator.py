@@ -8,6 +8,7 @@ from django.db import transaction
 
 from integrations.exchange.port import ExchangeError
 from integrations.exchange.registry import exchange_provider
+from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.state_machine import SYSTEM, record_action, transition
 from pgp_project.operations.transient import TransientError
@@ -15,6 +16,7 @@ from pgp_project.operations.transient import TransientError
 from ..host_payments.ports import chain_adapter
 from ..locking import lock_batch_and_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentStatus
+from ..permissions import OPERATE_BATCH
 from .flow import B, ExchangeFundedFlow
 from .requote import exchange_ref
 from .states import CANCELLABLE_STATUSES, OPEN_STATUSES, BatchStatus
@@ -33,6 +35,7 @@ def cancel_unfunded(
 ) -> B:
     """Cancel a batch whose host payment never left (none, or never signed) and release its
     rows. Refused (the batch is returned unchanged) for anything that may have moved funds."""
+    require_permission(actor, OPERATE_BATCH)
     with transaction.atomic():
         # The batch, then its host payment: signing holds both, so the payment is either signed
         # before we look (and we refuse) or never signed.
@@ -91,6 +94,7 @@ def resume_funded(flow: ExchangeFundedFlow[B], batch_id: int, *, note: str, acto
     """A batch sent to review although its host payment did confirm (for example it passed its
     deadline while funding) goes back to following its exchange, so it can still finish.
     Refused unless the payment is confirmed and an exchange exists."""
+    require_permission(actor, OPERATE_BATCH)
     with transaction.atomic():
         batch, host_payment = lock_batch_and_host_payment(flow.model, batch_id)
         if (
@@ -119,6 +123,7 @@ def resume_funded(flow: ExchangeFundedFlow[B], batch_id: int, *, note: str, acto
 def redrive(flow: ExchangeFundedFlow[B], batch_ids: list[int], *, actor: object) -> list[int]:
     """Run the next step of each open batch now. The step itself is idempotent, so a second
     click only repeats a harmless check; each re-drive is kept in the batch's history."""
+    require_permission(actor, OPERATE_BATCH)
     rows = flow.model._default_manager.filter(pk__in=batch_ids, status__in=OPEN_STATUSES)
     redriven = []
     for batch_id, status in rows.values_list("id", "status"):
@@ -132,6 +137,7 @@ def release_unsent(flow: ExchangeFundedFlow[B], batch_id: int, *, actor: object)
     """A batch in review whose host payment failed: when the chain proves nothing was sent (the
     transaction at its nonce, deep enough, is another one, or is ours and reverted), its rows go
     to the next batch."""
+    require_permission(actor, OPERATE_BATCH)
     batch = flow.model._default_manager.get(pk=batch_id)
     host_payment = batch.host_payment
     if batch.status != BatchStatus.FAILED or host_payment is None or host_payment.status != HostPaymentStatus.FAILED:
@@ -154,6 +160,7 @@ def release_refunded(flow: ExchangeFundedFlow[B], batch_id: int, *, actor: objec
     its rows go to the next batch. A refund short of what was sent (the exchange's fees) is
     said in the history; the rows are released at their full value and the shortfall is the
     platform's to settle."""
+    require_permission(actor, OPERATE_BATCH)
     batch = flow.model._default_manager.get(pk=batch_id)
     host_payment = batch.host_payment
     if batch.status != BatchStatus.REFUNDED or batch.exchange_id is None or host_payment is None:

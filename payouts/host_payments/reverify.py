@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pgp_project.operations.alerts import alert
+from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action, transition
 
@@ -13,11 +14,13 @@ from ..exchange_batches.flow import exchange_funded_flow
 from ..exchange_batches.states import BatchStatus
 from ..locking import lock_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentStatus
+from ..permissions import OPERATE_BATCH
 from .ports import chain_adapter
 
 
 def reverify_on_chain(host_payment_id: int, *, actor: object) -> str:
     """What the chain shows, as said to the operator; confirms the payment if it was mined."""
+    require_permission(actor, OPERATE_BATCH)
     host_payment = HostPayment.objects.get(pk=host_payment_id)
     if host_payment.status != HostPaymentStatus.FAILED:
         return f"host payment #{host_payment.pk} is {host_payment.status}: only a failed one is re-verified"

@@ -66,6 +66,11 @@ class PayoutBatch(ExchangeFundedBatch):
     class Meta(ExchangeFundedBatch.Meta):
         db_table = "payout_batches"
         verbose_name_plural = "payout batches"
+        # Dedicated money permissions: the generic change_payoutbatch grants neither.
+        permissions = [
+            ("approve_payout", "Can approve or reject a payout above the approval limit"),
+            ("operate_batch", "Can re-drive, cancel, resume and release conversions, payouts and host payments"),
+        ]
         constraints = [
             *ExchangeFundedBatch.Meta.constraints,
             models.CheckConstraint(condition=Q(kind__in=PayoutKind.values), name="payout_kind_valid"),

@@ -1,13 +1,24 @@
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from pgp_project.admin_helpers import ReadOnlyAdminMixin
 
-from .models import AuditEvent, JobHeartbeat, RuntimeSettings
+from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
+from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
+from .selectors import get_runtime_settings
+from .two_person_admin import TwoPersonAdminMixin, changes_list, may_see_pending_changes
 
 
 @admin.register(RuntimeSettings)
-class RuntimeSettingsAdmin(admin.ModelAdmin):
+class RuntimeSettingsAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
+    """Every limit here is guarded: a change is requested (operations.change_runtime_limits) and
+    applies once a second staff member confirms it (operations.confirm_change)."""
+
     list_display = (
         "__str__",
         "micro_batch_threshold_usd",
@@ -16,12 +27,88 @@ class RuntimeSettingsAdmin(admin.ModelAdmin):
         "payout_approval_limit_usdt",
         "updated_at",
     )
+    readonly_fields = ("pending_changes", "history")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        get_runtime_settings()  # the one row exists (with its defaults) before anyone looks for it
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return not RuntimeSettings.objects.exists()
+        return False  # the one row is created with its defaults on first use; changes go through confirmation
 
     def has_delete_permission(self, request: HttpRequest, obj: RuntimeSettings | None = None) -> bool:
         return False
+
+
+@admin.register(PendingChange)
+class PendingChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Requested changes of money controls; a second staff member confirms or rejects them here."""
+
+    list_display = (
+        "id",
+        "status",
+        "subject",
+        "old_to_new",
+        "requested_by",
+        "requested_at",
+        "reason",
+        "decided_by",
+        "decided_at",
+        "decision_note",
+    )
+    list_filter = ("status", "subject_type")
+    list_select_related = ("requested_by", "decided_by")
+    fields = list_display
+    readonly_fields = list_display
+    actions = ["confirm_changes", "reject_changes"]
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return super().has_view_permission(request, obj) or may_see_pending_changes(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return super().has_module_permission(request) or may_see_pending_changes(request)
+
+    def has_confirm_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CONFIRM_PERMISSION)
+
+    @admin.display(description="subject")
+    def subject(self, obj: PendingChange) -> SafeString | str:
+        label = f"{obj.subject_type} #{obj.subject_id}"
+        try:
+            opts = guarded_subject(obj.subject_type).model._meta
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.subject_id])
+        except (LookupError, NoReverseMatch):
+            return label
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(description="old -> new")
+    def old_to_new(self, obj: PendingChange) -> SafeString:
+        return changes_list(obj)
+
+    @admin.action(description="Confirm the selected changes (you must not be their requester)", permissions=["confirm"])
+    def confirm_changes(self, request: HttpRequest, queryset: QuerySet[PendingChange]) -> None:
+        for change_id in queryset.values_list("id", flat=True):
+            try:
+                change = confirm_change(change_id, request.user)
+            except (ChangeNotPending, PermissionDenied) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            applied = change.status == PendingChangeStatus.APPLIED
+            self.message_user(
+                request,
+                f"Change #{change.pk} {change.status}: {change.decision_note}",
+                messages.SUCCESS if applied else messages.WARNING,
+            )
+
+    @admin.action(description="Reject the selected changes", permissions=["confirm"])
+    def reject_changes(self, request: HttpRequest, queryset: QuerySet[PendingChange]) -> None:
+        for change_id in queryset.values_list("id", flat=True):
+            try:
+                change = reject_change(change_id, request.user)
+            except (ChangeNotPending, PermissionDenied) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(request, f"Change #{change.pk} rejected.", messages.INFO)
 
 
 @admin.register(JobHeartbeat)

@@ -13,8 +13,27 @@ class OperationsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
+        from .attention import register_attention_counter
         from .beat_schedule import DefaultJob, ensure_default_schedule, register_default_job
+        from .models import RuntimeSettings
+        from .pending_changes import changes_needing_attention, register_guarded_fields
         from .tasks import RECOVERY_SWEEP_TASK
+
+        # Every runtime limit is a money control: a change applies once a second person confirms it.
+        register_guarded_fields(
+            "runtime_settings",
+            RuntimeSettings,
+            {
+                name: "operations.change_runtime_limits"
+                for name in (
+                    "payout_approval_limit_usdt",
+                    "confirmations_required",
+                    "default_fee_percent",
+                    "micro_batch_threshold_usd",
+                )
+            },
+        )
+        register_attention_counter(changes_needing_attention)
 
         register_default_job(
             DefaultJob(

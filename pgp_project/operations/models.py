@@ -39,6 +39,8 @@ class RuntimeSettings(models.Model):
     class Meta:
         verbose_name = "runtime settings"
         verbose_name_plural = "runtime settings"
+        # Requesting a change of the limits below; it applies once a second person confirms it.
+        permissions = [("change_runtime_limits", "Can request a change of the runtime money limits")]
         constraints = [
             models.CheckConstraint(condition=Q(id=1), name="runtime_settings_singleton"),
             models.CheckConstraint(condition=Q(micro_batch_threshold_usd__gt=0), name="runtime_threshold_positive"),
@@ -100,3 +102,58 @@ class AuditEvent(models.Model):
     @property
     def actor_label(self) -> str:
         return str(self.actor) if self.actor_id else "system"
+
+
+class PendingChangeStatus(models.TextChoices):
+    PENDING = "pending", "pending (awaiting a second staff member)"
+    APPLIED = "applied", "applied (confirmed by a second staff member)"
+    REJECTED = "rejected", "rejected"
+    SUPERSEDED = "superseded", "superseded (a later request replaced it)"
+    STALE = "stale", "stale (the value changed since the request, or no longer valid; not applied)"
+
+
+class PendingChange(models.Model):
+    """A requested change of money-control fields (a client's wallet, a fee, a limit) that takes
+    effect only once a second staff member confirms it. The subject is named like an audit
+    event's (type + id); `changes` maps each field to its old and new value as JSON strings."""
+
+    subject_type = models.CharField(max_length=40)
+    subject_id = models.BigIntegerField()
+    changes = models.JSONField(help_text='field -> {"old": "...", "new": "..."} (strings, or null)')
+    status = models.CharField(max_length=16, choices=PendingChangeStatus.choices, default=PendingChangeStatus.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        permissions = [("confirm_change", "Can confirm another staff member's requested money-control change")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=PendingChangeStatus.values), name="pending_change_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status=PendingChangeStatus.PENDING, decided_at__isnull=True)
+                | (~Q(status=PendingChangeStatus.PENDING) & Q(decided_at__isnull=False)),
+                name="pending_change_decided_has_time",
+            ),
+            # The two-person rule, in the database too: no one applies their own request.
+            models.CheckConstraint(
+                condition=~Q(status=PendingChangeStatus.APPLIED)
+                | (Q(decided_by__isnull=False) & ~Q(decided_by=models.F("requested_by"))),
+                name="pending_change_applied_by_a_second_person",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["subject_type", "subject_id"], condition=Q(status="pending"), name="pending_change_open_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"change #{self.pk} of {self.subject_type} #{self.subject_id} ({self.status})"

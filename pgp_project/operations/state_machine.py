@@ -85,6 +85,14 @@ def record_action(subject: str, pk: int, *, action: str, status: str, actor: Any
     _record(subject, pk, action, status, status, actor, reason)
 
 
+def record_event(
+    subject: str, pk: int, *, action: str, from_status: str, to_status: str, actor: Any = SYSTEM, reason: str = ""
+) -> None:
+    """An event of an object without a state machine of its own (a client's requested change,
+    say): from and to name the step of what happened to it."""
+    _record(subject, pk, action, from_status, to_status, actor, reason)
+
+
 def _record(subject: str, pk: int, action: str, from_status: str, to_status: str, actor: Any, reason: str) -> None:
     AuditEvent.objects.create(
         subject_type=subject,
@@ -99,3 +107,12 @@ def _record(subject: str, pk: int, action: str, from_status: str, to_status: str
 
 def history(subject: str, pk: int) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(subject_type=subject, subject_id=pk).select_related("actor"))
+
+
+def actors_in_history(subject: str, pks: Iterable[int]) -> set[int]:
+    """The ids of every person (never the system) who appears in the histories of these objects."""
+    return set(
+        AuditEvent.objects.filter(subject_type=subject, subject_id__in=list(pks), actor__isnull=False)
+        .values_list("actor_id", flat=True)
+        .distinct()
+    )

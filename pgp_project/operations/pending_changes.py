@@ -1,0 +1,263 @@
+"""The two-person rule for money controls: a change of a guarded field (a client's wallet, a fee,
+a threshold, a runtime limit) is only requested by one staff member, and takes effect when a
+second one confirms it.
+
+    change = request_change(Client, client.pk, {"wallet_address": new}, user=alice)
+    confirm_change(change.pk, bob)   # applied; alice herself is refused
+
+The kernel knows no domain: each app registers which fields of which model are guarded, and the
+permission that requests a change of each, from its `AppConfig.ready` (`register_guarded_fields`).
+
+Confirming applies under a row lock of the subject, only if every field still holds the value
+recorded as old when it was requested (else the change is stale and nothing is written), and only
+if the row with the new values passes the model's validation and constraints (`full_clean`).
+Each request, confirmation, rejection and supersession is an audit event on the subject, with the
+old -> new values in its reason.
+"""
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+
+from .models import PendingChange, PendingChangeStatus
+from .state_machine import record_event
+
+CONFIRM_PERMISSION = "operations.confirm_change"
+
+
+@dataclass(frozen=True)
+class GuardedModel:
+    subject: str  # the subject name in the audit trail: "client", "runtime_settings"
+    model: type[models.Model]
+    fields: Mapping[str, str]  # field name -> the permission that may request a change of it
+
+
+_BY_MODEL: dict[type[models.Model], GuardedModel] = {}
+_BY_SUBJECT: dict[str, GuardedModel] = {}
+
+
+def register_guarded_fields(subject: str, model: type[models.Model], fields: Mapping[str, str]) -> None:
+    """Called once per model from its app's `ready()`; each field must be a concrete field."""
+    for name in fields:
+        model._meta.get_field(name)  # a typo fails at start-up, not at the first request
+    existing = _BY_SUBJECT.get(subject)
+    if existing is not None and existing.model is not model:
+        raise RuntimeError(f"guarded subject {subject!r} is already registered for {existing.model.__name__}")
+    guarded = GuardedModel(subject=subject, model=model, fields=dict(fields))
+    _BY_MODEL[model] = guarded
+    _BY_SUBJECT[subject] = guarded
+
+
+def guarded_model(model: type[models.Model]) -> GuardedModel | None:
+    return _BY_MODEL.get(model)
+
+
+def guarded_subject(subject: str) -> GuardedModel:
+    try:
+        return _BY_SUBJECT[subject]
+    except KeyError:
+        raise LookupError(f"no guarded fields registered as {subject!r}; is its app installed?") from None
+
+
+def request_permissions() -> set[str]:
+    """Every permission that may request some guarded change."""
+    return {permission for guarded in _BY_SUBJECT.values() for permission in guarded.fields.values()}
+
+
+def changes_needing_attention() -> dict[str, int]:
+    """For /health/'s needs-attention count: changes waiting for a second staff member."""
+    return {"change_awaiting_confirmation": PendingChange.objects.filter(status=PendingChangeStatus.PENDING).count()}
+
+
+class ChangeNotPending(Exception):
+    """The change was already decided (applied, rejected, superseded or stale)."""
+
+
+class SelfConfirmationRefused(PermissionDenied):
+    """The person who requested a change cannot confirm it."""
+
+
+def as_text(value: Any) -> str | None:
+    """A field value as stored in `PendingChange.changes` (JSON: a string, or null)."""
+    return None if value is None else str(value)
+
+
+def describe(changes: Mapping[str, Mapping[str, str | None]]) -> str:
+    """field: 'old' -> 'new'; ... (the reason text of every audit event of a change)."""
+    return "; ".join(f"{name}: {values['old']!r} -> {values['new']!r}" for name, values in changes.items())
+
+
+def _field(model: type[models.Model], name: str) -> Any:
+    return model._meta.get_field(name)
+
+
+def _same(field: Any, a: Any, b: Any) -> bool:
+    return bool(field.to_python(a) == field.to_python(b))
+
+
+def _normalised(field: Any, value: Any) -> Any:
+    value = field.to_python(value)
+    if isinstance(value, Decimal) and getattr(field, "decimal_places", None) is not None:
+        value = value.quantize(Decimal(1).scaleb(-field.decimal_places))
+    return value
+
+
+def request_change(
+    model: type[models.Model], pk: int, new_values: Mapping[str, Any], *, user: Any, reason: str = ""
+) -> PendingChange | None:
+    """Record a requested change of guarded fields of one row; nothing of the row is written.
+    Returns None when every value is already the stored one. Raises PermissionDenied when the
+    user lacks the permission of a field, ValidationError when the row with the new values would
+    not be valid. A pending change of the same row whose fields this one all changes again is
+    superseded."""
+    guarded = guarded_model(model)
+    if guarded is None:
+        raise LookupError(f"{model.__name__} has no guarded fields")
+    unknown = set(new_values) - set(guarded.fields)
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} are not guarded fields of {model.__name__}")
+    refused = sorted(name for name in new_values if not user.has_perm(guarded.fields[name]))
+    if refused:
+        raise PermissionDenied(
+            f"{user} may not request a change of {', '.join(refused)} "
+            f"(needs {', '.join(sorted({guarded.fields[name] for name in refused}))})"
+        )
+    with transaction.atomic():
+        subject = model._default_manager.select_for_update().get(pk=pk)
+        candidate = copy.copy(subject)
+        changes: dict[str, dict[str, str | None]] = {}
+        for name, value in new_values.items():
+            field = _field(model, name)
+            old = field.value_from_object(subject)
+            if _same(field, old, value):
+                continue
+            setattr(candidate, name, field.to_python(value))
+            changes[name] = {"old": as_text(old), "new": None}
+        if not changes:
+            return None
+        candidate.full_clean()  # refuse a change that could never be applied
+        for name in changes:
+            changes[name]["new"] = as_text(_normalised(_field(model, name), getattr(candidate, name)))
+        now = timezone.now()
+        change = PendingChange.objects.create(
+            subject_type=guarded.subject,
+            subject_id=pk,
+            changes=changes,
+            requested_by=user,
+            requested_at=now,
+            reason=reason,
+        )
+        record_event(
+            guarded.subject,
+            pk,
+            action="change_requested",
+            from_status="",
+            to_status=PendingChangeStatus.PENDING,
+            actor=user,
+            reason=f"change #{change.pk} requested, awaiting confirmation by a second staff member: "
+            f"{describe(changes)}" + (f"; reason: {reason}" if reason else ""),
+        )
+        replaced = PendingChange.objects.select_for_update().filter(
+            subject_type=guarded.subject, subject_id=pk, status=PendingChangeStatus.PENDING
+        )
+        for earlier in replaced.exclude(pk=change.pk):
+            if set(earlier.changes) <= set(changes):
+                _decide(earlier, PendingChangeStatus.SUPERSEDED, user, f"superseded by change #{change.pk}")
+    return change
+
+
+def confirm_change(change_id: int, user: Any) -> PendingChange:
+    """A second staff member confirms a pending change: it is applied (status applied), or, if a
+    field no longer holds the value recorded as old or the row would no longer be valid, it is
+    not applied (status stale). The requester cannot confirm their own change."""
+    if not user.has_perm(CONFIRM_PERMISSION):
+        raise PermissionDenied(f"{user} may not confirm changes (needs {CONFIRM_PERMISSION})")
+    with transaction.atomic():
+        # The subject first, then the change: the order request_change takes them in.
+        found = PendingChange.objects.get(pk=change_id)
+        guarded = guarded_subject(found.subject_type)
+        subject = guarded.model._default_manager.select_for_update().get(pk=found.subject_id)
+        change = PendingChange.objects.select_for_update().get(pk=change_id)
+        if change.status != PendingChangeStatus.PENDING:
+            raise ChangeNotPending(f"change #{change.pk} is {change.status}, not pending")
+        if change.requested_by_id == user.pk:
+            raise SelfConfirmationRefused(
+                f"change #{change.pk} was requested by {user}: a second staff member must confirm it"
+            )
+        moved = [
+            f"{name} is now {as_text(_field(guarded.model, name).value_from_object(subject))!r}"
+            for name, values in change.changes.items()
+            if not _same(
+                _field(guarded.model, name), _field(guarded.model, name).value_from_object(subject), values["old"]
+            )
+        ]
+        if moved:
+            return _decide(
+                change,
+                PendingChangeStatus.STALE,
+                user,
+                "not applied: changed since the request (" + "; ".join(moved) + ")",
+            )
+        for name, values in change.changes.items():
+            setattr(subject, name, _field(guarded.model, name).to_python(values["new"]))
+        try:
+            subject.full_clean()
+        except ValidationError as exc:
+            return _decide(
+                change, PendingChangeStatus.STALE, user, f"not applied: no longer valid ({'; '.join(exc.messages)})"
+            )
+        updated = list(change.changes)
+        if any(field.name == "updated_at" for field in guarded.model._meta.concrete_fields):
+            updated.append("updated_at")
+        subject.save(update_fields=updated)
+        return _decide(
+            change,
+            PendingChangeStatus.APPLIED,
+            user,
+            f"requested by {change.requested_by} at {change.requested_at:%Y-%m-%d %H:%M:%S %Z}, confirmed by {user}",
+        )
+
+
+def reject_change(change_id: int, user: Any, note: str = "") -> PendingChange:
+    """A staff member who may confirm changes refuses one (the requester may withdraw their own)."""
+    with transaction.atomic():
+        change = PendingChange.objects.select_for_update().get(pk=change_id)
+        if change.requested_by_id != user.pk and not user.has_perm(CONFIRM_PERMISSION):
+            raise PermissionDenied(f"{user} may not reject changes (needs {CONFIRM_PERMISSION})")
+        if change.status != PendingChangeStatus.PENDING:
+            raise ChangeNotPending(f"change #{change.pk} is {change.status}, not pending")
+        who = "withdrawn by its requester" if change.requested_by_id == user.pk else f"rejected by {user}"
+        return _decide(change, PendingChangeStatus.REJECTED, user, who + (f": {note}" if note else ""))
+
+
+_ACTIONS = {
+    PendingChangeStatus.APPLIED: "change_confirmed",
+    PendingChangeStatus.REJECTED: "change_rejected",
+    PendingChangeStatus.SUPERSEDED: "change_superseded",
+    PendingChangeStatus.STALE: "change_stale",
+}
+
+
+def _decide(change: PendingChange, status: str, user: Any, note: str) -> PendingChange:
+    """Close a pending change (caller holds its row lock) and record it on the subject."""
+    change.status = status
+    change.decided_by = user
+    change.decided_at = timezone.now()
+    change.decision_note = note
+    change.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
+    record_event(
+        change.subject_type,
+        change.subject_id,
+        action=_ACTIONS[PendingChangeStatus(status)],
+        from_status=PendingChangeStatus.PENDING,
+        to_status=status,
+        actor=user,
+        reason=f"change #{change.pk} {status}: {describe(change.changes)}; {note}",
+    )
+    return change
