@@ -4,9 +4,6 @@ from django.urls import path
 from payments.views import nowpayments_ipn
 from pgp_project.operations.views import health
 
-admin.site.site_header = "PGP payout backend"
-admin.site.site_title = "PGP payouts"
-
 urlpatterns = [
     path("webhooks/nowpayments/", nowpayments_ipn, name="nowpayments-ipn"),
     path("health/", health, name="health"),

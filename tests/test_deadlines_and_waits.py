@@ -18,7 +18,7 @@ from pgp_project.operations.recovery import run_recovery_sweep
 from standins.sandbox_changenow import SandboxChangeNow
 
 from .conftest import wait_until
-from .factories import PaymentFactory, PayoutBatchFactory
+from .factories import PaymentFactory, PayoutBatchFactory, StaffUserFactory
 from .flows import alert_lines, host_payment_of_conversion, inject, post_eth_payment, reset_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -30,7 +30,10 @@ def clean_sandbox(sandbox: SandboxChangeNow) -> None:
 
 
 def needs_attention() -> dict[str, int]:
-    return HttpClient().get("/health/").json()["checks"]["needs_attention"]["breakdown"]
+    """As /health/ shows it to an operator (the public sees only up or down)."""
+    operator = HttpClient()
+    operator.force_login(StaffUserFactory.create(username="health-reader", is_superuser=False))
+    return operator.get("/health/").json()["checks"]["needs_attention"]["breakdown"]
 
 
 def conversion_of_three_payments(client: Client, first_id: int) -> int:

@@ -1,5 +1,11 @@
-"""GET /health/: 200 only when database, broker and Beat are all well."""
+"""GET /health/: 200 only when database, broker and Beat are all well; the details only for
+operators (a staff session or the health token); answered within its budget even when the
+broker hangs."""
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -9,7 +15,17 @@ from django.utils import timezone
 from pgp_project.operations.models import JobHeartbeat
 from pgp_project.operations.services import job_heartbeat
 
+from .factories import StaffUserFactory
+
 pytestmark = pytest.mark.django_db
+HEALTH_TOKEN = "health-token-for-the-tests-0123456789"
+
+
+@pytest.fixture
+def client(settings) -> HttpClient:
+    """An operator's monitoring: the bearer token on every request."""
+    settings.PGP_HEALTH_TOKEN = HEALTH_TOKEN
+    return HttpClient(HTTP_AUTHORIZATION=f"Bearer {HEALTH_TOKEN}")
 
 
 def test_healthy_when_database_broker_and_beat_are_fresh(client: HttpClient) -> None:
@@ -64,3 +80,72 @@ def test_error_reports_hide_connection_urls_and_keys(settings) -> None:
     for name in ("ETH_RPC_URL", "CELERY_BROKER_URL", "HOT_WALLET_PRIVATE_KEY", "NOWPAYMENTS_IPN_SECRET"):
         assert "secret-project-key" not in str(safe[name]), name
         assert safe[name] == "********************", name
+
+
+def test_the_public_learns_only_up_or_down(settings) -> None:
+    settings.PGP_HEALTH_TOKEN = HEALTH_TOKEN
+    public = HttpClient()
+    response = public.get("/health/")
+    assert (response.status_code, response.json()) == (503, {"status": "unhealthy"})  # no Beat yet
+    with job_heartbeat("operations.recovery_sweep"):
+        pass
+    response = public.get("/health/")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    for wrong in (f"Bearer {HEALTH_TOKEN}x", f"Basic {HEALTH_TOKEN}", "Bearer ", HEALTH_TOKEN):
+        assert HttpClient(HTTP_AUTHORIZATION=wrong).get("/health/").json() == {"status": "ok"}, wrong
+
+
+def test_no_token_configured_means_no_token_access(settings) -> None:
+    settings.PGP_HEALTH_TOKEN = ""
+    assert HttpClient(HTTP_AUTHORIZATION="Bearer ").get("/health/").json() == {"status": "unhealthy"}
+
+
+def test_staff_sessions_see_the_details(settings) -> None:
+    staff = HttpClient()
+    staff.force_login(StaffUserFactory.create(username="operator", is_superuser=False))
+    assert staff.get("/health/").json()["checks"]["broker"]["transport"] == "redis"
+    # ... as the admin sees them: money holders only with a two-factor session where required.
+    settings.PGP_REQUIRE_OTP_FOR_MONEY = True
+    root = HttpClient()
+    root.force_login(StaffUserFactory.create(username="root", is_superuser=True))
+    assert "checks" not in root.get("/health/").json()
+
+
+@pytest.fixture
+def hung_broker() -> Iterator[int]:
+    """A real TCP listener on loopback that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_a_hung_broker_is_unhealthy_within_the_budget(client: HttpClient, settings, hung_broker: int) -> None:
+    with job_heartbeat("operations.recovery_sweep"):
+        pass
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{hung_broker}/0"
+    settings.PGP_HEALTH_CHECK_TIMEOUT_SECONDS = 1.5
+    started = time.monotonic()
+    response = client.get("/health/")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["broker"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True
+    assert elapsed < 1.5 + 2, f"answered after {elapsed:.1f}s"

@@ -1,7 +1,9 @@
 """Production settings refuse to start without secrets; the demo command runs and stops cleanly."""
 
+import base64
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -38,8 +40,12 @@ def run_manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProc
     )
 
 
-def test_check_deploy_reports_nothing_with_production_settings() -> None:
-    result = run_manage(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
+def test_check_deploy_reports_nothing_with_production_settings(tmp_path: Path) -> None:
+    # A release collects the static files first (without, check --deploy says so: operations.E001).
+    env = {**PRODUCTION_ENV, "DJANGO_STATIC_ROOT": str(tmp_path / "static")}
+    collected = run_manage(["collectstatic", "--noinput"], env)
+    assert collected.returncode == 0, collected.stderr
+    result = run_manage(["check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
 
@@ -65,9 +71,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def get_json(url: str) -> tuple[int, dict]:
+def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback only
+        request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -93,7 +100,10 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
     payments complete a conversion within two minutes."""
     web_port, flower_port, chain_port, sandbox_port = free_port(), free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
+    # The health details (which transport the broker is) are for operators: the token says we are.
+    health_token = "demo-test-health-token"
     env.update(PGP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="pgp_project.settings.local")
+    env.update(PGP_HEALTH_TOKEN=health_token)
     log_path = tmp_path / "demo.log"
     with log_path.open("w") as log:
         demo = subprocess.Popen(
@@ -117,7 +127,9 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         status, body = 0, cast(dict[str, Any], {})
         while time.monotonic() < deadline and demo.poll() is None:
             try:
-                status, body = get_json(f"http://127.0.0.1:{web_port}/health/")
+                status, body = get_json(
+                    f"http://127.0.0.1:{web_port}/health/", {"Authorization": f"Bearer {health_token}"}
+                )
             except OSError:
                 status = 0
             if status == 200:
@@ -128,8 +140,19 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         assert body["checks"]["broker"]["transport"] == "filesystem"
         assert "password" in log_text
         assert "/admin/" in log_text
-        with urllib.request.urlopen(f"http://127.0.0.1:{flower_port}/", timeout=5) as flower:
-            assert flower.status == 200
+        # Flower is never open: the banner gives this run's password, and without it Flower says 401.
+        found = re.search(r"flower: (\S+)\s+user (\S+) password (\S+)", log_text)
+        assert found, log_text[-3000:]
+        flower_url, flower_user, flower_password = found.groups()
+        assert flower_url == f"http://127.0.0.1:{flower_port}/"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(flower_url, timeout=5)  # noqa: S310 - loopback only
+        assert refused.value.code == 401
+        credentials = base64.b64encode(f"{flower_user}:{flower_password}".encode()).decode()
+        for path in ("", "api/workers"):
+            request = urllib.request.Request(flower_url + path, headers={"Authorization": f"Basic {credentials}"})  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as flower:  # noqa: S310 - loopback only
+                assert flower.status == 200, path
         assert len(child_pids(demo.pid)) == 7  # chain, sandbox, web, worker, beat, flower, payments
         assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself
         assert "beat: Starting" in log_text

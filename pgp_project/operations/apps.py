@@ -13,6 +13,7 @@ class OperationsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the system checks
         from .attention import register_attention_counter
         from .beat_schedule import DefaultJob, ensure_default_schedule, register_default_job
         from .models import RuntimeSettings

@@ -1,11 +1,31 @@
+import hmac
+
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+
+from pgp_project.admin_site import admin_access_allowed
 
 from .health import run_health_checks
 
 
+def may_see_details(request: HttpRequest) -> bool:
+    """Operators only: a bearer token equal to PGP_HEALTH_TOKEN (none configured: no token
+    access), or a session the admin itself would let in."""
+    token = settings.PGP_HEALTH_TOKEN
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
+        return True
+    return admin_access_allowed(request)
+
+
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
-    """200 when database, broker and Beat are all well; 503 with the failing part otherwise."""
+    """200 when database, broker and Beat are all well, else 503. The public learns only that;
+    what failed, the job ages and the needs-attention counts are for operators (see
+    may_see_details): they describe the inside of a money system."""
     healthy, report = run_health_checks()
-    return JsonResponse({"status": "ok" if healthy else "unhealthy", "checks": report}, status=200 if healthy else 503)
+    body: dict[str, object] = {"status": "ok" if healthy else "unhealthy"}
+    if may_see_details(request):
+        body["checks"] = report
+    return JsonResponse(body, status=200 if healthy else 503)

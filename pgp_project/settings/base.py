@@ -19,13 +19,19 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with its site replaced by ours (two-factor for money permissions): every
+    # `admin.site.register` elsewhere registers on it.
+    "pgp_project.admin_apps.PgpAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
+    "csp",
     "pgp_project.operations",
     "payments",
     "batching",
@@ -38,8 +44,19 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed a TOTP token at login.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout response.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username+address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "pgp_project.urls"
@@ -77,7 +94,51 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+
+# --- The admin login: throttling (django-axes) and two-factor (django-otp) ----------------
+# A username is locked out from one client address after this many failed logins, for the
+# cool-off below (a successful login before that resets the count). Per username *and* address,
+# so nobody can lock an operator out from everywhere by typing their name.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = (
+    "Account locked: too many failed login attempts from this address. Try again later, or ask an "
+    "administrator to unlock it (manage.py axes_reset_username <username>)."
+)
+# The client address axes counts by: REMOTE_ADDR, or with PGP_TRUSTED_PROXY_COUNT > 0 the address
+# our own proxies put in X-Forwarded-For (see pgp_project/client_ip.py).
+AXES_CLIENT_IP_CALLABLE = "pgp_project.client_ip.client_ip_address"
+PGP_TRUSTED_PROXY_COUNT = env.int("PGP_TRUSTED_PROXY_COUNT", default=0)
+# Staff who hold a permission in PGP_MONEY_PERMISSIONS (or are superusers) get into the admin
+# only with a TOTP-verified session. On in production; off by default for the demo and tests.
+PGP_REQUIRE_OTP_FOR_MONEY = env.bool("PGP_REQUIRE_OTP_FOR_MONEY", default=False)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="PGP payouts")
+
+# --- Content-Security-Policy (django-csp) --------------------------------------------------
+# The Django admin loads only its own scripts and styles (no inline script or style, no eval),
+# so everything comes from 'self'; nothing may frame us or receive our forms.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
+# --- /health/ -------------------------------------------------------------------------------
+# The public sees only up or down; the details need a staff session or this bearer token
+# (empty: no token access).
+PGP_HEALTH_TOKEN = env.str("PGP_HEALTH_TOKEN", default="")
+# All checks together answer within this budget; a check that has not finished counts as failed.
+PGP_HEALTH_CHECK_TIMEOUT_SECONDS = env.float("PGP_HEALTH_CHECK_TIMEOUT_SECONDS", default=3.0)
 
 # --- NOWPayments intake -------------------------------------------------------------------
 NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="")

@@ -11,7 +11,12 @@ NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET")
 if not NOWPAYMENTS_IPN_SECRET:
     raise ImproperlyConfigured("NOWPAYMENTS_IPN_SECRET must not be empty")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+# Staff holding a money permission need TOTP two-factor in the admin.
+PGP_REQUIRE_OTP_FOR_MONEY = env.bool("PGP_REQUIRE_OTP_FOR_MONEY", default=True)
 
+# The one forwarded header trusted as is: our proxy sets X-Forwarded-Proto (and must overwrite a
+# client's). X-Forwarded-Host is not trusted (USE_X_FORWARDED_HOST stays off); the client address
+# comes from X-Forwarded-For only as PGP_TRUSTED_PROXY_COUNT says (pgp_project/client_ip.py).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 # Load balancers probe /health/ over plain HTTP.

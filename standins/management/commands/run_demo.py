@@ -8,6 +8,7 @@ and waits for it; if any process dies, the others are stopped too and the comman
 """
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 STOP_GRACE_SECONDS = 20
 CHAIN_START_TIMEOUT_SECONDS = 90
 DEMO_CHANGENOW_API_KEY = "demo-changenow-key"
+DEMO_FLOWER_USERNAME = "flower"
 MANAGE = [sys.executable, "manage.py"]
 CELERY = [sys.executable, "-m", "celery", "-A", "pgp_project"]
 # Faster polling than production so the demo shows results in minutes.
@@ -69,6 +71,8 @@ class Command(BaseCommand):
             ensure_demo_clients()
             if not options["keep_schedule"]:
                 apply_demo_intervals()
+        # Flower is never open, not even the demo's: a fresh password each run, in the banner.
+        self._flower_auth = f"{DEMO_FLOWER_USERNAME}:{secrets.token_urlsafe(12)}"
         children: list[Child] = []
         try:
             chain = self._start_chain(children, options)
@@ -112,7 +116,11 @@ class Command(BaseCommand):
                 "worker", [*CELERY, "worker", "--loglevel=INFO", "--concurrency=2", "--hostname=demo@%h"], flow_env
             ),
             self._start("beat", [*CELERY, "beat", "--loglevel=INFO", "--pidfile="], flow_env),
-            self._start("flower", [*CELERY, "flower", f"--port={options['flower_port']}", "--address=127.0.0.1"]),
+            self._start(
+                "flower",
+                [*CELERY, "flower", f"--port={options['flower_port']}", "--address=127.0.0.1"],
+                {"FLOWER_BASIC_AUTH": self._flower_auth},
+            ),
             self._start(
                 "payments",
                 [*MANAGE, "simulate_payments", f"--url={ipn_url}", f"--interval={options['payment_interval']}"],
@@ -121,12 +129,13 @@ class Command(BaseCommand):
 
     def _print_banner(self, options: dict[str, Any], chain: LocalChain, password: str) -> None:
         web = f"http://127.0.0.1:{options['web_port']}"
+        flower_user, _, flower_password = self._flower_auth.partition(":")
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nPGP demo running (Ctrl-C stops it)\n"
                 f"  admin:  {web}/admin/  user {DEMO_ADMIN_USERNAME} password {password}\n"
                 f"  health: {web}/health/\n"
-                f"  flower: http://127.0.0.1:{options['flower_port']}/\n"
+                f"  flower: http://127.0.0.1:{options['flower_port']}/  user {flower_user} password {flower_password}\n"
                 f"  chain:  {chain.rpc_url} (anvil, TestUSDT {chain.usdt_address})\n"
                 f"  ChangeNOW sandbox: http://127.0.0.1:{options['sandbox_port']}/\n"
             )

@@ -1,0 +1,35 @@
+"""Enrol a TOTP device for a staff user and print its otpauth:// URI (for the authenticator app).
+
+The URI carries the shared secret: show it to its owner only (scan it, then clear the screen).
+"""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+
+class Command(BaseCommand):
+    help = "Enrol a TOTP two-factor device for a user and print its otpauth:// URI."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--name", default="authenticator", help="a name for the device (default: authenticator)")
+
+    def handle(self, *args: object, **options: Any) -> None:
+        user_model = get_user_model()
+        try:
+            user = user_model.objects.get(**{user_model.USERNAME_FIELD: options["username"]})
+        except user_model.DoesNotExist as exc:
+            raise CommandError(f"no user {options['username']!r}") from exc
+        if not user.is_staff:
+            raise CommandError(f"{options['username']!r} is not staff: the admin is the only place it logs in")
+        if TOTPDevice.objects.filter(user=user, name=options["name"]).exists():
+            raise CommandError(f"{options['username']!r} already has a device named {options['name']!r}; use --name")
+        device = TOTPDevice.objects.create(user=user, name=options["name"], confirmed=True)
+        self.stdout.write(device.config_url)
+        self.stderr.write(
+            f"TOTP device {device.name!r} enrolled for {options['username']!r}: add the URI above to the "
+            "authenticator app (it is the shared secret: show it to its owner only)."
+        )
