@@ -253,3 +253,31 @@ def test_a_connection_that_sends_nothing_is_dropped(gunicorn: str) -> None:
     finally:
         silent.close()
     assert FIRST_BYTE_TIMEOUT - 0.5 < time.monotonic() - started < FIRST_BYTE_TIMEOUT + 3
+
+
+def test_the_fuzz_corpus_over_http_with_production_settings_gets_no_5xx(
+    gunicorn: str, production_site: dict[str, str], tmp_path: Path
+) -> None:
+    """Hostile and malformed IPNs, a third signed with the production secret, as an attacker
+    sends them: through the proxy's headers to gunicorn with production settings."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "fuzz_ipn",
+            f"--url={gunicorn}/webhooks/nowpayments/",
+            "--count=600",
+            f"--secret={production_site['NOWPAYMENTS_IPN_SECRET']}",
+            *(f"--header={name}: {value}" for name, value in PROXY_HEADERS.items()),
+        ],
+        cwd=PROJECT_ROOT,
+        env=clean_environment({"DJANGO_SETTINGS_MODULE": "pgp_project.settings.local", "PGP_VAR_DIR": str(tmp_path)}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    answers = dict(re.findall(r"(\d{3}): (\d+)", result.stdout))
+    assert int(answers.get("200", 0)) > 0  # signed cases reached the intake and were recorded
+    assert {"400", "401", "413", "422"} <= set(answers), result.stdout
+    assert not any(status.startswith("5") for status in answers), result.stdout

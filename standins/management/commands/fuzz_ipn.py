@@ -22,15 +22,23 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=3000)
         parser.add_argument("--seed", type=int, default=20261123)
         parser.add_argument("--secret", default=None, help="the server's IPN secret (default: ours)")
+        parser.add_argument(
+            "--header",
+            action="append",
+            default=[],
+            help="'Name: value' sent with every request, e.g. the Host and X-Forwarded-Proto a proxy would set",
+        )
 
     def handle(self, *args: object, **options: Any) -> None:
         secret = options["secret"] or settings.NOWPAYMENTS_IPN_SECRET
+        extra_headers = dict(header.split(":", 1) for header in options["header"])
+        extra_headers = {name.strip(): value.strip() for name, value in extra_headers.items()}
         by_status: collections.Counter[str] = collections.Counter()
         by_kind_5xx: collections.Counter[str] = collections.Counter()
         started = time.monotonic()
         with requests.Session() as session:
             for case in fuzz_cases(options["count"], secret, options["seed"]):
-                headers: dict[str, Any] = {"Content-Type": "application/json"}
+                headers: dict[str, Any] = {"Content-Type": "application/json", **extra_headers}
                 if case.signature is not None:
                     headers["x-nowpayments-sig"] = case.signature
                 try:
