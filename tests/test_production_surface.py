@@ -132,17 +132,19 @@ def production_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def gunicorn(production_site: dict[str, str]) -> Iterator[str]:
+def gunicorn(production_site: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """gunicorn as the README starts it (the committed gunicorn.conf.py), small: 2 workers x 2
-    threads, so a handful of slow clients is more than one worker's threads."""
+    threads, so a handful of slow clients is more than one worker's threads. Its log goes to a
+    file: a pipe nobody reads fills up and blocks every thread that logs."""
     port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "pgp_project.wsgi"],
         cwd=PROJECT_ROOT,
         env=clean_environment(
             {**production_site, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2"}
         ),
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         text=True,
     )
