@@ -140,6 +140,10 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         assert body["checks"]["broker"]["transport"] == "filesystem"
         assert "password" in log_text
         assert "/admin/" in log_text
+        # The pacing actually in use, as stored for Beat (the demo's short intervals).
+        assert "Micro-batch conversion check: every 30 seconds" in log_text
+        assert "Recovery sweep: every 10 seconds" in log_text
+        assert "Prune refused IPN records: every 86400 seconds" in log_text
         # Flower is never open: the banner gives this run's password, and without it Flower says 401.
         found = re.search(r"flower: (\S+)\s+user (\S+) password (\S+)", log_text)
         assert found, log_text[-3000:]
@@ -248,3 +252,25 @@ def test_local_settings_make_a_random_secret_per_installation(tmp_path: Path) ->
     assert again.stdout == first.stdout  # every process of one demo signs with the same secret
     assert other.stdout.split()[0] != ipn_secret
     assert oct((tmp_path / "one" / "secrets" / "ipn_secret").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_demo_reports_a_busy_port_before_its_banner_and_changes_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
+        env.update(PGP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="pgp_project.settings.local")
+        env["PGP_FLOWER_PORT"] = str(busy)  # chosen the README's way, from the environment
+        result = subprocess.run(
+            [sys.executable, "manage.py", "run_demo", f"--web-port={free_port()}"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"flower port {busy} is in use (set PGP_FLOWER_PORT to another)" in result.stderr
+    assert "password" not in result.stdout + result.stderr
+    assert not (tmp_path / "pgp.sqlite3").exists()  # nothing was reset or started

@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: Any) -> None:
+        refuse_busy_ports(options)  # before anything is reset, started or printed
         self._stopping = False
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -78,6 +80,7 @@ class Command(BaseCommand):
             chain = self._start_chain(children, options)
             self._start_system(children, options, self._flow_environment(chain, options))
             self._print_banner(options, chain, password)
+            self._print_intervals()
             failed = self._supervise(children)
         finally:
             killed = self._stop_all(children)
@@ -141,6 +144,13 @@ class Command(BaseCommand):
             )
         )
 
+    def _print_intervals(self) -> None:
+        """The pacing actually in use: the stored Beat schedule (demo intervals or, with
+        --keep-schedule, whatever is stored) and the flow's polling, as the children see it."""
+        lines = [f"  {task.name}: every {describe_schedule(task)}" for task in scheduled_jobs()]
+        polls = ", ".join(f"{name}={value}s" for name, value in DEMO_FLOW_ENV.items())
+        self.stdout.write("Periodic jobs (Beat):\n" + "\n".join(lines) + f"\nFlow polling: {polls}\n")
+
     def _reset_embedded_state(self) -> None:
         """Each demo starts a new chain, so on the embedded default it also starts a new database
         and broker: balances, nonces and exchanges of an old run would not match the new chain."""
@@ -202,3 +212,37 @@ class Command(BaseCommand):
                 child.process.wait()
                 killed.append(child.name)
         return killed
+
+
+PORT_SETTINGS = {
+    "web_port": "PGP_WEB_PORT",
+    "flower_port": "PGP_FLOWER_PORT",
+    "chain_port": "PGP_CHAIN_PORT",
+    "sandbox_port": "PGP_SANDBOX_PORT",
+}
+
+
+def refuse_busy_ports(options: dict[str, Any]) -> None:
+    """Every port the demo listens on must be free: say which is not, and how to choose another,
+    before the banner and the admin password are printed and before the demo state is reset."""
+    busy = []
+    for option, variable in PORT_SETTINGS.items():
+        port = options[option]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(f"{option.removesuffix('_port')} port {port} is in use (set {variable} to another)")
+    if busy:
+        raise CommandError("; ".join(busy))
+
+
+def scheduled_jobs() -> list[Any]:
+    from django_celery_beat.models import PeriodicTask
+
+    return list(PeriodicTask.objects.filter(enabled=True).select_related("interval").order_by("name"))
+
+
+def describe_schedule(task: Any) -> str:
+    return f"{task.interval.every} {task.interval.period}" if task.interval else str(task.schedule)
