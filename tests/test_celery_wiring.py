@@ -23,6 +23,20 @@ def test_worker_runs_a_task_sent_through_redis(celery_worker_process) -> None:
     wait_until(lambda: JobHeartbeat.objects.get(pk=heartbeat.pk).last_finished_at is not None, 10)
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_shows_inspectors_its_celery_settings_and_no_other(celery_worker_process, settings) -> None:
+    """What Flower's worker page and `celery inspect conf` show: never a node URL, a key or any
+    other Django setting, however Celery would have censored it."""
+    shown = wait_until(lambda: celery_app.control.inspect(timeout=2).conf(), timeout=30)
+    (conf,) = shown.values()
+    assert conf["CELERY_BROKER_URL"].startswith("redis://")
+    assert conf["CELERY_TASK_ACKS_LATE"] is True
+    for name in ("ETH_RPC_URL", "HOT_WALLET_PRIVATE_KEY", "NOWPAYMENTS_IPN_SECRET", "SECRET_KEY", "DATABASES"):
+        assert name not in conf
+    assert settings.ETH_RPC_URL not in str(conf)
+
+
 def test_reliability_settings_are_in_force() -> None:
     conf = celery_app.conf
     assert conf.task_acks_late is True
