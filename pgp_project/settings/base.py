@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "payments",
     "batching",
     "payouts",
+    "console",
 ]
 
 MIDDLEWARE = [
