@@ -264,6 +264,17 @@ PGP_MONEY_PERMISSIONS = [
     "operations.confirm_change",  # confirm another person's requested change
 ]
 
+# Block explorer pages per chain (ChangeNOW network code) and kind, `{}` replaced by the hash or
+# address: the console links every transaction and address there. JSON in the environment.
+PGP_BLOCK_EXPLORERS = env.json(
+    "PGP_BLOCK_EXPLORERS",
+    default={
+        "eth": {"tx": "https://etherscan.io/tx/{}", "address": "https://etherscan.io/address/{}"},
+        "trx": {"tx": "https://tronscan.org/#/transaction/{}", "address": "https://tronscan.org/#/address/{}"},
+        "bsc": {"tx": "https://bscscan.com/tx/{}", "address": "https://bscscan.com/address/{}"},
+    },
+)
+
 DEFAULT_EXCEPTION_REPORTER_FILTER = "pgp_project.error_reports.SecretHidingReporterFilter"
 
 LOGGING = {
