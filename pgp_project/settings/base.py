@@ -203,6 +203,8 @@ PGP_LOCK_TIMEOUT_MS = env.int("PGP_LOCK_TIMEOUT_MS", default=10_000)
 PGP_ALERT_REPEAT_SECONDS = env.int("PGP_ALERT_REPEAT_SECONDS", default=30 * 60)
 # The recovery sweep re-drives anything whose next step is this late.
 PGP_OVERDUE_GRACE_SECONDS = env.int("PGP_OVERDUE_GRACE_SECONDS", default=60)
+# An open batch whose next step is this late has stopped moving: it goes to the operators' queue.
+PGP_STALE_AFTER_SECONDS = env.int("PGP_STALE_AFTER_SECONDS", default=15 * 60)
 
 # --- Celery (reliability rules 1, 5, 6 of DESIGN.md) --------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
