@@ -83,6 +83,8 @@ def ensure_demo_clients() -> None:
 def apply_demo_intervals() -> None:
     """Point the default periodic jobs at the short demo intervals."""
     for job in default_jobs():
-        every = DEMO_INTERVALS[job.task]
+        every = DEMO_INTERVALS.get(job.task)
+        if every is None:  # a job the demo need not hurry (pruning, prices): its default interval
+            continue
         interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
         PeriodicTask.objects.filter(name=job.name).update(interval=interval)
