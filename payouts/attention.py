@@ -6,14 +6,14 @@ the kind (`exchange_batches.registration`)."""
 
 from typing import Any
 
-from django.db.models import QuerySet, Subquery
+from django.db.models import DecimalField, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
 from pgp_project.money_display import format_amount, format_time
 from pgp_project.operations.attention import AttentionItem, AttentionSource, admin_change_url, queryset_source
-from pgp_project.operations.models import RuntimeSettings
+from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import entered_status_at
 
 from .exchange_batches.attention import batch_title
@@ -51,8 +51,10 @@ def _awaiting_approval_item(batch: Any) -> AttentionItem:
 
 
 def _awaiting_approval() -> QuerySet[PayoutBatch]:
-    limit = RuntimeSettings.objects.filter(pk=RuntimeSettings.SINGLETON_ID).values("payout_approval_limit_usdt")
-    return _payouts_in(BatchStatus.AWAITING_APPROVAL).annotate(approval_limit=Subquery(limit[:1]))
+    limit = get_runtime_settings().payout_approval_limit_usdt  # once per listing, not per row
+    return _payouts_in(BatchStatus.AWAITING_APPROVAL).annotate(
+        approval_limit=Value(limit, output_field=DecimalField(max_digits=18, decimal_places=6))
+    )
 
 
 def _below_minimum_item(batch: Any) -> AttentionItem:

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from batching.conversion import CHECK_THRESHOLD_TASK
+from console.tasks import REFRESH_HOT_WALLET_TASK
 from payments.models import Client, PayoutCurrency, PayoutStrategy
 from payouts.client_payouts import CHECK_CLIENT_PAYOUTS_TASK
 from pgp_project.operations.beat_schedule import default_jobs
@@ -18,6 +19,7 @@ DEMO_INTERVALS = {
     CHECK_THRESHOLD_TASK: 30,
     CHECK_CLIENT_PAYOUTS_TASK: 30,
     RECOVERY_SWEEP_TASK: 10,
+    REFRESH_HOT_WALLET_TASK: 15,
 }
 DEMO_CLIENTS = [
     # (external id, name, strategy, threshold USD, currency, network, wallet)
