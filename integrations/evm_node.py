@@ -120,6 +120,10 @@ class EvmNode:
     def block_number(self) -> int:
         return self._rpc(lambda: self.w3.eth.block_number)
 
+    def gas_price(self) -> int:
+        """The node's current gas price (eth_gasPrice), in wei."""
+        return int(self._rpc(lambda: self.w3.eth.gas_price))
+
     def receipt(self, tx_hash: str) -> Receipt | None:
         try:
             raw = self._rpc(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))

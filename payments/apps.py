@@ -8,15 +8,16 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
-        from pgp_project.operations.attention import register_attention_counter
+        from pgp_project.operations.attention import register_attention_source
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
-        from .attention import payments_needing_attention
+        from .attention import attention_sources
         from .money_controls import register_client_money_controls
         from .reference_prices import REFRESH_REFERENCE_PRICES_TASK
         from .retention import PRUNE_REJECTED_IPNS_TASK
 
-        register_attention_counter(payments_needing_attention)
+        for source in attention_sources():
+            register_attention_source(source)
         register_client_money_controls()
         register_default_job(
             DefaultJob(

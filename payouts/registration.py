@@ -4,11 +4,11 @@ the kernel, its periodic job, and the opener of instant payouts that intake call
 from django.conf import settings
 
 from payments.instant_payouts import register_instant_payouts
-from pgp_project.operations.attention import register_attention_counter
+from pgp_project.operations.attention import register_attention_source
 from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 from pgp_project.operations.flows import RecoverableFlow, register_flow
 
-from .attention import payouts_needing_attention
+from .attention import attention_sources
 from .client_payouts import CHECK_CLIENT_PAYOUTS_TASK, PAYOUT_FLOW
 from .exchange_batches.registration import register
 from .host_payments.machine import advance_host_payment, host_payment_step_failed
@@ -31,7 +31,8 @@ def register_payouts() -> None:
         )
     )
     register_instant_payouts(InstantPayoutHandler())
-    register_attention_counter(payouts_needing_attention)
+    for source in attention_sources():
+        register_attention_source(source)
     register_default_job(
         DefaultJob(
             name="Client payout check",

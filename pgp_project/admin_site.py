@@ -10,15 +10,20 @@ Installed through pgp_project.admin_apps.PgpAdminConfig (its `default_site`), so
 `admin.site.register` / `@admin.register` elsewhere keeps working unchanged.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django_otp import devices_for_user, user_has_device
 from django_otp.admin import OTPAdminAuthenticationForm
+
+from .operations.attention import attention_counts
 
 NO_DEVICE_MESSAGE = (
     "Your permissions move money: they need two-factor authentication, and you have no TOTP device. "
@@ -72,8 +77,48 @@ class PgpAdminSite(admin.AdminSite):
     # django-otp's login page: Django's, with the device choice and the token field.
     login_template = "otp/admin111/login.html"
 
+    # Pages added by the apps above the kernel (the operator console), from their `ready()`:
+    # the kernel knows none of them. Each is behind `admin_view` (staff, OTP where needed).
+    ATTENTION_QUEUE = "attention_queue"  # the URL name of the needs-attention queue, once added
+
+    def __init__(self, name: str = "admin") -> None:
+        super().__init__(name)
+        self._pages: list[tuple[str, Callable[..., HttpResponse], str]] = []
+        self._index_context: Callable[[HttpRequest], dict[str, Any]] | None = None
+
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):
             return False
         user: Any = request.user
         return not otp_required_for(user) or user.is_verified()
+
+    def add_page(self, route: str, view: Callable[..., HttpResponse], name: str) -> None:
+        """A page of the admin at `route` (below /admin/), named `admin:<name>`."""
+        if all(existing != name for _, _, existing in self._pages):
+            self._pages.append((route, view, name))
+
+    def set_index(self, template: str, context: Callable[[HttpRequest], dict[str, Any]]) -> None:
+        """The admin's home page: `template` (extending admin/index.html) with `context(request)`."""
+        self.index_template = template
+        self._index_context = context
+
+    def get_urls(self) -> list[URLPattern | Any]:
+        pages = [path(route, self.admin_view(view), name=name) for route, view, name in self._pages]
+        return [*pages, *super().get_urls()]
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        if self._index_context is not None:
+            extra_context = {**self._index_context(request), **(extra_context or {})}
+        return super().index(request, extra_context)
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        """Every admin page's header shows how many things need a person, linked to the queue
+        (COUNT queries only: the list itself is on the queue's page)."""
+        context = super().each_context(request)
+        if self.has_permission(request):
+            try:
+                context["attention_url"] = reverse(f"{self.name}:{self.ATTENTION_QUEUE}")
+            except NoReverseMatch:  # no console installed: no queue to link to
+                context["attention_url"] = None
+            context["attention_total"] = sum(attention_counts().values())
+        return context

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from batching.conversion import CHECK_THRESHOLD_TASK
+from console.tasks import REFRESH_HOT_WALLET_TASK
 from payments.models import Client, PayoutCurrency, PayoutStrategy
 from payments.reference_prices import REFRESH_REFERENCE_PRICES_TASK
 from payouts.client_payouts import CHECK_CLIENT_PAYOUTS_TASK
@@ -20,6 +21,7 @@ DEMO_INTERVALS = {
     CHECK_CLIENT_PAYOUTS_TASK: 30,
     RECOVERY_SWEEP_TASK: 10,
     REFRESH_REFERENCE_PRICES_TASK: 60,
+    REFRESH_HOT_WALLET_TASK: 15,
 }
 DEMO_CLIENTS = [
     # (external id, name, strategy, threshold USD, currency, network, wallet)

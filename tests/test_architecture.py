@@ -1,7 +1,7 @@
 """The boundaries between the apps, read from the code itself: imports and migrations point one
 way only, the stand-ins never reach production, and each Celery task name is written once.
 
-    standins -> batching -> payouts -> payments -> integrations -> pgp_project (the kernel)
+    standins -> console -> batching -> payouts -> payments -> integrations -> pgp_project (the kernel)
 
 A higher layer may use any lower one; nothing points back up. The root URLconf is the one
 composition root that names an app's view, and is allowed to.
@@ -20,10 +20,10 @@ from django.db.migrations.loader import MigrationLoader
 
 from .conftest import PROJECT_ROOT
 
-LAYERS = ("standins", "batching", "payouts", "payments", "integrations", "pgp_project")
+LAYERS = ("standins", "console", "batching", "payouts", "payments", "integrations", "pgp_project")
 COMPOSITION_ROOT = "pgp_project.urls"
 # Django app labels per layer, for the migration graph (the kernel's app is "operations").
-APP_LAYERS = {"standins": 0, "batching": 1, "payouts": 2, "payments": 3, "operations": 5}
+APP_LAYERS = {"standins": 0, "console": 1, "batching": 2, "payouts": 3, "payments": 4, "operations": 6}
 
 
 @pytest.fixture(scope="module")

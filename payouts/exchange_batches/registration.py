@@ -4,9 +4,11 @@ find their owner through it, and the kernel's recovery sweep and task wrapper dr
 from functools import partial
 from typing import Any
 
+from pgp_project.operations.attention import register_attention_source
 from pgp_project.operations.flows import RecoverableFlow, register_flow
 
 from . import steps
+from .attention import batch_attention_sources
 from .flow import ExchangeFundedFlow, register_exchange_funded_flow
 from .recovery import sweep_batches
 from .states import BatchStatus
@@ -24,6 +26,9 @@ def register(flow: ExchangeFundedFlow[Any]) -> None:
             on_failure=partial(step_failed, flow),
         )
     )
+    # Its batches in review, and open ones that stopped moving, in the operators' queue.
+    for source in batch_attention_sources(flow):
+        register_attention_source(source)
 
 
 def step_failed(flow: ExchangeFundedFlow[Any], batch_id: int, reason: str) -> None:

@@ -14,10 +14,10 @@ class OperationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
-        from .attention import register_attention_counter
+        from .attention import register_attention_source
         from .beat_schedule import DefaultJob, ensure_default_schedule, register_default_job
         from .models import RuntimeSettings
-        from .pending_changes import changes_needing_attention, register_guarded_fields
+        from .pending_changes import PENDING_CHANGES_SOURCE, register_guarded_fields
         from .tasks import RECOVERY_SWEEP_TASK
 
         # Every runtime limit is a money control: a change applies once a second person confirms it.
@@ -34,7 +34,7 @@ class OperationsConfig(AppConfig):
                 )
             },
         )
-        register_attention_counter(changes_needing_attention)
+        register_attention_source(PENDING_CHANGES_SOURCE)
 
         register_default_job(
             DefaultJob(

@@ -1,21 +1,121 @@
-"""What needs a person right now, counted by the apps that know (they register a counter from
-`AppConfig.ready`); /health/ reports the total and the breakdown. It never makes the system
-unhealthy: a batch in review is work for an operator, not an outage."""
+"""What needs a person right now: one registry of attention sources, one per kind of thing that
+waits for an operator (a held payment, a payout awaiting approval, a batch in review...). The apps
+that know register them from `AppConfig.ready`; the kernel knows none of them.
 
-from collections.abc import Callable
+Each source answers two questions from the same query: how many (a COUNT, cheap enough for
+/health/ and the admin header on every page), and which ones (a bounded list of items, newest
+`limit` per kind, for the operators' needs-attention queue). The count and the list therefore
+always agree.
+
+/health/ reports the total and the breakdown by kind; it never makes the system unhealthy: a
+batch in review is work for an operator, not an outage.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Model, QuerySet
+
+DEFAULT_ITEMS_PER_KIND = 200
+
+
+@dataclass(frozen=True)
+class AttentionItem:
+    """One thing that waits for a person, as the queue shows it."""
+
+    kind: str  # the source's kind: "payment_held", "payout_awaiting_approval", ...
+    title: str  # the object's name: "payout #12 to Threshold channel"
+    url: str  # the object's admin page
+    since: datetime | None  # since when it has been in this state
+    reason: str  # why it waits
+    last_error: str  # the last refusal or failure recorded on it, if any
+    action_label: str  # what resolves it: the admin action's name, or what to do
+    action_url: str  # one click away: the page where that action is taken
+
+
+@dataclass(frozen=True)
+class AttentionSource:
+    kind: str
+    label: str  # "Payments held for review"
+    count: Callable[[], int]
+    items: Callable[[int], list[AttentionItem]]  # at most `limit` items, the newest first
+
+
+_SOURCES: dict[str, AttentionSource] = {}
 
 AttentionCounter = Callable[[], dict[str, int]]
-
 _COUNTERS: list[AttentionCounter] = []
 
 
+def register_attention_source(source: AttentionSource) -> None:
+    """One source per kind; registering the same kind again replaces it (a reload)."""
+    _SOURCES[source.kind] = source
+
+
+def queryset_source(
+    kind: str,
+    label: str,
+    rows: Callable[[], QuerySet[Any]],
+    item: Callable[[Any], AttentionItem],
+    *,
+    newest_first: Iterable[str] = ("-pk",),
+) -> AttentionSource:
+    """A source whose count and items come from one queryset: `rows()` selects exactly the
+    objects that need a person, `item(row)` describes one."""
+
+    def count() -> int:
+        return int(rows().order_by().count())
+
+    def items(limit: int) -> list[AttentionItem]:
+        return [item(row) for row in rows().order_by(*newest_first)[:limit]]
+
+    return AttentionSource(kind=kind, label=label, count=count, items=items)
+
+
+def attention_sources() -> list[AttentionSource]:
+    return list(_SOURCES.values())
+
+
 def register_attention_counter(counter: AttentionCounter) -> None:
+    """A bare counter with no items (kept for counts that have no queue entry)."""
     if counter not in _COUNTERS:
         _COUNTERS.append(counter)
 
 
-def needs_attention() -> dict[str, object]:
-    breakdown: dict[str, int] = {}
+def attention_counts() -> dict[str, int]:
+    """Count per kind: one COUNT query per source."""
+    breakdown = {source.kind: source.count() for source in _SOURCES.values()}
     for counter in _COUNTERS:
         breakdown.update(counter())
+    return breakdown
+
+
+def needs_attention() -> dict[str, object]:
+    breakdown = attention_counts()
     return {"total": sum(breakdown.values()), "breakdown": breakdown}
+
+
+def attention_items(*, limit_per_kind: int = DEFAULT_ITEMS_PER_KIND, kind: str | None = None) -> list[AttentionItem]:
+    """Every item of every source (or of one kind), the longest-waiting first."""
+    sources = [s for s in _SOURCES.values() if kind is None or s.kind == kind]
+    found = [item for source in sources for item in source.items(limit_per_kind)]
+    return sorted(found, key=lambda i: (i.since is None, i.since.timestamp() if i.since else 0.0, i.kind, i.title))
+
+
+def admin_change_url(obj: Model) -> str:
+    """The admin page of one object."""
+    from django.urls import reverse
+
+    opts = obj._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+
+
+def admin_action_url(obj: Model) -> str:
+    """The object's admin list, filtered to just this object: its admin actions are one choice
+    and one click away there."""
+    from django.urls import reverse
+
+    opts = obj._meta
+    return f"{reverse(f'admin:{opts.app_label}_{opts.model_name}_changelist')}?id__exact={obj.pk}"

@@ -25,6 +25,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
+from .attention import AttentionItem, admin_action_url, admin_change_url, queryset_source
 from .models import PendingChange, PendingChangeStatus
 from .state_machine import record_event
 
@@ -70,9 +71,28 @@ def request_permissions() -> set[str]:
     return {permission for guarded in _BY_SUBJECT.values() for permission in guarded.fields.values()}
 
 
-def changes_needing_attention() -> dict[str, int]:
-    """For /health/'s needs-attention count: changes waiting for a second staff member."""
-    return {"change_awaiting_confirmation": PendingChange.objects.filter(status=PendingChangeStatus.PENDING).count()}
+def _pending_change_item(change: PendingChange) -> AttentionItem:
+    return AttentionItem(
+        kind="change_awaiting_confirmation",
+        title=f"change #{change.pk} of {change.subject_type} #{change.subject_id}",
+        url=admin_change_url(change),
+        since=change.requested_at,
+        reason=f"requested by {change.requested_by}: {describe(change.changes)}"
+        + (f"; reason: {change.reason}" if change.reason else ""),
+        last_error="",
+        action_label="Confirm or reject (a second staff member)",
+        action_url=admin_action_url(change),
+    )
+
+
+# The operators' queue and /health/ read the same rows: changes waiting for a second person.
+PENDING_CHANGES_SOURCE = queryset_source(
+    "change_awaiting_confirmation",
+    "Changes awaiting a second staff member",
+    lambda: PendingChange.objects.filter(status=PendingChangeStatus.PENDING).select_related("requested_by"),
+    _pending_change_item,
+    newest_first=("-requested_at", "-id"),
+)
 
 
 class ChangeNotPending(Exception):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import models, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from .models import AuditEvent
@@ -115,4 +116,14 @@ def actors_in_history(subject: str, pks: Iterable[int]) -> set[int]:
         AuditEvent.objects.filter(subject_type=subject, subject_id__in=list(pks), actor__isnull=False)
         .values_list("actor_id", flat=True)
         .distinct()
+    )
+
+
+def entered_status_at(subject: str, *, status_field: str = "status") -> Subquery:
+    """For annotating a queryset of one machine's objects: when each object entered its current
+    status, from its latest audit event that moved it there (None when no event says so)."""
+    return Subquery(
+        AuditEvent.objects.filter(subject_type=subject, subject_id=OuterRef("pk"), to_status=OuterRef(status_field))
+        .order_by("-created_at", "-id")
+        .values("created_at")[:1]
     )

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "payments",
     "batching",
     "payouts",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -65,7 +66,8 @@ WSGI_APPLICATION = "pgp_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The kernel's overrides of the admin's own templates (the header): before the apps'.
+        "DIRS": [BASE_DIR / "pgp_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -95,6 +97,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# Kept libraries served as our own static files (CSP: scripts only from 'self'), from the npm
+# packages package-lock.json pins (`npm ci`): Chart.js draws the console's charts.
+STATICFILES_DIRS = [("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist")]
 
 # --- The admin login: throttling (django-axes) and two-factor (django-otp) ----------------
 # A username is locked out from one client address after this many failed logins, for the
@@ -202,6 +207,8 @@ PGP_LOCK_TIMEOUT_MS = env.int("PGP_LOCK_TIMEOUT_MS", default=10_000)
 PGP_ALERT_REPEAT_SECONDS = env.int("PGP_ALERT_REPEAT_SECONDS", default=30 * 60)
 # The recovery sweep re-drives anything whose next step is this late.
 PGP_OVERDUE_GRACE_SECONDS = env.int("PGP_OVERDUE_GRACE_SECONDS", default=60)
+# An open batch whose next step is this late has stopped moving: it goes to the operators' queue.
+PGP_STALE_AFTER_SECONDS = env.int("PGP_STALE_AFTER_SECONDS", default=15 * 60)
 
 # --- Celery (reliability rules 1, 5, 6 of DESIGN.md) --------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -248,6 +255,11 @@ if not (CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_VIS
 PGP_CONVERSION_CHECK_SECONDS = env.int("PGP_CONVERSION_CHECK_SECONDS", default=15 * 60)
 PGP_CLIENT_PAYOUT_CHECK_SECONDS = env.int("PGP_CLIENT_PAYOUT_CHECK_SECONDS", default=5 * 60)
 PGP_RECOVERY_SWEEP_SECONDS = env.int("PGP_RECOVERY_SWEEP_SECONDS", default=60)
+# The overview's hot-wallet balances and gas price: read by a periodic job this often (never by a
+# page), with this timeout per node call; older than the last setting, the page says they are stale.
+PGP_HOT_WALLET_REFRESH_SECONDS = env.int("PGP_HOT_WALLET_REFRESH_SECONDS", default=60)
+PGP_CONSOLE_NODE_TIMEOUT_SECONDS = env.float("PGP_CONSOLE_NODE_TIMEOUT_SECONDS", default=5.0)
+PGP_HOT_WALLET_STALE_AFTER_SECONDS = env.int("PGP_HOT_WALLET_STALE_AFTER_SECONDS", default=10 * 60)
 # /health/ reports Beat as stale when no periodic job has run for this long.
 PGP_BEAT_STALE_AFTER_SECONDS = env.int("PGP_BEAT_STALE_AFTER_SECONDS", default=180)
 
@@ -262,6 +274,17 @@ PGP_MONEY_PERMISSIONS = [
     "operations.change_runtime_limits",  # request a runtime limit change (approval limit, ...)
     "operations.confirm_change",  # confirm another person's requested change
 ]
+
+# Block explorer pages per chain (ChangeNOW network code) and kind, `{}` replaced by the hash or
+# address: the console links every transaction and address there. JSON in the environment.
+PGP_BLOCK_EXPLORERS = env.json(
+    "PGP_BLOCK_EXPLORERS",
+    default={
+        "eth": {"tx": "https://etherscan.io/tx/{}", "address": "https://etherscan.io/address/{}"},
+        "trx": {"tx": "https://tronscan.org/#/transaction/{}", "address": "https://tronscan.org/#/address/{}"},
+        "bsc": {"tx": "https://bscscan.com/tx/{}", "address": "https://bscscan.com/address/{}"},
+    },
+)
 
 DEFAULT_EXCEPTION_REPORTER_FILTER = "pgp_project.error_reports.SecretHidingReporterFilter"
 

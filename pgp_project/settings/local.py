@@ -52,3 +52,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"].setdefault("OPTIONS", {}).update(  # noqa: F405
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+
+# The local chain (anvil) has no block explorer: its hashes are shown, not linked.
+PGP_BLOCK_EXPLORERS = env.json("PGP_BLOCK_EXPLORERS", default={})

@@ -1,0 +1,32 @@
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class ConsoleConfig(AppConfig):
+    """The operator's console: the overview, the needs-attention queue, reconciliation, statements
+    and metrics. It reads every domain app and owns no money: the top of the production layers."""
+
+    name = "console"
+    verbose_name = "Operator console"
+
+    def ready(self) -> None:
+        from django.contrib import admin
+
+        from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
+
+        from .tasks import REFRESH_HOT_WALLET_TASK
+        from .views import attention_queue, overview_context
+
+        # The overview is the admin's home page; the queue is one page of the admin, linked
+        # from every page's header (PgpAdminSite.each_context).
+        admin.site.set_index("console/index.html", overview_context)
+        admin.site.add_page("console/attention/", attention_queue, admin.site.ATTENTION_QUEUE)
+        register_default_job(
+            DefaultJob(
+                name="Refresh hot-wallet balances",
+                task=REFRESH_HOT_WALLET_TASK,
+                every_seconds=settings.PGP_HOT_WALLET_REFRESH_SECONDS,
+                description="Reads the hot wallet's ETH and USDT balances and the gas price for the overview, "
+                "which never asks the node itself.",
+            )
+        )

@@ -1,0 +1,95 @@
+"""Money, gas, times and chain references as an operator reads them: every page of the console and
+the admin formats through here, so an amount looks the same wherever it is shown.
+
+- ETH (and any 18-decimal coin) up to 18 decimal places with trailing zeros dropped, USDT 6, USD 2,
+  always with the unit: `0.0097 ETH`, `45.605770 USDT`, `19.99 USD`.
+- Gas prices in gwei, never wei.
+- Times to the second with their timezone.
+- Hashes and addresses shortened for lists, linked to the chain's block explorer
+  (`PGP_BLOCK_EXPLORERS`, per chain), the full value kept for copying.
+"""
+
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from .money import ETH_PLACES, USD_PLACES, USDT_PLACES
+
+# Fixed places per unit; any other unit (a coin of 18 or fewer decimals) shows what it holds.
+FIXED_PLACES = {"USD": USD_PLACES, "USDT": USDT_PLACES, "USDC": USDT_PLACES}
+WEI_PER_GWEI = 10**9
+
+
+def format_amount(amount: Decimal | int | str | None, unit: str) -> str:
+    """`1234.5 ETH`, `45.605770 USDT`, `19.99 USD`; '-' for no amount. Never rounds an amount
+    up: a fixed-place unit is truncated to its places (stored amounts already fit them)."""
+    if amount is None or amount == "":
+        return "-"
+    value = Decimal(str(amount))
+    code = unit.upper()
+    places = FIXED_PLACES.get(code)
+    if places is not None:
+        text = f"{value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN):,.{places}f}"
+    else:
+        text = _without_trailing_zeros(value.quantize(Decimal(1).scaleb(-ETH_PLACES), rounding=ROUND_DOWN))
+    return f"{text} {code}"
+
+
+def _without_trailing_zeros(value: Decimal) -> str:
+    text = f"{value:,f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def format_gwei(wei: int | Decimal | None) -> str:
+    """A gas price in gwei: `1.5 gwei`, `0.000000001 gwei` (1 wei)."""
+    if wei is None:
+        return "-"
+    return f"{_without_trailing_zeros(Decimal(int(wei)) / WEI_PER_GWEI)} gwei"
+
+
+def format_time(moment: datetime | None) -> str:
+    """`2026-11-23 14:22:54 UTC`: to the second, in the configured timezone, which is named."""
+    if moment is None:
+        return "-"
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def short_hash(value: str, *, keep: int = 6) -> str:
+    """`0x1234…cdef` for a long hash or address; short values unchanged."""
+    if not value or len(value) <= 2 * keep + 3:
+        return value or ""
+    head = keep + 2 if value.startswith("0x") else keep
+    return f"{value[:head]}…{value[-keep:]}"
+
+
+def explorer_url(chain: str, kind: str, value: str) -> str | None:
+    """The block explorer's page for a transaction (`kind="tx"`) or an address (`"address"`), from
+    the URL templates in PGP_BLOCK_EXPLORERS[chain][kind] (`{}` is the value); none configured
+    (the local chain, say): no link."""
+    template = settings.PGP_BLOCK_EXPLORERS.get(chain.lower(), {}).get(kind, "") if value else ""
+    return template.replace("{}", value) if template else None
+
+
+def chain_reference(chain: str, kind: str, value: str | None) -> SafeString | str:
+    """A hash or address as the console shows it: shortened, linked to the explorer when one is
+    configured, the full value in the title and in `data-copy` for the copy button."""
+    if not value:
+        return "-"
+    url = explorer_url(chain, kind, value)
+    if url is None:
+        return format_html(
+            '<span class="chain-ref" title="{}" data-copy="{}">{}</span>', value, value, short_hash(value)
+        )
+    return format_html(
+        '<a class="chain-ref" href="{}" title="{}" data-copy="{}" rel="noopener noreferrer" target="_blank">{}</a>',
+        url,
+        value,
+        value,
+        short_hash(value),
+    )
