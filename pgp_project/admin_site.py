@@ -120,5 +120,7 @@ class PgpAdminSite(admin.AdminSite):
                 context["attention_url"] = reverse(f"{self.name}:{self.ATTENTION_QUEUE}")
             except NoReverseMatch:  # no console installed: no queue to link to
                 context["attention_url"] = None
+            # The header's "View site" leads to what needs a person (this site has no public site).
+            context["site_url"] = context["attention_url"] or context["site_url"]
             context["attention_total"] = sum(attention_counts().values())
         return context

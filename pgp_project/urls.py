@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path
+from django.views.generic import RedirectView
 
 from payments.views import nowpayments_ipn
 from pgp_project.operations.views import health
@@ -8,4 +9,6 @@ urlpatterns = [
     path("webhooks/nowpayments/", nowpayments_ipn, name="nowpayments-ipn"),
     path("health/", health, name="health"),
     path("admin/", admin.site.urls),
+    # There is no public site: the address alone leads to the operator's console.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]

@@ -52,6 +52,7 @@ class Page:
         self.browser = browser
         self.base_url = base_url
         self.folder = SCREENSHOTS / re.sub(r"[^\w.-]+", "_", test_name)
+        shutil.rmtree(self.folder, ignore_errors=True)  # this run's pictures only
         self.folder.mkdir(parents=True, exist_ok=True)
         self.shots = 0
 

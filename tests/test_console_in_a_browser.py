@@ -69,7 +69,26 @@ def test_an_operator_reviews_and_decides_payouts_in_the_browser(
     StaffUserFactory.create(username="operator", password="a-long-operator-password")
     page = Page(browser, live_server.url, request.node.name)
     page.log_in("operator", "a-long-operator-password")
-    page.screenshot("admin-index")
+
+    # The overview is the home page: money by state, the hot wallet, the micro-batch, the chart.
+    assert "USDT" in page.text("#overview-money")
+    page.find("#overview-chart[data-drawn='true']")  # Chart.js drew it (a picture, not a table)
+    page.find("#micro-batch-progress")
+    assert "Browser channel A" in page.text("#overview-clients")
+    page.screenshot("overview")
+
+    # Needs attention: both payouts wait for approval; the header counts what the queue lists.
+    page.click("#attention-link")
+    queue = page.find("#attention-queue")
+    awaiting = [row for row in page.all("tr.attention-item") if "approval" in row.text.lower()]
+    assert len(awaiting) == 2
+    assert int(page.text("#attention-count")) == len(page.all("tr.attention-item"))
+    before = int(page.text("#attention-count"))
+    assert "Browser channel A" in queue.text
+    page.screenshot("needs-attention")
+    # "View site" leads to this queue, never to a 404.
+    page.click("#user-tools a[href*='attention']")
+    page.find("#attention-queue")
 
     # A conversion's timeline: who or what, from, to, why, when (to the second, with timezone).
     page.open(f"/admin/batching/batchconversion/{console_data['conversion']}/change/")
@@ -98,4 +117,8 @@ def test_an_operator_reviews_and_decides_payouts_in_the_browser(
     page.screenshot("payout-rejected")
     assert PayoutBatch.objects.get(pk=console_data["reject"]).status == BatchStatus.CANCELLED
     assert BatchConversion.objects.filter(pk=console_data["conversion"]).exists()
+    # Both decisions are out of the queue.
+    page.open("/admin/console/attention/")
+    assert int(page.text("#attention-count")) == before - 2
+    page.screenshot("needs-attention-after")
     assert page.severe_console_errors() == []
