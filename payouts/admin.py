@@ -38,6 +38,8 @@ from .host_payments.reverify import reverify_on_chain
 from .models import HOST_PAYMENT_MACHINE, EvmTransfer, HostPayment, HostPaymentCandidate, PayoutBatch
 from .permissions import APPROVE_PAYOUT, OPERATE_BATCH
 
+PAST_TENSE = {"approve": "approved", "reject": "rejected"}
+
 
 def _source_unit(batch: PayoutBatch) -> str:
     return unit_symbol(batch.source_currency)
@@ -254,7 +256,7 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         if request.method == "POST":
             try:
                 decide(batch.pk, request.user)
-                self.message_user(request, f"Payout #{batch.pk}: {button.lower()}d.", messages.SUCCESS)
+                self.message_user(request, f"Payout #{batch.pk}: {PAST_TENSE[button.lower()]}.", messages.SUCCESS)
             except PayoutNotAwaitingApprovalError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             except ApprovalRefusedError as exc:
@@ -297,6 +299,7 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
                 **self.admin_site.each_context(request),
                 "title": f"{verb.capitalize()} {len(batches)} payout(s)?",
                 "verb": verb,
+                "verb_past": PAST_TENSE[verb],
                 "action": action,
                 "batches": [
                     {
@@ -318,13 +321,13 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
             try:
                 decided = decide(batch.pk, request.user)
             except PayoutNotAwaitingApprovalError as exc:
-                self.message_user(request, f"Payout #{batch.pk}: not {verb}d: {exc}.", messages.WARNING)
+                self.message_user(request, f"Payout #{batch.pk}: not {PAST_TENSE[verb]}: {exc}.", messages.WARNING)
             except ApprovalRefusedError as exc:
                 self.message_user(request, f"Payout #{batch.pk}: refused: {exc}.", messages.ERROR)
             else:
                 self.message_user(
                     request,
-                    f"Payout #{batch.pk}: {verb}d ({decided.amount_shown}, now {decided.status}).",
+                    f"Payout #{batch.pk}: {PAST_TENSE[verb]} ({decided.amount_shown}, now {decided.status}).",
                     messages.SUCCESS,
                 )
         return None
