@@ -263,6 +263,7 @@ class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "payment",
         "reported_status",
         "outcome",
+        "reason",
         "signature_valid",
         "remote_addr",
     )

@@ -112,7 +112,11 @@ class ExchangeBatchAdminMixin:
 
     @admin.display(description="exchange's deposit address")
     def payin_address_shown(self, obj: ExchangeFundedBatch) -> SafeString | str:
-        return chain_reference(self.flow.host_asset(obj).chain, "address", obj.payin_address)
+        try:
+            chain = self.flow.host_asset(obj).chain
+        except LookupError:  # an asset the registry does not know: shown, not linked
+            chain = ""
+        return chain_reference(chain, "address", obj.payin_address)
 
     @admin.display(description="timeline (every transition and operator action)")
     def history(self, obj: ExchangeFundedBatch) -> SafeString | str:
