@@ -8,6 +8,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from batching.conversion import CHECK_THRESHOLD_TASK
 from payments.models import Client, PayoutCurrency, PayoutStrategy
+from payments.reference_prices import REFRESH_REFERENCE_PRICES_TASK
 from payouts.client_payouts import CHECK_CLIENT_PAYOUTS_TASK
 from pgp_project.operations.beat_schedule import default_jobs
 from pgp_project.operations.tasks import RECOVERY_SWEEP_TASK
@@ -18,6 +19,7 @@ DEMO_INTERVALS = {
     CHECK_THRESHOLD_TASK: 30,
     CHECK_CLIENT_PAYOUTS_TASK: 30,
     RECOVERY_SWEEP_TASK: 10,
+    REFRESH_REFERENCE_PRICES_TASK: 60,
 }
 DEMO_CLIENTS = [
     # (external id, name, strategy, threshold USD, currency, network, wallet)
@@ -81,8 +83,11 @@ def ensure_demo_clients() -> None:
 
 
 def apply_demo_intervals() -> None:
-    """Point the default periodic jobs at the short demo intervals."""
+    """Point the default periodic jobs at the short demo intervals; a job without one (a daily
+    clean-up, say) keeps its own."""
     for job in default_jobs():
-        every = DEMO_INTERVALS[job.task]
+        every = DEMO_INTERVALS.get(job.task)
+        if every is None:
+            continue
         interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
         PeriodicTask.objects.filter(name=job.name).update(interval=interval)
