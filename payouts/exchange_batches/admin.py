@@ -94,8 +94,9 @@ class ExchangeBatchAdminMixin:
                     status_line(
                         host_payment.status,
                         label=host_payment.get_status_display(),
-                        reason=host_payment.get_waiting_for_display()
-                        and f"waiting for {host_payment.get_waiting_for_display()}",
+                        reason=f"waiting for {host_payment.get_waiting_for_display()}"
+                        if host_payment.waiting_for
+                        else "",
                         last_error=host_payment.last_error,
                         attempts=host_payment.attempts,
                     ),
@@ -124,6 +125,8 @@ class ExchangeBatchAdminMixin:
 
 
 def batch_status_line(obj: ExchangeFundedBatch) -> SafeString:
+    """A batch's status line for lists, pages and a payment's trace: its review reason, its own
+    last error and attempts, and while it is open what its host payment waits for or failed on."""
     host_payment = obj.host_payment
     extra = ""
     if host_payment is not None and obj.status not in CLOSED_STATUSES:
