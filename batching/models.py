@@ -6,6 +6,7 @@ from django.db.models import Q
 from payouts.exchange_batches.states import BATCH_TRANSITIONS, BatchStatus
 from payouts.models import ExchangeFundedBatch
 from pgp_project.money import eth_field, usd_field, usdt_field
+from pgp_project.money_display import format_amount
 from pgp_project.operations.state_machine import StateMachine
 
 
@@ -49,7 +50,7 @@ class BatchConversion(ExchangeFundedBatch):
         ]
 
     def __str__(self) -> str:
-        return f"conversion #{self.pk} ({self.status})"
+        return f"conversion #{self.pk} ({format_amount(self.total_eth, 'ETH')})"
 
 
 CONVERSION_MACHINE = StateMachine(subject="conversion", model=BatchConversion, transitions=BATCH_TRANSITIONS)

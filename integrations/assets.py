@@ -102,6 +102,16 @@ def asset_by_nowpayments_code(code: str) -> Asset | None:
     return next((a for a in _ASSETS if a.nowpayments_code and a.nowpayments_code == code), None)
 
 
+def unit_symbol(code: str) -> str:
+    """The unit an amount in this currency code is shown in, whichever system's code it is:
+    "usdterc20" and "usdt" -> "USDT", "eth" -> "ETH", "usd" -> "USD"; an unknown code upper-cased."""
+    code = (code or "").lower()
+    for known in _ASSETS:
+        if code in (known.symbol, known.nowpayments_code, known.changenow_ticker):
+            return known.symbol.upper()
+    return code.upper()
+
+
 def changenow_ticker(symbol: str, chain: str) -> str:
     """ChangeNOW's one-word ticker for an asset; for one not listed, ChangeNOW's own rule: the
     currency alone on its home network, else currency + network."""

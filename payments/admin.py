@@ -1,17 +1,92 @@
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.utils.safestring import SafeString
 
-from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline
+from integrations.assets import unit_symbol
+from pgp_project.admin_helpers import (
+    DateRangeFilter,
+    ReadOnlyAdminMixin,
+    ReadOnlyTabularInline,
+    TimelineEntry,
+    admin_link,
+    history_table,
+    html_table,
+    money_column,
+    status_line,
+)
+from pgp_project.money_display import chain_reference, format_amount
 from pgp_project.operations.two_person_admin import TwoPersonAdminMixin
 
 from .late_payments import PartialPaymentNotAcceptable, accept_partial_payment
 from .models import Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
 from .money_controls import CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS
 from .routing import reroute_held_payment
-from .selectors import accumulation_totals, client_balance
+from .selectors import PAYMENT_SUBJECT, TOTAL_FIELDS, accumulation_totals, client_balance
+
+TOTAL_UNITS = {"gross_usd": "USD", "fee_usd": "USD", "net_usd": "USD"}
+
+
+# --- where a payment's money went: steps registered by the apps above this one ------------------
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One step of a payment's way onward (its accumulation row, its conversion, its payout):
+    a link to the step's page, its status, its amount and its on-chain transactions."""
+
+    what: str
+    link: SafeString | str
+    status: SafeString | str
+    amount: str
+    on_chain: SafeString | str = "-"
+
+
+PaymentTracer = Callable[[Payment, PayoutAccumulation | None], Iterable[TraceStep]]
+_TRACERS: list[tuple[int, PaymentTracer]] = []
+
+
+def register_payment_tracer(order: int, tracer: PaymentTracer) -> None:
+    """An app above this one (batching, payouts) adds the steps it owns to every payment's trace,
+    so this app links onward without importing them. `order` places the steps (row 10,
+    conversion 20, payout 30)."""
+    _TRACERS.append((order, tracer))
+    _TRACERS.sort(key=lambda entry: entry[0])
+
+
+def _accumulation_step(payment: Payment, row: PayoutAccumulation | None) -> Iterable[TraceStep]:
+    if row is None:
+        return []
+    amount = f"{format_amount(row.net_usd, 'USD')} net of {format_amount(row.gross_usd, 'USD')}"
+    amount += f" ({format_amount(row.source_amount, unit_symbol(row.source_currency))})"
+    if row.credit_usdt is not None:
+        amount += f"; client credit {format_amount(row.credit_usdt, 'USDT')}"
+    return [
+        TraceStep(
+            what="accumulation row",
+            link=admin_link("payments_payoutaccumulation", row.pk, f"row #{row.pk}"),
+            status=status_line(row.status, label=row.get_status_display(), reason=row.hold_reason),
+            amount=amount,
+        )
+    ]
+
+
+register_payment_tracer(10, _accumulation_step)
+
+
+def payment_trace(payment: Payment) -> SafeString | str:
+    row = PayoutAccumulation.objects.filter(payment=payment).first()
+    steps = [step for _, tracer in _TRACERS for step in tracer(payment, row)]
+    return html_table(
+        ("step", "page", "status", "amount", "on chain"),
+        ((step.what, step.link, step.status, step.amount, step.on_chain) for step in steps),
+        empty="not routed onward (no accumulation row or payout yet)",
+        css_class="payment-trace",
+    )
 
 
 @admin.register(Client)
@@ -23,21 +98,25 @@ class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
         "external_id",
         "name",
         "payout_strategy",
-        "payout_threshold_usd",
+        "threshold_shown",
         "payout_currency",
         "payout_network",
+        "wallet_shown",
         "fee_percent_override",
         "is_active",
     )
-    list_filter = ("payout_strategy", "payout_currency", "is_active")
+    list_filter = ("payout_strategy", "payout_currency", "is_active", ("created_at", DateRangeFilter))
     search_fields = ("external_id", "name", "wallet_address")
     readonly_fields: ClassVar[tuple[str, ...]] = (
         "balance_by_state",
+        "wallet_shown",
         "created_at",
         "updated_at",
         "pending_changes",
         "history",
     )
+
+    threshold_shown = money_column("payout_threshold_usd", "USD", "payout threshold")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A new client is created by one person: it has no payments and no balance yet, so no
@@ -53,14 +132,20 @@ class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         return False  # payments reference clients; deactivate instead
 
+    @admin.display(description="wallet (block explorer)")
+    def wallet_shown(self, obj: Client) -> SafeString | str:
+        return chain_reference(obj.payout_network or "", "address", obj.wallet_address)
+
     @admin.display(description="balance by state")
     def balance_by_state(self, obj: Client) -> str:
         if obj.pk is None:
             return "-"
         balance = client_balance(obj.pk)
         return (
-            f"pending {balance['pending_usd']} USD · converted {balance['converted_usdt']} USDT · "
-            f"in payout {balance['in_payout_usdt']} USDT · paid out {balance['paid_out_usdt']} USDT"
+            f"pending {format_amount(balance['pending_usd'], 'USD')} · "
+            f"converted {format_amount(balance['converted_usdt'], 'USDT')} · "
+            f"in payout {format_amount(balance['in_payout_usdt'], 'USDT')} · "
+            f"paid out {format_amount(balance['paid_out_usdt'], 'USDT')}"
         )
 
 
@@ -72,24 +157,74 @@ class PaymentEventInline(ReadOnlyTabularInline):
     show_change_link = True
 
 
+def _unit_of(currency_field: str) -> Callable[[object], str]:
+    return lambda obj: unit_symbol(getattr(obj, currency_field))
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "provider_payment_id",
-        "status",
-        "routing_status",
+        "status_shown",
         "client",
-        "price_amount",
-        "price_currency",
-        "outcome_amount",
-        "outcome_currency",
+        "price_shown",
+        "outcome_shown",
         "created_at",
     )
-    list_filter = ("status", "routing_status", "outcome_currency")
+    list_filter = ("status", "routing_status", "outcome_currency", ("created_at", DateRangeFilter))
+    date_hierarchy = "created_at"
     search_fields = ("=provider_payment_id", "order_id")
     list_select_related = ("client",)
+    fieldsets = (
+        (None, {"fields": ("status_shown", "provider_payment_id", "client", "order_id", "order_description")}),
+        (
+            "Money",
+            {"fields": ("price_shown", "pay_shown", "actually_paid_shown", "outcome_shown", "accepted_shown")},
+        ),
+        ("Onward: where this payment's money went", {"fields": ("trace",)}),
+        ("Timeline", {"fields": ("timeline",)}),
+        ("Recorded", {"fields": ("user_id", "created_at", "updated_at", "raw_payload"), "classes": ("collapse",)}),
+    )
+    readonly_fields = (
+        "status_shown",
+        "price_shown",
+        "pay_shown",
+        "actually_paid_shown",
+        "outcome_shown",
+        "accepted_shown",
+        "trace",
+        "timeline",
+    )
     inlines = [PaymentEventInline]
     actions = ["reroute_held", "accept_partial"]
+
+    price_shown = money_column("price_amount", _unit_of("price_currency"), "price")
+    pay_shown = money_column("pay_amount", _unit_of("pay_currency"), "asked to pay")
+    actually_paid_shown = money_column("actually_paid", _unit_of("pay_currency"), "actually paid")
+    outcome_shown = money_column("outcome_amount", _unit_of("outcome_currency"), "outcome (what we received)")
+    accepted_shown = money_column("accepted_price_amount", "USD", "accepted of a partial payment")
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj: Payment) -> SafeString:
+        return status_line(obj.status, reason=obj.hold_reason, extra=f"routing: {obj.get_routing_status_display()}")
+
+    @admin.display(description="accumulation row, conversion, payout and their transactions")
+    def trace(self, obj: Payment) -> SafeString | str:
+        return payment_trace(obj) if obj.pk else "-"
+
+    @admin.display(description="timeline (every IPN and every operator action)")
+    def timeline(self, obj: Payment) -> SafeString | str:
+        ipns = [
+            TimelineEntry(
+                when=event.received_at,
+                who="NOWPayments (IPN)",
+                what=f"IPN {event.get_outcome_display()}",
+                to_status=event.reported_status,
+                why=event.reason,
+            )
+            for event in obj.events.all()
+        ]
+        return history_table(PAYMENT_SUBJECT, obj.pk, extra=ipns)
 
     @admin.action(description="Route held finished payments again", permissions=["reroute"])
     def reroute_held(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
@@ -111,8 +246,8 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 continue
             self.message_user(
                 request,
-                f"Payment #{payment.provider_payment_id}: {payment.accepted_price_amount} USD accepted, "
-                f"{payment.routing_status}.",
+                f"Payment #{payment.provider_payment_id}: {format_amount(payment.accepted_price_amount, 'USD')} "
+                f"accepted, {payment.routing_status}.",
                 messages.SUCCESS,
             )
 
@@ -125,13 +260,17 @@ class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "received_at",
         "provider_payment_id",
+        "payment",
         "reported_status",
         "outcome",
+        "reason",
         "signature_valid",
         "remote_addr",
     )
-    list_filter = ("outcome", "signature_valid")
+    list_filter = ("outcome", "signature_valid", ("received_at", DateRangeFilter))
+    date_hierarchy = "received_at"
     search_fields = ("=provider_payment_id",)
+    list_select_related = ("payment",)
 
 
 @admin.register(PayoutAccumulation)
@@ -140,24 +279,78 @@ class PayoutAccumulationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "id",
         "payment",
         "client",
-        "status",
-        "gross_usd",
-        "fee_usd",
-        "net_usd",
-        "source_amount",
-        "source_currency",
-        "credit_usdt",
-        "batch_conversion_id",
-        "payout_batch_id",
+        "status_shown",
+        "gross_shown",
+        "fee_shown",
+        "net_shown",
+        "source_shown",
+        "credit_shown",
+        "conversion_link",
+        "payout_link",
         "created_at",
     )
-    list_filter = ("status", "source_asset", "client")
+    list_filter = ("status", "source_asset", "client", ("created_at", DateRangeFilter))
+    date_hierarchy = "created_at"
     search_fields = ("=payment__provider_payment_id",)
     list_select_related = ("payment", "client")
+    fieldsets = (
+        (None, {"fields": ("status_shown", "payment_link", "client", "conversion_link", "payout_link")}),
+        ("USD at intake", {"fields": ("gross_shown", "fee_percent", "fee_shown", "net_shown", "source_shown")}),
+        ("USDT from its conversion", {"fields": ("usdt_shown", "fee_usdt_shown", "credit_shown")}),
+        ("Paid to", {"fields": ("wallet_shown", "payout_currency", "payout_network")}),
+        ("Times", {"fields": ("created_at", "converted_at", "paid_out_at", "updated_at")}),
+    )
+    readonly_fields = (
+        "status_shown",
+        "payment_link",
+        "conversion_link",
+        "payout_link",
+        "gross_shown",
+        "fee_shown",
+        "net_shown",
+        "source_shown",
+        "usdt_shown",
+        "fee_usdt_shown",
+        "credit_shown",
+        "wallet_shown",
+    )
+
+    gross_shown = money_column("gross_usd", "USD", "gross")
+    fee_shown = money_column("fee_usd", "USD", "fee")
+    net_shown = money_column("net_usd", "USD", "net")
+    source_shown = money_column("source_amount", _unit_of("source_currency"), "received as")
+    usdt_shown = money_column("usdt_amount", "USDT", "USDT share")
+    fee_usdt_shown = money_column("fee_usdt", "USDT", "fee USDT")
+    credit_shown = money_column("credit_usdt", "USDT", "client credit")
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj: PayoutAccumulation) -> SafeString:
+        return status_line(obj.status, label=obj.get_status_display(), reason=obj.hold_reason)
+
+    @admin.display(description="payment")
+    def payment_link(self, obj: PayoutAccumulation) -> SafeString | str:
+        return admin_link("payments_payment", obj.payment_id, obj.payment)
+
+    # The batches belong to the apps above this one: linked by URL name, never imported.
+    @admin.display(description="conversion", ordering="batch_conversion_id")
+    def conversion_link(self, obj: PayoutAccumulation) -> SafeString | str:
+        return admin_link("batching_batchconversion", obj.batch_conversion_id, f"conversion #{obj.batch_conversion_id}")
+
+    @admin.display(description="payout", ordering="payout_batch_id")
+    def payout_link(self, obj: PayoutAccumulation) -> SafeString | str:
+        return admin_link("payouts_payoutbatch", obj.payout_batch_id, f"payout #{obj.payout_batch_id}")
+
+    @admin.display(description="wallet")
+    def wallet_shown(self, obj: PayoutAccumulation) -> SafeString | str:
+        return chain_reference(obj.payout_network, "address", obj.wallet_address)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            context["totals"] = accumulation_totals(context["cl"].queryset)
+            totals = accumulation_totals(context["cl"].queryset)
+            context["totals"] = totals
+            context["totals_shown"] = {
+                name: format_amount(totals[name], TOTAL_UNITS.get(name, "USDT")) for name in TOTAL_FIELDS
+            }
         return response

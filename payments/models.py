@@ -6,7 +6,9 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Round
 
+from integrations.assets import unit_symbol
 from pgp_project.money import USD_PLACES, USDT_PLACES, eth_field, percent_field, usd_field, usdt_field
+from pgp_project.money_display import format_amount
 
 from .wallets import validate_wallet_address
 
@@ -171,7 +173,8 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"NOWPayments #{self.provider_payment_id} ({self.status})"
+        price = format_amount(self.price_amount, unit_symbol(self.price_currency))
+        return f"payment #{self.provider_payment_id} ({price}, {self.status})"
 
     @property
     def price_to_credit(self) -> Decimal:
@@ -336,7 +339,7 @@ class PayoutAccumulation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"accumulation #{self.pk} ({self.status})"
+        return f"accumulation row #{self.pk} ({format_amount(self.net_usd, 'USD')} net, {self.status})"
 
 
 class ReferencePrice(models.Model):

@@ -1,6 +1,7 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -10,20 +11,42 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from payments.admin import ClientAdmin
-from payments.models import Client
+from integrations.assets import unit_symbol
+from payments.admin import ClientAdmin, TraceStep, register_payment_tracer
+from payments.models import Client, Payment, PayoutAccumulation
 from payments.selectors import rows_of_payout
-from pgp_project.admin_helpers import ReadOnlyAdminMixin, ReadOnlyTabularInline, history_table, html_table
+from pgp_project.admin_helpers import (
+    DateRangeFilter,
+    ReadOnlyAdminMixin,
+    ReadOnlyTabularInline,
+    admin_link,
+    history_table,
+    html_table,
+    money_column,
+    status_line,
+)
+from pgp_project.money_display import chain_reference, format_amount, format_gwei, format_time
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.transient import TransientError
 
 from .approvals import ApprovalRefusedError, PayoutNotAwaitingApprovalError, approve_payout, reject_payout
 from .client_payouts import PAYOUT_FLOW
-from .exchange_batches.admin import ExchangeBatchAdminMixin
+from .exchange_batches.admin import ExchangeBatchAdminMixin, batch_status_line
+from .exchange_batches.flow import exchange_funded_flow
 from .exchange_batches.states import BatchStatus
 from .host_payments.reverify import reverify_on_chain
 from .models import HOST_PAYMENT_MACHINE, EvmTransfer, HostPayment, HostPaymentCandidate, PayoutBatch
 from .permissions import APPROVE_PAYOUT, OPERATE_BATCH
+
+PAST_TENSE = {"approve": "approved", "reject": "rejected"}
+
+
+def _source_unit(batch: PayoutBatch) -> str:
+    return unit_symbol(batch.source_currency)
+
+
+def _payout_unit(batch: PayoutBatch) -> str:
+    return unit_symbol(batch.payout_currency)
 
 
 @admin.register(PayoutBatch)
@@ -32,44 +55,181 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         "id",
         "kind",
         "client",
-        "status",
-        "total_usdt",
-        "source_amount",
-        "source_currency",
-        "payout_currency",
-        "payout_amount",
+        "status_shown",
+        "amount_shown",
+        "payout_shown",
+        "destination",
         "created_at",
     )
-    list_filter = ("status", "kind", "payout_currency", "exchange_provider")
-    search_fields = ("=id", "exchange_id", "client__external_id")
-    list_select_related = ("client",)
-    readonly_fields = ("approval", "host_payment_summary", "rows_paid_out", "history")
+    list_filter = ("status", "kind", "payout_currency", "exchange_provider", ("created_at", DateRangeFilter))
+    date_hierarchy = "created_at"
+    search_fields = ("=id", "exchange_id", "client__external_id", "client__name")
+    list_select_related = ("client", "host_payment")
+    fieldsets = (
+        ("Approval", {"fields": ("approval",), "classes": ("approval-line",)}),
+        ("Status", {"fields": ("status_shown", "exchange_status", "next_action_at", "deadline_at", "completed_at")}),
+        (
+            "Payout",
+            {"fields": ("kind", "client_link", "destination", "payment_link", "merged_into_link", "merged_payouts")},
+        ),
+        (
+            "Money",
+            {
+                "fields": (
+                    "amount_shown",
+                    "source_shown",
+                    "fee_shown",
+                    "sent_value_shown",
+                    "payout_shown",
+                    "row_count",
+                )
+            },
+        ),
+        (
+            "Exchange",
+            {
+                "fields": (
+                    "exchange_provider",
+                    "exchange_id",
+                    "payin_address_shown",
+                    "exchange_from_shown",
+                    "expected_shown",
+                    "exchange_valid_until",
+                    "abandoned_exchange_ids",
+                )
+            },
+        ),
+        ("On chain", {"fields": ("host_payment_summary", "payout_tx")}),
+        ("Rows and payments paid out by this payout", {"fields": ("rows_paid_out",)}),
+        ("Timeline", {"fields": ("history",)}),
+        ("Recorded", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+    readonly_fields = (
+        "approval",
+        "status_shown",
+        "client_link",
+        "destination",
+        "payment_link",
+        "merged_into_link",
+        "merged_payouts",
+        "amount_shown",
+        "source_shown",
+        "fee_shown",
+        "sent_value_shown",
+        "payout_shown",
+        "payin_address_shown",
+        "exchange_from_shown",
+        "expected_shown",
+        "host_payment_summary",
+        "payout_tx",
+        "rows_paid_out",
+        "history",
+    )
+    actions = [*(ExchangeBatchAdminMixin.actions or ()), "approve_selected", "reject_selected"]
     flow = PAYOUT_FLOW
     operate_permission = OPERATE_BATCH
 
+    source_shown = money_column("source_amount", _source_unit, "sent to the exchange")
+    fee_shown = money_column("fee_amount", _source_unit, "fee retained")
+    sent_value_shown = money_column("sent_value_usdt", "USDT", "value sent (USDT quote)")
+    payout_shown = money_column("payout_amount", _payout_unit, "client received")
+    exchange_from_shown = money_column("exchange_from_amount", _source_unit, "exchange asked for")
+    expected_shown = money_column("expected_amount", _payout_unit, "exchange expected to pay")
+
+    @admin.display(description="amount", ordering="total_usdt")
+    def amount_shown(self, obj: PayoutBatch) -> str:
+        return obj.amount_shown
+
+    @admin.display(description="destination")
+    def destination(self, obj: PayoutBatch) -> SafeString:
+        return format_html(
+            "{} on {}: {}",
+            unit_symbol(obj.payout_currency),
+            obj.payout_network,
+            chain_reference(obj.payout_network, "address", obj.wallet_address),
+        )
+
+    @admin.display(description="client")
+    def client_link(self, obj: PayoutBatch) -> SafeString | str:
+        return admin_link("payments_client", obj.client_id, obj.client)
+
+    @admin.display(description="payment (instant payout)")
+    def payment_link(self, obj: PayoutBatch) -> SafeString | str:
+        return admin_link("payments_payment", obj.payment_id, obj.payment) if obj.payment_id else "-"
+
+    @admin.display(description="merged into")
+    def merged_into_link(self, obj: PayoutBatch) -> SafeString | str:
+        return admin_link("payouts_payoutbatch", obj.merged_into_id, obj.merged_into) if obj.merged_into_id else "-"
+
+    @admin.display(description="payouts merged into this one")
+    def merged_payouts(self, obj: PayoutBatch) -> SafeString | str:
+        merged = list(PayoutBatch.objects.filter(merged_into=obj).select_related("client", "payment"))
+        return html_table(
+            ("payout", "payment", "amount"),
+            (
+                (
+                    admin_link("payouts_payoutbatch", m.pk, m),
+                    admin_link("payments_payment", m.payment_id, m.payment) if m.payment_id else "-",
+                    m.amount_shown,
+                )
+                for m in merged
+            ),
+        )
+
+    @admin.display(description="exchange's payout transaction")
+    def payout_tx(self, obj: PayoutBatch) -> SafeString | str:
+        return chain_reference(obj.payout_network, "tx", obj.payout_tx_hash)
+
     @admin.display(description="approval")
-    def approval(self, obj: PayoutBatch) -> str:
+    def approval(self, obj: PayoutBatch) -> SafeString | str:
+        """The approval line: status and reason, who decided and when, or the buttons."""
         if obj.status == BatchStatus.AWAITING_APPROVAL:
+            limit = format_amount(get_runtime_settings().payout_approval_limit_usdt, "USDT")
             return format_html(
-                '<a class="button" href="{}">Approve…</a> <a class="button" href="{}">Reject…</a>',
+                '<span class="approval-awaiting">awaiting approval: {} is above the approval limit of {}</span> '
+                '<a class="button approve-button" id="approve-payout" href="{}">Approve…</a> '
+                '<a class="button reject-button" id="reject-payout" href="{}">Reject…</a>',
+                format_amount(obj.sent_value_usdt, "USDT") if obj.sent_value_usdt is not None else obj.amount_shown,
+                limit,
                 reverse("admin:payouts_payoutbatch_approve", args=[obj.pk]),
                 reverse("admin:payouts_payoutbatch_reject", args=[obj.pk]),
             )
         if obj.approved_by_id:
-            return f"approved by {obj.approved_by} at {obj.approved_at:%Y-%m-%d %H:%M:%S %Z}"
+            return format_html(
+                '<span class="approval-approved">approved by {} at {}</span>',
+                obj.approved_by,
+                format_time(obj.approved_at),
+            )
         if obj.rejected_by_id:
-            return f"rejected by {obj.rejected_by} at {obj.rejected_at:%Y-%m-%d %H:%M:%S %Z}"
-        return "not required"
+            return format_html(
+                '<span class="approval-rejected">rejected by {} at {}: {}</span>',
+                obj.rejected_by,
+                format_time(obj.rejected_at),
+                obj.review_reason or "-",
+            )
+        return mark_safe('<span class="approval-not-required">not required (within the approval limit)</span>')
 
-    @admin.display(description="rows paid out by this batch")
+    @admin.display(description="rows paid out by this payout")
     def rows_paid_out(self, obj: PayoutBatch) -> SafeString | str:
         return html_table(
-            ("row", "payment", "status", "credit USDT", "paid out at"),
+            ("row", "payment", "conversion", "status", "client credit", "paid out at"),
             (
-                (row.pk, row.payment, row.status, row.credit_usdt, row.paid_out_at or "-")
+                (
+                    admin_link("payments_payoutaccumulation", row.pk, f"row #{row.pk}"),
+                    admin_link("payments_payment", row.payment_id, row.payment),
+                    admin_link(
+                        "batching_batchconversion", row.batch_conversion_id, f"conversion #{row.batch_conversion_id}"
+                    ),
+                    row.get_status_display(),
+                    format_amount(row.credit_usdt, "USDT"),
+                    format_time(row.paid_out_at),
+                )
                 for row in rows_of_payout(obj.pk)
             ),
+            css_class="payout-rows",
         )
+
+    # --- approve and reject: one payout on its own page, or several with a confirmation page ---
 
     def get_urls(self) -> list:
         decide = self.admin_site.admin_view
@@ -92,11 +252,11 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
     ) -> HttpResponse:
         if not request.user.has_perm(APPROVE_PAYOUT):
             raise PermissionDenied
-        batch = get_object_or_404(PayoutBatch, pk=batch_id)
+        batch = get_object_or_404(PayoutBatch.objects.select_related("client"), pk=batch_id)
         if request.method == "POST":
             try:
                 decide(batch.pk, request.user)
-                self.message_user(request, f"Payout #{batch.pk}: {button.lower()}d.", messages.SUCCESS)
+                self.message_user(request, f"Payout #{batch.pk}: {PAST_TENSE[button.lower()]}.", messages.SUCCESS)
             except PayoutNotAwaitingApprovalError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             except ApprovalRefusedError as exc:
@@ -106,49 +266,209 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
             **self.admin_site.each_context(request),
             "title": title,
             "batch": batch,
+            "amount": batch.amount_shown,
+            "destination": self.destination(batch),
             "question": question,
             "button": button,
-            "approval_limit": get_runtime_settings().payout_approval_limit_usdt,
+            "approval_limit": format_amount(get_runtime_settings().payout_approval_limit_usdt, "USDT"),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/payouts/payoutbatch/decision.html", context)
 
+    @admin.action(description="Approve the selected payouts…", permissions=["approve"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[PayoutBatch]) -> HttpResponse | None:
+        return self._decide_many(request, queryset, approve_payout, action="approve_selected", verb="approve")
+
+    @admin.action(description="Reject the selected payouts…", permissions=["approve"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[PayoutBatch]) -> HttpResponse | None:
+        return self._decide_many(request, queryset, reject_payout, action="reject_selected", verb="reject")
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(APPROVE_PAYOUT)
+
+    def _decide_many(
+        self, request: HttpRequest, queryset: QuerySet[PayoutBatch], decide: Callable, *, action: str, verb: str
+    ) -> HttpResponse | None:
+        """First a confirmation page listing the selected payouts (like Django's delete
+        confirmation); once confirmed, each payout is decided on its own through the approval
+        service, which checks the permission and the second-person rule, and the outcome of
+        each is reported."""
+        batches = list(queryset.select_related("client").order_by("id"))
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"{verb.capitalize()} {len(batches)} payout(s)?",
+                "verb": verb,
+                "verb_past": PAST_TENSE[verb],
+                "action": action,
+                "batches": [
+                    {
+                        "batch": batch,
+                        "amount": batch.amount_shown,
+                        "destination": self.destination(batch),
+                        "awaiting": batch.status == BatchStatus.AWAITING_APPROVAL,
+                    }
+                    for batch in batches
+                ],
+                "awaiting_count": sum(batch.status == BatchStatus.AWAITING_APPROVAL for batch in batches),
+                "approval_limit": format_amount(get_runtime_settings().payout_approval_limit_usdt, "USDT"),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+                "media": self.media,
+            }
+            return TemplateResponse(request, "admin/payouts/payoutbatch/bulk_decision.html", context)
+        for batch in batches:
+            try:
+                decided = decide(batch.pk, request.user)
+            except PayoutNotAwaitingApprovalError as exc:
+                self.message_user(request, f"Payout #{batch.pk}: not {PAST_TENSE[verb]}: {exc}.", messages.WARNING)
+            except ApprovalRefusedError as exc:
+                self.message_user(request, f"Payout #{batch.pk}: refused: {exc}.", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Payout #{batch.pk}: {PAST_TENSE[verb]} ({decided.amount_shown}, now {decided.status}).",
+                    messages.SUCCESS,
+                )
+        return None
+
 
 class CandidateTransactionInline(ReadOnlyTabularInline):
     model = HostPaymentCandidate
-    fields = ("created_at", "tx_hash", "fee_details")
+    fields = ("created_at", "tx", "fees")
     readonly_fields = fields
     show_change_link = False
     verbose_name_plural = "every transaction signed for this payment (same slot; the mined one counts)"
 
+    @admin.display(description="transaction")
+    def tx(self, obj: HostPaymentCandidate) -> SafeString | str:
+        return chain_reference(obj.host_payment.chain, "tx", obj.tx_hash)
+
+    @admin.display(description="fees")
+    def fees(self, obj: HostPaymentCandidate) -> str:
+        return (
+            ", ".join(
+                f"{name.replace('_', ' ')} {format_gwei(value) if name.endswith('per_gas') else value}"
+                for name, value in (obj.fee_details or {}).items()
+            )
+            or "-"
+        )
+
 
 class EvmTransferInline(ReadOnlyTabularInline):
     model = EvmTransfer
-    fields = ("sender", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas")
+    fields = ("sender_shown", "nonce", "gas_limit", "max_fee", "max_priority_fee")
     readonly_fields = fields
     show_change_link = False
     verbose_name_plural = "EVM nonce and fees of the current transaction"
+
+    @admin.display(description="sender")
+    def sender_shown(self, obj: EvmTransfer) -> SafeString | str:
+        return chain_reference(obj.host_payment.chain, "address", obj.sender)
+
+    @admin.display(description="max fee per gas")
+    def max_fee(self, obj: EvmTransfer) -> str:
+        return format_gwei(obj.max_fee_per_gas)
+
+    @admin.display(description="max priority fee per gas")
+    def max_priority_fee(self, obj: EvmTransfer) -> str:
+        return format_gwei(obj.max_priority_fee_per_gas)
+
+
+def _batch_of(host_payment: HostPayment) -> object | None:
+    """The batch a host payment funds, through the registered flow of its kind (a conversion
+    belongs to the app above this one: found without importing it)."""
+    try:
+        model = exchange_funded_flow(host_payment.owner_kind).model
+    except LookupError:
+        return None
+    return model._default_manager.filter(host_payment_id=host_payment.pk).first()
+
+
+def _batch_link(batch: object | None) -> SafeString | str:
+    if batch is None:
+        return "-"
+    opts = batch._meta  # type: ignore[attr-defined]
+    return admin_link(f"{opts.app_label}_{opts.model_name}", batch.pk, batch)  # type: ignore[attr-defined]
 
 
 @admin.register(HostPayment)
 class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
-        "status",
-        "owner_kind",
-        "chain",
-        "asset",
-        "amount",
-        "to_address",
-        "tx_hash",
+        "status_shown",
+        "batch_link",
+        "amount_shown",
+        "to_shown",
+        "tx_shown",
         "confirmations",
         "created_at",
     )
-    list_filter = ("status", "owner_kind", "chain", "asset")
+    list_filter = ("status", "owner_kind", "chain", "asset", "waiting_for", ("created_at", DateRangeFilter))
+    date_hierarchy = "created_at"
     search_fields = ("tx_hash", "to_address")
-    readonly_fields = ("history",)
+    fieldsets = (
+        (None, {"fields": ("status_shown", "batch_link", "owner_kind")}),
+        ("Money", {"fields": ("amount_shown", "amount_base_units", "network_fee_shown")}),
+        (
+            "On chain",
+            {"fields": ("chain", "from_shown", "to_shown", "tx_shown", "confirmations", "block_number")},
+        ),
+        (
+            "Times",
+            {"fields": ("created_at", "signed_at", "broadcast_at", "confirmed_at", "next_action_at", "deadline_at")},
+        ),
+        ("Timeline", {"fields": ("history",)}),
+    )
+    readonly_fields = (
+        "status_shown",
+        "batch_link",
+        "amount_shown",
+        "network_fee_shown",
+        "from_shown",
+        "to_shown",
+        "tx_shown",
+        "history",
+    )
     inlines = [EvmTransferInline, CandidateTransactionInline]
     actions = ["reverify"]
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj: HostPayment) -> SafeString:
+        waiting = obj.get_waiting_for_display()
+        return status_line(
+            obj.status,
+            label=obj.get_status_display(),
+            reason=f"waiting for {waiting}" if waiting else "",
+            last_error=obj.last_error,
+            attempts=obj.attempts,
+        )
+
+    @admin.display(description="funds")
+    def batch_link(self, obj: HostPayment) -> SafeString | str:
+        return _batch_link(_batch_of(obj))
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, obj: HostPayment) -> str:
+        return f"{format_amount(obj.amount, obj.asset)} on {obj.chain}"
+
+    @admin.display(description="network fee paid")
+    def network_fee_shown(self, obj: HostPayment) -> str:
+        if obj.network_fee is None:
+            return "-"
+        return f"{format_amount(obj.network_fee / 10**18, 'ETH')} ({format_gwei(obj.network_fee)})"
+
+    @admin.display(description="from")
+    def from_shown(self, obj: HostPayment) -> SafeString | str:
+        return chain_reference(obj.chain, "address", obj.from_address)
+
+    @admin.display(description="to")
+    def to_shown(self, obj: HostPayment) -> SafeString | str:
+        return chain_reference(obj.chain, "address", obj.to_address)
+
+    @admin.display(description="transaction", ordering="tx_hash")
+    def tx_shown(self, obj: HostPayment) -> SafeString | str:
+        return chain_reference(obj.chain, "tx", obj.tx_hash)
 
     @admin.action(
         description="Re-verify a failed payment on chain (a lagging node may have misled us)", permissions=["operate"]
@@ -164,9 +484,51 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(OPERATE_BATCH)
 
-    @admin.display(description="history (every transition)")
+    @admin.display(description="timeline (every transition)")
     def history(self, obj: HostPayment) -> SafeString | str:
         return history_table(HOST_PAYMENT_MACHINE.subject, obj.pk)
+
+
+def _payout_steps(payment: Payment, row: PayoutAccumulation | None) -> Iterable[TraceStep]:
+    """A payment's payout: the one its accumulation row is in, or its instant payout (and the
+    payout that one was merged into), with the payout's on-chain transactions."""
+    payouts = PayoutBatch.objects.select_related("client", "host_payment")
+    batch = None
+    if row is not None and row.payout_batch_id is not None:
+        batch = payouts.filter(pk=row.payout_batch_id).first()
+    elif row is None:
+        batch = payouts.filter(payment=payment).first()
+    steps = []
+    while batch is not None:
+        steps.append(
+            TraceStep(
+                what="payout",
+                link=admin_link("payouts_payoutbatch", batch.pk, batch),
+                status=batch_status_line(batch),
+                amount=batch.amount_shown,
+                on_chain=payout_transactions(batch),
+            )
+        )
+        batch = payouts.filter(pk=batch.merged_into_id).first() if batch.merged_into_id else None
+    return steps
+
+
+def payout_transactions(batch: PayoutBatch) -> SafeString | str:
+    parts = []
+    if batch.host_payment is not None and batch.host_payment.tx_hash:
+        parts.append(
+            format_html(
+                "funding {} ({})",
+                chain_reference(batch.host_payment.chain, "tx", batch.host_payment.tx_hash),
+                admin_link("payouts_hostpayment", batch.host_payment_id, f"host payment #{batch.host_payment_id}"),
+            )
+        )
+    if batch.payout_tx_hash:
+        parts.append(format_html("to the client {}", chain_reference(batch.payout_network, "tx", batch.payout_tx_hash)))
+    return format_html_join(mark_safe("<br>"), "{}", ((part,) for part in parts)) if parts else "-"
+
+
+register_payment_tracer(30, _payout_steps)
 
 
 # The client page, from the payments app, with this app's part added: the client's payouts.
@@ -181,16 +543,13 @@ class ClientWithPayoutsAdmin(ClientAdmin):
     def recent_payouts(self, obj: Client) -> SafeString | str:
         if obj.pk is None:
             return "-"
-        batches = PayoutBatch.objects.filter(client=obj).order_by("-created_at")[:10]
-        links = [
-            format_html(
-                '<a href="{}">#{} {} {} {}</a>',
-                reverse("admin:payouts_payoutbatch_change", args=[b.pk]),
-                b.pk,
-                b.status,
-                b.source_amount,
-                b.source_currency,
-            )
-            for b in batches
-        ]
-        return format_html_join(mark_safe("<br>"), "{}", ((link,) for link in links)) if links else "none yet"
+        batches = PayoutBatch.objects.filter(client=obj).select_related("client", "host_payment")[:10]
+        return html_table(
+            ("payout", "status", "created"),
+            (
+                (admin_link("payouts_payoutbatch", b.pk, b), batch_status_line(b), format_time(b.created_at))
+                for b in batches
+            ),
+            empty="none yet",
+            css_class="recent-payouts",
+        )

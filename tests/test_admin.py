@@ -186,7 +186,7 @@ def test_conversion_page_shows_exchange_host_payment_amounts_and_rows(
         "cn-exchange-42",
         "0x1111111111111111111111111111111111111111",
         "0x" + "ab" * 32,
-        "received 29.950000 of 30.000000 expected (-0.050000)",
+        "received 29.950000 usdt of 30.000000 usdt expected (-0.050000 usdt)",
         "distribution per row",
     ):
         assert expected in html

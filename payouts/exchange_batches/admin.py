@@ -7,16 +7,15 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from pgp_project.admin_helpers import history_table, html_table
+from pgp_project.admin_helpers import admin_link, history_table, html_table, status_line
+from pgp_project.money_display import chain_reference, format_amount
 
 from ..models import ExchangeFundedBatch
 from .flow import ExchangeFundedFlow
 from .operator import cancel_unfunded, redrive, release_refunded, release_unsent, resume_funded
-from .states import BatchStatus
+from .states import CLOSED_STATUSES, BatchStatus
 
 
 class ExchangeBatchAdminMixin:
@@ -76,30 +75,75 @@ class ExchangeBatchAdminMixin:
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(self.operate_permission)
 
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj: ExchangeFundedBatch) -> SafeString:
+        """The status with why it is there and what went wrong last: the batch's own error, or
+        what its host payment waits for or failed on (a payout stuck in `created` says why)."""
+        return batch_status_line(obj)
+
     @admin.display(description="host payment (the on-chain funding of the exchange)")
     def host_payment_summary(self, obj: ExchangeFundedBatch) -> SafeString | str:
         host_payment = obj.host_payment
         if host_payment is None:
             return "none yet"
-        link = format_html(
-            '<a href="{}">#{}</a>', reverse("admin:payouts_hostpayment_change", args=[host_payment.pk]), host_payment.pk
-        )
         return html_table(
-            ("payment", "status", "amount", "to", "tx hash", "confirmations", "block", "last error"),
+            ("payment", "status", "amount", "from", "to", "tx", "confirmations", "block"),
             [
                 (
-                    link,
-                    host_payment.status,
-                    f"{host_payment.amount} {host_payment.asset.upper()} on {host_payment.chain}",
-                    host_payment.to_address,
-                    host_payment.tx_hash or "-",
+                    admin_link("payouts_hostpayment", host_payment.pk, f"host payment #{host_payment.pk}"),
+                    status_line(
+                        host_payment.status,
+                        label=host_payment.get_status_display(),
+                        reason=f"waiting for {host_payment.get_waiting_for_display()}"
+                        if host_payment.waiting_for
+                        else "",
+                        last_error=host_payment.last_error,
+                        attempts=host_payment.attempts,
+                    ),
+                    f"{format_amount(host_payment.amount, host_payment.asset)} on {host_payment.chain}",
+                    chain_reference(host_payment.chain, "address", host_payment.from_address),
+                    chain_reference(host_payment.chain, "address", host_payment.to_address),
+                    chain_reference(host_payment.chain, "tx", host_payment.tx_hash),
                     host_payment.confirmations,
                     host_payment.block_number or "-",
-                    host_payment.last_error or "-",
                 )
             ],
+            css_class="host-payment-summary",
         )
 
-    @admin.display(description="history (every transition and operator action)")
+    @admin.display(description="exchange's deposit address")
+    def payin_address_shown(self, obj: ExchangeFundedBatch) -> SafeString | str:
+        try:
+            chain = self.flow.host_asset(obj).chain
+        except LookupError:  # an asset the registry does not know: shown, not linked
+            chain = ""
+        return chain_reference(chain, "address", obj.payin_address)
+
+    @admin.display(description="timeline (every transition and operator action)")
     def history(self, obj: ExchangeFundedBatch) -> SafeString | str:
         return history_table(self.flow.kind, obj.pk)
+
+
+def batch_status_line(obj: ExchangeFundedBatch) -> SafeString:
+    """A batch's status line for lists, pages and a payment's trace: its review reason, its own
+    last error and attempts, and while it is open what its host payment waits for or failed on."""
+    host_payment = obj.host_payment
+    extra = ""
+    if host_payment is not None and obj.status not in CLOSED_STATUSES:
+        waiting = host_payment.get_waiting_for_display()
+        extra = f"host payment #{host_payment.pk} {host_payment.status}"
+        if waiting:
+            extra += f", waiting for {waiting}"
+        if host_payment.last_error:
+            extra += f"; its last error: {host_payment.last_error}"
+    if obj.exchange_status:
+        extra = f"exchange says {obj.exchange_status}" + (f"; {extra}" if extra else "")
+    return status_line(
+        obj.status,
+        label=obj.get_status_display(),
+        reason=obj.review_reason,
+        last_error=obj.last_error,
+        attempts=obj.attempts,
+        next_action_at=obj.next_action_at if obj.status not in CLOSED_STATUSES else None,
+        extra=extra,
+    )

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from pgp_project.money import eth_field
+from pgp_project.money_display import format_amount
 from pgp_project.operations.state_machine import StateMachine
 
 
@@ -95,7 +96,7 @@ class HostPayment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"host payment #{self.pk} {self.amount} {self.asset} ({self.status})"
+        return f"host payment #{self.pk} ({format_amount(self.amount, self.asset)} on {self.chain}, {self.status})"
 
 
 HOST_PAYMENT_MACHINE = StateMachine(subject="host_payment", model=HostPayment, transitions=HOST_PAYMENT_TRANSITIONS)

@@ -4,7 +4,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from integrations.assets import unit_symbol
 from pgp_project.money import eth_field, usdt_field
+from pgp_project.money_display import format_amount
 from pgp_project.operations.state_machine import StateMachine
 
 from ..exchange_batches.states import BATCH_TRANSITIONS, BatchStatus
@@ -99,7 +101,14 @@ class PayoutBatch(ExchangeFundedBatch):
         ]
 
     def __str__(self) -> str:
-        return f"payout #{self.pk} to {self.client_id} ({self.status})"
+        return f"payout #{self.pk} to {self.client} ({self.kind}, {self.amount_shown})"
+
+    @property
+    def amount_shown(self) -> str:
+        """What it pays: the USDT credit of a threshold payout, else what it sends, with its unit."""
+        if self.total_usdt is not None:
+            return format_amount(self.total_usdt, "USDT")
+        return format_amount(self.source_amount, unit_symbol(self.source_currency))
 
 
 PAYOUT_MACHINE = StateMachine(subject="payout", model=PayoutBatch, transitions=BATCH_TRANSITIONS)

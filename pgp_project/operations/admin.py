@@ -6,7 +6,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from pgp_project.admin_helpers import ReadOnlyAdminMixin
+from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, money_column
 
 from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
 from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
@@ -21,13 +21,16 @@ class RuntimeSettingsAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
 
     list_display = (
         "__str__",
-        "micro_batch_threshold_usd",
+        "threshold_shown",
         "default_fee_percent",
         "confirmations_required",
-        "payout_approval_limit_usdt",
+        "approval_limit_shown",
         "updated_at",
     )
     readonly_fields = ("pending_changes", "history")
+
+    threshold_shown = money_column("micro_batch_threshold_usd", "USD", "micro-batch threshold")
+    approval_limit_shown = money_column("payout_approval_limit_usdt", "USDT", "payout approval limit")
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         get_runtime_settings()  # the one row exists (with its defaults) before anyone looks for it
@@ -56,7 +59,8 @@ class PendingChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "decided_at",
         "decision_note",
     )
-    list_filter = ("status", "subject_type")
+    list_filter = ("status", "subject_type", ("requested_at", DateRangeFilter))
+    date_hierarchy = "requested_at"
     list_select_related = ("requested_by", "decided_by")
     fields = list_display
     readonly_fields = list_display
@@ -120,8 +124,13 @@ class JobHeartbeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every transition of every state machine and every operator action, newest first."""
 
-    list_display = ("created_at", "subject_type", "subject_id", "action", "from_status", "to_status", "actor", "reason")
-    list_filter = ("subject_type", "action", "to_status")
+    list_display = ("created_at", "subject_type", "subject_id", "action", "from_status", "to_status", "who", "reason")
+    list_filter = ("subject_type", "action", "to_status", ("created_at", DateRangeFilter))
+    date_hierarchy = "created_at"
     search_fields = ("=subject_id", "reason")
     list_select_related = ("actor",)
     ordering = ("-created_at", "-id")
+
+    @admin.display(description="who", ordering="actor")
+    def who(self, obj: AuditEvent) -> str:
+        return obj.actor_label

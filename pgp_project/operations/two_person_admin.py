@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from pgp_project.admin_helpers import history_table, html_table
+from pgp_project.admin_helpers import AdminExtrasMedia, history_table, html_table
+from pgp_project.money_display import format_time
 
 from .models import PendingChange, PendingChangeStatus
 from .pending_changes import GuardedModel, as_text, describe, guarded_model, request_change, request_permissions
@@ -59,7 +60,7 @@ def _is_model_field(obj: models.Model, name: str) -> bool:
     return any(field.name == name for field in obj._meta.concrete_fields)
 
 
-class TwoPersonAdminMixin:
+class TwoPersonAdminMixin(AdminExtrasMedia):
     """For a ModelAdmin of a model registered with `register_guarded_fields`. Add
     "pending_changes" and "history" to its readonly_fields to show both panels."""
 
@@ -153,7 +154,7 @@ class TwoPersonAdminMixin:
                         '<a href="{}">#{}</a>', reverse("admin:operations_pendingchange_change", args=[c.pk]), c.pk
                     ),
                     c.requested_by,
-                    f"{c.requested_at:%Y-%m-%d %H:%M:%S %Z}",
+                    format_time(c.requested_at),
                     changes_list(c),
                     c.reason,
                 )
@@ -162,7 +163,7 @@ class TwoPersonAdminMixin:
             empty="none",
         )
 
-    @admin.display(description="history (every requested, confirmed and rejected money-control change)")
+    @admin.display(description="timeline (every requested, confirmed and rejected money-control change)")
     def history(self, obj: models.Model) -> SafeString | str:
         return history_table(self.guarded.subject, obj.pk)
 

@@ -92,6 +92,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Times to the second with their timezone on every admin page (pgp_project/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["pgp_project.formats"]
 USE_I18N = False
 USE_TZ = True
 
