@@ -22,6 +22,7 @@ from payments.selectors import pending_conversion_totals
 from payouts.exchange_batches.flow import ExchangeFundedFlow
 from payouts.host_payments.ports import chain_adapter
 from pgp_project.money import USDT_QUANTUM
+from pgp_project.money_display import format_amount
 from pgp_project.operations.locks import try_advisory_xact_lock
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
@@ -142,6 +143,9 @@ def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
     conversion.deadline_at = timezone.now() + timedelta(seconds=settings.PGP_BATCH_DEADLINE_SECONDS)
     conversion.save()
     record_created(
-        CONVERSION_MACHINE.subject, conversion.pk, conversion.status, reason=f"{claimed.rows} rows, {claimed.eth} ETH"
+        CONVERSION_MACHINE.subject,
+        conversion.pk,
+        conversion.status,
+        reason=f"{claimed.rows} rows, " + format_amount(claimed.eth, "ETH"),
     )
     return conversion

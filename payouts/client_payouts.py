@@ -22,6 +22,7 @@ from payments.models import Client, Payment
 from payments.reference_prices import quoted_usdt_value, reference_value_usd
 from payments.selectors import unclaimed_credit_by_client
 from pgp_project.money import ETH_QUANTUM, percent_of
+from pgp_project.money_display import format_amount
 from pgp_project.operations.locks import try_advisory_xact_lock
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
@@ -231,7 +232,10 @@ def _claim_client_rows(client: Client, approval_limit: Decimal) -> PayoutBatch |
     batch.deadline_at = timezone.now() + timedelta(seconds=settings.PGP_BATCH_DEADLINE_SECONDS)
     batch.save()
     record_created(
-        PAYOUT_MACHINE.subject, batch.pk, batch.status, reason=f"{claimed.rows} rows, {batch.total_usdt} USDT"
+        PAYOUT_MACHINE.subject,
+        batch.pk,
+        batch.status,
+        reason=f"{claimed.rows} rows, " + format_amount(batch.total_usdt, "USDT"),
     )
     logger.info(
         "payout #%s for client %s: %s USDT, %s rows, %s",

@@ -70,6 +70,11 @@ class Page:
     def text(self, css: str = "body") -> str:
         return self.find(css).text
 
+    def scroll_to(self, css: str) -> WebElement:
+        element = self.find(css)
+        self.browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        return element
+
     def click(self, css: str) -> None:
         self.find(css).click()
 
