@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class ConsoleConfig(AppConfig):
@@ -7,3 +8,20 @@ class ConsoleConfig(AppConfig):
 
     name = "console"
     verbose_name = "Operator console"
+
+    def ready(self) -> None:
+        from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
+
+        from . import reconciliation_admin
+        from .tasks import RECONCILE_PREVIOUS_DAY_TASK
+
+        reconciliation_admin.register()
+        register_default_job(
+            DefaultJob(
+                name="Reconcile the previous day",
+                task=RECONCILE_PREVIOUS_DAY_TASK,
+                every_seconds=settings.PGP_RECONCILE_EVERY_SECONDS,
+                description="The database against the chain, the exchange's records and its own sums, for the "
+                "previous day; a discrepancy is alerted (reconciliation_discrepancy) and shown in the console.",
+            )
+        )
