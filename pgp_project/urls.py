@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.urls import path
 
+from console.metrics import metrics
 from payments.views import nowpayments_ipn
 from pgp_project.operations.views import health
 
 urlpatterns = [
     path("webhooks/nowpayments/", nowpayments_ipn, name="nowpayments-ipn"),
     path("health/", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]
