@@ -96,8 +96,8 @@ class ChainSend:
     def describe(self) -> str:
         parts = []
         if self.value_wei or not self.usdt_transfers:
-            parts.append(f"{from_base_units(self.value_wei, ETH.decimals)} ETH to {self.to or '(contract creation)'}")
-        parts += [f"{from_base_units(units, USDT_ERC20.decimals)} USDT to {to}" for to, units in self.usdt_transfers]
+            parts.append(f"{from_base_units(self.value_wei, ETH.decimals):f} ETH to {self.to or '(contract creation)'}")
+        parts += [f"{from_base_units(units, USDT_ERC20.decimals):f} USDT to {to}" for to, units in self.usdt_transfers]
         if not self.succeeded:
             parts.append("reverted")
         return "; ".join(parts) + f" (block {self.block})"
@@ -320,8 +320,8 @@ def _totals(chain_eth: int, chain_usdt: int, chain_gas: int, mined_here: Any) ->
     def row(chain: int, recorded: int | Decimal, unit: str, places: int) -> dict[str, str]:
         return {
             "unit": unit,
-            "chain": str(from_base_units(int(chain), places)),
-            "recorded": str(from_base_units(int(recorded), places)),
+            "chain": f"{from_base_units(int(chain), places):f}",
+            "recorded": f"{from_base_units(int(recorded), places):f}",
         }
 
     return {
@@ -361,8 +361,8 @@ def _compare_send(host_payment: HostPayment, send: ChainSend) -> list[Discrepanc
             items.append(
                 item(
                     "gas spent (gasUsed * effectiveGasPrice) differs from the recorded network fee",
-                    "-" if recorded_fee is None else f"{from_base_units(recorded_fee, ETH.decimals)} ETH",
-                    f"{from_base_units(send.gas_fee_wei, ETH.decimals)} ETH",
+                    "-" if recorded_fee is None else f"{from_base_units(recorded_fee, ETH.decimals):f} ETH",
+                    f"{from_base_units(send.gas_fee_wei, ETH.decimals):f} ETH",
                 )
             )
     return items

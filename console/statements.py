@@ -93,12 +93,15 @@ def _threshold_events(client: Client) -> Iterator[StatementEvent]:
         if row.converted_at is None or row.credit_usdt is None or row.fee_usdt is None:
             continue
         batch = f"conversion #{row.batch_conversion_id}" if row.batch_conversion_id else "credited as received"
+        # A USDT payment is credited at intake: its conversion time is stamped just before the
+        # row's creation time, and the credit must not come before the payment.
+        credited_at = max(row.converted_at, row.created_at)
         yield StatementEvent(
-            "fee", row.converted_at, row.fee_usdt, "USDT", payment_id=payment_id, usd_value=row.fee_usd, detail=batch
+            "fee", credited_at, row.fee_usdt, "USDT", payment_id=payment_id, usd_value=row.fee_usd, detail=batch
         )
         yield StatementEvent(
             "credit",
-            row.converted_at,
+            credited_at,
             row.credit_usdt,
             "USDT",
             payment_id=payment_id,
