@@ -81,8 +81,11 @@ def ensure_demo_clients() -> None:
 
 
 def apply_demo_intervals() -> None:
-    """Point the default periodic jobs at the short demo intervals."""
+    """Point the money flow's periodic jobs at the short demo intervals; the others (pruning,
+    reference prices, the daily reconciliation) keep their own."""
     for job in default_jobs():
-        every = DEMO_INTERVALS[job.task]
+        every = DEMO_INTERVALS.get(job.task)
+        if every is None:
+            continue
         interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
         PeriodicTask.objects.filter(name=job.name).update(interval=interval)
