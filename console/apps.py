@@ -14,13 +14,15 @@ class ConsoleConfig(AppConfig):
 
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
-        from .tasks import REFRESH_HOT_WALLET_TASK
+        from . import reconciliation_admin
+        from .tasks import RECONCILE_PREVIOUS_DAY_TASK, REFRESH_HOT_WALLET_TASK
         from .views import attention_queue, overview_context
 
         # The overview is the admin's home page; the queue is one page of the admin, linked
         # from every page's header (PgpAdminSite.each_context).
         admin.site.set_index("console/index.html", overview_context)
         admin.site.add_page("console/attention/", attention_queue, admin.site.ATTENTION_QUEUE)
+        reconciliation_admin.register()
         register_default_job(
             DefaultJob(
                 name="Refresh hot-wallet balances",
@@ -28,5 +30,14 @@ class ConsoleConfig(AppConfig):
                 every_seconds=settings.PGP_HOT_WALLET_REFRESH_SECONDS,
                 description="Reads the hot wallet's ETH and USDT balances and the gas price for the overview, "
                 "which never asks the node itself.",
+            )
+        )
+        register_default_job(
+            DefaultJob(
+                name="Reconcile the previous day",
+                task=RECONCILE_PREVIOUS_DAY_TASK,
+                every_seconds=settings.PGP_RECONCILE_EVERY_SECONDS,
+                description="The database against the chain, the exchange's records and its own sums, for the "
+                "previous day; a discrepancy is alerted (reconciliation_discrepancy) and shown in the console.",
             )
         )

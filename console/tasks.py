@@ -5,10 +5,12 @@ from celery import shared_task
 from pgp_project.operations.services import job_heartbeat
 
 from .hot_wallet import refresh_hot_wallet_snapshot
+from .reconciliation import default_range, reconcile
 
 logger = logging.getLogger(__name__)
 
 REFRESH_HOT_WALLET_TASK = "console.refresh_hot_wallet"
+RECONCILE_PREVIOUS_DAY_TASK = "console.reconcile_previous_day"
 
 
 @shared_task(name=REFRESH_HOT_WALLET_TASK, soft_time_limit=60, time_limit=90)
@@ -18,3 +20,12 @@ def refresh_hot_wallet() -> None:
     with job_heartbeat(REFRESH_HOT_WALLET_TASK):
         snapshot = refresh_hot_wallet_snapshot()
         logger.info("hot wallet snapshot: %s", snapshot.last_error or f"as of {snapshot.fetched_at}")
+
+
+@shared_task(name=RECONCILE_PREVIOUS_DAY_TASK)
+def reconcile_previous_day() -> int:
+    """Beat job (daily): reconcile the previous whole day; a discrepancy is stored and alerted."""
+    with job_heartbeat(RECONCILE_PREVIOUS_DAY_TASK):
+        start, end = default_range()
+        run = reconcile(start=start, end=end, triggered_by="beat")
+        return run.pk

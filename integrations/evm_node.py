@@ -190,6 +190,49 @@ class EvmNode:
                 delivered += int(event["args"]["value"])
         return delivered
 
+    # --- history (reconciliation) ---------------------------------------------------------
+
+    def block_timestamp(self, number: int) -> int:
+        return int(self._rpc(lambda: self.w3.eth.get_block(number))["timestamp"])
+
+    def transactions_from(self, number: int, senders: set[str]) -> list[dict[str, Any]]:
+        """The transactions of block `number` sent by any of `senders` (lower-case addresses)."""
+        block = self._rpc(lambda: self.w3.eth.get_block(number, full_transactions=True))
+        return [dict(tx) for tx in block["transactions"] if str(tx["from"]).lower() in senders]
+
+    def raw_receipt(self, tx_hash: str) -> dict[str, Any]:
+        return dict(self._rpc(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))))
+
+    def token_transfers_from(
+        self, token: str, sender: str, from_block: int, to_block: int
+    ) -> list[tuple[str, int, str, int]]:
+        """Every `Transfer` of `token` out of `sender` in the blocks, as (tx hash, block, to,
+        units): whoever started the transaction (a transferFrom by a spender counts too)."""
+        contract = self._token(token)
+        sender_topic = HexBytes(bytes(12) + HexBytes(Web3.to_checksum_address(sender)))
+        logs = self._rpc(
+            lambda: self.w3.eth.get_logs(
+                {
+                    "address": Web3.to_checksum_address(token),
+                    "fromBlock": from_block,
+                    "toBlock": to_block,
+                    "topics": [TRANSFER_TOPIC, sender_topic],
+                }
+            )
+        )
+        transfers = []
+        for log in logs:
+            event = contract.events.Transfer().process_log(log)
+            transfers.append(
+                (
+                    HexBytes(log["transactionHash"]).to_0x_hex(),
+                    int(log["blockNumber"]),
+                    str(event["args"]["to"]),
+                    int(event["args"]["value"]),
+                )
+            )
+        return transfers
+
     def confirmations(self, receipt: Receipt) -> int:
         return max(0, self.block_number() - receipt.block_number + 1)
 

@@ -147,6 +147,15 @@ PGP_HEALTH_TOKEN = env.str("PGP_HEALTH_TOKEN", default="")
 # All checks together answer within this budget; a check that has not finished counts as failed.
 PGP_HEALTH_CHECK_TIMEOUT_SECONDS = env.float("PGP_HEALTH_CHECK_TIMEOUT_SECONDS", default=3.0)
 
+# --- the console: reconciliation and metrics ------------------------------------------------
+# A reconciliation scans at most this many blocks of the chain (a longer range is reported as a
+# discrepancy, never silently cut): block scanning suits the local chain and short ranges.
+PGP_RECONCILE_MAX_BLOCKS = env.int("PGP_RECONCILE_MAX_BLOCKS", default=20_000)
+# The daily reconciliation job (of the previous day) runs this often.
+PGP_RECONCILE_EVERY_SECONDS = env.int("PGP_RECONCILE_EVERY_SECONDS", default=24 * 60 * 60)
+# /metrics (Prometheus): a staff session or `Authorization: Bearer` this token (empty: staff only).
+PGP_METRICS_TOKEN = env.str("PGP_METRICS_TOKEN", default="")
+
 # --- NOWPayments intake -------------------------------------------------------------------
 NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="")
 # A real IPN is well under 4 KiB; anything far larger is refused before it is parsed.

@@ -1,0 +1,179 @@
+"""A client's statement for a time range: every money event, one CSV row each, the way a merchant
+asks for it. Amounts are the exact decimals stored (never float), each with its unit in a column
+of its own; USD values where the event has one.
+
+Events, each at the time it happened:
+- `payment`: a payment routed to the client (its outcome, what NOWPayments paid us), with its
+  invoice value in USD;
+- `fee`: the platform's fee on it: in USDT once a threshold payment's value is converted (or
+  credited at once, for USDT payments), in ETH for an instant payout;
+- `credit`: the client's USDT credited to their balance (threshold payments);
+- `transaction`: a payout's send from our hot wallet, on chain (its hash), once confirmed: the
+  client's balance (or an instant payment's ETH) leaving for the exchange or the client;
+- `payout`: what the client received from the exchange, in their currency (its payout hash).
+"""
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q
+
+from payments.models import Client, PayoutAccumulation
+from payouts.exchange_batches.states import BatchStatus
+from payouts.models import HostPaymentStatus, PayoutBatch, PayoutKind
+from pgp_project.money import USD_PLACES, USDT_PLACES
+
+COLUMNS = ["type", "time", "payment_id", "payout_id", "amount", "unit", "usd_value", "tx_hash", "detail"]
+PLACES = {"USD": USD_PLACES, "USDT": USDT_PLACES, "USDC": USDT_PLACES}
+TYPE_ORDER = {"payment": 0, "fee": 1, "credit": 2, "transaction": 3, "payout": 4}
+UNIT_OF_SOURCE = {"usdterc20": "USDT", "eth": "ETH"}
+
+
+@dataclass(frozen=True)
+class StatementEvent:
+    type: str
+    time: datetime
+    amount: Decimal
+    unit: str
+    payment_id: int | None = None
+    payout_id: int | None = None
+    usd_value: Decimal | None = None
+    tx_hash: str = ""
+    detail: str = ""
+
+    def as_row(self) -> list[str]:
+        return [
+            self.type,
+            self.time.isoformat(),
+            "" if self.payment_id is None else str(self.payment_id),
+            "" if self.payout_id is None else str(self.payout_id),
+            decimal_text(self.amount, self.unit),
+            self.unit,
+            "" if self.usd_value is None else decimal_text(self.usd_value, "USD"),
+            self.tx_hash,
+            self.detail,
+        ]
+
+
+def decimal_text(amount: Decimal, unit: str) -> str:
+    """The exact amount: fixed places for USD and USDT, else without trailing zeros."""
+    places = PLACES.get(unit.upper())
+    if places is not None:
+        return f"{amount.quantize(Decimal(1).scaleb(-places)):f}"  # stored amounts fit exactly
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def statement_events(client: Client, start: datetime, end: datetime) -> list[StatementEvent]:
+    """Every money event of `client` in [start, end), in time order."""
+    events = [*_threshold_events(client), *_instant_events(client), *_payout_events(client)]
+    return sorted(
+        (event for event in events if start <= event.time < end),
+        key=lambda event: (event.time, TYPE_ORDER[event.type], event.payment_id or 0, event.payout_id or 0),
+    )
+
+
+def _threshold_events(client: Client) -> Iterator[StatementEvent]:
+    rows = PayoutAccumulation.objects.filter(client=client).select_related("payment").order_by("created_at", "id")
+    for row in rows:
+        payment_id = row.payment.provider_payment_id
+        yield StatementEvent(
+            "payment",
+            row.created_at,
+            row.source_amount,
+            UNIT_OF_SOURCE.get(row.source_currency.lower(), row.source_currency.upper()),
+            payment_id=payment_id,
+            usd_value=row.gross_usd,
+            detail=f"invoice {row.gross_usd} USD, fee {row.fee_percent} %" + (" (held)" if row.hold_reason else ""),
+        )
+        if row.converted_at is None or row.credit_usdt is None or row.fee_usdt is None:
+            continue
+        batch = f"conversion #{row.batch_conversion_id}" if row.batch_conversion_id else "credited as received"
+        # A USDT payment is credited at intake: its conversion time is stamped just before the
+        # row's creation time, and the credit must not come before the payment.
+        credited_at = max(row.converted_at, row.created_at)
+        yield StatementEvent(
+            "fee", credited_at, row.fee_usdt, "USDT", payment_id=payment_id, usd_value=row.fee_usd, detail=batch
+        )
+        yield StatementEvent(
+            "credit",
+            credited_at,
+            row.credit_usdt,
+            "USDT",
+            payment_id=payment_id,
+            usd_value=row.net_usd,
+            detail=batch,
+        )
+
+
+def _instant_events(client: Client) -> Iterator[StatementEvent]:
+    batches = PayoutBatch.objects.filter(client=client, kind=PayoutKind.INSTANT).select_related("payment")
+    for batch in batches.order_by("created_at", "id"):
+        payment = batch.payment
+        if payment is None:  # the payout_instant_has_payment constraint rules this out
+            continue
+        unit = UNIT_OF_SOURCE.get(payment.outcome_currency.lower(), payment.outcome_currency.upper())
+        yield StatementEvent(
+            "payment",
+            batch.created_at,
+            payment.outcome_amount or Decimal(0),
+            unit,
+            payment_id=payment.provider_payment_id,
+            payout_id=batch.pk,
+            usd_value=payment.price_to_credit,
+            detail=f"instant payout, now {batch.status}",
+        )
+        if batch.fee_amount:
+            yield StatementEvent(
+                "fee",
+                batch.created_at,
+                batch.fee_amount,
+                unit,
+                payment_id=payment.provider_payment_id,
+                payout_id=batch.pk,
+                detail="retained before the exchange",
+            )
+
+
+def _payout_events(client: Client) -> Iterator[StatementEvent]:
+    sent = Q(host_payment__status=HostPaymentStatus.CONFIRMED) | Q(status=BatchStatus.COMPLETED)
+    batches = PayoutBatch.objects.filter(sent, client=client).select_related("host_payment")
+    for batch in batches.order_by("created_at", "id"):
+        host_payment = batch.host_payment
+        if (
+            host_payment is not None
+            and host_payment.status == HostPaymentStatus.CONFIRMED
+            and host_payment.confirmed_at
+        ):
+            yield StatementEvent(
+                "transaction",
+                host_payment.confirmed_at,
+                host_payment.amount,
+                UNIT_OF_SOURCE.get(host_payment.asset.lower(), host_payment.asset.upper()),
+                payout_id=batch.pk,
+                tx_hash=host_payment.tx_hash or "",
+                detail=f"from the hot wallet to {host_payment.to_address} ({batch.get_kind_display()})",
+            )
+        if batch.status == BatchStatus.COMPLETED and batch.completed_at and batch.payout_amount is not None:
+            yield StatementEvent(
+                "payout",
+                batch.completed_at,
+                batch.payout_amount,
+                batch.payout_currency.upper(),
+                payout_id=batch.pk,
+                tx_hash=batch.payout_tx_hash,
+                detail=f"to {batch.wallet_address} on {batch.payout_network}",
+            )
+
+
+def statement_csv(client: Client, start: datetime, end: datetime) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for event in statement_events(client, start, end):
+        writer.writerow(event.as_row())
+    return out.getvalue()
