@@ -119,6 +119,11 @@ def test_an_operator_reviews_and_decides_payouts_in_the_browser(
     page.screenshot("payout-rejected")
     assert PayoutBatch.objects.get(pk=console_data["reject"]).status == BatchStatus.CANCELLED
     assert BatchConversion.objects.filter(pk=console_data["conversion"]).exists()
+    # Reconciliation: the page with its date-range form and the history of runs.
+    page.open("/admin/console/reconciliationrun/")
+    page.find("#reconcile-form")
+    page.screenshot("reconciliation")
+
     # Both decisions are out of the queue.
     page.open("/admin/console/attention/")
     assert int(page.text("#attention-count")) == before - 2
