@@ -7,7 +7,12 @@ from django.utils.safestring import SafeString, mark_safe
 from payments.admin import TraceStep, register_payment_tracer
 from payments.models import Payment, PayoutAccumulation
 from payments.selectors import rows_of_conversion
-from payouts.exchange_batches.admin import ExchangeBatchAdminMixin, batch_status_line
+from payouts.exchange_batches.admin import (
+    EXCHANGE_AND_CHAIN_FIELDSETS,
+    TIMELINE_FIELDSETS,
+    ExchangeBatchAdminMixin,
+    batch_status_line,
+)
 from payouts.permissions import OPERATE_BATCH
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, admin_link, html_table, money_column
 from pgp_project.money import USDT_QUANTUM
@@ -56,24 +61,9 @@ class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.Mo
                 )
             },
         ),
-        (
-            "Exchange",
-            {
-                "fields": (
-                    "exchange_provider",
-                    "exchange_id",
-                    "payin_address_shown",
-                    "exchange_from_shown",
-                    "expected_shown",
-                    "exchange_valid_until",
-                    "abandoned_exchange_ids",
-                )
-            },
-        ),
-        ("On chain", {"fields": ("host_payment_summary", "payout_tx")}),
+        *EXCHANGE_AND_CHAIN_FIELDSETS,
         ("Rows and payments converted", {"fields": ("distribution",)}),
-        ("Timeline", {"fields": ("history",)}),
-        ("Recorded", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+        *TIMELINE_FIELDSETS,
     )
     readonly_fields = (
         "status_shown",

@@ -9,7 +9,6 @@ failures from the `attempts` and `last_error` every batch and host payment carri
 and each give-up increments `attempts`, see pgp_project.operations.scheduling).
 """
 
-import hmac
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from batching.models import BatchConversion
 from payments.models import IpnOutcome, Payment, PaymentEvent, RoutingStatus
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
-from pgp_project.admin_site import admin_access_allowed
+from pgp_project.admin_site import operator_access_allowed
 from pgp_project.operations.attention import needs_attention
 
 from .models import ReconciliationRun
@@ -144,13 +143,8 @@ class ConsoleCollector(Collector):
 
 
 def may_scrape(request: HttpRequest) -> bool:
-    """A bearer token equal to PGP_METRICS_TOKEN (none configured: no token access), or a
-    session the admin itself would let in: the same rule as /health/'s details."""
-    token = settings.PGP_METRICS_TOKEN
-    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-    if token and scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
-        return True
-    return admin_access_allowed(request)
+    """The same rule as /health/'s details, with its own token (PGP_METRICS_TOKEN)."""
+    return operator_access_allowed(request, settings.PGP_METRICS_TOKEN)
 
 
 @require_GET

@@ -31,7 +31,12 @@ from pgp_project.operations.transient import TransientError
 
 from .approvals import ApprovalRefusedError, PayoutNotAwaitingApprovalError, approve_payout, reject_payout
 from .client_payouts import PAYOUT_FLOW
-from .exchange_batches.admin import ExchangeBatchAdminMixin, batch_status_line
+from .exchange_batches.admin import (
+    EXCHANGE_AND_CHAIN_FIELDSETS,
+    TIMELINE_FIELDSETS,
+    ExchangeBatchAdminMixin,
+    batch_status_line,
+)
 from .exchange_batches.flow import exchange_funded_flow
 from .exchange_batches.states import BatchStatus
 from .host_payments.reverify import reverify_on_chain
@@ -85,24 +90,9 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
                 )
             },
         ),
-        (
-            "Exchange",
-            {
-                "fields": (
-                    "exchange_provider",
-                    "exchange_id",
-                    "payin_address_shown",
-                    "exchange_from_shown",
-                    "expected_shown",
-                    "exchange_valid_until",
-                    "abandoned_exchange_ids",
-                )
-            },
-        ),
-        ("On chain", {"fields": ("host_payment_summary", "payout_tx")}),
+        *EXCHANGE_AND_CHAIN_FIELDSETS,
         ("Rows and payments paid out by this payout", {"fields": ("rows_paid_out",)}),
-        ("Timeline", {"fields": ("history",)}),
-        ("Recorded", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+        *TIMELINE_FIELDSETS,
     )
     readonly_fields = (
         "approval",

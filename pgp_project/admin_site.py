@@ -10,6 +10,7 @@ Installed through pgp_project.admin_apps.PgpAdminConfig (its `default_site`), so
 `admin.site.register` / `@admin.register` elsewhere keeps working unchanged.
 """
 
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,16 @@ def otp_required_for(user: Any) -> bool:
 def admin_access_allowed(request: HttpRequest) -> bool:
     """The admin's own rule: an active staff user, OTP-verified where their permissions need it."""
     return admin.site.has_permission(request)
+
+
+def operator_access_allowed(request: HttpRequest, token: str) -> bool:
+    """For operators' machine endpoints (/health/'s details, /metrics): `Authorization: Bearer
+    <token>`, compared in constant time (an empty token grants nothing), or a session the admin
+    itself would let in."""
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
+        return True
+    return admin_access_allowed(request)
 
 
 class TwoFactorAdminAuthenticationForm(OTPAdminAuthenticationForm):

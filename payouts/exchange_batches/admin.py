@@ -17,6 +17,30 @@ from .flow import ExchangeFundedFlow
 from .operator import cancel_unfunded, redrive, release_refunded, release_unsent, resume_funded
 from .states import CLOSED_STATUSES, BatchStatus
 
+# The fieldsets both batch pages share (conversions and payouts): their exchange and what went
+# on chain, then the timeline and the record's own times.
+EXCHANGE_AND_CHAIN_FIELDSETS: tuple[Any, ...] = (
+    (
+        "Exchange",
+        {
+            "fields": (
+                "exchange_provider",
+                "exchange_id",
+                "payin_address_shown",
+                "exchange_from_shown",
+                "expected_shown",
+                "exchange_valid_until",
+                "abandoned_exchange_ids",
+            )
+        },
+    ),
+    ("On chain", {"fields": ("host_payment_summary", "payout_tx")}),
+)
+TIMELINE_FIELDSETS: tuple[Any, ...] = (
+    ("Timeline", {"fields": ("history",)}),
+    ("Recorded", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+)
+
 
 class ExchangeBatchAdminMixin:
     """For a ModelAdmin of an exchange-funded batch: set `flow` and `operate_permission`."""

@@ -1,22 +1,15 @@
-import hmac
-
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from pgp_project.admin_site import admin_access_allowed
+from pgp_project.admin_site import operator_access_allowed
 
 from .health import run_health_checks
 
 
 def may_see_details(request: HttpRequest) -> bool:
-    """Operators only: a bearer token equal to PGP_HEALTH_TOKEN (none configured: no token
-    access), or a session the admin itself would let in."""
-    token = settings.PGP_HEALTH_TOKEN
-    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-    if token and scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
-        return True
-    return admin_access_allowed(request)
+    """Operators only: `Bearer PGP_HEALTH_TOKEN` or a session the admin would let in."""
+    return operator_access_allowed(request, settings.PGP_HEALTH_TOKEN)
 
 
 @require_GET
