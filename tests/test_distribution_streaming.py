@@ -61,7 +61,7 @@ def make_rows(client: Client, rows: int) -> None:
 def claimed_conversion(client: Client, rows: int) -> BatchConversion:
     """Rows claimed into a conversion that is where distribution starts (the chain skipped)."""
     make_rows(client, rows)
-    conversion = BatchConversionFactory()
+    conversion = BatchConversionFactory.create()
     claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk)
     amounts = PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk).values_list(
         "gross_usd", "net_usd", "source_amount"
@@ -74,7 +74,7 @@ def claimed_conversion(client: Client, rows: int) -> BatchConversion:
     BatchConversion.objects.filter(pk=conversion.pk).update(
         status=BatchStatus.EXCHANGING,
         exchange_id=f"stream-{conversion.pk}",
-        host_payment=HostPaymentFactory(),
+        host_payment=HostPaymentFactory.create(),
         total_gross_usd=claimed.gross_usd,
         total_net_usd=claimed.net_usd,
         total_eth=claimed.eth,
