@@ -5,18 +5,27 @@ largest-remainder method in 10^-6 USDT units, so the parts sum to the total exac
 is then split into the platform fee (the row's fee % snapshot, half-up at 6 dp) and the
 client's credit. sum(credit) + sum(fee) == amountTo holds by construction and is checked again
 in the database before the transaction commits.
+
+On PostgreSQL the rows are streamed in id order, `PGP_DISTRIBUTION_CHUNK_ROWS` at a time, from a
+server-side cursor; each row's floor share and remainder are computed with integers (wei
+weights, 10^-6 USDT units) and COPYed into a scratch table, and one UPDATE ... FROM gives the
+leftover units to the largest remainders (ties to the earlier row, as `largest_remainder_split`)
+and writes every row. Memory stays bounded by a chunk whatever the batch size. SQLite (the
+embedded demo, small batches) computes the same split in memory.
 """
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from payments import accumulation
 from payments.accumulation import RowCredit
-from payments.selectors import conversion_credits, rows_to_distribute
+from payments.selectors import conversion_credits, distribution_weights, rows_to_distribute
 from payouts.exchange_batches.states import BatchStatus
 from payouts.locking import lock_batch
 from pgp_project.money import ETH_PLACES, USDT_PLACES, USDT_QUANTUM, from_base_units, percent_of, to_base_units
@@ -66,9 +75,12 @@ def distribute_conversion(conversion_id: int, amount_to: Decimal, payout_hash: s
         conversion = lock_batch(BatchConversion, conversion_id)
         if conversion.status != BatchStatus.EXCHANGING:
             return None
-        credited = accumulation.credit_conversion(
-            conversion_id=conversion.pk, credits=_row_credits(conversion, amount_to)
-        )
+        if connection.vendor == "postgresql":
+            credited = _credit_streamed(conversion, amount_to)
+        else:
+            credited = accumulation.credit_conversion(
+                conversion_id=conversion.pk, credits=_row_credits(conversion, amount_to)
+            )
         if credited != conversion.row_count:
             raise DistributionError(f"updated {credited} rows of {conversion.row_count}")
         # The invariant, checked on what the database now holds, before anything commits.
@@ -118,3 +130,52 @@ def _row_credits(conversion: BatchConversion, amount_to: Decimal) -> list[RowCre
         fee = percent_of(usdt, row.fee_percent, USDT_QUANTUM)
         credits.append(RowCredit(row_id=row.row_id, usdt=usdt, fee=fee, credit=usdt - fee))
     return credits
+
+
+class _ShareTally:
+    """Turns (row id, weight) chunks into (row id, floor units, remainder) chunks, one chunk in
+    memory at a time, and keeps the sums the caller checks once the stream is consumed."""
+
+    def __init__(self, total_units: int, weight_sum: int) -> None:
+        if total_units < 0:
+            raise ValueError("total must not be negative")
+        if weight_sum <= 0:
+            raise ValueError("weights must have a positive sum")
+        self.total_units = total_units
+        self.weight_sum = weight_sum
+        self.rows = 0
+        self.weights = 0
+        self.floor_units = 0
+        self.chunks = 0
+
+    def shares(self, chunks: Iterable[list[tuple[int, int]]]) -> Iterator[list[tuple[int, int, int]]]:
+        total, weight_sum = self.total_units, self.weight_sum
+        for chunk in chunks:
+            shares = []
+            for row_id, weight in chunk:
+                if weight < 0:
+                    raise DistributionError(f"row #{row_id} has a negative weight")
+                floor, remainder = divmod(total * weight, weight_sum)
+                shares.append((row_id, floor, remainder))
+                self.weights += weight
+                self.floor_units += floor
+            self.rows += len(chunk)
+            self.chunks += 1
+            yield shares
+
+
+def _credit_streamed(conversion: BatchConversion, amount_to: Decimal) -> int:
+    """PostgreSQL: stream, stage through COPY, check the stream added up, apply in one UPDATE."""
+    tally = _ShareTally(to_base_units(amount_to, USDT_PLACES), to_base_units(conversion.total_eth, ETH_PLACES))
+    accumulation.stage_conversion_shares(
+        tally.shares(distribution_weights(conversion.pk, settings.PGP_DISTRIBUTION_CHUNK_ROWS))
+    )
+    if tally.rows != conversion.row_count:
+        raise DistributionError(f"conversion #{conversion.pk} has {tally.rows} rows, expected {conversion.row_count}")
+    if tally.weights != tally.weight_sum:
+        raise DistributionError(f"rows' ETH does not add up to conversion #{conversion.pk}'s total")
+    extra_units = tally.total_units - tally.floor_units
+    if not 0 <= extra_units <= tally.rows:  # cannot happen once the weights add up; never write it
+        raise DistributionError(f"conversion #{conversion.pk}: {extra_units} leftover units over {tally.rows} rows")
+    logger.debug("conversion #%s: %s rows streamed in %s chunks", conversion.pk, tally.rows, tally.chunks)
+    return accumulation.credit_staged_conversion(conversion_id=conversion.pk, extra_units=extra_units)

@@ -10,7 +10,8 @@ Released rows go back one step, never skip; each statement only touches rows sti
 it expects, so a concurrent change shows up as a count the caller can check.
 """
 
-from collections.abc import Sequence
+import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -46,11 +47,32 @@ class RowCredit:
 def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
     """Claim every row pending at this instant (the caller holds the conversion check's lock)
     for `conversion_id`; the totals are those of exactly the claimed rows."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        # One statement: the UPDATE returns only the amounts, summed exactly (numeric) in SQL;
+        # no row travels back to Python.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH claimed AS (
+                    UPDATE payout_accumulation
+                       SET status = %s, batch_conversion_id = %s, updated_at = %s
+                     WHERE status = %s AND source_asset = %s
+                 RETURNING gross_usd, net_usd, source_amount
+                )
+                SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
+                       coalesce(sum(source_amount), 0)
+                  FROM claimed
+                """,
+                [AccumulationStatus.SWAPPING, conversion_id, now, AccumulationStatus.PENDING, SourceAsset.ETH],
+            )
+            rows, gross_usd, net_usd, eth = cursor.fetchone()
+        return ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth)
     claimed = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH).update(
-        status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=timezone.now()
+        status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=now
     )
-    # Read back through the ORM so each backend converts amounts exactly (PostgreSQL numerics;
-    # SQLite's floats via Django's decimal converter), and sum in Python, exactly.
+    # SQLite (the embedded demo) sums decimals as floats: read the amounts back through the ORM
+    # (Django's exact decimal converter) and sum them in Python, exactly.
     amounts = list(
         PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id).values_list(
             "gross_usd", "net_usd", "source_amount"
@@ -114,6 +136,57 @@ def credit_conversion(*, conversion_id: int, credits: Sequence[RowCredit]) -> in
     return PayoutAccumulation.objects.bulk_update(
         rows, ["status", "usdt_amount", "fee_usdt", "credit_usdt", "converted_at", "updated_at"], batch_size=500
     )
+
+
+def stage_conversion_shares(chunks: Iterable[Sequence[tuple[int, int, int]]]) -> int:
+    """PostgreSQL: COPY (row id, floor units, remainder) triples into the session's scratch
+    table `conversion_shares` (session-local, dropped at commit), one COPY per chunk so memory
+    stays bounded by a chunk; returns how many were staged.
+    `credit_staged_conversion` applies them."""
+    staged = 0
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.conversion_shares")
+        cursor.execute(
+            "CREATE TEMP TABLE conversion_shares (id bigint NOT NULL, units bigint NOT NULL, rem numeric NOT NULL) "
+            "ON COMMIT DROP"
+        )
+        for chunk in chunks:
+            if not chunk:
+                continue
+            buffer = io.StringIO("".join(f"{row_id}\t{units}\t{rem}\n" for row_id, units, rem in chunk))
+            cursor.copy_expert("COPY conversion_shares (id, units, rem) FROM STDIN", buffer)
+            staged += len(chunk)
+        cursor.execute("ANALYZE conversion_shares")
+    return staged
+
+
+def credit_staged_conversion(*, conversion_id: int, extra_units: int) -> int:
+    """PostgreSQL, after `stage_conversion_shares`: in one statement, give one more unit to the
+    `extra_units` staged rows with the largest remainders (ties to the lower id), write each
+    row's USDT, its fee (the row's fee % snapshot, half-up at 6 dp, in integer units) and its
+    credit, and mark it converted; only rows still swapping in this conversion are touched.
+    Returns how many were."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH extra AS (
+                SELECT id FROM conversion_shares ORDER BY rem DESC, id LIMIT %s
+            ), parts AS (
+                SELECT s.id, s.units + CASE WHEN e.id IS NULL THEN 0 ELSE 1 END AS units
+                  FROM conversion_shares s LEFT JOIN extra e ON e.id = s.id
+            )
+            UPDATE payout_accumulation AS acc
+               SET status = %s, usdt_amount = p.units * 0.000001,
+                   fee_usdt = div(p.units::numeric * acc.fee_percent * 100 + 5000, 10000) * 0.000001,
+                   credit_usdt = (p.units - div(p.units::numeric * acc.fee_percent * 100 + 5000, 10000)) * 0.000001,
+                   converted_at = %s, updated_at = %s
+              FROM parts p
+             WHERE acc.id = p.id AND acc.batch_conversion_id = %s AND acc.status = %s
+            """,
+            [extra_units, AccumulationStatus.CONVERTED, now, now, conversion_id, AccumulationStatus.SWAPPING],
+        )
+        return cursor.rowcount
 
 
 def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayout:

@@ -1,7 +1,11 @@
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, QuerySet, Sum
+
+from pgp_project.money import ETH_PLACES, to_base_units
 
 from .accumulation import unclaimed_credit
 from .models import AccumulationStatus, PayoutAccumulation, PayoutStrategy, SourceAsset
@@ -55,6 +59,40 @@ def rows_to_distribute(conversion_id: int) -> list[DistributableRow]:
         .values_list("id", "source_amount", "fee_percent")
     )
     return [DistributableRow(row_id, eth, fee_percent) for row_id, eth, fee_percent in rows]
+
+
+def distribution_weights(conversion_id: int, chunk_rows: int) -> Iterator[list[tuple[int, int]]]:
+    """A conversion's swapping rows as (row id, ETH in wei), in id order (the order the
+    distribution breaks ties in), `chunk_rows` at a time: memory stays bounded by a chunk.
+    PostgreSQL streams them from a server-side cursor (call inside a transaction), with the wei
+    computed exactly in SQL (18 dp column, so the product is an integer)."""
+    if connection.vendor == "postgresql":
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT id, (source_amount * 1000000000000000000)::numeric(78, 0)::text
+                  FROM payout_accumulation
+                 WHERE batch_conversion_id = %s AND status = %s
+                 ORDER BY id
+                """,
+                [conversion_id, AccumulationStatus.SWAPPING],
+            )
+            while rows := cursor.fetchmany(chunk_rows):
+                yield [(row_id, int(wei)) for row_id, wei in rows]
+        return
+    chunk: list[tuple[int, int]] = []
+    rows = (
+        PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id, status=AccumulationStatus.SWAPPING)
+        .order_by("id")
+        .values_list("id", "source_amount")
+    )
+    for row_id, eth in rows.iterator(chunk_size=chunk_rows):
+        chunk.append((row_id, to_base_units(eth, ETH_PLACES)))
+        if len(chunk) == chunk_rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def conversion_credits(conversion_id: int) -> ConversionCredits:

@@ -207,6 +207,8 @@ PGP_REPLACE_STUCK_AFTER_SECONDS = env.float("PGP_REPLACE_STUCK_AFTER_SECONDS", d
 # A host payment the hot wallet cannot cover yet is looked at again after this long.
 PGP_BALANCE_RETRY_SECONDS = env.float("PGP_BALANCE_RETRY_SECONDS", default=60.0)
 PGP_BATCH_DEADLINE_SECONDS = env.int("PGP_BATCH_DEADLINE_SECONDS", default=6 * 60 * 60)
+# A conversion's distribution streams its rows this many at a time (bounded memory at any size).
+PGP_DISTRIBUTION_CHUNK_ROWS = env.int("PGP_DISTRIBUTION_CHUNK_ROWS", default=10_000)
 # A host payment not confirmed this long after it was created is alerted (and needs attention).
 PGP_HOST_PAYMENT_DEADLINE_SECONDS = env.int("PGP_HOST_PAYMENT_DEADLINE_SECONDS", default=2 * 60 * 60)
 # A fixed-rate exchange is funded only if its rate stays valid this much longer; else a fresh one.

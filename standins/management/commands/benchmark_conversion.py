@@ -1,24 +1,41 @@
-"""Benchmark: claim + distribution of a conversion on PostgreSQL (issue: "claim and distribution
-over 100,000 rows"). Not a test: prints figures for the release notes.
+"""Benchmark: claim + distribution of a conversion on PostgreSQL (issue #11: "claim and
+distribution over 100,000 rows", "peak memory over 1M rows", "time per row from 10k to 1M").
+Not a test: prints figures for the release notes.
 
     createdb -h 127.0.0.1 -U postgres pgp_bench
     DJANGO_SETTINGS_MODULE=pgp_project.settings.local DATABASE_URL=postgres://postgres@127.0.0.1:5432/pgp_bench \\
         .venv/bin/python manage.py benchmark_conversion --rows 100000 --naive-rows 10000
+    # the scaling run: each size in a fresh child process, so peak RSS figures do not mix
+    ... manage.py benchmark_conversion --sizes 10000,100000,1000000 --naive-rows 2000
 
-It compares our services (check_threshold's claim + distribute_conversion) with (a) the same work
-as hand-written single SQL statements and (b) the original system's approach, one UPDATE and one
-commit per row (measured on --naive-rows and compared per row).
+Per phase (claim, distribution) it compares our services (check_threshold's claim and
+distribute_conversion) with (a) the same work as one hand-written SQL statement per phase, the
+contenders interleaved and the best of --repeat runs kept, and (b) the original system's
+approach, one UPDATE and one commit per row (measured on --naive-rows and compared per row). It
+reports the time per row and the process's peak RSS right after our distribution (ours runs
+first in a fresh process, so the peak is Django plus the claim and the distribution).
+
+Nothing reaches a broker: the task messages the claim enqueues after commit (the conversion's
+first chain step) are counted and dropped, so no benchmark leaves messages in the demo's queue.
 """
 
+import json
+import resource
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import psycopg2
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
+from django.test import override_settings
 
 from batching.conversion import check_threshold
 from batching.distribution import distribute_conversion
@@ -26,6 +43,7 @@ from batching.models import BatchConversion
 from payments.models import Client
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment
+from pgp_project.celery import app as celery_app
 from pgp_project.operations.selectors import get_runtime_settings
 
 AMOUNT_TO = Decimal("123456.789012")
@@ -65,39 +83,111 @@ UPDATE payout_accumulation a
 """
 
 
+Phases = dict[str, float]  # seconds per phase: "claim", "distribution"
+
+
 class Command(BaseCommand):
     help = "Benchmark claim + distribution against hand-written SQL and a per-row update loop."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--rows", type=int, default=100_000)
+        parser.add_argument("--sizes", default="", help="comma-separated row counts, each in a fresh child process")
         parser.add_argument("--naive-rows", type=int, default=10_000)
         parser.add_argument("--repeat", type=int, default=3)
+        parser.add_argument("--json", dest="as_json", action="store_true", help="print one JSON line of figures")
 
-    def handle(self, *args: object, rows: int, naive_rows: int, repeat: int, **options: object) -> None:
-        if connection.vendor != "postgresql" or "bench" not in connection.settings_dict["NAME"]:
+    def handle(
+        self, *args: object, rows: int, sizes: str, naive_rows: int, repeat: int, as_json: bool, **options: object
+    ) -> None:
+        name = connection.settings_dict["NAME"]
+        if connection.vendor != "postgresql" or not ("bench" in name or name.startswith("test_")):
             raise CommandError("run against a PostgreSQL database whose name contains 'bench' (its data is wiped)")
+        if sizes:
+            for size in (int(size) for size in sizes.split(",")):
+                self._report(self._child(size, naive_rows, repeat))
+            return
+        with self._no_broker() as withheld:
+            figures = self._measure(rows, naive_rows, repeat)
+        figures["task_messages_withheld"] = len(withheld)
+        if as_json:
+            self.stdout.write(_json_line(figures))
+        else:
+            self._report(figures)
+
+    def _measure(self, rows: int, naive_rows: int, repeat: int) -> dict[str, Any]:
         call_command("migrate", verbosity=0)
+        runtime = get_runtime_settings()
+        runtime.micro_batch_threshold_usd = Decimal("1.00")
+        runtime.save()
         # No outside service: the stand-ins' fixed-price exchange answers the minimum check.
-        settings.PGP_EXCHANGE_PROVIDER = "fixed_price"
-        threshold = get_runtime_settings()
-        threshold.micro_batch_threshold_usd = Decimal("1.00")
-        threshold.save()
+        with override_settings(PGP_EXCHANGE_PROVIDER="fixed_price"):
+            ours: list[Phases] = []
+            hand: list[Phases] = []
+            rss_before = _peak_rss_mb()
+            for run in range(repeat):  # interleaved, ours first in a fresh process
+                ours.append(self._time(rows, self._ours))
+                if run == 0:
+                    rss_after = _peak_rss_mb()
+                hand.append(self._time(rows, self._hand_written))
+            ours_small = min(sum(self._time(naive_rows, self._ours).values()) for _ in range(repeat))
+            naive_small = sum(self._time(naive_rows, self._per_row_updates).values())
+        best_ours = {phase: min(run[phase] for run in ours) for phase in ("claim", "distribution")}
+        best_hand = {phase: min(run[phase] for run in hand) for phase in ("claim", "distribution")}
+        return {
+            "rows": rows,
+            "ours": best_ours,
+            "hand_written": best_hand,
+            "peak_rss_mb_before": rss_before,
+            "peak_rss_mb_after_distribution": rss_after,
+            "naive_rows": naive_rows,
+            "ours_naive_rows_s": ours_small,
+            "per_row_updates_s": naive_small,
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        }
 
-        ours = min(self._time(rows, self._ours) for _ in range(repeat))
-        hand = min(self._time(rows, self._hand_written) for _ in range(repeat))
-        ours_small = min(self._time(naive_rows, self._ours) for _ in range(repeat))
-        naive_small = self._time(naive_rows, self._per_row_updates)
-
-        self.stdout.write(f"rows={rows}: ours {ours:.3f}s, hand-written SQL {hand:.3f}s, ratio {ours / hand:.2f}x")
+    def _report(self, f: dict[str, Any]) -> None:
+        rows, ours, hand = f["rows"], f["ours"], f["hand_written"]
+        ours_total, hand_total = sum(ours.values()), sum(hand.values())
+        for phase in ("claim", "distribution"):
+            self.stdout.write(
+                f"rows={rows} {phase:>12}: ours {ours[phase]:.3f}s, hand-written SQL {hand[phase]:.3f}s, "
+                f"ratio {ours[phase] / hand[phase]:.2f}x, {ours[phase] / rows * 1e6:.2f} us/row"
+            )
+        naive_per_row = f["per_row_updates_s"] / f["naive_rows"]
         self.stdout.write(
-            f"rows={naive_rows}: ours {ours_small:.3f}s, the original's per-row updates {naive_small:.3f}s, "
-            f"ours is {naive_small / ours_small:.0f}x faster"
+            f"rows={rows} {'both':>12}: ours {ours_total:.3f}s, hand-written SQL {hand_total:.3f}s, "
+            f"ratio {ours_total / hand_total:.2f}x, {ours_total / rows * 1e6:.2f} us/row; "
+            f"{naive_per_row * rows / ours_total:.0f}x faster than per-row updates "
+            f"({naive_per_row * 1e6:.0f} us/row measured on {f['naive_rows']} rows, where ours took "
+            f"{f['ours_naive_rows_s']:.3f}s: {f['per_row_updates_s'] / f['ours_naive_rows_s']:.0f}x)"
+        )
+        self.stdout.write(
+            f"rows={rows} peak RSS {f['peak_rss_mb_after_distribution']:.0f} MB after our claim and distribution "
+            f"({f['peak_rss_mb_before']:.0f} MB before); load average {' '.join(f['loadavg'])}; "
+            f"{f['task_messages_withheld']} task messages withheld from the broker"
         )
 
-    # --- the three contenders --------------------------------------------------------------
+    def _child(self, rows: int, naive_rows: int, repeat: int) -> dict[str, Any]:
+        """One size in a fresh process: its peak RSS is its own."""
+        command = [sys.executable, sys.argv[0], "benchmark_conversion", "--json"]
+        command += ["--rows", str(rows), "--naive-rows", str(naive_rows), "--repeat", str(repeat)]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        return figures
 
-    def _ours(self) -> None:
+    @contextmanager
+    def _no_broker(self) -> Iterator[list[tuple[object, ...]]]:
+        """The claim enqueues the conversion's first step after commit: count it, send nothing."""
+        withheld: list[tuple[object, ...]] = []
+        with mock.patch.object(celery_app, "send_task", side_effect=lambda *a, **k: withheld.append(a)):
+            yield withheld
+
+    # --- the three contenders: each returns its seconds per phase ----------------------------
+
+    def _ours(self) -> Phases:
+        started = time.perf_counter()
         result = check_threshold()
+        claimed = time.perf_counter()
         assert result.conversion_id is not None
         # Skip the chain: the batch is where distribution starts, funded by a stand-in payment.
         BatchConversion.objects.filter(pk=result.conversion_id).update(
@@ -113,14 +203,19 @@ class Command(BaseCommand):
                 to_address="0xbench",
             ),
         )
+        distributing = time.perf_counter()
         totals = distribute_conversion(result.conversion_id, AMOUNT_TO, "0xbench")
+        done = time.perf_counter()
         assert totals is not None
         assert totals.credit + totals.fee == AMOUNT_TO
+        return {"claim": claimed - started, "distribution": done - distributing}
 
-    def _hand_written(self) -> None:
+    def _hand_written(self) -> Phases:
+        started = time.perf_counter()
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(HAND_WRITTEN_CLAIM)
             conversion_id = cursor.fetchone()[0]
+        claimed = time.perf_counter()
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(HAND_WRITTEN_DISTRIBUTION, {"cid": conversion_id, "units": int(AMOUNT_TO * 10**6)})
             cursor.execute(
@@ -128,11 +223,13 @@ class Command(BaseCommand):
                 [conversion_id],
             )
             assert cursor.fetchone()[0] == AMOUNT_TO
+        return {"claim": claimed - started, "distribution": time.perf_counter() - claimed}
 
-    def _per_row_updates(self) -> None:
+    def _per_row_updates(self) -> Phases:
         """The original (ORIGINAL_SYSTEM.md defects 4 and 5): read the pending rows, claim them
         one UPDATE and one commit at a time, then distribute (proportional shares, the last row
         takes the remainder) with each row updated on its own connection with its own commit."""
+        started = time.perf_counter()
         conversion = BatchConversion.objects.create(
             exchange_provider="bench", threshold_usd=1, total_gross_usd=0, total_net_usd=0, total_eth=1, row_count=1
         )
@@ -145,6 +242,7 @@ class Command(BaseCommand):
                         "UPDATE payout_accumulation SET status='swapping', batch_conversion_id=%s WHERE id=%s",
                         [conversion.pk, row_id],
                     )
+        claimed = time.perf_counter()
         total_eth = sum(eth for _, eth, _ in pending)
         given = Decimal(0)
         db = connection.settings_dict
@@ -166,14 +264,13 @@ class Command(BaseCommand):
                     [usdt, fee, usdt - fee, row_id],
                 )
             own.close()
+        return {"claim": claimed - started, "distribution": time.perf_counter() - claimed}
 
     # --- fixtures ----------------------------------------------------------------------------
 
-    def _time(self, rows: int, contender: Callable[[], None]) -> float:
+    def _time(self, rows: int, contender: Callable[[], Phases]) -> Phases:
         self._reset(rows)
-        started = time.perf_counter()
-        contender()
-        return time.perf_counter() - started
+        return contender()
 
     def _reset(self, rows: int) -> None:
         with connection.cursor() as cursor:
@@ -214,3 +311,11 @@ class Command(BaseCommand):
                 """
             )
             cursor.execute("ANALYZE payout_accumulation")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def _json_line(figures: dict[str, Any]) -> str:
+    return json.dumps(figures, default=str)
