@@ -77,8 +77,11 @@ def main() -> None:
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=project, env=env, check=True)
     subprocess.run([*manage, "shell", "-c", SETUP], cwd=project, env=env, check=True)
     with tempfile.TemporaryDirectory() as tmp:
-        bodies = Path(tmp) / "bodies.tsv"
-        write_signed_bodies(bodies, args.bodies, env["NOWPAYMENTS_IPN_SECRET"], first_id=1_000_000)
+        # One file per round, distinct payment ids: a later round must not replay the first's
+        # bodies (it would measure duplicates, which are cheaper).
+        bodies = [Path(tmp) / f"bodies-{i}.tsv" for i in range(args.rounds)]
+        for i, path in enumerate(bodies):
+            write_signed_bodies(path, args.bodies, env["NOWPAYMENTS_IPN_SECRET"], first_id=1_000_000 * (i + 1))
         server = start_gunicorn(project, env, port)
         try:
             report = run(args, port, bodies, env["NOWPAYMENTS_IPN_SECRET"])
@@ -103,7 +106,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=0, help="wrk connections (default workers x threads)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per endpoint")
-    parser.add_argument("--bodies", type=int, default=60_000, help="distinct signed IPNs for the throughput runs")
+    parser.add_argument("--bodies", type=int, default=40_000, help="distinct signed IPNs per throughput round")
     parser.add_argument("--rate", type=float, default=100.0, help="requests a second of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--skip-throughput", action="store_true")
@@ -172,7 +175,7 @@ def start_gunicorn(project: Path, env: dict[str, str], port: int) -> subprocess.
     sys.exit("gunicorn did not start")
 
 
-def run(args: argparse.Namespace, port: int, bodies: Path, secret: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, port: int, bodies: list[Path], secret: str) -> dict[str, Any]:
     report: dict[str, Any] = {
         "workers": args.workers,
         "threads": args.threads,
@@ -183,9 +186,9 @@ def run(args: argparse.Namespace, port: int, bodies: Path, secret: str) -> dict[
     asyncio.run(fixed_rate(port, BARE_PATH, [ipn(1) for _ in range(50)], 200.0, secret=None))
     if not args.skip_throughput:
         rounds: dict[str, list[dict[str, float]]] = {"bare": [], "ipn": []}
-        for _ in range(args.rounds):
+        for i in range(args.rounds):
             for name, path in (("bare", BARE_PATH), ("ipn", IPN_PATH)):
-                rounds[name].append(wrk(port, path, bodies, connections, args.duration))
+                rounds[name].append(wrk(port, path, bodies[i], connections, args.duration))
         report["throughput"] = {
             name: {
                 "ok_per_second_median": statistics.median(r["ok_per_second"] for r in runs),
@@ -197,7 +200,7 @@ def run(args: argparse.Namespace, port: int, bodies: Path, secret: str) -> dict[
             report["throughput"]["ipn"]["ok_per_second_median"] / report["throughput"]["bare"]["ok_per_second_median"],
             3,
         )
-    first_id = 10_000_000
+    first_id = 100_000_000
     count = int(args.rate * args.latency_seconds)
     latency_bodies = [ipn(payment_id) for payment_id in range(first_id, first_id + count)]
     report["latency"] = asyncio.run(fixed_rate(port, IPN_PATH, latency_bodies, args.rate, secret=secret))
