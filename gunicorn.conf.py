@@ -18,6 +18,10 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # The proxy keeps the clients' connections alive; each connection to us carries one request (an
 # idle kept-alive connection would hold one of the worker's thread-sized connection slots).
 keepalive = 0
+# Connections the kernel queues for us before refusing more (gunicorn's default is 2048). When all
+# threads are busy the worker answers 503 + Retry-After to what waits (gunicorn_worker.py), so the
+# queue only bridges the worker's next loop turn; a long one would only hold senders for seconds.
+backlog = int(os.environ.get("GUNICORN_BACKLOG", "128"))
 # Seconds without a heartbeat before a worker is killed, and for in-flight requests at a restart.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))

@@ -118,12 +118,18 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
     fields = {name: data.get(name) for name in PAYMENT_FIELDS}
     for text_field in ("order_description", "pay_currency", "outcome_currency"):
         fields[text_field] = fields[text_field] or ""
+    _limit_lock_wait()
     with transaction.atomic():
-        _limit_lock_wait()
-        payment, created = Payment.objects.select_for_update().get_or_create(
-            provider_payment_id=data["payment_id"],
-            defaults={**fields, "status": new_status, "raw_payload": _json_safe(payload)},
-        )
+        # A first notification: one INSERT. Only when the payment exists already (or a concurrent
+        # first notification is being written: the INSERT waits for it) the locked path below.
+        payment = _insert_first_notification(data["payment_id"], fields, new_status, payload)
+        created = payment is not None
+        if payment is None:
+            payment, created = Payment.objects.select_for_update().get_or_create(
+                provider_payment_id=data["payment_id"],
+                defaults={**fields, "status": new_status, "raw_payload": _json_safe(payload)},
+            )
+        stored = _column_values(payment)
         was = payment.status
         outcome, reason = _outcome(created, was, new_status)
         if outcome == IpnOutcome.APPLIED and not created:
@@ -133,7 +139,9 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
             payment.raw_payload = _json_safe(payload)
         if outcome == IpnOutcome.APPLIED:
             reason += _act_on(payment, was if not created else "", new_status)
-            payment.save()
+            changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
+            if changed:
+                payment.save(update_fields=[*changed, "updated_at"])
         PaymentEvent.objects.create(
             payment=payment,
             provider_payment_id=payment.provider_payment_id,
@@ -155,6 +163,44 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
             "routing": payment.routing_status,
         },
     )
+
+
+_PAYMENT_COLUMNS = [field for field in Payment._meta.concrete_fields if not field.primary_key]
+
+
+def _insert_first_notification(
+    provider_payment_id: int, fields: dict[str, Any], status: PaymentStatus, payload: dict[str, Any]
+) -> Payment | None:
+    """`INSERT ... ON CONFLICT (provider_payment_id) DO NOTHING RETURNING id`: the new payment,
+    or None when it exists. A concurrent INSERT of the same id waits for ours to commit or roll
+    back, so of simultaneous first notifications exactly one gets a row back."""
+    payment = Payment(provider_payment_id=provider_payment_id, status=status, raw_payload=_json_safe(payload))
+    for name, value in fields.items():
+        setattr(payment, name, value)
+    values = [field.get_db_prep_save(field.pre_save(payment, True), connection) for field in _PAYMENT_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(), values)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    payment.pk = row[0]
+    payment._state.adding = False
+    payment._state.db = connection.alias
+    return payment
+
+
+def _insert_sql() -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in _PAYMENT_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(_PAYMENT_COLUMNS))
+    return (
+        f"INSERT INTO {quote(Payment._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608 (model names)
+        f"ON CONFLICT ({quote('provider_payment_id')}) DO NOTHING RETURNING {quote('id')}"
+    )
+
+
+def _column_values(payment: Payment) -> dict[str, Any]:
+    return {field.attname: getattr(payment, field.attname) for field in _PAYMENT_COLUMNS}
 
 
 def _outcome(created: bool, stored: str, new: PaymentStatus) -> tuple[IpnOutcome, str]:
@@ -194,9 +240,27 @@ def _act_on(payment: Payment, was: str, new: PaymentStatus) -> str:
 
 
 def _limit_lock_wait() -> None:
-    if connection.vendor == "postgresql":
+    """IPN_LOCK_TIMEOUT_MS as the session's lock_timeout, set once per database connection (a
+    web thread keeps its connection: CONN_MAX_AGE), before the intake's transaction. Workers keep
+    their own PGP_LOCK_TIMEOUT_MS: payouts/locking.py sets it for each of their transactions,
+    which overrides the session's, here too."""
+    if connection.vendor != "postgresql":
+        return
+    timeout = f"{int(settings.IPN_LOCK_TIMEOUT_MS)}ms"
+    if connection.in_atomic_block:
+        # Inside a transaction the caller opened (a test's): for that transaction only, since
+        # its rollback would undo a session-wide SET behind our back.
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(settings.IPN_LOCK_TIMEOUT_MS)}ms"])
+            cursor.execute("SET LOCAL lock_timeout = %s", [timeout])
+        return
+    connection.ensure_connection()
+    # Keyed by the driver's connection object: a reconnect (CONN_MAX_AGE, a failed health check)
+    # gets a new one, and so its own SET.
+    if getattr(connection, "pgp_session_lock_timeout", None) == (connection.connection, timeout):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = %s", [timeout])  # autocommit: no rollback can undo it
+    setattr(connection, "pgp_session_lock_timeout", (connection.connection, timeout))  # noqa: B010
 
 
 def _record_rejection(

@@ -9,10 +9,13 @@ measured by the value they send, not by the invoice.
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset, asset_by_nowpayments_code
@@ -47,30 +50,44 @@ def refresh_reference_prices() -> ReferencePrice:
     return price
 
 
-def fresh_usd_price(asset: Asset) -> Decimal | None:
+@dataclass(frozen=True)
+class ReadPrice:
+    """The priced asset's fresh USD price as already read in another query (None: none fresh)."""
+
+    usd_price: Decimal | None
+
+
+def fresh_price_query() -> QuerySet[ReferencePrice, Any]:
+    """The priced asset's fresh price (at most one row: the symbol is unique), usable as a subquery."""
+    oldest = timezone.now() - timedelta(seconds=settings.PGP_REFERENCE_PRICE_MAX_AGE_SECONDS)
+    return ReferencePrice.objects.filter(asset_symbol=PRICED_ASSET.symbol, fetched_at__gte=oldest).values("usd_price")
+
+
+def fresh_usd_price(asset: Asset, read: ReadPrice | None = None) -> Decimal | None:
     """The asset's USD price if we hold a fresh one (USDT counts as 1 USD), else None."""
     if asset == USDT_ERC20:
         return Decimal(1)
     if asset != PRICED_ASSET:
         return None
-    oldest = timezone.now() - timedelta(seconds=settings.PGP_REFERENCE_PRICE_MAX_AGE_SECONDS)
-    price = ReferencePrice.objects.filter(asset_symbol=asset.symbol, fetched_at__gte=oldest).first()
-    return price.usd_price if price else None
+    if read is not None:
+        return read.usd_price
+    price = fresh_price_query().first()
+    return price["usd_price"] if price else None
 
 
-def reference_value_usd(asset: Asset, amount: Decimal) -> Decimal | None:
-    price = fresh_usd_price(asset)
+def reference_value_usd(asset: Asset, amount: Decimal, read: ReadPrice | None = None) -> Decimal | None:
+    price = fresh_usd_price(asset, read)
     return None if price is None else (amount * price).quantize(USD_QUANTUM)
 
 
-def price_outcome_mismatch(payment: Payment) -> str | None:
+def price_outcome_mismatch(payment: Payment, read: ReadPrice | None = None) -> str | None:
     """Why the outcome's worth does not match the invoice, or None when it does or cannot be told
     (no fresh reference price: the payment goes on, and the instant payout is measured by the
-    provider's quote before anything is sent)."""
+    provider's quote before anything is sent). `read`: the price, if the caller read it already."""
     asset = asset_by_nowpayments_code(payment.outcome_currency)
     if asset is None or not payment.outcome_amount:
         return None
-    worth = reference_value_usd(asset, payment.outcome_amount)
+    worth = reference_value_usd(asset, payment.outcome_amount, read)
     invoice = payment.price_to_credit
     if worth is None or not invoice:
         return None

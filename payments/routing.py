@@ -4,10 +4,12 @@ import logging
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, asset_by_nowpayments_code
 from pgp_project.money import USD_QUANTUM, USDT_QUANTUM, percent_of
+from pgp_project.operations.models import RuntimeSettings
 from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action
@@ -25,7 +27,7 @@ from .models import (
     SourceAsset,
 )
 from .money_controls import RESOLVE_HELD_PAYMENT
-from .reference_prices import price_outcome_mismatch
+from .reference_prices import ReadPrice, fresh_price_query, price_outcome_mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,25 @@ logger = logging.getLogger(__name__)
 def fee_percent_for(client: Client) -> Decimal:
     if client.fee_percent_override is not None:
         return client.fee_percent_override
-    return get_runtime_settings().default_fee_percent
+    # Read with the client (client_for_routing), else now.
+    default: Decimal | None = getattr(client, "runtime_default_fee_percent", None)
+    return default if default is not None else get_runtime_settings().default_fee_percent
+
+
+def client_for_routing(external_id: str) -> Client | None:
+    """The client, with what routing its payment needs in the same query: the runtime default
+    fee (`runtime_default_fee_percent`; None before the settings row exists) and the fresh
+    reference price of ETH (`fresh_eth_usd_price`). Read fresh every time: an operator's
+    confirmed change applies to the next payment, with no cache to invalidate."""
+    runtime = RuntimeSettings.objects.filter(pk=RuntimeSettings.SINGLETON_ID).values("default_fee_percent")[:1]
+    return (
+        Client.objects.filter(external_id=external_id)
+        .annotate(
+            runtime_default_fee_percent=Subquery(runtime),
+            fresh_eth_usd_price=Subquery(fresh_price_query()),
+        )
+        .first()
+    )
 
 
 def hold_payment(payment: Payment, reason: str) -> None:
@@ -56,7 +76,7 @@ def route_finished_payment(payment: Payment, *, price_reviewed: bool = False) ->
         return
     user_id, client_external_id = parsed
     payment.user_id = user_id
-    client = Client.objects.filter(external_id=client_external_id).first()
+    client = client_for_routing(client_external_id)
     if client is None:
         hold_payment(payment, f"unknown client {client_external_id!r}")
         return
@@ -67,7 +87,8 @@ def route_finished_payment(payment: Payment, *, price_reviewed: bool = False) ->
     if payment.price_currency.lower() != "usd":
         hold_payment(payment, f"price currency {payment.price_currency!r} is not USD")
         return
-    mismatch = None if price_reviewed else price_outcome_mismatch(payment)
+    read_price = ReadPrice(client.fresh_eth_usd_price)  # type: ignore[attr-defined]
+    mismatch = None if price_reviewed else price_outcome_mismatch(payment, read_price)
     if mismatch:
         hold_payment(payment, mismatch)
         return

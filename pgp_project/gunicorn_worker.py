@@ -13,6 +13,12 @@ This worker instead:
   would hold a slot without a thread), and a request that stalls READ_TIMEOUT seconds between two
   reads.
 
+- sheds load: while all its threads are busy, a connection still waiting SHED_AFTER seconds
+  later (no worker with room has taken it) is accepted by the loop itself and answered a canned
+  `503` with `Retry-After: 1` and `Connection: close`, without Django and without a thread, so a
+  saturated server says so in milliseconds instead of queueing connections for seconds (the
+  sender, NOWPayments, retries). The listen backlog is bounded too (gunicorn.conf.py).
+
 The reverse proxy in front (README) buffers whole request bodies, so in production slow clients
 reach the proxy, not us; this keeps the same promise without it. Written for gunicorn 23.0.0
 (pinned): it reuses that version's ThreadWorker internals.
@@ -22,6 +28,7 @@ import contextlib
 import errno
 import os
 import selectors
+import socket
 import time
 from concurrent import futures
 from functools import partial
@@ -31,11 +38,29 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 FIRST_BYTE_TIMEOUT = float(os.environ.get("GUNICORN_FIRST_BYTE_TIMEOUT", "5"))
 READ_TIMEOUT = float(os.environ.get("GUNICORN_READ_TIMEOUT", "10"))
+# How long a connection may wait for a thread before it is answered 503 (other workers with room
+# get it first meanwhile).
+SHED_AFTER = float(os.environ.get("GUNICORN_SHED_AFTER_SECONDS", "0.05"))
+# A shed connection is kept this long (reading and discarding what the client still sends) so
+# that closing it does not reset the connection before the client has read the 503.
+SHED_LINGER = 1.0
+SHED_BODY = b'{"error": "temporarily_unavailable"}'
+SHED_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Content-Length: " + str(len(SHED_BODY)).encode() + b"\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n\r\n" + SHED_BODY
+)
 
 
 class BoundedThreadWorker(ThreadWorker):
     def init_process(self) -> None:
-        self._listening = False
+        self._listen_mode: str | None = None
+        self._shed_at: float | None = None
+        self._lingering: dict[socket.socket, float] = {}
+        self._shed_count = 0
+        self._shed_logged_at = 0.0
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -48,8 +73,9 @@ class BoundedThreadWorker(ThreadWorker):
         self.poller.register(self._wake_read, selectors.EVENT_READ, self._drain_wake)
         while self.alive:
             self.notify()
-            self._listen_while_room()
-            for key, _ in self.poller.select(1.0):
+            self._update_listening()
+            wait = 1.0 if self._shed_at is None else min(1.0, max(0.0, self._shed_at - time.monotonic()))
+            for key, _ in self.poller.select(wait):
                 key.data(key.fileobj)
             done = futures.wait(self.futures, timeout=0, return_when=futures.FIRST_COMPLETED).done
             for future in done:
@@ -58,23 +84,93 @@ class BoundedThreadWorker(ThreadWorker):
                 break
             # Connections that sent nothing in time (kept in _keep with their deadline).
             self.murder_keepalived()
+            self._shed_if_still_full()
+            self._close_lingering(time.monotonic())
         self.tpool.shutdown(False)
         self.poller.close()
         for sock in self.sockets:
             sock.close()
         futures.wait(self.futures, timeout=self.cfg.graceful_timeout)
 
-    def _listen_while_room(self) -> None:
-        has_room = self.nr_conns < self.cfg.threads
-        if has_room == self._listening:
+    def _update_listening(self) -> None:
+        """Listen to accept while there is room; when full, to notice a waiting connection; then,
+        for SHED_AFTER, not at all (other workers may take it)."""
+        if self.nr_conns < self.cfg.threads:
+            self._shed_at = None
+            mode: str | None = "accept"
+        else:
+            mode = "watch" if self._shed_at is None else None
+        if mode == self._listen_mode:
             return
         with self._lock:
             for sock, acceptor in self._listeners:
-                if has_room:
-                    self.poller.register(sock, selectors.EVENT_READ, acceptor)
-                else:
+                if self._listen_mode is not None:
                     self.poller.unregister(sock)
-        self._listening = has_room
+                if mode == "accept":
+                    self.poller.register(sock, selectors.EVENT_READ, acceptor)
+                elif mode == "watch":
+                    self.poller.register(sock, selectors.EVENT_READ, self._waiting_while_full)
+        self._listen_mode = mode
+
+    def _waiting_while_full(self, listener: Any) -> None:
+        self._shed_at = time.monotonic() + SHED_AFTER
+        self._update_listening()
+
+    def _shed_if_still_full(self) -> None:
+        if self._shed_at is None or time.monotonic() < self._shed_at:
+            return
+        self._shed_at = None
+        if self.nr_conns < self.cfg.threads:
+            return
+        shed = 0
+        for sock in self.sockets:
+            while shed < 256:  # what waits now; later arrivals wait another SHED_AFTER
+                try:
+                    client, _ = sock.accept()
+                except OSError:
+                    break  # nothing waiting (EAGAIN), or taken meanwhile by a worker with room
+                self._answer_unavailable(client)
+                shed += 1
+        self._shed_count += shed
+        now = time.monotonic()
+        if self._shed_count and now - self._shed_logged_at >= 1.0:
+            self.log.warning("all %d threads busy: answered 503 to %d connections", self.cfg.threads, self._shed_count)
+            self._shed_count, self._shed_logged_at = 0, now
+
+    def _answer_unavailable(self, client: socket.socket) -> None:
+        client.setblocking(False)
+        try:
+            client.send(SHED_RESPONSE)  # a fresh socket's send buffer holds it whole
+            client.shutdown(socket.SHUT_WR)
+        except OSError:
+            client.close()
+            return
+        # Read and drop what the client sends until it closes (or SHED_LINGER): closing with
+        # unread data would send a reset that can destroy the 503 before the client reads it.
+        self._lingering[client] = time.monotonic() + SHED_LINGER
+        with self._lock:
+            self.poller.register(client, selectors.EVENT_READ, self._drain_lingering)
+
+    def _drain_lingering(self, client: Any) -> None:
+        try:
+            if client.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._forget_lingering(client)
+
+    def _close_lingering(self, now: float) -> None:
+        for client, deadline in list(self._lingering.items()):
+            if deadline <= now:
+                self._forget_lingering(client)
+
+    def _forget_lingering(self, client: socket.socket) -> None:
+        with self._lock:
+            self.poller.unregister(client)
+        del self._lingering[client]
+        client.close()
 
     def _drain_wake(self, fileobj: Any) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -96,7 +192,7 @@ class BoundedThreadWorker(ThreadWorker):
         with self._lock:
             self._keep.append(conn)
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
-        self._listen_while_room()
+        self._update_listening()
 
     def on_client_socket_readable(self, conn: Any, client: Any) -> None:
         with self._lock:

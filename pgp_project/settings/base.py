@@ -81,6 +81,17 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'pgp.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Persistent connections: a web thread or a Celery worker process keeps its connection for this
+# many seconds (0: a new one per request or task, which cost more than an IPN's whole work; None:
+# forever), checked before reuse after an error or an idle spell (CONN_HEALTH_CHECKS). One
+# connection per gunicorn thread and per Celery worker process: see "Database connections" in
+# the README for the budget. No in-process pool (psycopg 3's pool would replace psycopg2 and
+# CONN_MAX_AGE, and give nothing here: every thread uses the database on every request, so a
+# pool smaller than the threads would only queue them). Past max_connections, put pgbouncer in
+# front; the IPN intake sets lock_timeout once per session, so with transaction pooling set it
+# on the database role instead (ALTER ROLE ... SET lock_timeout).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
