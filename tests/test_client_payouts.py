@@ -1,4 +1,5 @@
-"""Client payouts end to end: a real worker, Redis, PostgreSQL, anvil and the sandbox ChangeNOW.
+"""Client payouts end to end: a real worker, PostgreSQL, anvil and the sandbox ChangeNOW, on Redis and
+again on RabbitMQ (every test of the module runs on both brokers, workers included).
 
 Rows are credited through the real intake path with USDT-on-Ethereum payments (credited at once,
 no conversion needed), so each test starts from converted balances.
@@ -28,10 +29,10 @@ from standins.localchain import ANVIL_DEV_PRIVATE_KEYS, LocalChain, sign_and_sen
 from standins.models import FixedPriceExchangeRecord
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import ipn_body, post_ipn, run_at_the_same_moment, wait_until
+from .conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
 from .factories import ClientFactory, StaffUserFactory
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), *on_both_brokers()]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)
 ETH_WALLET = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"  # anvil account 3
 
