@@ -28,6 +28,7 @@ from payments.models import Client, PayoutCurrency, PayoutStrategy
 from pgp_project.celery import app as celery_app
 from pgp_project.settings.brokers import transport_options
 from standins.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
+from standins.queues import remove_queue
 from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 
 from .factories import ClientFactory
@@ -267,7 +268,7 @@ def use_broker(url: str) -> Iterator[None]:
         celery_app.conf.update(broker_url=saved[1], broker_transport_options=saved[2])
 
 
-def _reachable(url: str) -> bool:
+def reachable(url: str) -> bool:
     from kombu import Connection
 
     try:
@@ -278,14 +279,6 @@ def _reachable(url: str) -> bool:
     return True
 
 
-def _delete_test_queue(url: str) -> None:
-    """RabbitMQ keeps a durable queue after its consumers leave: take this run's away."""
-    from kombu import Connection
-
-    with Connection(url, connect_timeout=3) as connection:
-        connection.default_channel.queue_delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-
-
 @pytest.fixture(scope="module")
 def celery_broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """The broker of this module's tests and workers: the session's (Redis) unless the module
@@ -294,14 +287,14 @@ def celery_broker(request: pytest.FixtureRequest) -> Iterator[str]:
     if url is None:
         yield settings.CELERY_BROKER_URL
         return
-    if not _reachable(url):
+    if not reachable(url):
         message = f"RabbitMQ is not reachable at {url.rsplit('@', 1)[-1]} (PGP_TEST_RABBITMQ_URL)"
         if os.environ.get("PGP_TEST_REQUIRE_RABBITMQ") == "1":
             pytest.fail(message)
         pytest.skip(message)
     with use_broker(url):
         yield url
-    _delete_test_queue(url)
+    remove_queue(url, settings.CELERY_TASK_DEFAULT_QUEUE)  # RabbitMQ keeps it: what is left is this run's
 
 
 @pytest.fixture(scope="module")

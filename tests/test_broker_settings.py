@@ -1,9 +1,15 @@
 """Broker options: Redis and RabbitMQ each keep a held task from a second worker (settings/brokers.py)."""
 
+import os
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Connection, Exchange, Queue
 
 from pgp_project.settings.brokers import broker_kind, check_redelivery_window, transport_options
+from standins.queues import remove_queue
+
+from .conftest import BROKERS, reachable
 
 LIMITS = {"longest_countdown": 300.0, "soft_time_limit": 120, "hard_time_limit": 180}
 
@@ -72,3 +78,28 @@ def test_settings_check_the_window_at_start(settings) -> None:
     held = settings.PGP_LONGEST_COUNTDOWN_SECONDS + settings.CELERY_TASK_TIME_LIMIT
     assert held < settings.PGP_BROKER_CONSUMER_TIMEOUT_SECONDS
     assert held < settings.CELERY_BROKER_VISIBILITY_TIMEOUT
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_a_private_queue_is_taken_away_with_its_messages_and_binding(broker: str, settings) -> None:
+    """What the flow tests and the pipeline benchmark do at their end: nothing of theirs is left."""
+    url = BROKERS[broker] or settings.CELERY_BROKER_URL
+    if not reachable(url):
+        pytest.skip(f"{broker} is not reachable")
+    name = f"pgp-test-remove-{os.getpid()}"
+    with Connection(
+        url, connect_timeout=3, transport_options=transport_options(url, visibility_timeout=3600)
+    ) as connection:
+        exchange = Exchange(name, "direct")
+        queue = Queue(name, exchange, routing_key=name)
+        connection.Producer().publish({"id": 1}, exchange=exchange, routing_key=name, declare=[queue])
+        assert queue(connection.default_channel).queue_declare(passive=True).message_count == 1
+    remove_queue(url, name)
+    with Connection(url, connect_timeout=3) as connection:
+        if broker == "redis":
+            client = connection.default_channel.client
+            assert not client.exists(name)
+            assert not client.exists(f"_kombu.binding.{name}")
+        else:
+            with pytest.raises(Exception, match="NOT_FOUND"):
+                connection.default_channel.queue_declare(name, passive=True)
