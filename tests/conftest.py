@@ -13,17 +13,22 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 import pytest
 from django.conf import settings
 from django.test import Client as HttpClient
 
 from integrations.nowpayments_signature import sign
 from payments.models import Client, PayoutCurrency, PayoutStrategy
+from pgp_project.celery import app as celery_app
+from pgp_project.settings.brokers import transport_options
 from standins.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
+from standins.queues import remove_queue
 from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 
 from .factories import ClientFactory
@@ -155,7 +160,8 @@ def flow_environment(local_chain: LocalChain, sandbox: SandboxChangeNow) -> Iter
 
 
 class WorkerProcess:
-    """A real `celery worker` in its own process group, on Redis and the test database."""
+    """A real `celery worker` in its own process group, on the test run's broker (Redis, or
+    RabbitMQ for a module run on both) and the test database."""
 
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
@@ -217,16 +223,95 @@ class WorkerProcess:
                 self.kill()
 
 
+# The end-to-end flows run on both brokers the README promises. RabbitMQ's URL for the tests
+# (give a run its own vhost to share the server with other runs); CI requires it to be up
+# (PGP_TEST_REQUIRE_RABBITMQ=1), elsewhere a missing RabbitMQ skips the RabbitMQ half.
+RABBITMQ_TEST_URL = os.environ.get("PGP_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+BROKERS = {"redis": None, "rabbitmq": RABBITMQ_TEST_URL}  # None: the session's broker (Redis)
+
+
+def on_both_brokers() -> list[pytest.MarkDecorator]:
+    """Module marks: every test of the module runs once on Redis and once on RabbitMQ, with its
+    workers (all Redis tests first, then all RabbitMQ ones: one worker per module and broker)."""
+    return [
+        pytest.mark.usefixtures("celery_broker"),
+        pytest.mark.parametrize("celery_broker", list(BROKERS), indirect=True, scope="module"),
+    ]
+
+
+def _reset_producers() -> None:
+    """Forget the test process's broker connections, so the next send connects anew."""
+    kombu.pools.reset()  # closes and forgets every pooled connection and producer
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@contextmanager
+def use_broker(url: str) -> Iterator[None]:
+    """This process (its Celery app) and every worker started meanwhile use the broker at `url`."""
+    saved = (os.environ.get("CELERY_BROKER_URL"), settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    options = transport_options(url, visibility_timeout=3600)
+    _reset_producers()
+    os.environ["CELERY_BROKER_URL"] = url  # Celery reads the variable before its configuration
+    settings.CELERY_BROKER_URL = url
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    celery_app.conf.update(broker_url=url, broker_transport_options=options)
+    try:
+        yield
+    finally:
+        _reset_producers()
+        if saved[0] is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved[0]
+        settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = saved[1], saved[2]
+        celery_app.conf.update(broker_url=saved[1], broker_transport_options=saved[2])
+
+
+def reachable(url: str) -> bool:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception:  # noqa: BLE001 - any refusal means "not here"
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
-def celery_worker_process(django_db_setup: None, flow_environment: dict[str, str]) -> Iterator[WorkerProcess]:
+def celery_broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The broker of this module's tests and workers: the session's (Redis) unless the module
+    is parametrized over BROKERS (on_both_brokers)."""
+    url = BROKERS.get(getattr(request, "param", "redis"))
+    if url is None:
+        yield settings.CELERY_BROKER_URL
+        return
+    if not reachable(url):
+        message = f"RabbitMQ is not reachable at {url.rsplit('@', 1)[-1]} (PGP_TEST_RABBITMQ_URL)"
+        if os.environ.get("PGP_TEST_REQUIRE_RABBITMQ") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with use_broker(url):
+        yield url
+    remove_queue(url, settings.CELERY_TASK_DEFAULT_QUEUE)  # RabbitMQ keeps it: what is left is this run's
+
+
+@pytest.fixture(scope="module")
+def celery_worker_process(
+    django_db_setup: None, flow_environment: dict[str, str], celery_broker: str
+) -> Iterator[WorkerProcess]:
     """One worker per test module (a module that needs special workers starts its own)."""
     worker = WorkerProcess(flow_environment)
+    banner = [line for line in worker.output if "transport:" in line]
+    assert banner, "the worker's banner names no transport"
+    assert banner[0].split("transport:")[1].strip().startswith(celery_broker.partition("://")[0]), banner
     yield worker
     worker.stop()
 
 
 @pytest.fixture
-def start_worker(django_db_setup: None, flow_environment: dict[str, str]) -> Iterator[Any]:
+def start_worker(django_db_setup: None, flow_environment: dict[str, str], celery_broker: str) -> Iterator[Any]:
     """Start a worker with extra environment for this test; starting another stops the one
     before (one worker at a time, so a test decides which environment runs each step)."""
     running: list[WorkerProcess] = []

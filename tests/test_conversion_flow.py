@@ -1,4 +1,5 @@
-"""Micro-batch conversion end to end: a real worker, Redis, PostgreSQL, anvil and the sandbox.
+"""Micro-batch conversion end to end: a real worker, PostgreSQL, anvil and the sandbox, on Redis and
+again on RabbitMQ (every test of the module runs on both brokers, workers included).
 
 Only our own service entry points are called from the test (the Beat job's body, the recovery
 sweep); everything else happens in the worker through the broker, on the chain and over HTTP.
@@ -29,9 +30,9 @@ from standins.erc20 import ERC20_ABI
 from standins.localchain import LocalChain
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import ipn_body, post_ipn, run_at_the_same_moment, wait_until
+from .conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), *on_both_brokers()]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)
 
 

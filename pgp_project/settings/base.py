@@ -7,7 +7,8 @@ demo needs no server; `DATABASE_URL` / `CELERY_BROKER_URL` switch to PostgreSQL 
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+
+from .brokers import RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_SECONDS, check_redelivery_window, transport_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Runtime data of a local run (SQLite file, filesystem broker folders); ignored by git.
@@ -236,10 +237,17 @@ PGP_STALE_AFTER_SECONDS = env.int("PGP_STALE_AFTER_SECONDS", default=15 * 60)
 
 # --- Celery (reliability rules 1, 5, 6 of DESIGN.md) --------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-# Visibility timeout must exceed the hard time limit plus the longest countdown we schedule,
-# or Redis would hand a running task to a second worker.
+# A task held by a worker (waiting for its countdown, then running: acks_late) must not be taken
+# back by the broker: Redis's visibility timeout, and RabbitMQ's consumer_timeout (a server
+# setting, 30 min by default: state it here if the server's differs), must both exceed the hard
+# time limit plus the longest countdown we schedule. Checked below; see settings/brokers.py.
 CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+PGP_BROKER_CONSUMER_TIMEOUT_SECONDS = env.int(
+    "PGP_BROKER_CONSUMER_TIMEOUT_SECONDS", default=RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_SECONDS
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
+    CELERY_BROKER_URL, visibility_timeout=CELERY_BROKER_VISIBILITY_TIMEOUT
+)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
@@ -271,8 +279,22 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
-if not (CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_VISIBILITY_TIMEOUT):
-    raise ImproperlyConfigured("Celery limits must satisfy soft time limit < hard time limit < visibility timeout")
+# The longest a worker holds a task before running it: every countdown that schedule_step and
+# the retries use.
+PGP_LONGEST_COUNTDOWN_SECONDS = max(
+    PGP_RETRY_MAX_COUNTDOWN_SECONDS,
+    PGP_BALANCE_RETRY_SECONDS,
+    PGP_CHAIN_POLL_SECONDS * 2,
+    PGP_EXCHANGE_POLL_SECONDS,
+)
+check_redelivery_window(
+    CELERY_BROKER_URL,
+    longest_countdown=PGP_LONGEST_COUNTDOWN_SECONDS,
+    soft_time_limit=CELERY_TASK_SOFT_TIME_LIMIT,
+    hard_time_limit=CELERY_TASK_TIME_LIMIT,
+    visibility_timeout=CELERY_BROKER_VISIBILITY_TIMEOUT,
+    consumer_timeout=PGP_BROKER_CONSUMER_TIMEOUT_SECONDS,
+)
 
 # Default periodic schedule (seconds). Written once into django-celery-beat's tables, after
 # which operators own it in the admin; see pgp_project/operations/beat_schedule.py.

@@ -4,6 +4,7 @@ import os
 
 from .base import *  # noqa: F403
 from .base import env
+from .brokers import transport_options
 
 SECRET_KEY = "test-only-secret-key"
 NOWPAYMENTS_IPN_SECRET = "test-ipn-secret"
@@ -11,7 +12,8 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/pgp"),
 }
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redis or RabbitMQ (the end-to-end flow tests run on both): that broker's options.
+CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(CELERY_BROKER_URL, visibility_timeout=3600)
 # The stand-ins the tests run against: local and test settings only, never production.
 INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
 # A second exchange provider, from the stand-ins: one adapter module and this one entry.
