@@ -21,6 +21,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.views.decorators.debug import sensitive_variables
 from django_otp import devices_for_user, user_has_device
 from django_otp.admin import OTPAdminAuthenticationForm
 
@@ -44,6 +45,7 @@ def admin_access_allowed(request: HttpRequest) -> bool:
     return admin.site.has_permission(request)
 
 
+@sensitive_variables("token", "offered")
 def operator_access_allowed(request: HttpRequest, token: str) -> bool:
     """For operators' machine endpoints (/health/'s details, /metrics): `Authorization: Bearer
     <token>`, compared in constant time (an empty token grants nothing), or a session the admin

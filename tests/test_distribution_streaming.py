@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.models import F
 from django.test import override_settings
 
 from batching import distribution
@@ -132,23 +131,28 @@ def test_streamed_distribution_matches_the_reference_rule_exactly(
     assert conversion.credit_usdt_total + conversion.fee_usdt_total == received == sum(r[3] for r in rows)
 
 
-def test_the_database_check_refuses_a_wrong_sum_and_nothing_is_written(
-    threshold_client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_database_check_refuses_a_wrong_sum_and_nothing_is_written(threshold_client: Client) -> None:
     conversion = claimed_conversion(threshold_client, 50)
-    apply = accumulation.credit_staged_conversion
-
-    def off_by_one_unit(*, conversion_id: int, extra_units: int) -> int:
-        credited = apply(conversion_id=conversion_id, extra_units=extra_units)
-        # What a wrong statement would leave behind: one row a unit too rich (consistent in itself).
-        row = PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id).order_by("id").first()
-        assert row is not None
-        PayoutAccumulation.objects.filter(pk=row.pk).update(
-            usdt_amount=F("usdt_amount") + USDT_QUANTUM, credit_usdt=F("credit_usdt") + USDT_QUANTUM
+    first_row = PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk).order_by("id").first()
+    assert first_row is not None
+    # What a wrong statement would leave behind, made by the database itself (no code of ours is
+    # replaced): the first row credited one unit too rich, consistent in itself.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION one_unit_too_rich() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                NEW.usdt_amount := NEW.usdt_amount + 0.000001;
+                NEW.credit_usdt := NEW.credit_usdt + 0.000001;
+                RETURN NEW;
+            END $$;
+            """
         )
-        return credited
-
-    monkeypatch.setattr(accumulation, "credit_staged_conversion", off_by_one_unit)
+        cursor.execute(
+            "CREATE TRIGGER one_unit_too_rich BEFORE UPDATE ON payout_accumulation FOR EACH ROW "
+            f"WHEN (OLD.credit_usdt IS NULL AND NEW.credit_usdt IS NOT NULL AND NEW.id = {int(first_row.pk)}) "
+            "EXECUTE FUNCTION one_unit_too_rich()"
+        )
 
     with pytest.raises(DistributionError, match=r"credit .* \+ fee .* != received"):
         distribute_conversion(conversion.pk, Decimal("12.345678"), "0xwrong")
