@@ -22,6 +22,7 @@ from integrations.assets import ETH, USDT_ERC20, Asset, asset_by_nowpayments_cod
 from integrations.exchange.port import ExchangePair
 from integrations.exchange.registry import exchange_provider
 from pgp_project.money import USD_QUANTUM
+from pgp_project.operations.alerts import alert, alert_throttled
 
 from .models import Payment, ReferencePrice
 
@@ -55,6 +56,28 @@ class ReadPrice:
     """The priced asset's fresh USD price as already read in another query (None: none fresh)."""
 
     usd_price: Decimal | None
+
+
+def alert_if_stale(error: Exception) -> bool:
+    """A refresh failed: if the price we hold is too old to check payments against (or there is
+    none), say so, at most every PGP_ALERT_REPEAT_SECONDS. True if an alert line was written."""
+    oldest = timezone.now() - timedelta(seconds=settings.PGP_REFERENCE_PRICE_MAX_AGE_SECONDS)
+    price = ReferencePrice.objects.filter(asset_symbol=PRICED_ASSET.symbol).first()
+    if price is None:
+        alert("reference_price_stale", "asset=%s price=none error=%s", PRICED_ASSET.symbol, error)
+        return True
+    if price.fetched_at >= oldest:
+        return False
+    return alert_throttled(
+        ReferencePrice,
+        price.pk,
+        "stale_alerted_at",
+        "reference_price_stale",
+        "asset=%s fetched_at=%s error=%s: payments are not checked against their invoice until it is fresh",
+        PRICED_ASSET.symbol,
+        price.fetched_at.isoformat(),
+        error,
+    )
 
 
 def fresh_price_query() -> QuerySet[ReferencePrice, Any]:

@@ -2,6 +2,7 @@ import logging
 
 from celery import shared_task
 
+from integrations.exchange.port import ExchangeError
 from pgp_project.operations.services import job_heartbeat
 
 from . import reference_prices, retention
@@ -21,5 +22,11 @@ def prune_rejected_ipn_events() -> None:
 def refresh_reference_prices() -> None:
     """Beat job: the exchange provider's price of ETH, for checking outcomes against invoices."""
     with job_heartbeat(reference_prices.REFRESH_REFERENCE_PRICES_TASK):
-        price = reference_prices.refresh_reference_prices()
+        try:
+            price = reference_prices.refresh_reference_prices()
+        except ExchangeError as error:
+            # The next run tries again; a price that goes stale meanwhile is alerted, not silent.
+            reference_prices.alert_if_stale(error)
+            logger.warning("reference price not refreshed: %s", error)
+            return
         logger.info("reference price: %s", price)

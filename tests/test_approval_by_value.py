@@ -157,3 +157,25 @@ def test_an_instant_payout_worth_more_than_the_limit_waits_for_approval_before_s
         AuditEvent.objects.filter(subject_type="payout", subject_id=batch.pk).values_list("reason", flat=True)
     )
     assert any("above the approval limit of 1000" in reason for reason in reasons), reasons
+
+
+@pytest.mark.django_db
+def test_a_reference_price_that_goes_stale_is_alerted_once_per_repeat_period(settings, caplog) -> None:
+    """The provider cannot be reached (nothing listens on the port): the job does not fail, and
+    the stale price it leaves is an ALERT line, not silence, repeated only after the period."""
+    from payments.tasks import refresh_reference_prices as refresh_task
+
+    settings.CHANGENOW_API_URL = "http://127.0.0.1:9"
+    set_eth_price("3000", age_seconds=16 * 60)
+    with caplog.at_level("ERROR", logger="pgp.alerts"):
+        refresh_task()
+        refresh_task()
+    alerts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT reference_price_stale")]
+    assert len(alerts) == 1, alerts
+    assert "asset=eth" in alerts[0]
+    assert ReferencePrice.objects.get().usd_price == Decimal("3000")  # the old price is kept, marked stale
+    set_eth_price("3000")  # fresh again: a failed refresh is no alert
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="pgp.alerts"):
+        refresh_task()
+    assert not [r for r in caplog.records if "reference_price_stale" in r.getMessage()]
