@@ -20,17 +20,20 @@ from django.db import DatabaseError, connection, transaction
 
 from integrations.nowpayments_signature import is_valid_signature, reject_non_json_constant
 
-from .ipn_payload import IpnPayloadForm, escape_unstorable
+from .first_notification import write_first_notification
+from .ipn_payload import clean_ipn_payload, escape_unstorable
 from .late_payments import (
+    announce_partial_payment,
     handle_refund_of_routed_payment,
     hold_partial_payment,
     hold_topped_up_partial_payment,
     is_late_finish,
     is_refund_after_finish,
+    mark_partial_payment_held,
     route_late_payment,
 )
-from .models import IpnOutcome, Payment, PaymentEvent, PaymentStatus, RoutingStatus
-from .routing import route_finished_payment
+from .models import Client, IpnOutcome, Payment, PaymentEvent, PaymentStatus, RoutingStatus
+from .routing import RoutingPlan, apply_routing, log_hold, plan_routing, route_finished_payment
 
 logger = logging.getLogger(__name__)
 
@@ -100,16 +103,15 @@ def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
     if not isinstance(payload, dict):
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not a JSON object", signed=True)
         return IpnResponse(422, {"error": "invalid_payload", "fields": {"__all__": ["expected a JSON object"]}})
-    form = IpnPayloadForm(data=payload)
-    if not form.is_valid():
-        errors = {name: [str(m) for m in messages] for name, messages in form.errors.items()}
+    data, errors = clean_ipn_payload(payload)
+    if errors:
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, json.dumps(errors), payload=payload, signed=True)
         return IpnResponse(422, {"error": "invalid_payload", "fields": errors})
     try:
-        return _apply_ipn(ipn, form.cleaned_data, payload)
+        return _apply_ipn(ipn, data, payload)
     except DatabaseError:
         # Not recorded, so NOWPayments must retry: never answer 200 here.
-        logger.exception("IPN for payment %s could not be recorded", form.cleaned_data["payment_id"])
+        logger.exception("IPN for payment %s could not be recorded", data["payment_id"])
         return IpnResponse(503, {"error": "temporarily_unavailable"})
 
 
@@ -119,16 +121,50 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
     for text_field in ("order_description", "pay_currency", "outcome_currency"):
         fields[text_field] = fields[text_field] or ""
     _limit_lock_wait()
+    # Most notifications are a payment's first: decide what it means before writing anything, then
+    # write it all at once. Only when the payment exists already, the locked path.
+    payment = Payment(
+        provider_payment_id=data["payment_id"], status=new_status, raw_payload=_json_safe(payload), **fields
+    )
+    note, plan = _plan_first_notification(payment)
+    event = _event(ipn, payment, new_status, IpnOutcome.APPLIED, f"first notification{note}")
+    if not plan.opens_instant_payout:
+        if write_first_notification(payment, plan.accumulation, event):
+            _announce_first_notification(payment)
+            return _answer(IpnOutcome.APPLIED, payment)
+        return _apply_to_stored_payment(ipn, data["payment_id"], fields, new_status, payload, payment.client)
     with transaction.atomic():
-        # A first notification: one INSERT. Only when the payment exists already (or a concurrent
-        # first notification is being written: the INSERT waits for it) the locked path below.
-        payment = _insert_first_notification(data["payment_id"], fields, new_status, payload)
-        created = payment is not None
-        if payment is None:
-            payment, created = Payment.objects.select_for_update().get_or_create(
-                provider_payment_id=data["payment_id"],
-                defaults={**fields, "status": new_status, "raw_payload": _json_safe(payload)},
-            )
+        # The instant payout is opened through the ORM, in the payment's transaction.
+        written = write_first_notification(payment, None, event)
+        if written:
+            stored = _column_values(payment)
+            apply_routing(payment, plan)
+            changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
+            if changed:
+                payment.save(update_fields=[*changed, "updated_at"])
+    if written:
+        _announce_first_notification(payment)
+        return _answer(IpnOutcome.APPLIED, payment)
+    return _apply_to_stored_payment(ipn, data["payment_id"], fields, new_status, payload, payment.client)
+
+
+def _apply_to_stored_payment(
+    ipn: IncomingIpn,
+    provider_payment_id: int,
+    fields: dict[str, Any],
+    new_status: PaymentStatus,
+    payload: Any,
+    read_client: Client | None,
+) -> IpnResponse:
+    """The locked path: the payment exists (or its concurrent first notification rolled back,
+    and this one writes it after all). `read_client`: the client of this IPN's order id as
+    planning its first notification read it a moment ago (None: not read, or not found), so
+    routing does not read it twice."""
+    with transaction.atomic():
+        payment, created = Payment.objects.select_for_update().get_or_create(
+            provider_payment_id=provider_payment_id,
+            defaults={**fields, "status": new_status, "raw_payload": _json_safe(payload)},
+        )
         stored = _column_values(payment)
         was = payment.status
         outcome, reason = _outcome(created, was, new_status)
@@ -138,22 +174,54 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
             payment.status = new_status
             payment.raw_payload = _json_safe(payload)
         if outcome == IpnOutcome.APPLIED:
-            reason += _act_on(payment, was if not created else "", new_status)
+            reason += _act_on(payment, was if not created else "", new_status, read_client)
             changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
             if changed:
                 payment.save(update_fields=[*changed, "updated_at"])
-        PaymentEvent.objects.create(
-            payment=payment,
-            provider_payment_id=payment.provider_payment_id,
-            reported_status=new_status,
-            outcome=outcome,
-            reason=reason,
-            signature_valid=True,
-            body=_body_text(ipn.raw_body),
-            body_sha256=hashlib.sha256(ipn.raw_body).hexdigest(),
-            body_size=len(ipn.raw_body),
-            remote_addr=ipn.remote_addr,
-        )
+        _event(ipn, payment, new_status, outcome, reason).save()
+    return _answer(outcome, payment)
+
+
+def _plan_first_notification(payment: Payment) -> tuple[str, RoutingPlan]:
+    """What a first notification means for the money, decided on the payment before it is in the
+    database, writing and logging nothing (the write may find the payment exists): a note for the
+    event's reason, and what routing must write besides the payment."""
+    if payment.status == PaymentStatus.FINISHED:
+        plan = plan_routing(payment)
+    elif payment.status == PaymentStatus.PARTIALLY_PAID:
+        mark_partial_payment_held(payment)
+        plan = RoutingPlan()
+    else:
+        return "", RoutingPlan()
+    return (f"; held for review: {payment.hold_reason}" if payment.routing_status == RoutingStatus.HELD else ""), plan
+
+
+def _announce_first_notification(payment: Payment) -> None:
+    """The log lines and alerts of a first notification, once it is written."""
+    if payment.status == PaymentStatus.PARTIALLY_PAID:
+        announce_partial_payment(payment)
+    elif payment.routing_status == RoutingStatus.HELD:
+        log_hold(payment)
+
+
+def _event(
+    ipn: IncomingIpn, payment: Payment, reported_status: PaymentStatus, outcome: IpnOutcome, reason: str
+) -> PaymentEvent:
+    return PaymentEvent(
+        payment=payment,
+        provider_payment_id=payment.provider_payment_id,
+        reported_status=reported_status,
+        outcome=outcome,
+        reason=reason,
+        signature_valid=True,
+        body=_body_text(ipn.raw_body),
+        body_sha256=hashlib.sha256(ipn.raw_body).hexdigest(),
+        body_size=len(ipn.raw_body),
+        remote_addr=ipn.remote_addr,
+    )
+
+
+def _answer(outcome: IpnOutcome, payment: Payment) -> IpnResponse:
     return IpnResponse(
         200,
         {
@@ -166,37 +234,6 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
 
 
 _PAYMENT_COLUMNS = [field for field in Payment._meta.concrete_fields if not field.primary_key]
-
-
-def _insert_first_notification(
-    provider_payment_id: int, fields: dict[str, Any], status: PaymentStatus, payload: dict[str, Any]
-) -> Payment | None:
-    """`INSERT ... ON CONFLICT (provider_payment_id) DO NOTHING RETURNING id`: the new payment,
-    or None when it exists. A concurrent INSERT of the same id waits for ours to commit or roll
-    back, so of simultaneous first notifications exactly one gets a row back."""
-    payment = Payment(provider_payment_id=provider_payment_id, status=status, raw_payload=_json_safe(payload))
-    for name, value in fields.items():
-        setattr(payment, name, value)
-    values = [field.get_db_prep_save(field.pre_save(payment, True), connection) for field in _PAYMENT_COLUMNS]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(), values)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    payment.pk = row[0]
-    payment._state.adding = False
-    payment._state.db = connection.alias
-    return payment
-
-
-def _insert_sql() -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(field.column)) for field in _PAYMENT_COLUMNS)
-    placeholders = ", ".join(["%s"] * len(_PAYMENT_COLUMNS))
-    return (
-        f"INSERT INTO {quote(Payment._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608 (model names)
-        f"ON CONFLICT ({quote('provider_payment_id')}) DO NOTHING RETURNING {quote('id')}"
-    )
 
 
 def _column_values(payment: Payment) -> dict[str, Any]:
@@ -219,16 +256,16 @@ def _outcome(created: bool, stored: str, new: PaymentStatus) -> tuple[IpnOutcome
     return IpnOutcome.APPLIED, f"{stored} -> {new}"
 
 
-def _act_on(payment: Payment, was: str, new: PaymentStatus) -> str:
+def _act_on(payment: Payment, was: str, new: PaymentStatus, read_client: Client | None) -> str:
     """What an applied status means for the money; a note for the event's reason."""
     if new == PaymentStatus.FINISHED and payment.accepted_price_amount is not None:
         # Routed already, for the part an operator accepted: never a second row or payout.
         return f"; {hold_topped_up_partial_payment(payment)}"
     if new == PaymentStatus.FINISHED:
         if is_late_finish(was, new):
-            route_late_payment(payment, was)
+            route_late_payment(payment, was, read_client=read_client)
         else:
-            route_finished_payment(payment)
+            route_finished_payment(payment, read_client=read_client)
         return f"; held for review: {payment.hold_reason}" if payment.routing_status == RoutingStatus.HELD else ""
     if new == PaymentStatus.PARTIALLY_PAID and payment.routing_status != RoutingStatus.ROUTED:
         hold_partial_payment(payment)

@@ -1,7 +1,9 @@
 """Validation of a NOWPayments IPN body: types, required fields, sane amounts.
 
-A Django form does the field work (clear per-field errors, Decimal parsing); the strict fields
-refuse JSON types the form would otherwise coerce (true -> "True", {} -> "{}").
+Django's form fields do the field work (clear per-field errors, Decimal parsing); the strict
+fields refuse JSON types they would otherwise coerce (true -> "True", {} -> "{}"). They are used
+without a form: a form deep-copies every field for each request, which cost the IPN path more
+than its validation (issue #11). The fields are stateless, so one set serves every request.
 """
 
 import re
@@ -47,31 +49,39 @@ def _coin_amount(required: bool = False) -> StrictDecimalField:
     )
 
 
-class IpnPayloadForm(forms.Form):
-    payment_id = StrictIntegerField(min_value=1, max_value=2**63 - 1)
-    payment_status = forms.ChoiceField(choices=PaymentStatus.choices)
-    order_id = StrictCharField(max_length=200)
-    order_description = StrictCharField(required=False, max_length=2000)
-    price_amount = StrictDecimalField(min_value=0, max_value=MAX_PRICE_USD, max_digits=14, decimal_places=2)
-    price_currency = StrictCharField(max_length=20)
-    pay_amount = _coin_amount()
-    pay_currency = StrictCharField(required=False, max_length=20)
-    actually_paid = _coin_amount()
-    outcome_amount = _coin_amount()
-    outcome_currency = StrictCharField(required=False, max_length=20)
+IPN_FIELDS: dict[str, forms.Field] = {
+    "payment_id": StrictIntegerField(min_value=1, max_value=2**63 - 1),
+    "payment_status": forms.ChoiceField(choices=PaymentStatus.choices),
+    "order_id": StrictCharField(max_length=200),
+    "order_description": StrictCharField(required=False, max_length=2000),
+    "price_amount": StrictDecimalField(min_value=0, max_value=MAX_PRICE_USD, max_digits=14, decimal_places=2),
+    "price_currency": StrictCharField(max_length=20),
+    "pay_amount": _coin_amount(),
+    "pay_currency": StrictCharField(required=False, max_length=20),
+    "actually_paid": _coin_amount(),
+    "outcome_amount": _coin_amount(),
+    "outcome_currency": StrictCharField(required=False, max_length=20),
+}
 
-    def clean_payment_status(self) -> str:
-        return str(self.cleaned_data["payment_status"])
 
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        if data.get("payment_status") == PaymentStatus.FINISHED:
-            if not data.get("outcome_amount"):
-                self.add_error("outcome_amount", "a finished payment needs an outcome_amount above 0")
-            if not data.get("outcome_currency"):
-                self.add_error("outcome_currency", "a finished payment needs an outcome_currency")
-        return data
+def clean_ipn_payload(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """(the cleaned fields, the errors by field name): valid when there are no errors. Unknown
+    keys are ignored, as NOWPayments adds fields over time."""
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, field in IPN_FIELDS.items():
+        try:
+            cleaned[name] = field.clean(payload.get(name))
+        except forms.ValidationError as error:
+            errors[name] = list(error.messages)
+    if "payment_status" in cleaned:
+        cleaned["payment_status"] = str(cleaned["payment_status"])
+    if cleaned.get("payment_status") == PaymentStatus.FINISHED:
+        if not cleaned.get("outcome_amount"):
+            errors.setdefault("outcome_amount", []).append("a finished payment needs an outcome_amount above 0")
+        if not cleaned.get("outcome_currency"):
+            errors.setdefault("outcome_currency", []).append("a finished payment needs an outcome_currency")
+    return cleaned, errors
 
 
 # PostgreSQL text and jsonb refuse NUL, and UTF-8 has no lone surrogates (JSON's "\ud800" is one).

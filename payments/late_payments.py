@@ -22,9 +22,9 @@ from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.state_machine import record_action
 
 from .instant_payouts import instant_payouts
-from .models import AccumulationStatus, Payment, PaymentStatus, PayoutAccumulation, RoutingStatus
+from .models import AccumulationStatus, Client, Payment, PaymentStatus, PayoutAccumulation, RoutingStatus
 from .money_controls import RESOLVE_HELD_PAYMENT
-from .routing import hold_payment, route_finished_payment
+from .routing import hold_payment, log_hold, mark_held, route_finished_payment
 
 LATE_AFTER = (PaymentStatus.EXPIRED, PaymentStatus.FAILED)
 
@@ -41,8 +41,8 @@ def is_refund_after_finish(stored: str, new: str) -> bool:
     return new == PaymentStatus.REFUNDED and stored == PaymentStatus.FINISHED
 
 
-def route_late_payment(payment: Payment, was: str) -> None:
-    route_finished_payment(payment)
+def route_late_payment(payment: Payment, was: str, *, read_client: Client | None = None) -> None:
+    route_finished_payment(payment, read_client=read_client)
     alert(
         "late_payment",
         "provider_payment_id=%s finished after %s; routed: %s",
@@ -53,11 +53,21 @@ def route_late_payment(payment: Payment, was: str) -> None:
 
 
 def hold_partial_payment(payment: Payment) -> None:
-    hold_payment(
+    mark_partial_payment_held(payment)
+    announce_partial_payment(payment)
+
+
+def mark_partial_payment_held(payment: Payment) -> None:
+    """Hold a partially paid payment for an operator, saying and writing nothing yet."""
+    mark_held(
         payment,
         f"partially paid: {payment.actually_paid} of {payment.pay_amount} {payment.pay_currency}; an operator may "
         "accept the amount actually paid",
     )
+
+
+def announce_partial_payment(payment: Payment) -> None:
+    log_hold(payment)
     alert(
         "partial_payment",
         "provider_payment_id=%s paid %s of %s %s",

@@ -206,6 +206,38 @@ def test_concurrent_duplicate_ipns_make_one_payment_and_one_row(threshold_client
     assert sorted(PaymentEvent.objects.values_list("outcome", flat=True)) == ["applied"] + ["duplicate"] * 3
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_notifications_to_an_instant_client_open_one_payout(threshold_client: Client):
+    # The instant path writes the payment and opens its payout in one transaction; the others
+    # find the payment and take the locked path.
+    from payouts.models import PayoutBatch
+
+    threshold_client.payout_strategy = PayoutStrategy.INSTANT
+    threshold_client.save()
+    statuses = run_at_the_same_moment(lambda: post_ipn(HttpClient(), ipn_body()).status_code, times=4)
+    assert statuses == [200, 200, 200, 200]
+    payment = Payment.objects.get()
+    assert payment.routing_status == RoutingStatus.ROUTED
+    assert PayoutBatch.objects.get().payment == payment
+    assert sorted(PaymentEvent.objects.values_list("outcome", flat=True)) == ["applied"] + ["duplicate"] * 3
+
+
+def test_a_redelivered_first_notification_is_alerted_and_logged_once(
+    client: HttpClient, threshold_client: Client, caplog: pytest.LogCaptureFixture
+):
+    # A first notification is planned before the write finds out whether the payment exists:
+    # its hold log line and alert are said only once it is written.
+    partial = {"payment_status": "partially_paid", "actually_paid": "0.0031"}
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert post_ipn(client, ipn_body(payment_id=41, **partial)).status_code == 200
+            assert post_ipn(client, ipn_body(payment_id=42, order_id="PGP-7|-100unknown")).status_code == 200
+    assert caplog.text.count("ALERT partial_payment provider_payment_id=41") == 1
+    assert caplog.text.count("payment held for review: provider_payment_id=41") == 1
+    assert caplog.text.count("payment held for review: provider_payment_id=42") == 1
+    assert Payment.objects.get(provider_payment_id=42).hold_reason == "unknown client '-100unknown'"
+
+
 def test_missing_and_wrong_signature_get_401_and_change_nothing(client: HttpClient, threshold_client: Client):
     assert post_ipn(client, ipn_body(), signature=None).status_code == 401
     wrong = post_ipn(client, ipn_body(), signature="ab" * 64)

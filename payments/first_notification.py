@@ -1,0 +1,90 @@
+"""A payment's first notification written in one SQL statement (issue #11).
+
+The payment, its accumulation row (when routing made one) and the IPN's event are inserted by one
+`INSERT ... ON CONFLICT DO NOTHING RETURNING` with the dependent rows in data-modifying CTEs that
+read the new payment's id. Outside a transaction the statement is its own: one round trip to
+PostgreSQL instead of a BEGIN, five statements and a COMMIT. It is prepared once per connection
+(pgp_project/prepared_statements.py). When the payment exists already
+(or a concurrent first notification of it is being written: PostgreSQL makes our INSERT wait for
+that one's outcome), the statement writes nothing at all and the caller takes the locked path.
+
+The values are Django's own (`pre_save`, `get_db_prep_save`: auto_now stamps, JSON adaptation),
+so a row written here is the row `Model.save()` would have written.
+"""
+
+from functools import cache
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+
+from pgp_project.prepared_statements import execute_prepared
+
+from .models import Payment, PaymentEvent, PayoutAccumulation
+
+NEW_PAYMENT = "new_payment"
+
+
+def write_first_notification(payment: Payment, accumulation: PayoutAccumulation | None, event: PaymentEvent) -> bool:
+    """Insert the unsaved payment with its accumulation row (or none) and the event; True when
+    written (the payment then has its id), False when the payment exists and nothing was
+    written."""
+    sql = _write_sql(with_accumulation=accumulation is not None)
+    params = _row_values(payment)
+    if accumulation is not None:
+        params += _row_values(accumulation, without="payment_id")
+    params += _row_values(event, without="payment_id")
+    with connection.cursor() as cursor:
+        execute_prepared(cursor, sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    payment.pk = row[0]
+    payment._state.adding = False
+    payment._state.db = connection.alias
+    return True
+
+
+@cache
+def _write_sql(*, with_accumulation: bool) -> str:
+    quote = connection.ops.quote_name
+    payment_columns = _columns(Payment)
+    parts = [
+        f"WITH {NEW_PAYMENT} AS ("  # noqa: S608 (model and column names only, quoted)
+        f"INSERT INTO {quote(Payment._meta.db_table)} ({', '.join(quote(c) for c, _ in payment_columns)}) "
+        f"VALUES ({', '.join(cast for _, cast in payment_columns)}) "
+        f"ON CONFLICT ({quote('provider_payment_id')}) DO NOTHING RETURNING {quote('id')})"
+    ]
+    if with_accumulation:
+        parts.append(f"new_accumulation AS ({_dependent_insert(PayoutAccumulation)})")
+    parts.append(f"new_event AS ({_dependent_insert(PaymentEvent)})")
+    return ", ".join(parts) + f" SELECT {quote('id')} FROM {NEW_PAYMENT}"  # noqa: S608 (model names only)
+
+
+def _dependent_insert(model: type[Model]) -> str:
+    """A row that belongs to the new payment: inserted once per row NEW_PAYMENT returns, i.e.
+    not at all when the payment existed."""
+    quote = connection.ops.quote_name
+    columns = _columns(model, without="payment_id")
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({quote('payment_id')}, {', '.join(quote(c) for c, _ in columns)}) "  # noqa: S608 (names)
+        f"SELECT {NEW_PAYMENT}.{quote('id')}, {', '.join(cast for _, cast in columns)} FROM {NEW_PAYMENT}"
+    )
+
+
+def _columns(model: type[Model], without: str = "") -> list[tuple[str, str]]:
+    """(column, typed placeholder) of the fields an INSERT writes. Typed: in `INSERT ... SELECT`
+    PostgreSQL would otherwise take the parameters as text, which it does not assign to numbers."""
+    return [(field.column, f"%s::{field.cast_db_type(connection)}") for field in _insert_fields(model, without)]
+
+
+def _row_values(instance: Model, without: str = "") -> list[Any]:
+    return [
+        field.get_db_prep_save(field.pre_save(instance, True), connection)
+        for field in _insert_fields(type(instance), without)
+    ]
+
+
+@cache
+def _insert_fields(model: type[Model], without: str) -> list[Any]:
+    return [field for field in model._meta.concrete_fields if not field.primary_key and field.attname != without]

@@ -1,0 +1,66 @@
+"""Server-side prepared statements for the few queries every IPN runs (issue #11).
+
+psycopg2 sends each query as text, which PostgreSQL parses and plans every time: for the IPN's
+first-notification write (three INSERTs in one statement) that was about a fifth of the
+database's work per IPN. Here a statement is `PREPARE`d once per database connection (web threads
+keep theirs: CONN_MAX_AGE) and `EXECUTE`d after, with the same parameters.
+
+- The name is derived from the statement's text, so a changed statement (a new release, a new
+  column) is prepared afresh under its own name.
+- A `PREPARE` survives the rollback of the transaction it ran in, so what is recorded as prepared
+  is on the connection whatever happens next; a new connection starts with nothing prepared.
+- Prepared statements live in the database session: they need the session to stay ours, as it
+  does with Django's persistent connections. A transaction-pooling pgbouncer in front would
+  break them (README, "Connections": we use no pooler).
+"""
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.backends.utils import CursorWrapper
+
+
+def execute_prepared(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> None:
+    """Run `sql` (with `%s` placeholders, and no other `%`) with `params` as a prepared
+    statement of the cursor's connection; elsewhere than PostgreSQL, as plain SQL."""
+    wrapper = cursor.db
+    if wrapper.vendor != "postgresql":
+        cursor.execute(sql, params)
+        return
+    name, numbered = _prepared_form(sql)
+    prepared = _prepared_on(wrapper)
+    if name not in prepared:
+        cursor.execute(f"PREPARE {name} AS {numbered}")
+        prepared.add(name)
+    placeholders = ", ".join(["%s"] * len(params))
+    cursor.execute(f"EXECUTE {name} ({placeholders})" if params else f"EXECUTE {name}", params)
+
+
+_FORMS: dict[str, tuple[str, str]] = {}
+
+
+def _prepared_form(sql: str) -> tuple[str, str]:
+    """(statement name, the text with PostgreSQL's numbered parameters $1, $2, ...)."""
+    form = _FORMS.get(sql)
+    if form is None:
+        if "%%" in sql or "%(" in sql:
+            raise ValueError("only positional %s placeholders")
+        pieces = sql.split("%s")
+        numbered = pieces[0] + "".join(f"${number}{piece}" for number, piece in enumerate(pieces[1:], start=1))
+        form = (f"pgp_{hashlib.sha256(sql.encode()).hexdigest()[:16]}", numbered)
+        _FORMS[sql] = form
+    return form
+
+
+def _prepared_on(wrapper: Any) -> set[str]:
+    """The names prepared on the wrapper's current driver connection. Keyed by that connection
+    object: a reconnect (CONN_MAX_AGE, a failed health check) gets a new one, with nothing
+    prepared."""
+    driver_connection = wrapper.connection
+    held = getattr(wrapper, "pgp_prepared_statements", None)
+    if held is None or held[0] is not driver_connection:
+        held = (driver_connection, set())
+        wrapper.pgp_prepared_statements = held
+    names: set[str] = held[1]
+    return names
