@@ -40,8 +40,13 @@ def js_number_to_string(value: float) -> str:
     if value == 0:
         return "0"  # -0 prints as 0 too
     sign = "-" if value < 0 else ""
+    shortest = repr(abs(value))
+    if "e" not in shortest:
+        # Python writes 1e-4 <= |x| < 1e16 positionally, with the same shortest digits that
+        # ECMAScript writes positionally (1e-7 < |x| < 1e21); only "123.0" is "123" there.
+        return sign + (shortest[:-2] if shortest.endswith(".0") else shortest)
     # repr() gives the shortest digit string that round-trips, as ECMAScript requires.
-    digits_tuple = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits_tuple = Decimal(shortest).normalize().as_tuple()
     digits = "".join(map(str, digits_tuple.digits))
     k = len(digits)
     exponent = digits_tuple.exponent

@@ -47,6 +47,15 @@ def test_committed_vectors(vector: dict[str, str]) -> None:
         ("12345678901234567890", "12345678901234567000"),
         ("1.5e300", "1.5e+300"),
         ("5e-324", "5e-324"),
+        # Where Python's repr changes notation (1e-4, 1e16) and ECMAScript's does not.
+        ("0.0001", "0.0001"),
+        ("0.00001", "0.00001"),
+        ("-0.00012345", "-0.00012345"),
+        ("1e15", "1000000000000000"),
+        ("1e16", "10000000000000000"),
+        ("9999999999999998", "9999999999999998"),
+        ("0.1", "0.1"),
+        ("-42", "-42"),
     ],
 )
 def test_number_formatting_matches_javascript(literal: str, javascript: str) -> None:
