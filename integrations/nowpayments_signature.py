@@ -23,6 +23,7 @@ import hmac
 import json
 import re
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
@@ -71,13 +72,17 @@ def _is_array_index(key: str) -> bool:
 
 def _js_key_order(keys: list[str]) -> list[str]:
     """Order of keys after `Object.keys(o).sort()` then re-insertion into a fresh object."""
-    utf16_sorted = sorted(keys, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
+    if all(key.isascii() for key in keys):
+        # ASCII: code points are UTF-16 code units, so Python's order is JavaScript's.
+        utf16_sorted = sorted(keys)
+    else:
+        utf16_sorted = sorted(keys, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
     indices = sorted((k for k in utf16_sorted if _is_array_index(k)), key=int)
     return indices + [k for k in utf16_sorted if not _is_array_index(k)]
 
 
 def _js_string(value: str) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = encode_basestring(value)  # what json.dumps(value, ensure_ascii=False) writes, in C
     # JSON.stringify escapes a lone surrogate as \udxxx instead of emitting invalid UTF-16.
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
