@@ -79,7 +79,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # One file per round, distinct payment ids: a later round must not replay the first's
         # bodies (it would measure duplicates, which are cheaper).
-        bodies = [Path(tmp) / f"bodies-{i}.tsv" for i in range(args.rounds)]
+        # bodies[0]: the warm-up round's.
+        bodies = [Path(tmp) / f"bodies-{i}.tsv" for i in range(args.rounds + 1)]
         for i, path in enumerate(bodies):
             write_signed_bodies(path, args.bodies, env["NOWPAYMENTS_IPN_SECRET"], first_id=1_000_000 * (i + 1))
         server = start_gunicorn(project, env, port)
@@ -106,6 +107,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=0, help="wrk connections (default workers x threads)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per endpoint")
+    parser.add_argument(
+        "--warmup-seconds", type=int, default=3, help="a first round per endpoint, not counted (0: none)"
+    )
     parser.add_argument("--bodies", type=int, default=40_000, help="distinct signed IPNs per throughput round")
     parser.add_argument("--rate", type=float, default=100.0, help="requests a second of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
@@ -185,10 +189,17 @@ def run(args: argparse.Namespace, port: int, bodies: list[Path], secret: str) ->
     # Warm every thread's database connection on both endpoints.
     asyncio.run(fixed_rate(port, BARE_PATH, [ipn(1) for _ in range(50)], 200.0, secret=None))
     if not args.skip_throughput:
+        if args.warmup_seconds:
+            # Every thread's first requests on each endpoint (its connection's prepared statements,
+            # modules imported on first use, PostgreSQL's caches): in a round of their own.
+            report["warmup_ok_per_second"] = {
+                name: wrk(port, path, bodies[0], connections, args.warmup_seconds)["ok_per_second"]
+                for name, path in (("bare", BARE_PATH), ("ipn", IPN_PATH))
+            }
         rounds: dict[str, list[dict[str, float]]] = {"bare": [], "ipn": []}
         for i in range(args.rounds):
             for name, path in (("bare", BARE_PATH), ("ipn", IPN_PATH)):
-                rounds[name].append(wrk(port, path, bodies[i], connections, args.duration))
+                rounds[name].append(wrk(port, path, bodies[i + 1], connections, args.duration))
         report["throughput"] = {
             name: {
                 "ok_per_second_median": statistics.median(r["ok_per_second"] for r in runs),
