@@ -10,22 +10,24 @@ keep theirs: CONN_MAX_AGE) and `EXECUTE`d after, with the same parameters.
 - A `PREPARE` survives the rollback of the transaction it ran in, so what is recorded as prepared
   is on the connection whatever happens next; a new connection starts with nothing prepared.
 - Prepared statements live in the database session: they need the session to stay ours, as it
-  does with Django's persistent connections. A transaction-pooling pgbouncer in front would
-  break them (README, "Connections": we use no pooler).
+  does with Django's persistent connections. Behind a transaction-pooling pgbouncer, turn
+  PGP_PREPARED_STATEMENTS off (README, "Database connections").
 """
 
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db.backends.utils import CursorWrapper
 
 
 def execute_prepared(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> None:
     """Run `sql` (with `%s` placeholders, and no other `%`) with `params` as a prepared
-    statement of the cursor's connection; elsewhere than PostgreSQL, as plain SQL."""
+    statement of the cursor's connection; as plain SQL elsewhere than PostgreSQL or with
+    PGP_PREPARED_STATEMENTS off."""
     wrapper = cursor.db
-    if wrapper.vendor != "postgresql":
+    if wrapper.vendor != "postgresql" or not settings.PGP_PREPARED_STATEMENTS:
         cursor.execute(sql, params)
         return
     name, numbered = _prepared_form(sql)

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client as HttpClient
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from payments.models import Client, IpnOutcome, Payment, PaymentEvent, PayoutAccumulation
@@ -109,3 +110,14 @@ def test_the_lock_timeout_is_set_once_per_connection(threshold_client: Client):
     connection.close()  # a new connection sets it again
     third = statements_of(ipn_body(payment_id=7, payment_status="waiting"))
     assert third[0].startswith("SET lock_timeout")
+
+
+def test_without_prepared_statements_the_same_write_is_sent_as_plain_sql(threshold_client: Client):
+    # What a transaction-pooling pgbouncer needs: nothing that lives in the database session.
+    with override_settings(PGP_PREPARED_STATEMENTS=False):
+        statements = statements_of(ipn_body(payment_id=8))
+    assert not [sql for sql in statements if sql.startswith(("PREPARE", "EXECUTE"))], statements
+    write = statements[-1]
+    assert write.startswith("WITH new_payment AS (INSERT INTO")
+    assert 'INSERT INTO "payout_accumulation"' in write
+    assert PayoutAccumulation.objects.filter(payment__provider_payment_id=8).count() == 1

@@ -90,9 +90,14 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # CONN_MAX_AGE, and give nothing here: every thread uses the database on every request, so a
 # pool smaller than the threads would only queue them). Past max_connections, put pgbouncer in
 # front; the IPN intake sets lock_timeout once per session, so with transaction pooling set it
-# on the database role instead (ALTER ROLE ... SET lock_timeout).
+# on the database role instead (ALTER ROLE ... SET lock_timeout), and turn PGP_PREPARED_STATEMENTS
+# off.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The IPN's hottest statements are prepared once per database session
+# (pgp_project/prepared_statements.py); off: sent as plain SQL every time, as a transaction-pooling
+# pgbouncer needs (it does not keep a server session per client).
+PGP_PREPARED_STATEMENTS = env.bool("PGP_PREPARED_STATEMENTS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
