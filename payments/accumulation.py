@@ -160,31 +160,53 @@ def stage_conversion_shares(chunks: Iterable[Sequence[tuple[int, int, int]]]) ->
     return staged
 
 
-def credit_staged_conversion(*, conversion_id: int, extra_units: int) -> int:
-    """PostgreSQL, after `stage_conversion_shares`: in one statement, give one more unit to the
-    `extra_units` staged rows with the largest remainders (ties to the lower id), write each
-    row's USDT, its fee (the row's fee % snapshot, half-up at 6 dp, in integer units) and its
-    credit, and mark it converted; only rows still swapping in this conversion are touched.
-    Returns how many were."""
+def staged_remainder_at(*, low: int, high: int, offset: int) -> tuple[int, int] | None:
+    """PostgreSQL, after `stage_conversion_shares`: the (remainder, row id) at 0-based `offset`
+    among the staged rows whose remainder is in [low, high), largest remainder first, ties to the
+    lower id; None if there are not that many. The caller narrows [low, high) to the few rows
+    around the cut, so this sorts those rows only, never the whole conversion."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT rem, id FROM conversion_shares WHERE rem >= %s AND rem < %s "
+            "ORDER BY rem DESC, id OFFSET %s LIMIT 1",
+            [low, high, offset],
+        )
+        found = cursor.fetchone()
+    return None if found is None else (int(found[0]), int(found[1]))
+
+
+def credit_staged_conversion(*, conversion_id: int, cut_remainder: int, cut_id: int) -> int:
+    """PostgreSQL, after `stage_conversion_shares`: in one statement, give one more unit to every
+    staged row at or above the cut (remainder, then lower id first: a larger remainder, or the
+    cut's remainder and an id up to the cut's), write each row's USDT, its fee (the row's fee %
+    snapshot, half-up at 6 dp, in integer units) and its credit, and mark it converted; only rows
+    still swapping in this conversion are touched. Returns how many were.
+
+    A plain join of the staged rows, in the order they were staged (the table's), so the rows'
+    new versions and their index entries are written in that order."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            WITH extra AS (
-                SELECT id FROM conversion_shares ORDER BY rem DESC, id LIMIT %s
-            ), parts AS (
-                SELECT s.id, s.units + CASE WHEN e.id IS NULL THEN 0 ELSE 1 END AS units
-                  FROM conversion_shares s LEFT JOIN extra e ON e.id = s.id
-            )
             UPDATE payout_accumulation AS acc
-               SET status = %s, usdt_amount = p.units * 0.000001,
+               SET status = %(converted)s, usdt_amount = p.units * 0.000001,
                    fee_usdt = div(p.units::numeric * acc.fee_percent * 100 + 5000, 10000) * 0.000001,
                    credit_usdt = (p.units - div(p.units::numeric * acc.fee_percent * 100 + 5000, 10000)) * 0.000001,
-                   converted_at = %s, updated_at = %s
-              FROM parts p
-             WHERE acc.id = p.id AND acc.batch_conversion_id = %s AND acc.status = %s
+                   converted_at = %(now)s, updated_at = %(now)s
+              FROM (SELECT id,
+                           units + CASE WHEN rem > %(rem)s OR (rem = %(rem)s AND id <= %(id)s) THEN 1 ELSE 0 END
+                               AS units
+                      FROM conversion_shares) AS p
+             WHERE acc.id = p.id AND acc.batch_conversion_id = %(conversion)s AND acc.status = %(swapping)s
             """,
-            [extra_units, AccumulationStatus.CONVERTED, now, now, conversion_id, AccumulationStatus.SWAPPING],
+            {
+                "converted": AccumulationStatus.CONVERTED,
+                "now": now,
+                "rem": cut_remainder,
+                "id": cut_id,
+                "conversion": conversion_id,
+                "swapping": AccumulationStatus.SWAPPING,
+            },
         )
         return cursor.rowcount
 
