@@ -86,6 +86,76 @@ def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
     )
 
 
+@dataclass(frozen=True)
+class ConversionClaim:
+    pending_rows: int  # what was pending when the statement looked (its snapshot)
+    pending_net_usd: Decimal
+    pending_eth: Decimal
+    conversion_id: int | None  # the id the claimed rows now carry; None if nothing was claimed
+    claimed: ClaimedForConversion
+
+
+def claim_for_conversion_when_due(
+    *, net_usd_at_least: Decimal, eth_at_least: Decimal | None, conversion_table: str
+) -> ConversionClaim:
+    """PostgreSQL, in one statement: if the ETH rows pending at this instant add up to at least
+    `net_usd_at_least` net USD and `eth_at_least` ETH (None: unknown, never), claim every one of
+    them for a new conversion whose id is drawn from `conversion_table`'s id sequence, and return
+    what was pending and the totals of exactly the rows claimed (summed in SQL, exactly). The
+    caller holds the conversion check's lock and creates the conversion with that id and those
+    totals in the same transaction.
+
+    The decision is the UPDATE's one-time filter, computed before it writes anything, so a check
+    below the threshold writes nothing; the id is drawn only when the first row is written (an
+    uncorrelated sub-select runs when first needed), so such a check uses no id either. Each row
+    is locked by the UPDATE itself, which re-reads a row another transaction changed meanwhile
+    and claims it only if it is still pending."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH pending AS (
+                SELECT count(*) AS rows, coalesce(sum(net_usd), 0) AS net_usd,
+                       coalesce(sum(source_amount), 0) AS eth
+                  FROM payout_accumulation
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+            ), claimed AS (
+                UPDATE payout_accumulation
+                   SET status = %(swapping)s,
+                       batch_conversion_id = (SELECT nextval(pg_get_serial_sequence(%(table)s, 'id'))),
+                       updated_at = %(now)s
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+                   AND (SELECT rows > 0 AND net_usd >= %(net_usd)s AND eth >= %(eth_min)s FROM pending)
+             RETURNING batch_conversion_id, gross_usd, net_usd, source_amount
+            )
+            SELECT p.rows, p.net_usd, p.eth, c.*
+              FROM pending AS p,
+                   (SELECT min(batch_conversion_id), max(batch_conversion_id), count(*),
+                           coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0), coalesce(sum(source_amount), 0)
+                      FROM claimed) AS c
+            """,
+            {
+                "pending": AccumulationStatus.PENDING,
+                "eth": SourceAsset.ETH,
+                "swapping": AccumulationStatus.SWAPPING,
+                "table": conversion_table,
+                "now": now,
+                "net_usd": net_usd_at_least,
+                "eth_min": eth_at_least,
+            },
+        )
+        pending_rows, pending_net, pending_eth, first_id, last_id, rows, gross_usd, net_usd, eth = cursor.fetchone()
+    if first_id != last_id:  # one sub-select, one id; never let rows of two conversions through
+        raise ValueError(f"one claim drew two conversion ids ({first_id}, {last_id})")
+    return ConversionClaim(
+        pending_rows=pending_rows,
+        pending_net_usd=pending_net,
+        pending_eth=pending_eth,
+        conversion_id=first_id,
+        claimed=ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth),
+    )
+
+
 def release_from_conversion(*, conversion_id: int) -> int:
     """Rows of a conversion that sent nothing go back to pending."""
     return PayoutAccumulation.objects.filter(
