@@ -195,7 +195,14 @@ def _credit_streamed(conversion: BatchConversion, amount_to: Decimal) -> int:
     """PostgreSQL: stream, stage through COPY, check the stream added up, find the cut of the
     leftover units, apply in one UPDATE."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.PGP_DISTRIBUTION_WORK_MEM])
+        # For this transaction only (SET LOCAL): the UPDATE's hash join in one batch, so the rows
+        # are written in the staged (table) order; and never a nested loop, which the planner may
+        # otherwise pick when its statistics still count no row of this conversion (the claim was
+        # minutes ago), and which would scan the staged rows once per row.
+        cursor.execute(
+            "SELECT set_config('work_mem', %s, true), set_config('enable_nestloop', 'off', true)",
+            [settings.PGP_DISTRIBUTION_WORK_MEM],
+        )
     tally = _ShareTally(to_base_units(amount_to, USDT_PLACES), to_base_units(conversion.total_eth, ETH_PLACES))
     accumulation.stage_conversion_shares(
         tally.shares(distribution_weights(conversion.pk, settings.PGP_DISTRIBUTION_CHUNK_ROWS))
