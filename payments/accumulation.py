@@ -105,11 +105,10 @@ def claim_for_conversion_when_due(
     caller holds the conversion check's lock and creates the conversion with that id and those
     totals in the same transaction.
 
-    The decision is the UPDATE's one-time filter, computed before it writes anything, so a check
-    below the threshold writes nothing; the id is drawn only when the first row is written (an
-    uncorrelated sub-select runs when first needed), so such a check uses no id either. Each row
-    is locked by the UPDATE itself, which re-reads a row another transaction changed meanwhile
-    and claims it only if it is still pending."""
+    The decision is one row computed before the UPDATE writes anything: a check below the
+    threshold writes nothing, and draws no id (the id is drawn in the decision's CASE, only when it
+    is yes). Each row is locked by the UPDATE itself, which re-reads a row another transaction
+    changed meanwhile and claims it only if it is still pending."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -119,19 +118,23 @@ def claim_for_conversion_when_due(
                        coalesce(sum(source_amount), 0) AS eth
                   FROM payout_accumulation
                  WHERE status = %(pending)s AND source_asset = %(eth)s
+            ), decision AS (
+                SELECT p.*,
+                       CASE WHEN p.rows > 0 AND p.net_usd >= %(net_usd)s AND p.eth >= %(eth_min)s
+                            THEN nextval(pg_get_serial_sequence(%(table)s, 'id')) END AS conversion_id
+                  FROM pending AS p
             ), claimed AS (
                 UPDATE payout_accumulation
-                   SET status = %(swapping)s,
-                       batch_conversion_id = (SELECT nextval(pg_get_serial_sequence(%(table)s, 'id'))),
+                   SET status = %(swapping)s, batch_conversion_id = (SELECT conversion_id FROM decision),
                        updated_at = %(now)s
                  WHERE status = %(pending)s AND source_asset = %(eth)s
-                   AND (SELECT rows > 0 AND net_usd >= %(net_usd)s AND eth >= %(eth_min)s FROM pending)
-             RETURNING batch_conversion_id, gross_usd, net_usd, source_amount
+                   AND (SELECT conversion_id IS NOT NULL FROM decision)
+             RETURNING gross_usd, net_usd, source_amount
             )
-            SELECT p.rows, p.net_usd, p.eth, c.*
-              FROM pending AS p,
-                   (SELECT min(batch_conversion_id), max(batch_conversion_id), count(*),
-                           coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0), coalesce(sum(source_amount), 0)
+            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*
+              FROM decision AS d,
+                   (SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
+                           coalesce(sum(source_amount), 0)
                       FROM claimed) AS c
             """,
             {
@@ -144,14 +147,12 @@ def claim_for_conversion_when_due(
                 "eth_min": eth_at_least,
             },
         )
-        pending_rows, pending_net, pending_eth, first_id, last_id, rows, gross_usd, net_usd, eth = cursor.fetchone()
-    if first_id != last_id:  # one sub-select, one id; never let rows of two conversions through
-        raise ValueError(f"one claim drew two conversion ids ({first_id}, {last_id})")
+        pending_rows, pending_net, pending_eth, conversion_id, rows, gross_usd, net_usd, eth = cursor.fetchone()
     return ConversionClaim(
         pending_rows=pending_rows,
         pending_net_usd=pending_net,
         pending_eth=pending_eth,
-        conversion_id=first_id,
+        conversion_id=conversion_id if rows else None,
         claimed=ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth),
     )
 
