@@ -11,7 +11,7 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset
@@ -80,22 +80,50 @@ class ThresholdCheck:
 
 
 def check_threshold() -> ThresholdCheck:
-    """Beat job body: if pending net USD reached the threshold, claim every pending ETH row
-    into one new conversion and enqueue its first step after commit."""
+    """Beat job body: if pending net USD reached the threshold (and the ETH the exchange's
+    minimum), claim every pending ETH row into one new conversion and enqueue its first step
+    after commit."""
     threshold = get_runtime_settings().micro_batch_threshold_usd
+    if connection.vendor != "postgresql":
+        return _check_threshold_in_steps(threshold)
+    # Asked before the transaction (no lock held over a call to the exchange); a minimum that is
+    # unknown claims nothing this run.
+    minimum = _exchange_minimum()
     with transaction.atomic():
         if not try_advisory_xact_lock(CHECK_THRESHOLD_TASK):
             return ThresholdCheck(Decimal(0), threshold, None, skipped_locked=True)
+        claim = accumulation.claim_for_conversion_when_due(
+            net_usd_at_least=threshold, eth_at_least=minimum.eth, conversion_table=BatchConversion._meta.db_table
+        )
+        if claim.conversion_id is None or not claim.claimed.rows:
+            waiting_for = ""
+            if claim.pending_rows and claim.pending_net_usd >= threshold:
+                waiting_for = minimum.refuses(claim.pending_eth)
+            return ThresholdCheck(claim.pending_net_usd, threshold, None, waiting_for=waiting_for)
+        conversion = _create_conversion(claim.conversion_id, threshold, claim.claimed)
+        schedule_step(BatchConversion, conversion.pk, ADVANCE_CONVERSION_TASK, 0)
+    _log_created(conversion)
+    return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
+
+
+def _check_threshold_in_steps(threshold: Decimal) -> ThresholdCheck:
+    """SQLite (the embedded demo): the same decision in steps, under SQLite's single writer."""
+    with transaction.atomic():
         pending = pending_conversion_totals()
         if not pending.rows or pending.net_usd < threshold:
             return ThresholdCheck(pending.net_usd, threshold, None)
-        below = _below_exchange_minimum(pending.eth)
+        below = _exchange_minimum().refuses(pending.eth)
         if below:
             return ThresholdCheck(pending.net_usd, threshold, None, waiting_for=below)
         conversion = _claim_pending_rows(threshold)
         if conversion is None:
             return ThresholdCheck(pending.net_usd, threshold, None)
         schedule_step(BatchConversion, conversion.pk, ADVANCE_CONVERSION_TASK, 0)
+    _log_created(conversion)
+    return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
+
+
+def _log_created(conversion: BatchConversion) -> None:
     logger.info(
         "conversion #%s created: %s rows, %s ETH, net %s USD",
         conversion.pk,
@@ -103,26 +131,60 @@ def check_threshold() -> ThresholdCheck:
         conversion.total_eth,
         conversion.total_net_usd,
     )
-    return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
 
 
-def _below_exchange_minimum(eth: Decimal) -> str:
-    """Never claim what the exchange would refuse: the rows wait for more (an unknown minimum
-    waits for the next run too)."""
+@dataclass(frozen=True)
+class _Minimum:
+    """The exchange's minimum for the pair, or None and why it is unknown. Never claim what the
+    exchange would refuse: the rows wait for more (an unknown minimum waits for the next run)."""
+
+    eth: Decimal | None
+    provider: str
+    unknown_because: str = ""
+
+    def refuses(self, eth: Decimal) -> str:
+        """Why `eth` cannot be claimed now ("" if it can)."""
+        if self.eth is None:
+            return self.unknown_because
+        if eth < self.eth:
+            return f"{eth} ETH pending is under {self.provider}'s minimum {self.eth}"
+        return ""
+
+
+def _exchange_minimum() -> _Minimum:
     provider = exchange_provider(provider_name_for(CONVERSION_PAIR))
     try:
-        minimum = provider.minimum(CONVERSION_PAIR)
+        return _Minimum(provider.minimum(CONVERSION_PAIR), provider.name)
     except ExchangeError as exc:
-        return f"the exchange minimum is unavailable ({exc})"
-    if eth < minimum:
-        return f"{eth} ETH pending is under {provider.name}'s minimum {minimum}"
-    return ""
+        return _Minimum(None, provider.name, f"the exchange minimum is unavailable ({exc})")
+
+
+def _create_conversion(
+    conversion_id: int, threshold: Decimal, claimed: accumulation.ClaimedForConversion
+) -> BatchConversion:
+    """The conversion the claimed rows already name, with their totals."""
+    conversion = BatchConversion.objects.create(
+        pk=conversion_id,
+        exchange_provider=provider_name_for(CONVERSION_PAIR),
+        threshold_usd=threshold,
+        total_gross_usd=claimed.gross_usd,
+        total_net_usd=claimed.net_usd,
+        total_eth=claimed.eth,
+        row_count=claimed.rows,
+        deadline_at=timezone.now() + timedelta(seconds=settings.PGP_BATCH_DEADLINE_SECONDS),
+    )
+    record_created(
+        CONVERSION_MACHINE.subject,
+        conversion.pk,
+        conversion.status,
+        reason=f"{claimed.rows} rows, " + format_amount(claimed.eth, "ETH"),
+    )
+    return conversion
 
 
 def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
-    """One statement claims exactly the rows that are pending at that instant (under the
-    advisory lock, nothing else claims); the conversion's totals come from those same rows, so
-    every claimed row contributed its ETH."""
+    """SQLite: one statement claims exactly the rows that are pending at that instant; the
+    conversion's totals come from those same rows, so every claimed row contributed its ETH."""
     # Placeholder totals satisfy the constraints until the claimed rows' sums replace them.
     conversion = BatchConversion.objects.create(
         exchange_provider=provider_name_for(CONVERSION_PAIR),

@@ -6,15 +6,19 @@ is then split into the platform fee (the row's fee % snapshot, half-up at 6 dp) 
 client's credit. sum(credit) + sum(fee) == amountTo holds by construction and is checked again
 in the database before the transaction commits.
 
-On PostgreSQL the rows are streamed in id order, `PGP_DISTRIBUTION_CHUNK_ROWS` at a time, from a
-server-side cursor; each row's floor share and remainder are computed with integers (wei
-weights, 10^-6 USDT units) and COPYed into a scratch table, and one UPDATE ... FROM gives the
-leftover units to the largest remainders (ties to the earlier row, as `largest_remainder_split`)
-and writes every row. Memory stays bounded by a chunk whatever the batch size. SQLite (the
-embedded demo, small batches) computes the same split in memory.
+On PostgreSQL the rows are streamed in the table's order, `PGP_DISTRIBUTION_CHUNK_ROWS` at a time,
+from a server-side cursor; each row's floor share and remainder are computed with integers (wei
+weights, 10^-6 USDT units) and COPYed into a scratch table, while a fixed-size histogram of the
+remainders is kept. The leftover units go to the largest remainders (ties to the earlier row, as
+`largest_remainder_split`): the histogram says which narrow band of remainders holds the last row
+to get one, the database sorts that band only, and one UPDATE ... FROM writes every row, those at
+or above the cut with one unit more. Memory stays bounded by a chunk whatever the batch size, and
+nothing sorts the whole batch. SQLite (the embedded demo, small batches) computes the same split
+in memory.
 """
 
 import logging
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -132,9 +136,16 @@ def _row_credits(conversion: BatchConversion, amount_to: Decimal) -> list[RowCre
     return credits
 
 
+# Remainders are counted in this many equal bands of [0, weight sum): the band of the cut then
+# holds about rows / REMAINDER_BANDS rows (all of them if every weight is equal, which is correct,
+# only slower). 2^16 counters: 512 KB whatever the batch size.
+REMAINDER_BAND_BITS = 16
+
+
 class _ShareTally:
     """Turns (row id, weight) chunks into (row id, floor units, remainder) chunks, one chunk in
-    memory at a time, and keeps the sums the caller checks once the stream is consumed."""
+    memory at a time, and keeps the sums the caller checks once the stream is consumed, and how
+    many remainders fell in each band (to find the cut of the leftover units without a sort)."""
 
     def __init__(self, total_units: int, weight_sum: int) -> None:
         if total_units < 0:
@@ -147,9 +158,10 @@ class _ShareTally:
         self.weights = 0
         self.floor_units = 0
         self.chunks = 0
+        self.bands = array("q", bytes(8 << REMAINDER_BAND_BITS))
 
     def shares(self, chunks: Iterable[list[tuple[int, int]]]) -> Iterator[list[tuple[int, int, int]]]:
-        total, weight_sum = self.total_units, self.weight_sum
+        total, weight_sum, bands = self.total_units, self.weight_sum, self.bands
         for chunk in chunks:
             shares = []
             for row_id, weight in chunk:
@@ -157,15 +169,40 @@ class _ShareTally:
                     raise DistributionError(f"row #{row_id} has a negative weight")
                 floor, remainder = divmod(total * weight, weight_sum)
                 shares.append((row_id, floor, remainder))
+                bands[(remainder << REMAINDER_BAND_BITS) // weight_sum] += 1
                 self.weights += weight
                 self.floor_units += floor
             self.rows += len(chunk)
             self.chunks += 1
             yield shares
 
+    def band_of(self, rank: int) -> tuple[int, int, int]:
+        """The band of remainders holding the `rank`-th largest (1-based), as [low, high), and
+        how many larger ones come before it in that band (0-based offset)."""
+        above = 0
+        for band in range(len(self.bands) - 1, -1, -1):
+            count = self.bands[band]
+            if above + count >= rank:
+                # remainder r is in band b iff b * W <= r * 2^bits < (b + 1) * W
+                low = -((-band * self.weight_sum) >> REMAINDER_BAND_BITS)
+                high = -((-(band + 1) * self.weight_sum) >> REMAINDER_BAND_BITS)
+                return low, high, rank - above - 1
+            above += count
+        raise DistributionError(f"no remainder of rank {rank} among {above} rows")
+
 
 def _credit_streamed(conversion: BatchConversion, amount_to: Decimal) -> int:
-    """PostgreSQL: stream, stage through COPY, check the stream added up, apply in one UPDATE."""
+    """PostgreSQL: stream, stage through COPY, check the stream added up, find the cut of the
+    leftover units, apply in one UPDATE."""
+    with connection.cursor() as cursor:
+        # For this transaction only (SET LOCAL): the UPDATE's hash join in one batch, so the rows
+        # are written in the staged (table) order; and never a nested loop, which the planner may
+        # otherwise pick when its statistics still count no row of this conversion (the claim was
+        # minutes ago), and which would scan the staged rows once per row.
+        cursor.execute(
+            "SELECT set_config('work_mem', %s, true), set_config('enable_nestloop', 'off', true)",
+            [settings.PGP_DISTRIBUTION_WORK_MEM],
+        )
     tally = _ShareTally(to_base_units(amount_to, USDT_PLACES), to_base_units(conversion.total_eth, ETH_PLACES))
     accumulation.stage_conversion_shares(
         tally.shares(distribution_weights(conversion.pk, settings.PGP_DISTRIBUTION_CHUNK_ROWS))
@@ -177,5 +214,12 @@ def _credit_streamed(conversion: BatchConversion, amount_to: Decimal) -> int:
     extra_units = tally.total_units - tally.floor_units
     if not 0 <= extra_units <= tally.rows:  # cannot happen once the weights add up; never write it
         raise DistributionError(f"conversion #{conversion.pk}: {extra_units} leftover units over {tally.rows} rows")
+    if extra_units:
+        low, high, offset = tally.band_of(extra_units)
+        cut = accumulation.staged_remainder_at(low=low, high=high, offset=offset)
+        if cut is None:
+            raise DistributionError(f"conversion #{conversion.pk}: the staged remainders do not match the stream")
+    else:
+        cut = (tally.weight_sum, 0)  # no remainder reaches the weight sum: no row gets a unit more
     logger.debug("conversion #%s: %s rows streamed in %s chunks", conversion.pk, tally.rows, tally.chunks)
-    return accumulation.credit_staged_conversion(conversion_id=conversion.pk, extra_units=extra_units)
+    return accumulation.credit_staged_conversion(conversion_id=conversion.pk, cut_remainder=cut[0], cut_id=cut[1])

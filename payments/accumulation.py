@@ -86,6 +86,77 @@ def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
     )
 
 
+@dataclass(frozen=True)
+class ConversionClaim:
+    pending_rows: int  # what was pending when the statement looked (its snapshot)
+    pending_net_usd: Decimal
+    pending_eth: Decimal
+    conversion_id: int | None  # the id the claimed rows now carry; None if nothing was claimed
+    claimed: ClaimedForConversion
+
+
+def claim_for_conversion_when_due(
+    *, net_usd_at_least: Decimal, eth_at_least: Decimal | None, conversion_table: str
+) -> ConversionClaim:
+    """PostgreSQL, in one statement: if the ETH rows pending at this instant add up to at least
+    `net_usd_at_least` net USD and `eth_at_least` ETH (None: unknown, never), claim every one of
+    them for a new conversion whose id is drawn from `conversion_table`'s id sequence, and return
+    what was pending and the totals of exactly the rows claimed (summed in SQL, exactly). The
+    caller holds the conversion check's lock and creates the conversion with that id and those
+    totals in the same transaction.
+
+    The decision is one row computed before the UPDATE writes anything: a check below the
+    threshold writes nothing, and draws no id (the id is drawn in the decision's CASE, only when it
+    is yes). Each row is locked by the UPDATE itself, which re-reads a row another transaction
+    changed meanwhile and claims it only if it is still pending."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH pending AS (
+                SELECT count(*) AS rows, coalesce(sum(net_usd), 0) AS net_usd,
+                       coalesce(sum(source_amount), 0) AS eth
+                  FROM payout_accumulation
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+            ), decision AS (
+                SELECT p.*,
+                       CASE WHEN p.rows > 0 AND p.net_usd >= %(net_usd)s AND p.eth >= %(eth_min)s
+                            THEN nextval(pg_get_serial_sequence(%(table)s, 'id')) END AS conversion_id
+                  FROM pending AS p
+            ), claimed AS (
+                UPDATE payout_accumulation
+                   SET status = %(swapping)s, batch_conversion_id = (SELECT conversion_id FROM decision),
+                       updated_at = %(now)s
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+                   AND (SELECT conversion_id IS NOT NULL FROM decision)
+             RETURNING gross_usd, net_usd, source_amount
+            )
+            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*
+              FROM decision AS d,
+                   (SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
+                           coalesce(sum(source_amount), 0)
+                      FROM claimed) AS c
+            """,
+            {
+                "pending": AccumulationStatus.PENDING,
+                "eth": SourceAsset.ETH,
+                "swapping": AccumulationStatus.SWAPPING,
+                "table": conversion_table,
+                "now": now,
+                "net_usd": net_usd_at_least,
+                "eth_min": eth_at_least,
+            },
+        )
+        pending_rows, pending_net, pending_eth, conversion_id, rows, gross_usd, net_usd, eth = cursor.fetchone()
+    return ConversionClaim(
+        pending_rows=pending_rows,
+        pending_net_usd=pending_net,
+        pending_eth=pending_eth,
+        conversion_id=conversion_id if rows else None,
+        claimed=ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth),
+    )
+
+
 def release_from_conversion(*, conversion_id: int) -> int:
     """Rows of a conversion that sent nothing go back to pending."""
     return PayoutAccumulation.objects.filter(
@@ -160,31 +231,53 @@ def stage_conversion_shares(chunks: Iterable[Sequence[tuple[int, int, int]]]) ->
     return staged
 
 
-def credit_staged_conversion(*, conversion_id: int, extra_units: int) -> int:
-    """PostgreSQL, after `stage_conversion_shares`: in one statement, give one more unit to the
-    `extra_units` staged rows with the largest remainders (ties to the lower id), write each
-    row's USDT, its fee (the row's fee % snapshot, half-up at 6 dp, in integer units) and its
-    credit, and mark it converted; only rows still swapping in this conversion are touched.
-    Returns how many were."""
+def staged_remainder_at(*, low: int, high: int, offset: int) -> tuple[int, int] | None:
+    """PostgreSQL, after `stage_conversion_shares`: the (remainder, row id) at 0-based `offset`
+    among the staged rows whose remainder is in [low, high), largest remainder first, ties to the
+    lower id; None if there are not that many. The caller narrows [low, high) to the few rows
+    around the cut, so this sorts those rows only, never the whole conversion."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT rem, id FROM conversion_shares WHERE rem >= %s AND rem < %s "
+            "ORDER BY rem DESC, id OFFSET %s LIMIT 1",
+            [low, high, offset],
+        )
+        found = cursor.fetchone()
+    return None if found is None else (int(found[0]), int(found[1]))
+
+
+def credit_staged_conversion(*, conversion_id: int, cut_remainder: int, cut_id: int) -> int:
+    """PostgreSQL, after `stage_conversion_shares`: in one statement, give one more unit to every
+    staged row at or above the cut (remainder, then lower id first: a larger remainder, or the
+    cut's remainder and an id up to the cut's), write each row's USDT, its fee (the row's fee %
+    snapshot, half-up at 6 dp, in integer units) and its credit, and mark it converted; only rows
+    still swapping in this conversion are touched. Returns how many were.
+
+    A plain join of the staged rows, in the order they were staged (the table's), so the rows'
+    new versions and their index entries are written in that order."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            WITH extra AS (
-                SELECT id FROM conversion_shares ORDER BY rem DESC, id LIMIT %s
-            ), parts AS (
-                SELECT s.id, s.units + CASE WHEN e.id IS NULL THEN 0 ELSE 1 END AS units
-                  FROM conversion_shares s LEFT JOIN extra e ON e.id = s.id
-            )
             UPDATE payout_accumulation AS acc
-               SET status = %s, usdt_amount = p.units * 0.000001,
+               SET status = %(converted)s, usdt_amount = p.units * 0.000001,
                    fee_usdt = div(p.units::numeric * acc.fee_percent * 100 + 5000, 10000) * 0.000001,
                    credit_usdt = (p.units - div(p.units::numeric * acc.fee_percent * 100 + 5000, 10000)) * 0.000001,
-                   converted_at = %s, updated_at = %s
-              FROM parts p
-             WHERE acc.id = p.id AND acc.batch_conversion_id = %s AND acc.status = %s
+                   converted_at = %(now)s, updated_at = %(now)s
+              FROM (SELECT id,
+                           units + CASE WHEN rem > %(rem)s OR (rem = %(rem)s AND id <= %(id)s) THEN 1 ELSE 0 END
+                               AS units
+                      FROM conversion_shares) AS p
+             WHERE acc.id = p.id AND acc.batch_conversion_id = %(conversion)s AND acc.status = %(swapping)s
             """,
-            [extra_units, AccumulationStatus.CONVERTED, now, now, conversion_id, AccumulationStatus.SWAPPING],
+            {
+                "converted": AccumulationStatus.CONVERTED,
+                "now": now,
+                "rem": cut_remainder,
+                "id": cut_id,
+                "conversion": conversion_id,
+                "swapping": AccumulationStatus.SWAPPING,
+            },
         )
         return cursor.rowcount
 

@@ -62,10 +62,11 @@ def rows_to_distribute(conversion_id: int) -> list[DistributableRow]:
 
 
 def distribution_weights(conversion_id: int, chunk_rows: int) -> Iterator[list[tuple[int, int]]]:
-    """A conversion's swapping rows as (row id, ETH in wei), in id order (the order the
-    distribution breaks ties in), `chunk_rows` at a time: memory stays bounded by a chunk.
-    PostgreSQL streams them from a server-side cursor (call inside a transaction), with the wei
-    computed exactly in SQL (18 dp column, so the product is an integer)."""
+    """A conversion's swapping rows as (row id, ETH in wei), `chunk_rows` at a time: memory stays
+    bounded by a chunk. PostgreSQL streams them from a server-side cursor (call inside a
+    transaction) in the order the scan finds them (the table's: no sort; the distribution breaks
+    its ties by id in SQL), with the wei computed exactly in SQL (18 dp column, so the product is
+    an integer); elsewhere they come in id order."""
     if connection.vendor == "postgresql":
         with connection.chunked_cursor() as cursor:
             cursor.execute(
@@ -73,7 +74,6 @@ def distribution_weights(conversion_id: int, chunk_rows: int) -> Iterator[list[t
                 SELECT id, (source_amount * 1000000000000000000)::numeric(78, 0)::text
                   FROM payout_accumulation
                  WHERE batch_conversion_id = %s AND status = %s
-                 ORDER BY id
                 """,
                 [conversion_id, AccumulationStatus.SWAPPING],
             )

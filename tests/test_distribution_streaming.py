@@ -57,9 +57,12 @@ def make_rows(client: Client, rows: int) -> None:
         )
 
 
-def claimed_conversion(client: Client, rows: int) -> BatchConversion:
-    """Rows claimed into a conversion that is where distribution starts (the chain skipped)."""
+def claimed_conversion(client: Client, rows: int, equal_weight: Decimal | None = None) -> BatchConversion:
+    """Rows claimed into a conversion that is where distribution starts (the chain skipped);
+    with `equal_weight`, every row contributed that much ETH."""
     make_rows(client, rows)
+    if equal_weight is not None:
+        PayoutAccumulation.objects.update(source_amount=equal_weight)
     conversion = BatchConversionFactory.create()
     claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk)
     amounts = PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk).values_list(
@@ -109,6 +112,12 @@ def test_streamed_distribution_matches_the_reference_rule_exactly(
     assert totals is not None
     assert totals.rows == ROWS
     assert chunks_seen == [1_000] * (ROWS // 1_000)  # streamed, never more than a chunk at once
+    assert_reference_allocation(conversion, received)
+
+
+def assert_reference_allocation(conversion: BatchConversion, received: Decimal) -> list[Decimal]:
+    """Every row holds exactly what `largest_remainder_split` then `percent_of` give it, and the
+    conversion is completed with the parts summing to what was received; returns the parts."""
     rows = list(
         PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk)
         .order_by("id")
@@ -129,6 +138,22 @@ def test_streamed_distribution_matches_the_reference_rule_exactly(
     conversion.refresh_from_db()
     assert conversion.status == BatchStatus.COMPLETED
     assert conversion.credit_usdt_total + conversion.fee_usdt_total == received == sum(r[3] for r in rows)
+    return [r[3] for r in rows]
+
+
+@pytest.mark.parametrize(("received", "extra_units"), [(Decimal("1.234567"), 567), (Decimal("0.002000"), 0)])
+def test_equal_weights_give_the_leftover_units_to_the_earliest_rows(
+    threshold_client: Client, received: Decimal, extra_units: int
+) -> None:
+    """Every remainder equal (all in one band of the histogram): the cut is found among ties, by
+    id; and with no leftover unit at all, no row gets one."""
+    conversion = claimed_conversion(threshold_client, 2_000, equal_weight=Decimal("0.004"))
+
+    assert distribute_conversion(conversion.pk, received, "0xequal") is not None
+
+    parts = assert_reference_allocation(conversion, received)
+    floor = from_base_units(to_base_units(received, USDT_PLACES) // 2_000, USDT_PLACES)
+    assert parts == [floor + USDT_QUANTUM] * extra_units + [floor] * (2_000 - extra_units)
 
 
 def test_the_database_check_refuses_a_wrong_sum_and_nothing_is_written(threshold_client: Client) -> None:

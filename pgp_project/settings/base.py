@@ -226,6 +226,11 @@ PGP_BALANCE_RETRY_SECONDS = env.float("PGP_BALANCE_RETRY_SECONDS", default=60.0)
 PGP_BATCH_DEADLINE_SECONDS = env.int("PGP_BATCH_DEADLINE_SECONDS", default=6 * 60 * 60)
 # A conversion's distribution streams its rows this many at a time (bounded memory at any size).
 PGP_DISTRIBUTION_CHUNK_ROWS = env.int("PGP_DISTRIBUTION_CHUNK_ROWS", default=10_000)
+# The distribution's transaction sets PostgreSQL's work_mem to this (SET LOCAL): its UPDATE's hash
+# join stays in one batch up to about a million rows (2x this with the default hash_mem_multiplier),
+# so the rows are written in table order; a join spilled in batches writes them in an order that
+# makes every index insertion a random page once the table outgrows shared_buffers.
+PGP_DISTRIBUTION_WORK_MEM = env.str("PGP_DISTRIBUTION_WORK_MEM", default="128MB")
 # A host payment not confirmed this long after it was created is alerted (and needs attention).
 PGP_HOST_PAYMENT_DEADLINE_SECONDS = env.int("PGP_HOST_PAYMENT_DEADLINE_SECONDS", default=2 * 60 * 60)
 # A fixed-rate exchange is funded only if its rate stays valid this much longer; else a fresh one.
