@@ -23,4 +23,4 @@ if not (options.basic_auth or options.auth):
     )
 
 # Flower's own handler has no @authenticated: basic auth (or the OAuth session) for it too.
-Metrics.get = authenticated(Metrics.get)  # type: ignore[method-assign]
+Metrics.get = authenticated(Metrics.get)

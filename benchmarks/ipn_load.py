@@ -220,7 +220,7 @@ def run(args: argparse.Namespace, port: int, bodies: list[Path], secret: str) ->
     return report
 
 
-def wrk(port: int, path: str, bodies: Path, connections: int, duration: int) -> dict[str, float]:
+def wrk(port: int, path: str, bodies: Path, connections: int, duration: int) -> dict[str, Any]:
     threads = 2
     result = subprocess.run(
         [

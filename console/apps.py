@@ -1,3 +1,5 @@
+from typing import cast
+
 from django.apps import AppConfig
 from django.conf import settings
 
@@ -12,6 +14,7 @@ class ConsoleConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
+        from pgp_project.admin_site import PgpAdminSite
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
         from . import reconciliation_admin
@@ -20,8 +23,9 @@ class ConsoleConfig(AppConfig):
 
         # The overview is the admin's home page; the queue is one page of the admin, linked
         # from every page's header (PgpAdminSite.each_context).
-        admin.site.set_index("console/index.html", overview_context)
-        admin.site.add_page("console/attention/", attention_queue, admin.site.ATTENTION_QUEUE)
+        site = cast(PgpAdminSite, admin.site)  # installed as the default site by pgp_project.admin_apps
+        site.set_index("console/index.html", overview_context)
+        site.add_page("console/attention/", attention_queue, site.ATTENTION_QUEUE)
         reconciliation_admin.register()
         register_default_job(
             DefaultJob(

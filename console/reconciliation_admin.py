@@ -133,19 +133,21 @@ class ReconciliationRunAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(f"{request.path}?run={run.pk}")
         runs = list(ReconciliationRun.objects.all()[:HISTORY_LENGTH])
         chosen = request.GET.get("run", "")
-        run = get_object_or_404(ReconciliationRun, pk=int(chosen)) if chosen.isdigit() else (runs[0] if runs else None)
+        shown: ReconciliationRun | None = (
+            get_object_or_404(ReconciliationRun, pk=int(chosen)) if chosen.isdigit() else (runs[0] if runs else None)
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": "Reconciliation",
             "opts": self.model._meta,
             "form": form,
             "runs": runs,
-            "run": run,
-            "discrepancies": discrepancy_rows(run) if run else [],
-            "totals": total_rows(run) if run else [],
-            "ran_at": format_time(run.ran_at) if run else "",
-            "range_start": format_time(run.range_start) if run else "",
-            "range_end": format_time(run.range_end) if run else "",
+            "run": shown,
+            "discrepancies": discrepancy_rows(shown) if shown else [],
+            "totals": total_rows(shown) if shown else [],
+            "ran_at": format_time(shown.ran_at) if shown else "",
+            "range_start": format_time(shown.range_start) if shown else "",
+            "range_end": format_time(shown.range_end) if shown else "",
             "statement_url": reverse("admin:console_statement"),
         }
         return TemplateResponse(request, "console/reconciliation.html", context)
@@ -194,7 +196,7 @@ def register() -> None:
     if getattr(base, "has_statement", False):
         return
 
-    class ClientWithStatementAdmin(base):  # type: ignore[misc, valid-type]
+    class ClientWithStatementAdmin(base):
         has_statement = True
         actions = [*(base.actions or []), download_statement]
         readonly_fields = (*base.readonly_fields, "statement")
