@@ -44,7 +44,7 @@ def js_number_to_string(value: float) -> str:
     shortest = repr(abs(value))
     if "e" not in shortest:
         # Python writes 1e-4 <= |x| < 1e16 positionally, with the same shortest digits that
-        # ECMAScript writes positionally (1e-7 < |x| < 1e21); only "123.0" is "123" there.
+        # ECMAScript writes positionally (1e-6 <= |x| < 1e21); only "123.0" is "123" there.
         return sign + (shortest[:-2] if shortest.endswith(".0") else shortest)
     # repr() gives the shortest digit string that round-trips, as ECMAScript requires.
     digits_tuple = Decimal(shortest).normalize().as_tuple()

@@ -13,6 +13,7 @@ so a row written here is the row `Model.save()` would have written. Elsewhere th
 (the demo's SQLite) the same rows are written through `save()` in one transaction.
 """
 
+import re
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -97,8 +98,16 @@ def _dependent_insert(model: type[Model]) -> str:
 
 def _columns(model: type[Model], without: str = "") -> list[tuple[str, str]]:
     """(column, typed placeholder) of the fields an INSERT writes. Typed: in `INSERT ... SELECT`
-    PostgreSQL would otherwise take the parameters as text, which it does not assign to numbers."""
-    return [(field.column, f"%s::{field.cast_db_type(connection)}") for field in _insert_fields(model, without)]
+    PostgreSQL would otherwise take the parameters as text, which it does not assign to numbers.
+    The type without its length or precision (`varchar`, not `varchar(128)`): a cast would cut an
+    over-long string silently, where the column itself refuses it, as it does for save()."""
+    return [
+        (field.column, f"%s::{_TYPE_MODIFIERS.sub('', field.cast_db_type(connection))}")
+        for field in _insert_fields(model, without)
+    ]
+
+
+_TYPE_MODIFIERS = re.compile(r"\(.*?\)")
 
 
 def _row_values(instance: Model, without: str = "") -> list[Any]:

@@ -128,24 +128,27 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
     )
     note, plan = _plan_first_notification(payment)
     event = _event(ipn, payment, new_status, IpnOutcome.APPLIED, f"first notification{note}")
-    if not plan.opens_instant_payout:
-        if write_first_notification(payment, plan.accumulation, event):
-            _announce_first_notification(payment)
-            return _answer(IpnOutcome.APPLIED, payment)
-        return _apply_to_stored_payment(ipn, data["payment_id"], fields, new_status, payload, payment.client)
-    with transaction.atomic():
-        # The instant payout is opened through the ORM, in the payment's transaction.
-        written = write_first_notification(payment, None, event)
-        if written:
-            stored = _column_values(payment)
-            apply_routing(payment, plan)
-            changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
-            if changed:
-                payment.save(update_fields=[*changed, "updated_at"])
+    if plan.opens_instant_payout:
+        written = _write_first_notification_opening_its_payout(payment, plan, event)
+    else:
+        written = write_first_notification(payment, plan.accumulation, event)  # its own transaction
     if written:
         _announce_first_notification(payment)
         return _answer(IpnOutcome.APPLIED, payment)
     return _apply_to_stored_payment(ipn, data["payment_id"], fields, new_status, payload, payment.client)
+
+
+def _write_first_notification_opening_its_payout(payment: Payment, plan: RoutingPlan, event: PaymentEvent) -> bool:
+    """The instant payout is opened through the ORM, in the payment's transaction."""
+    with transaction.atomic():
+        if not write_first_notification(payment, None, event):
+            return False
+        stored = _column_values(payment)
+        apply_routing(payment, plan)
+        changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
+        if changed:
+            payment.save(update_fields=[*changed, "updated_at"])
+    return True
 
 
 def _apply_to_stored_payment(
@@ -156,10 +159,12 @@ def _apply_to_stored_payment(
     payload: Any,
     read_client: Client | None,
 ) -> IpnResponse:
-    """The locked path: the payment exists (or its concurrent first notification rolled back,
-    and this one writes it after all). `read_client`: the client of this IPN's order id as
-    planning its first notification read it a moment ago (None: not read, or not found), so
-    routing does not read it twice."""
+    """The locked path: the payment exists. (Its creation here is only a fallback: a first
+    notification that waited on a concurrent one which rolled back has written itself.)
+    `read_client`: the client of this IPN's order id as planning its first notification read it
+    a moment ago (None: not read, or not found), so routing does not read it twice. It was read
+    before the payment's lock, so it may be older by that wait (at most IPN_LOCK_TIMEOUT_MS); the
+    client row was never locked, so a change committed meanwhile could be missed before too."""
     with transaction.atomic():
         payment, created = Payment.objects.select_for_update().get_or_create(
             provider_payment_id=provider_payment_id,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.backends.utils import CursorWrapper
 
 
@@ -32,11 +33,37 @@ def execute_prepared(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> 
         return
     name, numbered = _prepared_form(sql)
     prepared = _prepared_on(wrapper)
-    if name not in prepared:
+    placeholders = ", ".join(["%s"] * len(params))
+    execute = f"EXECUTE {name} ({placeholders})" if params else f"EXECUTE {name}"
+    try:
+        if name not in prepared:
+            cursor.execute(f"PREPARE {name} AS {numbered}")
+            prepared.add(name)
+        cursor.execute(execute, params)
+    except DatabaseError as error:
+        if getattr(error.__cause__, "pgcode", None) not in SESSION_OUT_OF_STEP:
+            raise
+        # The session and what we recorded disagree (a pooler that kept or reset the session, a
+        # column whose type changed under a prepared plan): forget it, and where no transaction
+        # was aborted by the error, prepare it afresh once.
+        prepared.discard(name)
+        if wrapper.in_atomic_block:
+            raise
+        if _is_prepared(cursor, name):
+            cursor.execute(f"DEALLOCATE PREPARE {name}")
         cursor.execute(f"PREPARE {name} AS {numbered}")
         prepared.add(name)
-    placeholders = ", ".join(["%s"] * len(params))
-    cursor.execute(f"EXECUTE {name} ({placeholders})" if params else f"EXECUTE {name}", params)
+        cursor.execute(execute, params)
+
+
+# 42P05 the name is prepared already, 26000 it is not, 0A000 "cached plan must not change result
+# type".
+SESSION_OUT_OF_STEP = {"42P05", "26000", "0A000"}
+
+
+def _is_prepared(cursor: CursorWrapper, name: str) -> bool:
+    cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [name])
+    return cursor.fetchone() is not None
 
 
 _FORMS: dict[str, tuple[str, str]] = {}

@@ -1,11 +1,12 @@
 """The one-statement write of a first notification (payments/first_notification.py) writes the
 rows Django's own save() writes, and nothing at all when the payment exists."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection, transaction
 
 from payments.first_notification import write_first_notification
 from payments.models import Client, Payment, PaymentEvent, PayoutAccumulation
@@ -121,3 +122,41 @@ def test_the_write_is_prepared_once_per_connection(threshold_client: Client):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%payout_accumulation%'")
         assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["usdt_row_credited_at_once", "held_row_in_another_currency", "ipv4_address", "no_address"],
+)
+def test_other_rows_are_those_django_saves_too(threshold_client: Client, variant: str):
+    def variant_of(provider_payment_id: int) -> tuple[Payment, PayoutAccumulation, PaymentEvent]:
+        payment, row, event = rows_for(provider_payment_id, threshold_client)
+        if variant == "usdt_row_credited_at_once":
+            row.source_asset, row.status, row.source_currency = "usdterc20", "converted", "usdterc20"
+            row.usdt_amount, row.fee_usdt, row.credit_usdt = Decimal("19.99"), Decimal("0.5997"), Decimal("19.3903")
+            row.converted_at = datetime(2026, 11, 23, 4, 30, tzinfo=UTC)
+        elif variant == "held_row_in_another_currency":
+            row.source_asset, row.status, row.source_currency = "other", "held", "trx"
+            row.hold_reason = "outcome currency 'trx' is neither ETH nor USDT ERC-20"
+        elif variant == "ipv4_address":
+            event.remote_addr = "203.0.113.7"
+        else:
+            event.remote_addr = None
+        return payment, row, event
+
+    assert write_first_notification(*variant_of(11))
+    payment, row, event = variant_of(12)
+    payment.save()
+    row.save()
+    event.save()
+    assert stored(11) == stored(12)
+
+
+def test_an_over_long_value_is_refused_as_save_refuses_it(threshold_client: Client):
+    # The placeholders are cast to the column's type without its length: a cast to varchar(128)
+    # would cut the address silently where the column refuses it.
+    payment, row, event = rows_for(13, threshold_client)
+    row.wallet_address = "0x" + "a" * 200
+    with pytest.raises(DataError), transaction.atomic():
+        write_first_notification(payment, row, event)
+    assert not Payment.objects.filter(provider_payment_id=13).exists()

@@ -358,3 +358,16 @@ def test_database_failure_answers_503_and_records_nothing(threshold_client: Clie
     # The retry after the outage is recorded normally.
     assert post_ipn(HttpClient(), ipn_body()).status_code == 200
     assert PayoutAccumulation.objects.count() == 1
+
+
+def test_a_user_id_no_bigint_holds_is_held_not_refused_forever(client: HttpClient, threshold_client: Client):
+    # It used to fail the write on every retry (a 503 forever): the money is real, so it is held.
+    too_large = ipn_body(payment_id=51, order_id="PGP-9999999999999999999|-1001234567890")
+    assert post_ipn(client, too_large).status_code == 200
+    payment = Payment.objects.get(provider_payment_id=51)
+    assert payment.routing_status == RoutingStatus.HELD
+    assert "is not PGP-{user_id}|{client_id}" in payment.hold_reason
+    assert PayoutAccumulation.objects.count() == 0
+    largest = ipn_body(payment_id=52, order_id=f"PGP-{2**63 - 1}|-1001234567890")
+    assert post_ipn(client, largest).status_code == 200
+    assert Payment.objects.get(provider_payment_id=52).user_id == 2**63 - 1
