@@ -173,13 +173,17 @@ def _create_conversion(
         row_count=claimed.rows,
         deadline_at=timezone.now() + timedelta(seconds=settings.PGP_BATCH_DEADLINE_SECONDS),
     )
+    _record_created(conversion, claimed)
+    return conversion
+
+
+def _record_created(conversion: BatchConversion, claimed: accumulation.ClaimedForConversion) -> None:
     record_created(
         CONVERSION_MACHINE.subject,
         conversion.pk,
         conversion.status,
         reason=f"{claimed.rows} rows, " + format_amount(claimed.eth, "ETH"),
     )
-    return conversion
 
 
 def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
@@ -204,10 +208,5 @@ def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
     conversion.row_count = claimed.rows
     conversion.deadline_at = timezone.now() + timedelta(seconds=settings.PGP_BATCH_DEADLINE_SECONDS)
     conversion.save()
-    record_created(
-        CONVERSION_MACHINE.subject,
-        conversion.pk,
-        conversion.status,
-        reason=f"{claimed.rows} rows, " + format_amount(claimed.eth, "ETH"),
-    )
+    _record_created(conversion, claimed)
     return conversion
