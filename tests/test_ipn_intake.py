@@ -1,11 +1,14 @@
 """POST /webhooks/nowpayments/: what is stored and answered for each kind of IPN."""
 
 import json
+import time
 from decimal import Decimal
+from typing import Any
 
 import psycopg2
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client as HttpClient
 from django.test import override_settings
 
@@ -371,3 +374,55 @@ def test_a_user_id_no_bigint_holds_is_held_not_refused_forever(client: HttpClien
     largest = ipn_body(payment_id=52, order_id=f"PGP-{2**63 - 1}|-1001234567890")
     assert post_ipn(client, largest).status_code == 200
     assert Payment.objects.get(provider_payment_id=52).user_id == 2**63 - 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_notification_waiting_on_one_that_rolls_back_writes_the_payment_itself(threshold_client: Client):
+    """Another session is inserting the same payment and has not committed: our one-statement write
+    waits on its ON CONFLICT. When that session rolls back, ours writes the payment, its row and
+    its event; nothing is lost and nothing is written twice."""
+    import threading
+
+    db = settings.DATABASES["default"]
+    other = psycopg2.connect(
+        dbname=db["NAME"], user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432
+    )
+    answers: list[int] = []
+
+    def deliver() -> None:
+        try:
+            answers.append(post_ipn(HttpClient(), ipn_body(payment_id=61)).status_code)
+        finally:
+            connection.close()
+
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO payments_payment (provider_payment_id, status, order_id, order_description,"
+                " price_amount, price_currency, pay_currency, outcome_currency, routing_status, hold_reason,"
+                " raw_payload, created_at, updated_at)"
+                " VALUES (61, 'waiting', 'x', '', 1, 'usd', '', '', 'not_finished', '', '{}', now(), now())"
+            )
+            sender = threading.Thread(target=deliver)
+            sender.start()
+            deadline = time.monotonic() + 5
+            while not waiting_on_a_lock(cursor) and time.monotonic() < deadline:  # our write waits
+                time.sleep(0.02)
+            assert sender.is_alive(), answers
+        other.rollback()
+        sender.join(10)
+    finally:
+        other.close()
+    assert answers == [200]
+    payment = Payment.objects.get(provider_payment_id=61)
+    assert payment.status == "finished"
+    assert payment.routing_status == RoutingStatus.ROUTED
+    assert PayoutAccumulation.objects.filter(payment=payment).count() == 1
+    assert list(PaymentEvent.objects.values_list("outcome", "reason")) == [("applied", "first notification")]
+
+
+def waiting_on_a_lock(cursor: Any) -> bool:
+    # Statistics are a snapshot per transaction: clear it to see the other session now.
+    cursor.execute("SELECT pg_stat_clear_snapshot()")
+    cursor.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    return cursor.fetchone() is not None
