@@ -1,18 +1,17 @@
 """The distribution streamed in chunks on PostgreSQL: exactly the reference allocation
 (`largest_remainder_split`, then `percent_of` per row), and the database-side invariant check."""
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 
-from batching import distribution
 from batching.distribution import DistributionError, distribute_conversion, largest_remainder_split
 from batching.models import BatchConversion
 from payments import accumulation
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
+from payments.selectors import distribution_weights
 from payouts.exchange_batches.states import BatchStatus
 from pgp_project.money import ETH_PLACES, USDT_PLACES, USDT_QUANTUM, from_base_units, percent_of, to_base_units
 
@@ -85,33 +84,28 @@ def claimed_conversion(client: Client, rows: int, equal_weight: Decimal | None =
     return BatchConversion.objects.get(pk=conversion.pk)
 
 
-@pytest.fixture
-def chunks_seen(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every chunk the distribution streamed."""
-    sizes: list[int] = []
-    stream = distribution.distribution_weights
-
-    def counting(conversion_id: int, chunk_rows: int) -> Iterator[list[tuple[int, int]]]:
-        for chunk in stream(conversion_id, chunk_rows):
-            sizes.append(len(chunk))
-            yield chunk
-
-    monkeypatch.setattr(distribution, "distribution_weights", counting)
-    return sizes
+def test_the_rows_are_read_a_chunk_at_a_time(threshold_client: Client) -> None:
+    # The selector the distribution reads through, on the real database (a server-side cursor:
+    # inside a transaction): never more than a chunk in memory at once, every row exactly once.
+    conversion = claimed_conversion(threshold_client, 2_500)
+    with transaction.atomic():
+        chunks = list(distribution_weights(conversion.pk, 1_000))
+    assert [len(chunk) for chunk in chunks] == [1_000, 1_000, 500]
+    expected = PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk).values_list("id", "source_amount")
+    assert sorted(row for chunk in chunks for row in chunk) == sorted(
+        (row_id, to_base_units(eth, ETH_PLACES)) for row_id, eth in expected
+    )
 
 
 @pytest.mark.parametrize("received", [Decimal("98765.432101"), Decimal("0.012345")])
 @override_settings(PGP_DISTRIBUTION_CHUNK_ROWS=1_000)
-def test_streamed_distribution_matches_the_reference_rule_exactly(
-    threshold_client: Client, chunks_seen: list[int], received: Decimal
-) -> None:
+def test_streamed_distribution_matches_the_reference_rule_exactly(threshold_client: Client, received: Decimal) -> None:
     conversion = claimed_conversion(threshold_client, ROWS)
 
     totals = distribute_conversion(conversion.pk, received, "0xstream")
 
     assert totals is not None
     assert totals.rows == ROWS
-    assert chunks_seen == [1_000] * (ROWS // 1_000)  # streamed, never more than a chunk at once
     assert_reference_allocation(conversion, received)
 
 
