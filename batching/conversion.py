@@ -23,6 +23,7 @@ from payouts.exchange_batches.flow import ExchangeFundedFlow
 from payouts.host_payments.ports import chain_adapter
 from pgp_project.money import USDT_QUANTUM
 from pgp_project.money_display import format_amount
+from pgp_project.operations.alerts import alert_job_condition
 from pgp_project.operations.locks import try_advisory_xact_lock
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
@@ -99,7 +100,7 @@ def check_threshold() -> ThresholdCheck:
             waiting_for = ""
             if claim.pending_rows and claim.pending_net_usd >= threshold:
                 waiting_for = minimum.refuses(claim.pending_eth)
-            return ThresholdCheck(claim.pending_net_usd, threshold, None, waiting_for=waiting_for)
+            return _waiting(ThresholdCheck(claim.pending_net_usd, threshold, None, waiting_for=waiting_for))
         conversion = _create_conversion(claim.conversion_id, threshold, claim.claimed)
         schedule_step(BatchConversion, conversion.pk, ADVANCE_CONVERSION_TASK, 0)
     _log_created(conversion)
@@ -114,13 +115,28 @@ def _check_threshold_in_steps(threshold: Decimal) -> ThresholdCheck:
             return ThresholdCheck(pending.net_usd, threshold, None)
         below = _exchange_minimum().refuses(pending.eth)
         if below:
-            return ThresholdCheck(pending.net_usd, threshold, None, waiting_for=below)
+            return _waiting(ThresholdCheck(pending.net_usd, threshold, None, waiting_for=below))
         conversion = _claim_pending_rows(threshold)
         if conversion is None:
             return ThresholdCheck(pending.net_usd, threshold, None)
         schedule_step(BatchConversion, conversion.pk, ADVANCE_CONVERSION_TASK, 0)
     _log_created(conversion)
     return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
+
+
+def _waiting(check: ThresholdCheck) -> ThresholdCheck:
+    """Rows past the threshold that cannot be claimed (under the exchange's minimum, or its
+    minimum unknown) wait with no deadline of their own: alerted, on a throttle."""
+    if check.waiting_for:
+        alert_job_condition(
+            CHECK_THRESHOLD_TASK,
+            "conversion_waiting",
+            "pending=%s USD threshold=%s USD: %s",
+            check.pending_net_usd,
+            check.threshold_usd,
+            check.waiting_for,
+        )
+    return check
 
 
 def _log_created(conversion: BatchConversion) -> None:

@@ -2,16 +2,19 @@
 and claims, so a check that claims nothing writes nothing and uses no conversion id; what it
 claims is exactly what the conversion's totals say; a second run finds nothing to claim."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from batching.conversion import check_threshold
+from batching.conversion import CHECK_THRESHOLD_TASK, check_threshold
 from batching.models import BatchConversion
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
-from pgp_project.operations.models import AuditEvent
+from pgp_project.operations.models import AuditEvent, JobHeartbeat
 from pgp_project.operations.selectors import get_runtime_settings
+from pgp_project.operations.services import job_heartbeat
 
 from .factories import AccumulationFactory
 
@@ -99,3 +102,31 @@ def test_over_the_threshold_every_pending_row_is_claimed_once_with_exact_totals(
     assert (again.conversion_id, again.pending_net_usd) == (None, Decimal(0))
     assert BatchConversion.objects.count() == 1
     assert conversion_ids_drawn() == drawn
+
+
+def test_rows_that_wait_for_the_exchange_minimum_are_alerted_on_a_throttle(
+    threshold_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Past the threshold but under the minimum, they have no deadline of their own: an operator
+    # must hear of it, once per PGP_ALERT_REPEAT_SECONDS, not on every Beat run.
+    pending_rows(threshold_client, 3, eth="0.00001")
+    with caplog.at_level("ERROR"):
+        for _ in range(3):
+            with job_heartbeat(CHECK_THRESHOLD_TASK):
+                assert check_threshold().waiting_for
+    lines = [record.getMessage() for record in caplog.records if "ALERT conversion_waiting" in record.getMessage()]
+    assert lines == [
+        "ALERT conversion_waiting pending=29.10 USD threshold=20.00 USD: "
+        "0.000030000000000000 ETH pending is under fixed_price's minimum 0.0001"
+    ]
+    JobHeartbeat.objects.update(condition_alerted_at=timezone.now() - timedelta(hours=1))
+    with caplog.at_level("ERROR"), job_heartbeat(CHECK_THRESHOLD_TASK):
+        check_threshold()
+    assert sum("ALERT conversion_waiting" in record.getMessage() for record in caplog.records) == 2
+
+
+def test_below_the_threshold_nothing_is_alerted(threshold_client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    pending_rows(threshold_client, 1, eth="0.00001")
+    with caplog.at_level("ERROR"), job_heartbeat(CHECK_THRESHOLD_TASK):
+        assert check_threshold().waiting_for == ""
+    assert "ALERT" not in caplog.text

@@ -10,11 +10,23 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .models import JobHeartbeat
+
 logger = logging.getLogger("pgp.alerts")
 
 
 def alert(name: str, message: str, *args: object) -> None:
     logger.error("ALERT " + name + " " + message, *args)
+
+
+def alert_job_condition(job_name: str, name: str, message: str, *args: object) -> bool:
+    """Alert about a condition a periodic job finds on each run (its heartbeat row carries the
+    throttle): written when first seen, then at most every PGP_ALERT_REPEAT_SECONDS."""
+    heartbeat = JobHeartbeat.objects.filter(job_name=job_name).values_list("pk", flat=True).first()
+    if heartbeat is None:  # run outside its Beat job (a shell, a test): nothing to throttle by
+        alert(name, message, *args)
+        return True
+    return alert_throttled(JobHeartbeat, heartbeat, "condition_alerted_at", name, message, *args)
 
 
 def alert_throttled(

@@ -65,6 +65,8 @@ class JobHeartbeat(models.Model):
     last_started_at = models.DateTimeField()
     last_finished_at = models.DateTimeField(null=True, blank=True)
     run_count = models.PositiveBigIntegerField(default=0)
+    # When the job last alerted about a condition that lasts across its runs (alert_job_condition).
+    condition_alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job_name"]
