@@ -1,6 +1,6 @@
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -24,7 +24,7 @@ from pgp_project.operations.two_person_admin import TwoPersonAdminMixin
 
 from .late_payments import PartialPaymentNotAcceptable, accept_partial_payment
 from .models import Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
-from .money_controls import CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS
+from .money_controls import CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS, open_client
 from .routing import reroute_held_payment
 from .selectors import PAYMENT_SUBJECT, TOTAL_FIELDS, accumulation_totals, client_balance
 
@@ -110,6 +110,7 @@ class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
     readonly_fields: ClassVar[tuple[str, ...]] = (
         "balance_by_state",
         "wallet_shown",
+        "created_by",
         "created_at",
         "updated_at",
         "pending_changes",
@@ -119,10 +120,10 @@ class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
     threshold_shown = money_column("payout_threshold_usd", "USD", "payout threshold")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        # A new client is created by one person: it has no payments and no balance yet, so no
-        # money follows its wallet until payments arrive, and its creation (with every guarded
-        # value) is in its history. The creator sets where and how much it is paid, so needs
-        # both request permissions. Every later change of those fields needs a second person.
+        # A new client is set up by one person and starts inactive: payments for it are held
+        # and nothing is paid to it until a second person confirms its activation (with the
+        # wallet, strategy, threshold and fee it was created with). The creator sets where and
+        # how much it is paid, so needs both request permissions.
         return (
             super().has_add_permission(request)
             and request.user.has_perm(CHANGE_DESTINATION)
@@ -131,6 +132,19 @@ class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         return False  # payments reference clients; deactivate instead
+
+    def save_model(self, request: HttpRequest, obj: Client, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        activation = open_client(obj, user=request.user, reason=form.cleaned_data.get("change_reason", ""))
+        if activation is not None:
+            self.message_user(
+                request,
+                f"Client {obj.external_id} is created inactive: its payments are held until a second staff member "
+                f"confirms its activation (change #{activation.pk}).",
+                messages.WARNING,
+            )
 
     @admin.display(description="wallet (block explorer)")
     def wallet_shown(self, obj: Client) -> SafeString | str:
@@ -206,7 +220,10 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, obj: Payment) -> SafeString:
-        return status_line(obj.status, reason=obj.hold_reason, extra=f"routing: {obj.get_routing_status_display()}")
+        extra = f"routing: {obj.get_routing_status_display()}"
+        if obj.reroute_requested_by_id is not None:
+            extra += f"; release requested by {obj.reroute_requested_by}, awaiting a second staff member"
+        return status_line(obj.status, reason=obj.hold_reason, extra=extra)
 
     @admin.display(description="accumulation row, conversion, payout and their transactions")
     def trace(self, obj: Payment) -> SafeString | str:
@@ -228,13 +245,16 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Route held finished payments again", permissions=["reroute"])
     def reroute_held(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
-        routed = 0
+        routed = awaiting = 0
         for payment_id in queryset.filter(routing_status=RoutingStatus.HELD).values_list("id", flat=True):
             payment = reroute_held_payment(payment_id, actor=request.user)
             routed += payment.routing_status == RoutingStatus.ROUTED
+            awaiting += payment.reroute_requested_by_id is not None
         self.message_user(
             request, f"{routed} payment(s) routed; the rest remain held with their reason.", messages.INFO
         )
+        if awaiting:
+            self.message_user(request, _awaiting_second_person_message(awaiting), messages.WARNING)
 
     @admin.action(description="Accept the amount actually paid (held partial payments)", permissions=["reroute"])
     def accept_partial(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
@@ -243,6 +263,9 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 payment = accept_partial_payment(payment_id, actor=request.user)
             except PartialPaymentNotAcceptable as exc:
                 self.message_user(request, str(exc), messages.WARNING)
+                continue
+            if payment.reroute_requested_by_id is not None:
+                self.message_user(request, _awaiting_second_person_message(1), messages.WARNING)
                 continue
             self.message_user(
                 request,
@@ -253,6 +276,13 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_reroute_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("payments.resolve_held_payment")
+
+
+def _awaiting_second_person_message(count: int) -> str:
+    return (
+        f"{count} payment(s) await a second staff member: they predate their client's confirmed activation, or "
+        "you set that client up. Their timeline says who asked; another person must run the same action."
+    )
 
 
 @admin.register(PaymentEvent)

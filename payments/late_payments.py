@@ -24,7 +24,7 @@ from pgp_project.operations.state_machine import record_action
 from .instant_payouts import instant_payouts
 from .models import AccumulationStatus, Client, Payment, PaymentStatus, PayoutAccumulation, RoutingStatus
 from .money_controls import RESOLVE_HELD_PAYMENT
-from .routing import hold_payment, log_hold, mark_held, route_finished_payment
+from .routing import hold_payment, log_hold, mark_held, release_awaits_second_person, route_finished_payment
 
 LATE_AFTER = (PaymentStatus.EXPIRED, PaymentStatus.FAILED)
 
@@ -138,10 +138,14 @@ def accept_partial_payment(payment_id: int, *, actor: object) -> Payment:
                 f"payment #{payment.provider_payment_id} does not say what was paid and received (actually_paid, "
                 "pay_amount, outcome_amount, outcome_currency)"
             )
+        if release_awaits_second_person(payment, actor):
+            return payment
         share = min(payment.actually_paid / payment.pay_amount, 1)
         payment.accepted_price_amount = (payment.price_amount * share).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
         held_because = payment.hold_reason
         route_finished_payment(payment)
+        payment.reroute_requested_by = None
+        payment.reroute_requested_at = None
         payment.save()
         record_action(
             "payment",

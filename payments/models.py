@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Round
@@ -50,7 +51,19 @@ class Client(models.Model):
     fee_percent_override = percent_field(
         null=True, blank=True, help_text="Overrides the default platform fee % for this client."
     )
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField(
+        default=True,
+        help_text="An inactive client's payments are held and its credit is not paid out. A client created in "
+        "the admin starts inactive: a second staff member confirms its activation.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who created this client (none: created by the system, e.g. a data import).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -144,6 +157,12 @@ class Payment(models.Model):
         help_text="A partially paid payment an operator accepted: the USD its actually paid part is worth.",
     )
     raw_payload = models.JSONField(help_text="The latest accepted IPN body, amounts as strings.")
+    # Routing a held payment again needs a second person when the payment predates its client's
+    # confirmed activation, or when the client's creator routes it: the first person's request.
+    reroute_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reroute_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -166,6 +185,11 @@ class Payment(models.Model):
             models.CheckConstraint(
                 condition=~Q(routing_status=RoutingStatus.ROUTED) | Q(client__isnull=False),
                 name="payment_routed_has_client",
+            ),
+            models.CheckConstraint(
+                condition=Q(reroute_requested_by__isnull=True, reroute_requested_at__isnull=True)
+                | Q(reroute_requested_by__isnull=False, reroute_requested_at__isnull=False, routing_status="held"),
+                name="payment_reroute_request_complete_and_held",
             ),
         ]
         indexes = [

@@ -1,27 +1,152 @@
 """Which fields of a client are money controls: a change of one is requested by one staff member
-and applies once a second confirms it (`pgp_project.operations.pending_changes`)."""
+and applies once a second confirms it (`pgp_project.operations.pending_changes`).
 
-from pgp_project.operations.pending_changes import register_guarded_fields
+And who stands behind a client's money, so that the same person cannot both set it up and
+release money to it:
+- a client created by one person starts inactive; its activation is a change a second person
+  confirms (`open_client`);
+- `people_behind_destination`: whoever created a client or requested or confirmed the changes
+  that made a wallet its destination; none of them may approve a payout to that wallet;
+- `release_needs_second_person`: routing a held payment to a client needs a second person when
+  the payment predates the client's confirmed activation (money that waited for a client nobody
+  had vouched for yet), or when the person routing it is one who set the client up.
+"""
 
-from .models import Client
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from pgp_project.operations.models import PendingChange, PendingChangeStatus
+from pgp_project.operations.pending_changes import register_guarded_fields, request_change
+from pgp_project.operations.state_machine import record_event
+
+from .models import Client, Payment
 
 CLIENT_SUBJECT = "client"
 CHANGE_DESTINATION = "payments.change_payout_destination"
 CHANGE_FEES_AND_THRESHOLDS = "payments.change_fees_and_thresholds"
 RESOLVE_HELD_PAYMENT = "payments.resolve_held_payment"  # route a held payment again, accept a partial one
 
+DESTINATION_FIELDS = ("wallet_address", "payout_network", "payout_currency", "external_id")
+
 CLIENT_GUARDED_FIELDS = {
     # Where the client's money goes. external_id too: it is what an incoming payment's order_id
     # names, so swapping two clients' ids would send one client's payments to the other's wallet.
-    "wallet_address": CHANGE_DESTINATION,
-    "payout_network": CHANGE_DESTINATION,
-    "payout_currency": CHANGE_DESTINATION,
-    "external_id": CHANGE_DESTINATION,
-    # How much of it, and when.
+    # is_active: activating a client lets its held payments be routed and its frozen credit be
+    # paid out, to the wallet it has.
+    **dict.fromkeys(DESTINATION_FIELDS, CHANGE_DESTINATION),
+    "is_active": CHANGE_DESTINATION,
+    # How much of it, and when: instant sends every payment on its own, at once.
     "fee_percent_override": CHANGE_FEES_AND_THRESHOLDS,
     "payout_threshold_usd": CHANGE_FEES_AND_THRESHOLDS,
+    "payout_strategy": CHANGE_FEES_AND_THRESHOLDS,
 }
 
 
 def register_client_money_controls() -> None:
     register_guarded_fields(CLIENT_SUBJECT, Client, CLIENT_GUARDED_FIELDS)
+
+
+def open_client(client: Client, *, user: Any, reason: str = "") -> PendingChange | None:
+    """Save a new client one person sets up: stored inactive, with its activation requested
+    (confirmed by a second person, who sees the wallet, strategy, threshold and fee it was created
+    with). Returns the activation request, or None when the creator asked for an inactive client.
+    The creator needs the permissions of every guarded field (`ClientAdmin.has_add_permission`)."""
+    assert client.pk is None, "open_client creates a client; changes of one go through request_change"
+    activate = client.is_active
+    with transaction.atomic():
+        client.is_active = False
+        client.created_by = user if getattr(user, "pk", None) is not None else None
+        client.full_clean()
+        client.save()
+        created_with = ", ".join(f"{name}={getattr(client, name)!r}" for name in CLIENT_GUARDED_FIELDS)
+        record_event(
+            CLIENT_SUBJECT,
+            client.pk,
+            action="created",
+            from_status="",
+            to_status="inactive",
+            actor=user,
+            reason=f"created by {user}, inactive until a second staff member confirms its activation: {created_with}",
+        )
+        if not activate:
+            return None
+        return request_change(
+            Client,
+            client.pk,
+            {"is_active": True},
+            user=user,
+            reason=f"activate new client {client.external_id!r} ({created_with})" + (f"; {reason}" if reason else ""),
+        )
+
+
+def _applied_changes(client_id: int) -> list[PendingChange]:
+    return list(
+        PendingChange.objects.filter(
+            subject_type=CLIENT_SUBJECT, subject_id=client_id, status=PendingChangeStatus.APPLIED
+        ).order_by("decided_at", "id")
+    )
+
+
+def _sets(change: PendingChange, field: str, value: str | None = None) -> bool:
+    new: Mapping[str, str | None] | None = change.changes.get(field)
+    return new is not None and (value is None or new["new"] == value)
+
+
+def activation_confirmed_at(client: Client) -> datetime:
+    """When a second person last confirmed this client's activation; a client created active by
+    the system (no such change) counts from its creation."""
+    confirmed = [
+        change.decided_at
+        for change in _applied_changes(client.pk)
+        if _sets(change, "is_active", "True") and change.decided_at is not None
+    ]
+    return confirmed[-1] if confirmed else client.created_at
+
+
+def people_behind_destination(client_id: int, wallet_address: str) -> set[int]:
+    """Ids of the people who made `wallet_address` this client's destination: who requested or
+    confirmed the change that set it (or created the client with it), and every later change of
+    where the client's money goes (network, currency, id, activation) until the wallet changed
+    again."""
+    changes = _applied_changes(client_id)
+    set_here = [i for i, change in enumerate(changes) if _sets(change, "wallet_address", wallet_address)]
+    people: set[int] = set()
+    if set_here:
+        start = set_here[-1]
+        people |= {person for person in (changes[start].requested_by_id, changes[start].decided_by_id) if person}
+        start += 1
+    else:  # the wallet the client was created with
+        start = 0
+        created_by = Client.objects.filter(pk=client_id).values_list("created_by_id", flat=True).first()
+        if created_by is not None:
+            people.add(created_by)
+    for change in changes[start:]:
+        if _sets(change, "wallet_address"):
+            break  # another wallet from here on
+        if any(_sets(change, field) for field in (*DESTINATION_FIELDS, "is_active")):
+            people |= {person for person in (change.requested_by_id, change.decided_by_id) if person is not None}
+    return people
+
+
+def people_behind_client(client: Client) -> set[int]:
+    """Who created the client or requested its activation."""
+    people = {client.created_by_id} if client.created_by_id is not None else set()
+    return people | {change.requested_by_id for change in _applied_changes(client.pk) if _sets(change, "is_active")}
+
+
+def release_needs_second_person(payment: Payment, client: Client, actor: Any) -> str:
+    """Why routing this held payment to `client` needs a second person ('' when it does not)."""
+    if getattr(actor, "pk", None) is None:
+        return ""  # the system routes by the rules alone; only people's releases are gated
+    if actor.pk in people_behind_client(client):
+        return f"{actor} created client {client.external_id!r} or requested its activation"
+    confirmed_at = activation_confirmed_at(client)
+    if payment.created_at < confirmed_at:
+        return (
+            f"the payment arrived before client {client.external_id!r} was activated "
+            f"(confirmed {confirmed_at:%Y-%m-%d %H:%M:%S %Z})"
+        )
+    return ""

@@ -32,7 +32,7 @@ from .models import (
     RoutingStatus,
     SourceAsset,
 )
-from .money_controls import RESOLVE_HELD_PAYMENT
+from .money_controls import RESOLVE_HELD_PAYMENT, people_behind_client, release_needs_second_person
 from .reference_prices import PRICED_ASSET, ReadPrice, fresh_price_query, price_outcome_mismatch
 
 logger = logging.getLogger(__name__)
@@ -251,26 +251,68 @@ def build_accumulation(payment: Payment, client: Client, user_id: int) -> Payout
 def reroute_held_payment(payment_id: int, *, actor: object = None) -> Payment:
     """Operator action: route a held finished payment again (e.g. after adding its client).
 
+    A second person is needed when the payment predates its client's confirmed activation, or
+    when the person routing it created the client or requested its activation
+    (`release_needs_second_person`): the first person's action records a request, and only
+    another person's routes it.
+
     Safe to run twice: only a payment still held, finished and without a row is routed.
     """
     require_permission(actor, RESOLVE_HELD_PAYMENT)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if (
-            payment.routing_status == RoutingStatus.HELD
-            and payment.status == PaymentStatus.FINISHED
-            and not PayoutAccumulation.objects.filter(payment=payment).exists()
+            payment.routing_status != RoutingStatus.HELD
+            or payment.status != PaymentStatus.FINISHED
+            or PayoutAccumulation.objects.filter(payment=payment).exists()
         ):
-            held_because = payment.hold_reason
-            # The operator has looked at it: an outcome that did not match its invoice goes on.
-            route_finished_payment(payment, price_reviewed=True)
-            payment.save()
-            record_action(
-                "payment",
-                payment.pk,
-                action="reroute",
-                status=payment.routing_status,
-                actor=actor,
-                reason=f"was held: {held_because}; now {payment.routing_status} {payment.hold_reason}".strip(),
-            )
+            return payment
+        if release_awaits_second_person(payment, actor):
+            return payment
+        held_because = payment.hold_reason
+        requested_by = payment.reroute_requested_by
+        # The operator has looked at it: an outcome that did not match its invoice goes on.
+        route_finished_payment(payment, price_reviewed=True)
+        payment.reroute_requested_by = None
+        payment.reroute_requested_at = None
+        payment.save()
+        record_action(
+            "payment",
+            payment.pk,
+            action="reroute",
+            status=payment.routing_status,
+            actor=actor,
+            reason=f"was held: {held_because}; now {payment.routing_status} {payment.hold_reason}".strip()
+            + (f"; requested by {requested_by}" if requested_by is not None else ""),
+        )
     return payment
+
+
+def release_awaits_second_person(payment: Payment, actor: object) -> bool:
+    """Whether this person may not release a held payment to its client on their own (route it
+    again, or accept a partial payment): records their request (the first person's) and
+    returns True; False when they may release it now. Caller holds the payment's row lock."""
+    parsed = parse_order_id(payment.order_id)
+    client = Client.objects.filter(external_id=parsed[1]).first() if parsed is not None else None
+    if client is None:
+        return False  # it stays held, as unknown: nothing to release
+    why = release_needs_second_person(payment, client, actor)
+    requested_by = payment.reroute_requested_by_id
+    actor_id = getattr(actor, "pk", None)
+    if not why or (
+        requested_by is not None and requested_by != actor_id and actor_id not in people_behind_client(client)
+    ):
+        return False
+    if requested_by is None:
+        payment.reroute_requested_by = actor  # type: ignore[assignment]
+        payment.reroute_requested_at = timezone.now()
+        payment.save(update_fields=["reroute_requested_by", "reroute_requested_at", "updated_at"])
+        record_action(
+            "payment",
+            payment.pk,
+            action="reroute_requested",
+            status=payment.routing_status,
+            actor=actor,
+            reason=f"routing it needs a second person: {why}",
+        )
+    return True

@@ -5,7 +5,9 @@ Deciding needs the dedicated permission `payouts.approve_payout`, checked here a
 the admin. The approver must be a second person: nobody who appears as an actor in the payout's
 own history (or of the payouts merged into it), or in the history of a payment it pays (the
 operator who re-routed a held payment or accepted a partial one, whose action led to this payout)
-may approve it. Rejecting is open to them: it sends nothing."""
+may approve it; nor may anyone who made its wallet the client's destination (created the client
+with it, or requested or confirmed the change that set it). Rejecting is open to them: it sends
+nothing."""
 
 import logging
 from typing import Any
@@ -14,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from payments.money_controls import people_behind_destination
 from payments.selectors import PAYMENT_SUBJECT, payment_ids_of_payouts
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.state_machine import actors_in_history, transition
@@ -61,6 +64,11 @@ def approve_payout(batch_id: int, user: Any) -> PayoutBatch:
         if user.pk in people_involved_in(batch):
             raise ApprovalRefusedError(
                 f"{user} acted on payout #{batch_id} or on a payment it pays: a second person must approve it"
+            )
+        if user.pk in people_behind_destination(batch.client_id, batch.wallet_address):
+            raise ApprovalRefusedError(
+                f"{user} set up or changed where payout #{batch_id} goes (client {batch.client_id}'s wallet "
+                f"{batch.wallet_address}): a second person must approve it"
             )
         approved = transition(
             PAYOUT_MACHINE,

@@ -127,10 +127,12 @@ def test_client_admin_refuses_a_mistyped_evm_address(staff_client: HttpClient) -
 
 
 def test_reroute_action_routes_held_payment(staff_client: HttpClient, threshold_client: Client) -> None:
+    # Held while its client was inactive; activated since (by the system: no second person needed).
+    ClientFactory(external_id="-100555", payout_threshold_usd=10, is_active=False)
     post_ipn(HttpClient(), ipn_body(order_id="PGP-7|-100555"))
     payment = Payment.objects.get()
     assert payment.routing_status == "held"
-    ClientFactory(external_id="-100555", payout_threshold_usd=10)
+    Client.objects.filter(external_id="-100555").update(is_active=True)
     url = reverse("admin:payments_payment_changelist")
     response = staff_client.post(url, {"action": "reroute_held", "_selected_action": [payment.pk]})
     assert response.status_code == 302

@@ -196,10 +196,13 @@ def test_objects_are_named_for_people(traced: dict[str, int]) -> None:
 
 
 def test_timelines_show_seconds_timezone_and_who(threshold_client: Client) -> None:
+    ClientFactory.create(
+        external_id="-100961", name="Late channel", payout_threshold_usd=Decimal("50.00"), is_active=False
+    )
     post_ipn(HttpClient(), ipn_body(payment_id=900801, order_id="PGP-7|-100961"))
     payment = Payment.objects.get(provider_payment_id=900801)
     assert payment.routing_status == RoutingStatus.HELD
-    ClientFactory.create(external_id="-100961", name="Late channel", payout_threshold_usd=Decimal("50.00"))
+    Client.objects.filter(external_id="-100961").update(is_active=True)
     resolver = staff("resolver", *VIEW_ALL, "payments.resolve_held_payment")
     http = logged_in(resolver)
     http.post(
@@ -338,6 +341,9 @@ def awaiting_payouts() -> tuple[PayoutBatch, PayoutBatch, User]:
     approver = staff("approver", *VIEW_ALL, "payments.resolve_held_payment", "payouts.approve_payout")
     RuntimeSettings.objects.filter(pk=get_runtime_settings().pk).update(payout_approval_limit_usdt=Decimal("10"))
     ClientFactory.create(external_id="-100971", name="Clean channel", payout_threshold_usd=Decimal("50.00"))
+    ClientFactory.create(
+        external_id="-100972", name="Rerouted channel", payout_threshold_usd=Decimal("50.00"), is_active=False
+    )
     for payment_id, external_id in ((900901, "-100971"), (900902, "-100972")):
         body = ipn_body(
             payment_id=payment_id,
@@ -349,7 +355,7 @@ def awaiting_payouts() -> tuple[PayoutBatch, PayoutBatch, User]:
         assert post_ipn(HttpClient(), body).status_code == 200
     held = Payment.objects.get(provider_payment_id=900902)
     assert held.routing_status == RoutingStatus.HELD
-    ClientFactory.create(external_id="-100972", name="Rerouted channel", payout_threshold_usd=Decimal("50.00"))
+    Client.objects.filter(external_id="-100972").update(is_active=True)
     logged_in(approver).post(
         reverse("admin:payments_payment_changelist"), {"action": "reroute_held", "_selected_action": [held.pk]}
     )

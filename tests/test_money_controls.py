@@ -283,10 +283,10 @@ def test_a_change_no_longer_valid_when_confirmed_is_not_applied(client_row: Clie
     alice = staff("alice", "payments.change_fees_and_thresholds")
     change = request_change(Client, client_row.pk, {"payout_threshold_usd": "0"}, user=alice)
     assert change is not None  # a threshold of 0 is valid for an instant client
-    bob = staff("bob", "payments.view_client", "payments.change_client")
-    logged_in(bob).post(
-        reverse(CLIENT_ADMIN, args=[client_row.pk]), client_form(client_row, payout_strategy="threshold")
-    )
+    bob = staff("bob", "payments.change_fees_and_thresholds")
+    strategy = request_change(Client, client_row.pk, {"payout_strategy": "threshold"}, user=bob)
+    assert strategy is not None
+    confirm_change(strategy.pk, staff("dave", "operations.confirm_change"))
     client_row.refresh_from_db()
     assert client_row.payout_strategy == "threshold"
     decided = confirm_change(change.pk, staff("carol", "operations.confirm_change"))
@@ -351,18 +351,23 @@ def test_creating_a_client_needs_the_destination_and_fee_permissions_and_is_in_i
     )  # fmt: skip
     assert logged_in(onboarder).post(reverse("admin:payments_client_add"), form).status_code == 302
     created = Client.objects.get(external_id="-100777")
-    assert created.wallet_address == WALLET
-    event = AuditEvent.objects.get(subject_type="client", subject_id=created.pk)
-    assert (event.action, event.actor) == ("created", onboarder)
-    assert f"wallet_address: None -> '{WALLET}'" in event.reason
+    assert (created.wallet_address, created.is_active) == (WALLET, False)  # active once a second person confirms
+    event = AuditEvent.objects.get(subject_type="client", subject_id=created.pk, action="created")
+    assert event.actor == onboarder
+    assert f"wallet_address='{WALLET}'" in event.reason
+    activation = PendingChange.objects.get()
+    assert activation.changes == {"is_active": {"old": "False", "new": "True"}}
     # Edited afterwards, it goes through confirmation like any client.
-    logged_in(onboarder).post(reverse(CLIENT_ADMIN, args=[created.pk]), client_form(created, wallet_address=NEW_WALLET))
+    logged_in(onboarder).post(
+        reverse(CLIENT_ADMIN, args=[created.pk]), client_form(created, wallet_address=NEW_WALLET, is_active="")
+    )
     created.refresh_from_db()
     assert created.wallet_address == WALLET
-    assert PendingChange.objects.get().status == PendingChangeStatus.PENDING
+    wallet_change = PendingChange.objects.exclude(pk=activation.pk).get()
+    assert (wallet_change.status, set(wallet_change.changes)) == (PendingChangeStatus.PENDING, {"wallet_address"})
 
 
-def test_unguarded_changes_that_need_a_pending_one_are_refused_with_a_clear_error(client_row: Client) -> None:
+def test_a_strategy_and_threshold_changed_together_wait_and_apply_together(client_row: Client) -> None:
     Client.objects.filter(pk=client_row.pk).update(payout_strategy="instant", payout_threshold_usd=0)
     client_row.refresh_from_db()
     fees = staff("fees", "payments.view_client", "payments.change_client", "payments.change_fees_and_thresholds")
@@ -370,11 +375,14 @@ def test_unguarded_changes_that_need_a_pending_one_are_refused_with_a_clear_erro
         reverse(CLIENT_ADMIN, args=[client_row.pk]),
         client_form(client_row, payout_strategy="threshold", payout_threshold_usd="30.00"),
     )
-    assert page.status_code == 200
-    assert b"Save the guarded change alone first" in page.content
+    assert page.status_code == 302
     client_row.refresh_from_db()
     assert (client_row.payout_strategy, client_row.payout_threshold_usd) == ("instant", Decimal("0.00"))
-    assert not PendingChange.objects.exists()
+    change = PendingChange.objects.get()
+    assert set(change.changes) == {"payout_strategy", "payout_threshold_usd"}
+    confirm_change(change.pk, staff("carol", "operations.confirm_change"))
+    client_row.refresh_from_db()
+    assert (client_row.payout_strategy, client_row.payout_threshold_usd) == ("threshold", Decimal("30.00"))
 
 
 # --- 2b. runtime limits ---------------------------------------------------------------------------
@@ -467,9 +475,10 @@ def test_generic_change_permissions_cannot_redrive_cancel_or_reroute() -> None:
     )
     assert PayoutBatch.objects.get(pk=payout.pk).status == BatchStatus.CREATED
 
+    ClientFactory(external_id="-100555", is_active=False)
     post_ipn(HttpClient(), ipn_body(payment_id=900301, order_id="PGP-7|-100555"))
     held = Payment.objects.get(provider_payment_id=900301)
-    ClientFactory(external_id="-100555")
+    Client.objects.filter(external_id="-100555").update(is_active=True)
     payments = reverse("admin:payments_payment_changelist")
     logged_in(staff("generic3", "payments.view_payment", "payments.change_payment")).post(
         payments, {"action": "reroute_held", "_selected_action": [held.pk]}
@@ -485,6 +494,7 @@ def test_generic_change_permissions_cannot_redrive_cancel_or_reroute() -> None:
 
 
 def test_the_operator_who_rerouted_a_payment_cannot_approve_its_payout() -> None:
+    client = ClientFactory.create(external_id="-100950", payout_threshold_usd=Decimal("50.00"), is_active=False)
     post_ipn(
         HttpClient(),
         ipn_body(
@@ -496,8 +506,8 @@ def test_the_operator_who_rerouted_a_payment_cannot_approve_its_payout() -> None
         ),
     )
     payment = Payment.objects.get(provider_payment_id=900401)
-    assert payment.routing_status == RoutingStatus.HELD  # its client did not exist yet
-    client = ClientFactory(external_id="-100950", payout_threshold_usd=Decimal("50.00"))
+    assert payment.routing_status == RoutingStatus.HELD  # its client was inactive
+    Client.objects.filter(pk=client.pk).update(is_active=True)
     mallory = staff(
         "mallory", "payments.view_payment", "payments.resolve_held_payment", "payouts.view_payoutbatch",
         "payouts.approve_payout",
