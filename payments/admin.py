@@ -19,7 +19,7 @@ from pgp_project.admin_helpers import (
     money_column,
     status_line,
 )
-from pgp_project.money_display import chain_reference, format_amount
+from pgp_project.money_display import chain_reference, destination_reference, format_amount
 from pgp_project.operations.two_person_admin import TwoPersonAdminMixin
 
 from .late_payments import PartialPaymentNotAcceptable, accept_partial_payment
@@ -148,7 +148,7 @@ class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="wallet (block explorer)")
     def wallet_shown(self, obj: Client) -> SafeString | str:
-        return chain_reference(obj.payout_network or "", "address", obj.wallet_address)
+        return destination_reference(obj.payout_network or "", obj.wallet_address, obj.payout_extra_id)
 
     @admin.display(description="balance by state")
     def balance_by_state(self, obj: Client) -> str:

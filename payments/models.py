@@ -11,7 +11,7 @@ from integrations.assets import unit_symbol
 from pgp_project.money import USD_PLACES, USDT_PLACES, eth_field, percent_field, usd_field, usdt_field
 from pgp_project.money_display import format_amount
 
-from .wallets import validate_wallet_address
+from .wallets import validate_payout_extra_id, validate_wallet_address
 
 
 class PayoutStrategy(models.TextChoices):
@@ -48,6 +48,13 @@ class Client(models.Model):
     payout_currency = models.CharField(max_length=10, choices=PayoutCurrency.choices)
     payout_network = models.CharField(max_length=20, help_text="ChangeNOW network code, e.g. eth, trx, btc.")
     wallet_address = models.CharField(max_length=128)
+    payout_extra_id = models.CharField(
+        "memo / destination tag",
+        max_length=256,
+        blank=True,
+        help_text="The wallet's memo or destination tag (ChangeNOW's extraId) on networks that have one (XRP, "
+        "XLM, TON, ...). An exchange or custodial deposit address needs it: paid without it, the money is lost.",
+    )
     fee_percent_override = percent_field(
         null=True, blank=True, help_text="Overrides the default platform fee % for this client."
     )
@@ -107,6 +114,10 @@ class Client(models.Model):
             validate_wallet_address(self.wallet_address, self.payout_network or "")
         except ValidationError as exc:
             errors["wallet_address"] = exc.messages
+        try:
+            validate_payout_extra_id(self.payout_extra_id, self.payout_network or "")
+        except ValidationError as exc:
+            errors["payout_extra_id"] = exc.messages
         if self.payout_strategy == PayoutStrategy.THRESHOLD and not self.payout_threshold_usd > 0:
             errors["payout_threshold_usd"] = ["The threshold strategy needs a threshold above 0."]
         if errors:

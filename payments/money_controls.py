@@ -29,7 +29,7 @@ CHANGE_DESTINATION = "payments.change_payout_destination"
 CHANGE_FEES_AND_THRESHOLDS = "payments.change_fees_and_thresholds"
 RESOLVE_HELD_PAYMENT = "payments.resolve_held_payment"  # route a held payment again, accept a partial one
 
-DESTINATION_FIELDS = ("wallet_address", "payout_network", "payout_currency", "external_id")
+DESTINATION_FIELDS = ("wallet_address", "payout_extra_id", "payout_network", "payout_currency", "external_id")
 
 CLIENT_GUARDED_FIELDS = {
     # Where the client's money goes. external_id too: it is what an incoming payment's order_id

@@ -25,7 +25,7 @@ from pgp_project.admin_helpers import (
     money_column,
     status_line,
 )
-from pgp_project.money_display import chain_reference, format_amount, format_gwei, format_time
+from pgp_project.money_display import chain_reference, destination_reference, format_amount, format_gwei, format_time
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.transient import TransientError
 
@@ -136,7 +136,7 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
             "{} on {}: {}",
             unit_symbol(obj.payout_currency),
             obj.payout_network,
-            chain_reference(obj.payout_network, "address", obj.wallet_address),
+            destination_reference(obj.payout_network, obj.wallet_address, obj.payout_extra_id),
         )
 
     @admin.display(description="client")

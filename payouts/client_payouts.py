@@ -69,6 +69,9 @@ class PayoutFlow(ExchangeFundedFlow):
     def payout_address(self, batch: PayoutBatch) -> str:
         return batch.wallet_address
 
+    def payout_extra_id(self, batch: PayoutBatch) -> str:
+        return batch.payout_extra_id
+
     def before_exchange(self, batch: PayoutBatch, provider: ExchangeProvider) -> PayoutBatch:
         """Measure what an instant payout sends; never pay an address the payout's network cannot
         receive at: ask before anything."""
@@ -211,6 +214,7 @@ def _claim_client_rows(client: Client, approval_limit: Decimal) -> PayoutBatch |
         client=client,
         exchange_provider=provider_name_for(pair),
         wallet_address=client.wallet_address,
+        payout_extra_id=client.payout_extra_id,
         payout_currency=client.payout_currency,
         payout_network=client.payout_network,
         source_currency=USDT_ERC20.changenow_ticker,
@@ -293,6 +297,7 @@ def open_instant_payout(payment: Payment, client: Client, fee_percent: Decimal) 
             "client": client,
             "exchange_provider": provider_name_for(pair),
             "wallet_address": client.wallet_address,
+            "payout_extra_id": client.payout_extra_id,
             "payout_currency": client.payout_currency,
             "payout_network": client.payout_network,
             "source_currency": ETH.changenow_ticker,

@@ -25,17 +25,17 @@ from .models import PAYOUT_MACHINE, PayoutBatch, PayoutKind
 
 logger = logging.getLogger(__name__)
 
-Destination = tuple[int, str, str, str]  # client, currency, network, wallet
+Destination = tuple[int, str, str, str, str]  # client, currency, network, wallet, memo
 
 
 def merge_waiting_instant_payouts() -> list[int]:
     """One merged payout per client destination whose waiting payouts now pass the minimum."""
     waiting: dict[Destination, list[int]] = defaultdict(list)
     rows = PayoutBatch.objects.filter(status=BatchStatus.WAITING_MINIMUM, kind__in=INSTANT_KINDS).order_by("id")
-    for batch_id, client_id, currency, network, wallet in rows.values_list(
-        "id", "client_id", "payout_currency", "payout_network", "wallet_address"
+    for batch_id, client_id, currency, network, wallet, memo in rows.values_list(
+        "id", "client_id", "payout_currency", "payout_network", "wallet_address", "payout_extra_id"
     ):
-        waiting[(client_id, currency, network, wallet)].append(batch_id)
+        waiting[(client_id, currency, network, wallet, memo)].append(batch_id)
     merged = []
     for destination, batch_ids in waiting.items():
         minimum = _minimum(destination)
@@ -48,7 +48,7 @@ def merge_waiting_instant_payouts() -> list[int]:
 
 
 def _minimum(destination: Destination) -> Decimal | None:
-    _, currency, network, _ = destination
+    _, currency, network, _, _ = destination
     pair = payout_pair(PayoutKind.INSTANT, currency, network)
     try:
         return exchange_provider(provider_name_for(pair)).minimum(pair)
@@ -72,6 +72,7 @@ def _merge(batch_ids: list[int], minimum: Decimal) -> int | None:
             client_id=first.client_id,
             exchange_provider=first.exchange_provider,
             wallet_address=first.wallet_address,
+            payout_extra_id=first.payout_extra_id,
             payout_currency=first.payout_currency,
             payout_network=first.payout_network,
             source_currency=first.source_currency,

@@ -76,6 +76,13 @@ def explorer_url(chain: str, kind: str, value: str) -> str | None:
     return template.replace("{}", value) if template else None
 
 
+def destination_reference(chain: str, address: str, memo: str) -> SafeString | str:
+    """A payout address with its memo or destination tag, when it has one: both are the
+    destination, and an operator comparing them with a client's request needs both."""
+    shown = chain_reference(chain, "address", address)
+    return format_html("{} · memo <code>{}</code>", shown, memo) if memo else shown
+
+
 def chain_reference(chain: str, kind: str, value: str | None) -> SafeString | str:
     """A hash or address as the console shows it: shortened, linked to the explorer when one is
     configured, the full value in the title and in `data-copy` for the copy button."""

@@ -306,6 +306,29 @@ def test_usdt_on_tron_client_is_validated_with_the_network_ticker_and_paid(celer
     assert batch.payout_tx_hash
 
 
+def test_a_memo_network_payout_sends_the_destination_tag_as_extra_id(celery_worker_process, sandbox) -> None:
+    """XRP to an exchange's deposit address: without its destination tag the money is lost. The
+    tag goes to ChangeNOW as `extraId` on POST /v2/exchange and comes back as `payoutExtraId`
+    (ChangeNOW API v2 reference, "Create exchange transaction": request `extraId`, response
+    `payoutExtraId`)."""
+    client = make_client(
+        "-101002",
+        "5.00",
+        payout_currency="xrp",
+        payout_network="xrp",
+        wallet_address="rEb8TK3gBgk5auZkwc6sHnwrGVJH8DuaLh",
+        payout_extra_id="105791",
+    )
+    credit_usdt(client, ["9.00"], first_id=101002)
+    (batch_id,) = check_client_payouts()
+    batch = wait_final(batch_id)
+    assert batch.status == BatchStatus.COMPLETED, batch.review_reason
+    assert batch.payout_extra_id == "105791"
+    exchanges = requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["exchanges"]
+    (recorded,) = [e for e in exchanges if e["id"] == batch.exchange_id]
+    assert (recorded["payoutAddress"], recorded["payoutExtraId"]) == (client.wallet_address, "105791")
+
+
 def test_a_second_exchange_provider_is_one_adapter_and_one_registration(
     celery_worker_process, local_chain: LocalChain, sandbox: SandboxChangeNow, settings
 ) -> None:

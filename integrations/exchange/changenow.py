@@ -143,7 +143,7 @@ class ChangeNowExchange:
                 "fromAmount": str(request.from_amount),
                 "toAmount": "",
                 "address": request.payout_address,
-                "extraId": "",
+                "extraId": request.payout_extra_id,
                 "refundAddress": request.refund_address,
                 "refundExtraId": "",
                 "userId": "",
@@ -165,6 +165,7 @@ class ChangeNowExchange:
             payout_address=str(body.get("payoutAddress") or ""),
             pair=_reported_pair(body),
             valid_until=_timestamp(body.get("validUntil")),
+            payout_extra_id=str(body.get("payoutExtraId") or ""),
         )
 
     def status(self, exchange: ExchangeRef) -> ExchangeState:

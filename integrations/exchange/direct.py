@@ -36,6 +36,11 @@ class DirectTransfer:
 
     def create(self, request: ExchangeRequest) -> CreatedExchange:
         self._require_same_asset(request.pair)
+        if request.payout_extra_id:
+            # A plain transfer carries no memo: the destination would never see whose it is.
+            raise ExchangeRefused(
+                f"a direct transfer cannot carry the memo {request.payout_extra_id!r}", kind=RefusalKind.INVALID_ADDRESS
+            )
         return CreatedExchange(
             # One id per batch, so a repeated call returns the same "exchange".
             id=f"{ID_PREFIX}{request.reference}",

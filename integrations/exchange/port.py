@@ -57,6 +57,7 @@ class ExchangeRequest:
     refund_address: str
     rate_id: str | None
     reference: str  # ours, unique per batch ("conversion-12"): lets an adapter be idempotent
+    payout_extra_id: str = ""  # the payout address's memo or destination tag (ChangeNOW's extraId)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class CreatedExchange:
     payout_address: str
     pair: ExchangePair | None = None  # the pair as the provider recorded it, when it says
     valid_until: datetime | None = None  # when its fixed rate expires, when it has one
+    payout_extra_id: str = ""  # the memo or destination tag as the provider recorded it
 
 
 @dataclass(frozen=True)

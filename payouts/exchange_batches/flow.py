@@ -48,6 +48,10 @@ class ExchangeFundedFlow(Generic[B]):
     def payout_address(self, batch: B) -> str:
         raise NotImplementedError
 
+    def payout_extra_id(self, batch: B) -> str:
+        """The payout address's memo or destination tag, where it has one."""
+        return ""
+
     def finish(self, batch_id: int, state: ExchangeState) -> None:
         """Record the finished exchange, in one transaction; nothing if already done."""
         raise NotImplementedError

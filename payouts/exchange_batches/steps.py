@@ -74,6 +74,7 @@ def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
         pair=flow.pair(batch),
         from_amount=flow.send_amount(batch),
         payout_address=flow.payout_address(batch),
+        payout_extra_id=flow.payout_extra_id(batch),
         refund_address=chain_adapter(flow.host_asset(batch).chain).hot_wallet_address(),
         rate_id=None,
         reference=f"{flow.kind}-{batch.pk}",
@@ -118,6 +119,8 @@ def _mismatch(request: ExchangeRequest, exchange: CreatedExchange) -> str:
         problems.append(f"pair {exchange.pair}, asked {request.pair}")
     if exchange.payout_address.lower() != request.payout_address.lower():
         problems.append(f"payout address {exchange.payout_address!r}, asked {request.payout_address!r}")
+    if exchange.payout_extra_id != request.payout_extra_id:
+        problems.append(f"payout memo {exchange.payout_extra_id!r}, asked {request.payout_extra_id!r}")
     if exchange.from_amount != request.from_amount:
         problems.append(f"fromAmount {exchange.from_amount}, asked {request.from_amount}")
     return "; ".join(problems)

@@ -34,6 +34,9 @@ class PayoutBatch(ExchangeFundedBatch):
         help_text="The payment an instant payout pays out (one payout per payment).",
     )
     wallet_address = models.CharField(max_length=128)
+    payout_extra_id = models.CharField(
+        max_length=256, blank=True, help_text="The wallet's memo or destination tag, sent as the exchange's extraId."
+    )
     payout_currency = models.CharField(max_length=10)
     payout_network = models.CharField(max_length=20)
     source_currency = models.CharField(max_length=12, help_text="What we send: usdterc20 or eth.")

@@ -52,6 +52,8 @@ _ASSET_LIST = (
     Asset("sol", "sol", 9, "sol", "sol"),
     Asset("ton", "ton", 9, "ton", "ton"),
     Asset("doge", "doge", 8, "doge", "doge"),
+    # A memo network: exchange deposit addresses need a destination tag (ChangeNOW's extraId).
+    Asset("xrp", "xrp", 6, "xrp", "xrp"),
 )
 ASSETS: dict[tuple[str, str], Asset] = {asset.key: asset for asset in _ASSET_LIST}
 _BY_LEGACY_TICKER: dict[str, Asset] = {asset.legacy_ticker: asset for asset in _ASSET_LIST}
@@ -67,6 +69,7 @@ DEFAULT_NETWORK: dict[str, str] = {
     "sol": "sol",
     "ton": "ton",
     "doge": "doge",
+    "xrp": "xrp",
 }
 
 # USD prices the sandbox quotes with; ETH's is set at start-up (--eth-usd).
@@ -81,6 +84,7 @@ DEFAULT_USD_PRICES: dict[str, Decimal] = {
     "sol": Decimal("150"),
     "ton": Decimal("5"),
     "doge": Decimal("0.15"),
+    "xrp": Decimal("0.5"),
 }
 
 
@@ -103,6 +107,7 @@ ADDRESS_PATTERNS: dict[str, re.Pattern[str]] = {
     "sol": re.compile(rf"^{_BASE58}{{32,44}}$"),
     "ton": re.compile(r"^(?:[A-Za-z0-9_-]{48}|-?\d:[0-9a-fA-F]{64})$"),
     "doge": re.compile(rf"^[DA9]{_BASE58}{{25,34}}$"),
+    "xrp": re.compile(r"^r[1-9A-HJ-NP-Za-km-z]{24,34}$"),
 }
 _EVM_HEX = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
