@@ -373,3 +373,14 @@ def test_a_copy_of_a_money_job_is_added_only_with_the_permission_and_audited(
     created = AuditEvent.objects.get(subject_type=MONEY_JOB_SUBJECT, subject_id=added.pk)
     assert (created.action, created.actor) == ("created", alice)
     assert f"task: None -> '{RECONCILE_PREVIOUS_DAY_TASK}'" in created.reason
+
+    # Pointing another task at it is the same: only with the permission, and audited.
+    other = PeriodicTask.objects.get(name="Refresh hot-wallet balances")
+    assert (
+        logged_in(alice).post(reverse(TASK_ADMIN, args=[other.pk]), task_form(other, task=added.task)).status_code
+        == 302
+    )
+    other.refresh_from_db()
+    assert is_money_job(other)
+    made = AuditEvent.objects.get(subject_type=MONEY_JOB_SUBJECT, subject_id=other.pk)
+    assert (made.action, made.actor) == ("created", alice)

@@ -22,11 +22,13 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 from .beat_schedule import money_job_tasks
 from .money_jobs import (
     CHANGE_MONEY_JOBS,
+    MONEY_JOB_SUBJECT,
     SCHEDULE_FIELDS,
     is_money_job,
     schedule_runs_a_money_job,
     set_enabled,
 )
+from .state_machine import record_event
 from .two_person_admin import TwoPersonAdminMixin, TwoPersonModelForm
 
 MONEY_JOB_NOTE = (
@@ -107,6 +109,21 @@ class PeriodicTaskAdmin(TwoPersonAdminMixin, beat_admin.PeriodicTaskAdmin):
         note = ("Money job: changes need a second person", {"description": MONEY_JOB_NOTE, "fields": ()})
         panels = (None, {"fields": ("pending_changes", "history")})
         return [note, *fieldsets, panels]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # A task pointed at a money job's task becomes one (a copy): audited as created, like an added one.
+        becomes_money_job = change and is_money_job(obj) and not is_money_job(type(obj).objects.get(pk=obj.pk))
+        super().save_model(request, obj, form, change)
+        if becomes_money_job:
+            record_event(
+                MONEY_JOB_SUBJECT,
+                obj.pk,
+                action="created",
+                from_status="",
+                to_status="",
+                actor=request.user,
+                reason=f"made a money job in the admin by {request.user}: task -> {obj.task!r}",
+            )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Also what the bulk delete and a schedule's cascading delete ask for each row.
