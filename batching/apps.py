@@ -20,5 +20,6 @@ class BatchingConfig(AppConfig):
                 task=CHECK_THRESHOLD_TASK,
                 every_seconds=settings.PGP_CONVERSION_CHECK_SECONDS,
                 description="Converts pending ETH to USDT once pending net USD passes the threshold.",
+                money_job=True,  # off or late, payments wait unconverted
             )
         )

@@ -43,5 +43,6 @@ class ConsoleConfig(AppConfig):
                 every_seconds=settings.PGP_RECONCILE_EVERY_SECONDS,
                 description="The database against the chain, the exchange's records and its own sums, for the "
                 "previous day; a discrepancy is alerted (reconciliation_discrepancy) and shown in the console.",
+                money_job=True,  # off, a discrepancy between our books and the chain goes unseen
             )
         )

@@ -33,5 +33,6 @@ class PaymentsConfig(AppConfig):
                 task=REFRESH_REFERENCE_PRICES_TASK,
                 every_seconds=settings.PGP_REFERENCE_PRICE_SECONDS,
                 description="The exchange provider's ETH price, which IPN outcomes are checked against.",
+                money_job=True,  # off, the price goes stale and intake stops checking outcomes against it
             )
         )

@@ -39,5 +39,6 @@ def register_payouts() -> None:
             task=CHECK_CLIENT_PAYOUTS_TASK,
             every_seconds=settings.PGP_CLIENT_PAYOUT_CHECK_SECONDS,
             description="Pays each client whose converted USDT passed the client's threshold.",
+            money_job=True,  # off or late, clients are not paid
         )
     )

@@ -112,7 +112,7 @@ def client_row(db: None) -> Client:
 
 
 def test_every_money_permission_of_the_settings_exists_and_no_generic_one_implies_it() -> None:
-    assert len(settings.PGP_MONEY_PERMISSIONS) == 7
+    assert len(settings.PGP_MONEY_PERMISSIONS) == 8
     for name in settings.PGP_MONEY_PERMISSIONS:
         app_label, codename = name.split(".")
         assert Permission.objects.filter(content_type__app_label=app_label, codename=codename).exists(), name

@@ -8,6 +8,7 @@ from django.utils.safestring import SafeString
 
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, money_column
 
+from . import money_jobs_admin  # noqa: F401 - replaces django_celery_beat's admins (money jobs guarded)
 from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
 from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
 from .selectors import get_runtime_settings

@@ -17,6 +17,7 @@ class OperationsConfig(AppConfig):
         from .attention import register_attention_source
         from .beat_schedule import DefaultJob, ensure_default_schedule, register_default_job
         from .models import RuntimeSettings
+        from .money_jobs import register_money_job_controls
         from .pending_changes import PENDING_CHANGES_SOURCE, register_guarded_fields
         from .tasks import RECOVERY_SWEEP_TASK
 
@@ -34,6 +35,8 @@ class OperationsConfig(AppConfig):
                 )
             },
         )
+        # So is disabling or re-timing a money job (those registered with money_job=True).
+        register_money_job_controls()
         register_attention_source(PENDING_CHANGES_SOURCE)
 
         register_default_job(
@@ -42,6 +45,7 @@ class OperationsConfig(AppConfig):
                 task=RECOVERY_SWEEP_TASK,
                 every_seconds=settings.PGP_RECOVERY_SWEEP_SECONDS,
                 description="Re-drives overdue batches and host payments; moves expired ones on with an alert.",
+                money_job=True,  # off, a stuck batch or send is never re-driven nor alerted
             )
         )
         # After migrate, so a fresh database always has the default periodic jobs.

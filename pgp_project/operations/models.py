@@ -39,8 +39,12 @@ class RuntimeSettings(models.Model):
     class Meta:
         verbose_name = "runtime settings"
         verbose_name_plural = "runtime settings"
-        # Requesting a change of the limits below; it applies once a second person confirms it.
-        permissions = [("change_runtime_limits", "Can request a change of the runtime money limits")]
+        # Requesting a change of the limits below, or of a money job's periodic task (enabled,
+        # schedule, task, arguments, routing); it applies once a second person confirms it.
+        permissions = [
+            ("change_runtime_limits", "Can request a change of the runtime money limits"),
+            ("change_money_jobs", "Can request disabling, re-timing or redirecting a money job"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(id=1), name="runtime_settings_singleton"),
             models.CheckConstraint(condition=Q(micro_batch_threshold_usd__gt=0), name="runtime_threshold_positive"),

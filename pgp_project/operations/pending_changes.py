@@ -16,7 +16,7 @@ old -> new values in its reason.
 """
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -37,20 +37,39 @@ class GuardedModel:
     subject: str  # the subject name in the audit trail: "client", "runtime_settings"
     model: type[models.Model]
     fields: Mapping[str, str]  # field name -> the permission that may request a change of it
+    # Which rows are guarded (None: every row); judged on the stored row, never on the edited one.
+    applies_to: Callable[[Any], bool] | None = None
+
+    def guards(self, obj: models.Model | None) -> bool:
+        """Whether this row's guarded fields need a second person (no row yet: only if every row does)."""
+        if self.applies_to is None:
+            return True
+        return obj is not None and obj.pk is not None and self.applies_to(obj)
+
+    def fields_of(self, obj: models.Model | None) -> Mapping[str, str]:
+        """The guarded fields of this row: all of them, or none when the row is not guarded."""
+        return self.fields if self.guards(obj) else {}
 
 
 _BY_MODEL: dict[type[models.Model], GuardedModel] = {}
 _BY_SUBJECT: dict[str, GuardedModel] = {}
 
 
-def register_guarded_fields(subject: str, model: type[models.Model], fields: Mapping[str, str]) -> None:
-    """Called once per model from its app's `ready()`; each field must be a concrete field."""
+def register_guarded_fields(
+    subject: str,
+    model: type[models.Model],
+    fields: Mapping[str, str],
+    *,
+    applies_to: Callable[[Any], bool] | None = None,
+) -> None:
+    """Called once per model from its app's `ready()`; each field must be a concrete field.
+    `applies_to` limits the guard to some rows (e.g. only the periodic tasks of money jobs)."""
     for name in fields:
         model._meta.get_field(name)  # a typo fails at start-up, not at the first request
     existing = _BY_SUBJECT.get(subject)
     if existing is not None and existing.model is not model:
         raise RuntimeError(f"guarded subject {subject!r} is already registered for {existing.model.__name__}")
-    guarded = GuardedModel(subject=subject, model=model, fields=dict(fields))
+    guarded = GuardedModel(subject=subject, model=model, fields=dict(fields), applies_to=applies_to)
     _BY_MODEL[model] = guarded
     _BY_SUBJECT[subject] = guarded
 
@@ -117,6 +136,23 @@ def _field(model: type[models.Model], name: str) -> Any:
     return model._meta.get_field(name)
 
 
+def _attname(model: type[models.Model], name: str) -> str:
+    """Where the value lives on the row: a foreign key's id (`interval_id`), else the field itself."""
+    return str(_field(model, name).attname)
+
+
+def _as_stored(value: Any) -> Any:
+    """A foreign key is requested (and recorded) as the id it points to."""
+    return value.pk if isinstance(value, models.Model) else value
+
+
+def _lock_guarded_row(guarded: GuardedModel, pk: int) -> models.Model:
+    subject = guarded.model._default_manager.select_for_update().get(pk=pk)
+    if not guarded.guards(subject):
+        raise ValueError(f"{guarded.model.__name__} #{pk} is not guarded: it is changed directly")
+    return subject
+
+
 def _same(field: Any, a: Any, b: Any) -> bool:
     return bool(field.to_python(a) == field.to_python(b))
 
@@ -149,21 +185,22 @@ def request_change(
             f"(needs {', '.join(sorted({guarded.fields[name] for name in refused}))})"
         )
     with transaction.atomic():
-        subject = model._default_manager.select_for_update().get(pk=pk)
+        subject = _lock_guarded_row(guarded, pk)
         candidate = copy.copy(subject)
         changes: dict[str, dict[str, str | None]] = {}
         for name, value in new_values.items():
             field = _field(model, name)
+            value = _as_stored(value)
             old = field.value_from_object(subject)
             if _same(field, old, value):
                 continue
-            setattr(candidate, name, field.to_python(value))
+            setattr(candidate, _attname(model, name), field.to_python(value))
             changes[name] = {"old": as_text(old), "new": None}
         if not changes:
             return None
         candidate.full_clean()  # refuse a change that could never be applied
         for name in changes:
-            changes[name]["new"] = as_text(_normalised(_field(model, name), getattr(candidate, name)))
+            changes[name]["new"] = as_text(_normalised(_field(model, name), getattr(candidate, _attname(model, name))))
         now = timezone.now()
         change = PendingChange.objects.create(
             subject_type=guarded.subject,
@@ -225,7 +262,7 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
                 "not applied: changed since the request (" + "; ".join(moved) + ")",
             )
         for name, values in change.changes.items():
-            setattr(subject, name, _field(guarded.model, name).to_python(values["new"]))
+            setattr(subject, _attname(guarded.model, name), _field(guarded.model, name).to_python(values["new"]))
         try:
             subject.full_clean()
         except ValidationError as exc:
@@ -233,8 +270,8 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
                 change, PendingChangeStatus.STALE, user, f"not applied: no longer valid ({'; '.join(exc.messages)})"
             )
         updated = list(change.changes)
-        if any(field.name == "updated_at" for field in guarded.model._meta.concrete_fields):
-            updated.append("updated_at")
+        # The row's auto_now stamps move too (updated_at; a periodic task's date_changed, which Beat reads).
+        updated.extend(field.name for field in guarded.model._meta.concrete_fields if getattr(field, "auto_now", False))
         subject.save(update_fields=updated)
         return _decide(
             change,

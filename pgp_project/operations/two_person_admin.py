@@ -38,12 +38,12 @@ class TwoPersonModelForm(forms.ModelForm):
         guarded = guarded_model(self._meta.model)
         if guarded is None or self.instance.pk is None:
             return cleaned
-        held = [name for name in self.changed_data if name in guarded.fields]
+        held = [name for name in self.changed_data if name in guarded.fields_of(self.instance)]
         if not held:
             return cleaned
         candidate = copy.copy(self.instance)  # still the stored row: the form writes it after clean()
         for name in self.changed_data:
-            if name not in guarded.fields and name in cleaned and _is_model_field(candidate, name):
+            if name not in held and name in cleaned and _is_model_field(candidate, name):
                 setattr(candidate, name, cleaned[name])
         try:
             candidate.full_clean()
@@ -77,7 +77,7 @@ class TwoPersonAdminMixin(AdminExtrasMedia):
         readonly = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
         not_allowed = [
             name
-            for name, permission in self.guarded.fields.items()
+            for name, permission in self.guarded.fields_of(obj).items()
             if not request.user.has_perm(permission) and name not in readonly
         ]
         return [*readonly, *not_allowed]
@@ -85,6 +85,8 @@ class TwoPersonAdminMixin(AdminExtrasMedia):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not change:
             super().save_model(request, obj, form, change)  # type: ignore[misc]
+            if not self.guarded.guards(obj):
+                return
             created_with = {name: {"old": None, "new": as_text(getattr(obj, name))} for name in self.guarded.fields}
             record_event(
                 self.guarded.subject,
@@ -96,18 +98,18 @@ class TwoPersonAdminMixin(AdminExtrasMedia):
                 reason=f"created in the admin by {request.user}: {describe(created_with)}",
             )
             return
-        held = {name: getattr(obj, name) for name in form.changed_data if name in self.guarded.fields}
-        if held:
-            stored = type(obj)._default_manager.get(pk=obj.pk)
-            for name in held:
-                setattr(obj, name, getattr(stored, name))
+        stored = type(obj)._default_manager.get(pk=obj.pk)
+        guarded_fields = self.guarded.fields_of(stored)  # the stored row decides, not the edited one
+        held = {name: getattr(obj, name) for name in form.changed_data if name in guarded_fields}
+        for name in held:
+            setattr(obj, name, getattr(stored, name))
         # Never write a guarded field here, not even its stored value: a confirmation applied
         # meanwhile must not be overwritten by an unrelated edit of the same row.
         obj.save(
             update_fields=[
                 field.name
                 for field in obj._meta.concrete_fields
-                if not field.primary_key and field.name not in self.guarded.fields
+                if not field.primary_key and field.name not in guarded_fields
             ]
         )
         if held:
@@ -127,7 +129,8 @@ class TwoPersonAdminMixin(AdminExtrasMedia):
         message = super().construct_change_message(request, form, formsets, add)  # type: ignore[misc]
         if add:
             return message
-        held = {str(form.fields[name].label or name) for name in self.guarded.fields if name in form.fields}
+        guarded_fields = self.guarded.fields_of(form.instance)
+        held = {str(form.fields[name].label or name) for name in guarded_fields if name in form.fields}
         for entry in message:
             if "changed" in entry:
                 entry["changed"]["fields"] = [name for name in entry["changed"]["fields"] if name not in held]

@@ -328,6 +328,7 @@ PGP_MONEY_PERMISSIONS = [
     "payments.change_payout_destination",  # request a client's wallet, network or currency change
     "payments.change_fees_and_thresholds",  # request a client's fee or threshold change
     "operations.change_runtime_limits",  # request a runtime limit change (approval limit, ...)
+    "operations.change_money_jobs",  # request disabling or re-timing a money job (reconciliation, ...)
     "operations.confirm_change",  # confirm another person's requested change
 ]
 
