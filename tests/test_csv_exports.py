@@ -126,7 +126,8 @@ def test_the_statement_download_neutralises_every_formula_prefix_in_every_text_c
 
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    assert response["Content-Disposition"] == f'attachment; filename="statement-{client.external_id}-{today}-{today}.csv"'
+    name = f"statement-{client.external_id}-{today}-{today}.csv"
+    assert response["Content-Disposition"] == f'attachment; filename="{name}"'
     assert response["X-Content-Type-Options"] == "nosniff"
     body = response.content.decode()
     assert body.startswith('"type","time","payment_id",')  # every cell quoted

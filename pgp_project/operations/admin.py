@@ -8,6 +8,7 @@ from django.utils.safestring import SafeString
 
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, money_column
 
+from . import totp_admin
 from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
 from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
 from .selectors import get_runtime_settings
@@ -134,3 +135,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="who", ordering="actor")
     def who(self, obj: AuditEvent) -> str:
         return obj.actor_label
+
+
+# django-otp's TOTP device admin, registered before this module, with its keys never filterable.
+totp_admin.register()
