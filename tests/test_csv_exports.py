@@ -153,6 +153,22 @@ def test_the_statement_download_neutralises_every_formula_prefix_in_every_text_c
     assert neutralised == 7, body
 
 
+@pytest.mark.django_db
+def test_a_statement_s_file_name_is_encoded_when_the_client_id_is_not_ascii() -> None:
+    client = ClientFactory.create(external_id="канал-1")
+    http = HttpClient()
+    http.force_login(statement_reader())
+    today = timezone.localdate()
+    response = http.get(reverse("admin:console_statement"), {"client": client.pk, "date_from": today, "date_to": today})
+    assert response.status_code == 200
+    quoted = "statement-%D0%BA%D0%B0%D0%BD%D0%B0%D0%BB-1"
+    assert response["Content-Disposition"] == f"attachment; filename*=utf-8''{quoted}-{today}-{today}.csv"
+    assert (
+        response.content.decode()
+        == '"type","time","payment_id","payout_id","amount","unit","usd_value","tx_hash","detail"\r\n'
+    )
+
+
 def test_our_amounts_are_numbers_and_text_is_neutralised_even_when_it_looks_like_one() -> None:
     assert safe_cell(Decimal("-12.50")) == "-12.50"
     assert safe_cell(Decimal("1E-7")) == "0.0000001"  # never the exponent form

@@ -5,7 +5,8 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA is on (it is, in the base settings): then the key 
 add page, as the new device's, and the URL and QR code pages answer 403 to everyone. What the
 setting leaves open is the device list's filter: the admin allows a filter on any field of the
 model in the query string, so `?key__startswith=a` would tell a viewer, one character at a time,
-whether a device's key starts with a guess. SecretFieldsNotFilterable refuses that (400).
+whether a device's key starts with a guess. SecretFieldsNotFilterable refuses that (400), as
+Django's own UserAdmin refuses any filter on a password.
 """
 
 from typing import Any, ClassVar
