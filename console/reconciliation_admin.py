@@ -25,6 +25,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from payments.models import Client
+from pgp_project.csv_export import csv_download
 from pgp_project.money_display import chain_reference, format_amount, format_time
 from pgp_project.operations.transient import TransientError
 
@@ -162,11 +163,8 @@ class ReconciliationRunAdmin(admin.ModelAdmin):
         if form.is_valid():
             client: Client = form.cleaned_data["client"]
             start, end = form.range()
-            body = statement_csv(client, start, end)
-            response = HttpResponse(body, content_type="text/csv; charset=utf-8")
             name = f"statement-{client.external_id}-{form.cleaned_data['date_from']}-{form.cleaned_data['date_to']}.csv"
-            response["Content-Disposition"] = f'attachment; filename="{name}"'
-            return response
+            return csv_download(statement_csv(client, start, end), name)
         context = {
             **self.admin_site.each_context(request),
             "title": "Client statement",

@@ -13,8 +13,6 @@ Events, each at the time it happened:
 - `payout`: what the client received from the exchange, in their currency (its payout hash).
 """
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +23,7 @@ from django.db.models import Q
 from payments.models import Client, PayoutAccumulation
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPaymentStatus, PayoutBatch, PayoutKind
+from pgp_project.csv_export import Cell, csv_text
 from pgp_project.money import USD_PLACES, USDT_PLACES
 
 COLUMNS = ["type", "time", "payment_id", "payout_id", "amount", "unit", "usd_value", "tx_hash", "detail"]
@@ -45,27 +44,28 @@ class StatementEvent:
     tx_hash: str = ""
     detail: str = ""
 
-    def as_row(self) -> list[str]:
+    def as_row(self) -> list[Cell]:
+        # Amounts stay Decimal, so the CSV writes them as numbers; the unit, hash and detail are
+        # text (partly from IPNs and exchanges), which the CSV writer neutralises.
         return [
             self.type,
             self.time.isoformat(),
-            "" if self.payment_id is None else str(self.payment_id),
-            "" if self.payout_id is None else str(self.payout_id),
-            decimal_text(self.amount, self.unit),
+            self.payment_id,
+            self.payout_id,
+            shown_amount(self.amount, self.unit),
             self.unit,
-            "" if self.usd_value is None else decimal_text(self.usd_value, "USD"),
+            None if self.usd_value is None else shown_amount(self.usd_value, "USD"),
             self.tx_hash,
             self.detail,
         ]
 
 
-def decimal_text(amount: Decimal, unit: str) -> str:
+def shown_amount(amount: Decimal, unit: str) -> Decimal:
     """The exact amount: fixed places for USD and USDT, else without trailing zeros."""
     places = PLACES.get(unit.upper())
     if places is not None:
-        return f"{amount.quantize(Decimal(1).scaleb(-places)):f}"  # stored amounts fit exactly
-    text = f"{amount:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+        return amount.quantize(Decimal(1).scaleb(-places))  # stored amounts fit exactly
+    return amount.normalize()  # 100 becomes 1E+2, which the CSV still writes as 100
 
 
 def statement_events(client: Client, start: datetime, end: datetime) -> list[StatementEvent]:
@@ -171,9 +171,4 @@ def _payout_events(client: Client) -> Iterator[StatementEvent]:
 
 
 def statement_csv(client: Client, start: datetime, end: datetime) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for event in statement_events(client, start, end):
-        writer.writerow(event.as_row())
-    return out.getvalue()
+    return csv_text(COLUMNS, (event.as_row() for event in statement_events(client, start, end)))

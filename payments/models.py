@@ -11,6 +11,7 @@ from integrations.assets import unit_symbol
 from pgp_project.money import USD_PLACES, USDT_PLACES, eth_field, percent_field, usd_field, usdt_field
 from pgp_project.money_display import format_amount
 
+from .external_ids import EXTERNAL_ID_RULE, FORBIDDEN_CHARACTER_CLASS, validate_external_id
 from .wallets import validate_payout_extra_id, validate_wallet_address
 
 
@@ -41,7 +42,9 @@ class PayoutCurrency(models.TextChoices):
 class Client(models.Model):
     """A merchant (a paid channel's owner) that receives payouts."""
 
-    external_id = models.CharField(max_length=64, unique=True, help_text="The channel id in order_id.")
+    external_id = models.CharField(
+        max_length=64, unique=True, validators=[validate_external_id], help_text="The channel id in order_id."
+    )
     name = models.CharField(max_length=200, blank=True)
     payout_strategy = models.CharField(max_length=16, choices=PayoutStrategy.choices)
     payout_threshold_usd = usd_field(default=Decimal("0.00"))
@@ -101,6 +104,13 @@ class Client(models.Model):
             ),
             models.CheckConstraint(condition=~Q(wallet_address=""), name="client_wallet_not_empty"),
             models.CheckConstraint(condition=~Q(external_id=""), name="client_external_id_not_empty"),
+            # The validator's rule, for rows written without it (an update, a script, SQL).
+            models.CheckConstraint(
+                condition=~Q(external_id__regex=FORBIDDEN_CHARACTER_CLASS),
+                name="client_external_id_format",
+                violation_error_message=EXTERNAL_ID_RULE,
+                violation_error_code="external_id_format",
+            ),
         ]
 
     def __str__(self) -> str:

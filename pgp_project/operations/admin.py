@@ -8,7 +8,10 @@ from django.utils.safestring import SafeString
 
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, money_column
 
-from . import money_jobs_admin  # noqa: F401 - replaces django_celery_beat's admins (money jobs guarded)
+from . import (
+    money_jobs_admin,  # noqa: F401 - replaces django_celery_beat's admins (money jobs guarded)
+    totp_admin,
+)
 from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
 from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
 from .selectors import get_runtime_settings
@@ -135,3 +138,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="who", ordering="actor")
     def who(self, obj: AuditEvent) -> str:
         return obj.actor_label
+
+
+# django-otp's TOTP device admin, registered before this module, with its keys never filterable.
+totp_admin.register()

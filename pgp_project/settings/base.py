@@ -140,6 +140,11 @@ PGP_TRUSTED_PROXY_COUNT = env.int("PGP_TRUSTED_PROXY_COUNT", default=0)
 # only with a TOTP-verified session. On in production; off by default for the demo and tests.
 PGP_REQUIRE_OTP_FOR_MONEY = env.bool("PGP_REQUIRE_OTP_FOR_MONEY", default=False)
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="PGP payouts")
+# A device's key is shown once, on the page that enrols it, and never again: not on its page, nor
+# as its otpauth:// URL or QR code (django-otp then answers those two pages 403 for everyone;
+# `manage.py add_totp_device` prints the URL once instead). Whoever could read a key could pass
+# that operator's second factor. Not configurable: no environment needs the keys shown.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Content-Security-Policy (django-csp) --------------------------------------------------
 # The Django admin loads only its own scripts and styles (no inline script or style, no eval),

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0007_client_creator_and_release_requests'),
+        ('payments', '0008_client_external_id_format'),
     ]
 
     operations = [
