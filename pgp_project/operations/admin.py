@@ -8,6 +8,7 @@ from django.utils.safestring import SafeString
 
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, money_column
 
+from .access_admin import replace_access_admins
 from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
 from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
 from .selectors import get_runtime_settings
@@ -134,3 +135,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="who", ordering="actor")
     def who(self, obj: AuditEvent) -> str:
         return obj.actor_label
+
+
+# Accounts, groups and TOTP devices: Django's and django-otp's admins with the access rules.
+replace_access_admins(admin.site)
