@@ -11,6 +11,8 @@ permission sets:
 """
 
 import html
+import threading
+import time
 from io import StringIO
 from typing import Any
 
@@ -18,13 +20,19 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.test import Client as HttpClient
 from django.urls import reverse
 from django.utils.html import escape
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from pgp_project.admin_site import NO_DEVICE_MESSAGE
-from pgp_project.operations.access_control import Access, change_user_access, read_access
+from pgp_project.operations.access_control import (
+    Access,
+    change_group_permissions,
+    change_user_access,
+    read_access,
+)
 from pgp_project.operations.models import AuditEvent, PendingChange, PendingChangeStatus
 from pgp_project.operations.pending_changes import confirm_change
 
@@ -148,6 +156,11 @@ def test_a_people_administrator_cannot_make_itself_a_superuser_or_enrol_its_own_
     assert not TOTPDevice.objects.exists()
     assert not PendingChange.objects.exists()
     assert not AuditEvent.objects.filter(subject_type="user").exclude(action="created").exists()
+    # Nor delete its own account (which would also drop its own permissions).
+    mallory.user_permissions.add(permission("auth.delete_user"))
+    deleting = logged_in(fresh(mallory)).post(reverse("admin:auth_user_delete", args=[mallory.pk]), {"post": "yes"})
+    assert deleting.status_code == 403
+    assert User.objects.filter(pk=mallory.pk).exists()
 
 
 def test_nobody_grants_what_they_do_not_hold() -> None:
@@ -347,6 +360,50 @@ def test_a_member_cannot_change_its_own_groups_permissions_and_nobody_grants_a_g
     )
     assert list(empty.permissions.values_list("codename", flat=True)) == ["view_client"]
     assert AuditEvent.objects.get(subject_type="group", subject_id=empty.pk).action == "access_changed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_membership_decided_while_a_money_permission_is_added_to_the_group_waits_for_it() -> None:
+    """An empty group takes a money permission at once, and a group without one takes a member
+    at once: both at the same moment must not add up to a member with money power. The
+    membership waits for the group's row lock, then sees the permission."""
+    treasury = Group.objects.create(name="Treasury")
+    alice = staff("alice", *PEOPLE, "auth.change_group", "payouts.approve_payout")
+    bob = staff("bob")
+    added = threading.Event()
+
+    def add_permission_and_hold_the_transaction() -> None:
+        try:
+            with transaction.atomic():
+                change_group_permissions(alice, treasury.pk, frozenset({"payouts.approve_payout"}))
+                added.set()
+                time.sleep(1.0)  # the membership below runs meanwhile
+        finally:
+            connection.close()
+
+    def add_member() -> None:
+        try:
+            added.wait(10)
+            change_user_access(alice, bob.pk, replace_groups(bob, {"Treasury"}))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add_permission_and_hold_the_transaction), threading.Thread(target=add_member)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(treasury.permissions.values_list("codename", flat=True)) == {"approve_payout"}
+    assert read_access(fresh(bob)).groups == frozenset()
+    assert not fresh(bob).has_perm("payouts.approve_payout")
+    assert PendingChange.objects.get(subject_type="user", subject_id=bob.pk).changes == {
+        "groups": {"old": "", "new": "Treasury"}
+    }
+
+
+def replace_groups(user: User, groups: set[str]) -> Access:
+    current = read_access(fresh(user))
+    return Access(current.is_active, current.is_staff, current.is_superuser, current.permissions, frozenset(groups))
 
 
 # --- devices, passwords and new accounts ------------------------------------------------------------

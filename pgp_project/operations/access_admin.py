@@ -151,6 +151,16 @@ class AccessUserAdmin(AccessPanelsMixin, UserAdmin):
             raise PermissionDenied("; ".join(exc.messages)) from exc
         _report(self, request, outcome)
 
+    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> Any:
+        """Django's log says which fields were saved: not the access fields, which
+        `change_user_access` applies or requests (and records in the account's history)."""
+        message = super().construct_change_message(request, form, formsets, add)
+        access = {str(form.fields[name].label) for name in ACCESS_FIELDS if name in form.fields}
+        for entry in message:
+            if "changed" in entry:
+                entry["changed"]["fields"] = [name for name in entry["changed"]["fields"] if name not in access]
+        return [entry for entry in message if "changed" not in entry or entry["changed"]["fields"]]
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         check_user_deletion(request.user, obj)
         super().delete_model(request, obj)

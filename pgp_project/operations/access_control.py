@@ -208,7 +208,8 @@ def plan_user_change(
         if not raised or not money_power(replace(immediate, **raised_now), by_group):
             as_wanted: dict[str, Any] = {flag: getattr(wanted, flag)}
             immediate = replace(immediate, **as_wanted)
-    assert money_power(immediate, by_group) <= money_power(current, by_group), "an immediate change grants money"
+    if not money_power(immediate, by_group) <= money_power(current, by_group):  # the rules above, kept honest
+        raise RuntimeError(f"an immediate change of {user} would grant money power")
     pending: dict[str, Any] = {
         flag: getattr(wanted, flag) for flag in FLAGS if getattr(immediate, flag) != getattr(wanted, flag)
     }
