@@ -479,6 +479,14 @@ def test_a_new_account_starts_with_nothing_whatever_the_post_says() -> None:
     newcomer = User.objects.get(username="newcomer")
     assert read_access(newcomer) == Access(True, False, False, frozenset(), frozenset())
     assert events(newcomer) == [("created", alice)]
+    # Its first money grant waits for a second person, who is told that the requester made it.
+    root = staff("root", superuser=True)
+    post_user(logged_in(root), newcomer, is_staff=True)
+    assert fresh(newcomer).is_staff  # no money power: at once
+    post_user(logged_in(alice), newcomer, user_permissions=[permission("auth.change_user").pk], change_reason="hire")
+    change = PendingChange.objects.get()
+    assert change.reason == "hire; note: the requester alice created this account"
+    assert not fresh(newcomer).has_perm("auth.change_user")
 
 
 # --- a verified second factor -----------------------------------------------------------------------

@@ -32,7 +32,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from .models import PendingChange
+from .models import AuditEvent, PendingChange
 from .pending_changes import VirtualField, describe, register_guarded_fields, request_change
 from .state_machine import record_event
 
@@ -269,8 +269,31 @@ def change_user_access(actor: Any, user_id: int, wanted: Access, *, reason: str 
                 reason=f"changed at once by {actor} (revocations and grants of no money permission): "
                 f"{describe(applied)}" + (f"; reason: {reason}" if reason else ""),
             )
-        pending = request_change(user_model, user.pk, plan.pending, user=actor, reason=reason) if plan.pending else None
+        pending = None
+        if plan.pending:
+            noted = "; ".join(filter(None, [reason, credentials_known_to(actor, user)]))
+            pending = request_change(user_model, user.pk, plan.pending, user=actor, reason=noted)
     return AccessOutcome(applied=applied, pending=pending)
+
+
+CREDENTIAL_ACTIONS = {
+    "created": "created this account",
+    "password_set": "set its password",
+    "totp_device_enrolled": "enrolled its TOTP device",
+    "totp_device_changed": "changed its TOTP device",
+}
+
+
+def credentials_known_to(actor: Any, user: Any) -> str:
+    """Whoever created an account or set its credentials may know them: said in the request of
+    a money grant to it, for the second person who confirms it."""
+    actions = set(
+        AuditEvent.objects.filter(
+            subject_type=USER_SUBJECT, subject_id=user.pk, actor=actor, action__in=CREDENTIAL_ACTIONS
+        ).values_list("action", flat=True)
+    )
+    done = [text for action, text in CREDENTIAL_ACTIONS.items() if action in actions]
+    return f"note: the requester {actor} {', '.join(done)}" if done else ""
 
 
 def _write_access(user: Any, access: Access) -> None:
