@@ -8,10 +8,8 @@ from django.utils.safestring import SafeString
 
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, money_column
 
-from . import (
-    money_jobs_admin,  # noqa: F401 - replaces django_celery_beat's admins (money jobs guarded)
-    totp_admin,
-)
+from . import money_jobs_admin  # noqa: F401 - replaces django_celery_beat's admins (money jobs guarded)
+from .access_admin import replace_access_admins
 from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
 from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
 from .selectors import get_runtime_settings
@@ -140,5 +138,6 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return obj.actor_label
 
 
-# django-otp's TOTP device admin, registered before this module, with its keys never filterable.
-totp_admin.register()
+# Accounts, groups and TOTP devices: Django's and django-otp's admins with the access rules (and
+# device keys never filterable).
+replace_access_admins(admin.site)

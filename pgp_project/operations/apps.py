@@ -14,6 +14,7 @@ class OperationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
+        from .access_control import register_access_subjects
         from .attention import register_attention_source
         from .beat_schedule import DefaultJob, ensure_default_schedule, register_default_job
         from .models import RuntimeSettings
@@ -38,6 +39,8 @@ class OperationsConfig(AppConfig):
         # So is disabling or re-timing a money job (those registered with money_job=True).
         register_money_job_controls()
         register_attention_source(PENDING_CHANGES_SOURCE)
+        # Administering people is a money control: accounts and groups are guarded subjects too.
+        register_access_subjects()
 
         register_default_job(
             DefaultJob(

@@ -16,6 +16,7 @@ old -> new values in its reason.
 """
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,6 +51,10 @@ class GuardedModel:
         """The guarded fields of this row: all of them, or none when the row is not guarded."""
         return self.fields if self.guards(obj) else {}
 
+    # Virtual fields: names in `fields` that are no column of the row, with how each is read and written.
+    virtual: Mapping[str, "VirtualField"] = dataclasses.field(default_factory=dict)
+    confirm_check: "ConfirmCheck | None" = None
+
 
 _BY_MODEL: dict[type[models.Model], GuardedModel] = {}
 _BY_SUBJECT: dict[str, GuardedModel] = {}
@@ -61,15 +66,30 @@ def register_guarded_fields(
     fields: Mapping[str, str],
     *,
     applies_to: Callable[[Any], bool] | None = None,
+    virtual: "Mapping[str, VirtualField] | None" = None,
+    confirm_check: "ConfirmCheck | None" = None,
 ) -> None:
-    """Called once per model from its app's `ready()`; each field must be a concrete field.
-    `applies_to` limits the guard to some rows (e.g. only the periodic tasks of money jobs)."""
+    """Called once per model from its app's `ready()`; each field must be a concrete field, or a
+    virtual one (see `VirtualField`). `applies_to` limits the guard to some rows (e.g. only the
+    periodic tasks of money jobs). `confirm_check` may refuse a confirmer beyond the kernel's own
+    rule (the requester never confirms)."""
+    virtual = dict(virtual or {})
     for name in fields:
-        model._meta.get_field(name)  # a typo fails at start-up, not at the first request
+        if name not in virtual:
+            model._meta.get_field(name)  # a typo fails at start-up, not at the first request
     existing = _BY_SUBJECT.get(subject)
     if existing is not None and existing.model is not model:
         raise RuntimeError(f"guarded subject {subject!r} is already registered for {existing.model.__name__}")
-    guarded = GuardedModel(subject=subject, model=model, fields=dict(fields), applies_to=applies_to)
+    if set(virtual) - set(fields):
+        raise RuntimeError(f"virtual fields {sorted(set(virtual) - set(fields))} need their permission in `fields`")
+    guarded = GuardedModel(
+        subject=subject,
+        model=model,
+        fields=dict(fields),
+        applies_to=applies_to,
+        virtual=virtual,
+        confirm_check=confirm_check,
+    )
     _BY_MODEL[model] = guarded
     _BY_SUBJECT[subject] = guarded
 
@@ -188,7 +208,8 @@ def request_change(
         subject = _lock_guarded_row(guarded, pk)
         candidate = copy.copy(subject)
         changes: dict[str, dict[str, str | None]] = {}
-        for name, value in new_values.items():
+        changes.update(_virtual_changes(guarded, subject, new_values))
+        for name, value in _concrete(guarded, new_values).items():
             field = _field(model, name)
             value = _as_stored(value)
             old = field.value_from_object(subject)
@@ -199,7 +220,7 @@ def request_change(
         if not changes:
             return None
         candidate.full_clean()  # refuse a change that could never be applied
-        for name in changes:
+        for name in _concrete(guarded, changes):
             changes[name]["new"] = as_text(_normalised(_field(model, name), getattr(candidate, _attname(model, name))))
         now = timezone.now()
         change = PendingChange.objects.create(
@@ -247,9 +268,10 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
             raise SelfConfirmationRefused(
                 f"change #{change.pk} was requested by {user}: a second staff member must confirm it"
             )
-        moved = [
+        _check_confirmer(guarded, subject, change, user)
+        moved = _moved_virtual(guarded, subject, change.changes) + [
             f"{name} is now {as_text(_field(guarded.model, name).value_from_object(subject))!r}"
-            for name, values in change.changes.items()
+            for name, values in _concrete(guarded, change.changes).items()
             if not _same(
                 _field(guarded.model, name), _field(guarded.model, name).value_from_object(subject), values["old"]
             )
@@ -261,15 +283,16 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
                 user,
                 "not applied: changed since the request (" + "; ".join(moved) + ")",
             )
-        for name, values in change.changes.items():
+        for name, values in _concrete(guarded, change.changes).items():
             setattr(subject, _attname(guarded.model, name), _field(guarded.model, name).to_python(values["new"]))
         try:
             subject.full_clean()
+            _write_virtual(guarded, subject, change.changes)
         except ValidationError as exc:
             return _decide(
                 change, PendingChangeStatus.STALE, user, f"not applied: no longer valid ({'; '.join(exc.messages)})"
             )
-        updated = list(change.changes)
+        updated = list(_concrete(guarded, change.changes))
         # The row's auto_now stamps move too (updated_at; a periodic task's date_changed, which Beat reads).
         updated.extend(field.name for field in guarded.model._meta.concrete_fields if getattr(field, "auto_now", False))
         subject.save(update_fields=updated)
@@ -318,3 +341,64 @@ def _decide(change: PendingChange, status: str, user: Any, note: str) -> Pending
         reason=f"change #{change.pk} {status}: {describe(change.changes)}; {note}",
     )
     return change
+
+
+# --- virtual fields -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VirtualField:
+    """A guarded value that is no column of the row (a user's permissions, the groups it is in),
+    kept in a change as text (e.g. sorted, comma-joined natural keys) and compared as text.
+    `write` runs on confirmation under the subject's row lock; it raises ValidationError when
+    the value can no longer be applied (the change is then stale, and nothing is written)."""
+
+    read: Callable[[Any], str | None]
+    write: Callable[[Any, str | None], None]
+
+
+# Called on confirmation under the subject's row lock, before anything is applied: raises
+# PermissionDenied when this person may not confirm this change of this row.
+ConfirmCheck = Callable[[Any, Mapping[str, Mapping[str, str | None]], Any], None]
+
+
+def _concrete(guarded: GuardedModel, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if name not in guarded.virtual}
+
+
+def _virtual_changes(
+    guarded: GuardedModel, subject: models.Model, new_values: Mapping[str, Any]
+) -> dict[str, dict[str, str | None]]:
+    """old -> new of each virtual field that changes."""
+    changes: dict[str, dict[str, str | None]] = {}
+    for name, virtual in guarded.virtual.items():
+        if name in new_values:
+            old, new = virtual.read(subject), as_text(new_values[name])
+            if old != new:
+                changes[name] = {"old": old, "new": new}
+    return changes
+
+
+def _moved_virtual(
+    guarded: GuardedModel, subject: models.Model, changes: Mapping[str, Mapping[str, str | None]]
+) -> list[str]:
+    """The virtual fields that no longer hold the value recorded as old."""
+    moved = []
+    for name, virtual in guarded.virtual.items():
+        if name in changes and (now := virtual.read(subject)) != changes[name]["old"]:
+            moved.append(f"{name} is now {now!r}")
+    return moved
+
+
+def _write_virtual(
+    guarded: GuardedModel, subject: models.Model, changes: Mapping[str, Mapping[str, str | None]]
+) -> None:
+    with transaction.atomic():  # one that cannot be written undoes the others
+        for name, virtual in guarded.virtual.items():
+            if name in changes:
+                virtual.write(subject, changes[name]["new"])
+
+
+def _check_confirmer(guarded: GuardedModel, subject: models.Model, change: PendingChange, user: Any) -> None:
+    if guarded.confirm_check is not None:
+        guarded.confirm_check(subject, change.changes, user)

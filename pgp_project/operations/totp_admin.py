@@ -1,4 +1,5 @@
-"""The TOTP devices' admin: django-otp's, whose keys nobody reads back after enrolment.
+"""The TOTP devices' admin base: django-otp's, whose keys nobody reads back after enrolment
+(`access_admin.AccessTOTPDeviceAdmin` adds who may manage whose device).
 
 django-otp shows a device's key on its page and serves its otpauth:// URL and QR code unless
 OTP_ADMIN_HIDE_SENSITIVE_DATA is on (it is, in the base settings): then the key is only on the
@@ -9,13 +10,11 @@ whether a device's key starts with a guess. SecretFieldsNotFilterable refuses th
 Django's own UserAdmin refuses any filter on a password.
 """
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from django.contrib import admin
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
 class SecretFieldsNotFilterable:
@@ -32,13 +31,3 @@ class SecretFieldsNotFilterable:
 
 class SecretKeepingTOTPDeviceAdmin(SecretFieldsNotFilterable, TOTPDeviceAdmin):
     secret_fields = frozenset({"key"})
-
-
-def register() -> None:
-    """In place of django-otp's own registration (its admin module is discovered first)."""
-    registered: Any = admin.site.get_model_admin(TOTPDevice) if admin.site.is_registered(TOTPDevice) else None
-    if isinstance(registered, SecretKeepingTOTPDeviceAdmin):
-        return
-    if registered is not None:
-        admin.site.unregister(TOTPDevice)
-    admin.site.register(TOTPDevice, SecretKeepingTOTPDeviceAdmin)

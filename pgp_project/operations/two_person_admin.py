@@ -144,31 +144,36 @@ class TwoPersonAdminMixin(AdminExtrasMedia):
 
     @admin.display(description="changes awaiting confirmation by a second staff member")
     def pending_changes(self, obj: models.Model) -> SafeString | str:
-        if obj.pk is None:
-            return "-"
-        pending = PendingChange.objects.filter(
-            subject_type=self.guarded.subject, subject_id=obj.pk, status=PendingChangeStatus.PENDING
-        ).select_related("requested_by")
-        return html_table(
-            ("change", "requested by", "at", "old -> new", "reason"),
-            (
-                (
-                    format_html(
-                        '<a href="{}">#{}</a>', reverse("admin:operations_pendingchange_change", args=[c.pk]), c.pk
-                    ),
-                    c.requested_by,
-                    format_time(c.requested_at),
-                    changes_list(c),
-                    c.reason,
-                )
-                for c in pending
-            ),
-            empty="none",
-        )
+        return pending_changes_table(self.guarded.subject, obj.pk)
 
     @admin.display(description="timeline (every requested, confirmed and rejected money-control change)")
     def history(self, obj: models.Model) -> SafeString | str:
         return history_table(self.guarded.subject, obj.pk)
+
+
+def pending_changes_table(subject: str, pk: int | None) -> SafeString | str:
+    """The changes of one subject that wait for a second staff member, linked to each."""
+    if pk is None:
+        return "-"
+    pending = PendingChange.objects.filter(
+        subject_type=subject, subject_id=pk, status=PendingChangeStatus.PENDING
+    ).select_related("requested_by")
+    return html_table(
+        ("change", "requested by", "at", "old -> new", "reason"),
+        (
+            (
+                format_html(
+                    '<a href="{}">#{}</a>', reverse("admin:operations_pendingchange_change", args=[c.pk]), c.pk
+                ),
+                c.requested_by,
+                format_time(c.requested_at),
+                changes_list(c),
+                c.reason,
+            )
+            for c in pending
+        ),
+        empty="none",
+    )
 
 
 def changes_list(change: PendingChange) -> SafeString:

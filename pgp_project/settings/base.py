@@ -336,6 +336,21 @@ PGP_MONEY_PERMISSIONS = [
     "operations.change_money_jobs",  # request disabling or re-timing a money job (reconciliation, ...)
     "operations.confirm_change",  # confirm another person's requested change
 ]
+# Administering people is a money control too: whoever changes accounts, groups, permissions or
+# second factors could otherwise hand themselves (or a second account of theirs) every money
+# permission. Granting stays bounded by what the granter holds (pgp_project/operations/access_control.py).
+PGP_PEOPLE_ADMINISTRATION_PERMISSIONS = [
+    f"{app}.{verb}_{model}"
+    for app, model in [
+        ("auth", "user"),
+        ("auth", "group"),
+        ("auth", "permission"),
+        ("otp_totp", "totpdevice"),
+        *([("otp_static", "staticdevice")] if "django_otp.plugins.otp_static" in INSTALLED_APPS else []),
+    ]
+    for verb in ("add", "change", "delete")
+]
+PGP_MONEY_PERMISSIONS += PGP_PEOPLE_ADMINISTRATION_PERMISSIONS
 
 # Block explorer pages per chain (ChangeNOW network code) and kind, `{}` replaced by the hash or
 # address: the console links every transaction and address there. JSON in the environment.
