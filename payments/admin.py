@@ -24,7 +24,7 @@ from pgp_project.operations.two_person_admin import TwoPersonAdminMixin
 
 from .late_payments import PartialPaymentNotAcceptable, accept_partial_payment
 from .models import Client, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
-from .money_controls import CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS, open_client
+from .money_controls import CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS, deactivate_client, open_client
 from .routing import reroute_held_payment
 from .selectors import PAYMENT_SUBJECT, TOTAL_FIELDS, accumulation_totals, client_balance
 
@@ -135,6 +135,11 @@ class ClientAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Client, form: Any, change: bool) -> None:
         if change:
+            if "is_active" in form.changed_data and not obj.is_active:
+                # Freezing is the safe direction: at once, by one person (reactivating is guarded).
+                deactivate_client(obj.pk, user=request.user, reason=form.cleaned_data.get("change_reason", ""))
+                form.changed_data.remove("is_active")
+                self.message_user(request, f"Client {obj.external_id} is deactivated: its payments are held.")
             super().save_model(request, obj, form, change)
             return
         activation = open_client(obj, user=request.user, reason=form.cleaned_data.get("change_reason", ""))

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils import timezone
 
 from pgp_project.operations.models import PendingChange, PendingChangeStatus
 from pgp_project.operations.pending_changes import register_guarded_fields, request_change
@@ -46,7 +48,48 @@ CLIENT_GUARDED_FIELDS = {
 
 
 def register_client_money_controls() -> None:
-    register_guarded_fields(CLIENT_SUBJECT, Client, CLIENT_GUARDED_FIELDS)
+    register_guarded_fields(
+        CLIENT_SUBJECT, Client, CLIENT_GUARDED_FIELDS, confirm_check=refuse_people_behind_the_destination
+    )
+
+
+def refuse_people_behind_the_destination(client: Client, changes: Mapping[str, Any], user: Any) -> None:
+    """A change of where a client's money goes (or its activation) is confirmed by nobody who set
+    the client or its current destination up: else the one who created a client with her own
+    wallet could confirm a colleague's activation request of it. Called under the row lock."""
+    if not set(changes) & {*DESTINATION_FIELDS, "is_active"}:
+        return
+    behind = people_behind_client(client) | people_behind_destination(client.pk, client.wallet_address)
+    if user.pk in behind:
+        raise PermissionDenied(
+            f"{user} set up client {client.external_id!r} or its current destination: a person independent of "
+            "it must confirm this change"
+        )
+
+
+def deactivate_client(client_id: int, *, user: Any, reason: str = "") -> Client:
+    """Freeze a client at once, by one person: its payments are held and nothing more is paid to
+    it. The safe direction needs no second person (an operator who finds a compromised wallet
+    must be able to stop money now); reactivating it is a change a second person confirms."""
+    if not user.has_perm(CHANGE_DESTINATION):
+        raise PermissionDenied(f"{user} may not deactivate clients (needs {CHANGE_DESTINATION})")
+    with transaction.atomic():
+        client = Client.objects.select_for_update().get(pk=client_id)
+        if not client.is_active:
+            return client
+        Client.objects.filter(pk=client_id, is_active=True).update(is_active=False, updated_at=timezone.now())
+        record_event(
+            CLIENT_SUBJECT,
+            client_id,
+            action="deactivated",
+            from_status="active",
+            to_status="inactive",
+            actor=user,
+            reason=f"deactivated by {user}; its payments are held until a confirmed reactivation"
+            + (f"; reason: {reason}" if reason else ""),
+        )
+        client.refresh_from_db()
+    return client
 
 
 def open_client(client: Client, *, user: Any, reason: str = "") -> PendingChange | None:

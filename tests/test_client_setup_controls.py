@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.test import Client as HttpClient
 from django.urls import reverse
 
@@ -209,13 +210,13 @@ def test_who_requested_or_confirmed_a_wallet_change_cannot_approve_payouts_to_it
 
 
 def test_the_people_behind_a_destination_are_those_since_the_change_that_set_it() -> None:
-    creator, a, b, c, d = (staff(name) for name in ("creator", "a", "b", "c", "d"))
+    creator, a, b, c, d, e = (staff(name) for name in ("creator", "a", "b", "c", "d", "e"))
     for person in (creator, a, c):
         for permission in ("payments.change_payout_destination", "payments.change_fees_and_thresholds"):
             person.user_permissions.add(_permission(permission))
-    for person in (b, d):
+    for person in (b, d, e):
         person.user_permissions.add(_permission("operations.confirm_change"))
-    creator, a, b, c, d = (User.objects.get(pk=u.pk) for u in (creator, a, b, c, d))
+    creator, a, b, c, d, e = (User.objects.get(pk=u.pk) for u in (creator, a, b, c, d, e))
     client = ClientFactory.create(external_id="-100903", wallet_address=WALLET, created_by=creator)
     assert people_behind_destination(client.pk, WALLET) == {creator.pk}
 
@@ -226,8 +227,12 @@ def test_the_people_behind_a_destination_are_those_since_the_change_that_set_it(
     assert people_behind_destination(client.pk, NEW_WALLET) == {a.pk, b.pk, c.pk, d.pk}
     _apply(client, {"payout_threshold_usd": "75.00"}, c, b)  # not where, only when
     assert people_behind_destination(client.pk, NEW_WALLET) == {a.pk, b.pk, c.pk, d.pk}
-    _apply(client, {"wallet_address": WALLET}, c, d)  # back to the first wallet: set by c and d now
-    assert people_behind_destination(client.pk, WALLET) == {c.pk, d.pk}
+    # d stands behind the current destination, so may not confirm the next change of it.
+    with pytest.raises(PermissionDenied, match="independent"):
+        _apply(client, {"wallet_address": WALLET}, c, d)
+    PendingChange.objects.filter(status=PendingChangeStatus.PENDING).delete()
+    _apply(client, {"wallet_address": WALLET}, c, e)  # back to the first wallet: set by c and e now
+    assert people_behind_destination(client.pk, WALLET) == {c.pk, e.pk}
     assert people_behind_destination(client.pk, NEW_WALLET) == {a.pk, b.pk, c.pk, d.pk}  # older payouts
 
 
@@ -251,3 +256,68 @@ def test_a_client_created_inactive_on_purpose_has_no_activation_request() -> Non
     assert not client.is_active
     assert not PendingChange.objects.filter(subject_id=client.pk).exists()
     assert AuditEvent.objects.get(subject_type="client", subject_id=client.pk, action="created").actor == creator
+
+
+def test_the_creator_cannot_confirm_a_colleagues_activation_request_of_her_client() -> None:
+    mallory = staff("mallory", *ONBOARDER_PERMISSIONS, "operations.confirm_change")
+    client = create_client_in_admin(logged_in(mallory), is_active="", payout_strategy=PayoutStrategy.THRESHOLD,
+                                    payout_threshold_usd="50.00")  # fmt: skip
+    colleague = staff("colleague", "payments.change_payout_destination")
+    activation = request_change(Client, client.pk, {"is_active": True}, user=colleague)
+    assert activation is not None
+    with pytest.raises(PermissionDenied, match="independent"):
+        confirm_change(activation.pk, mallory)
+    assert not Client.objects.get(pk=client.pk).is_active
+    assert PendingChange.objects.get(pk=activation.pk).status == PendingChangeStatus.PENDING
+    confirm_change(activation.pk, staff("checker", "operations.confirm_change"))
+    assert Client.objects.get(pk=client.pk).is_active
+
+
+def test_one_person_freezes_a_client_at_once_and_two_unfreeze_it() -> None:
+    client = ClientFactory.create(external_id="-100904", payout_threshold_usd=Decimal("50.00"))
+    operator = staff("operator", "payments.view_client", "payments.change_client", "payments.change_payout_destination")
+    url = reverse("admin:payments_client_change", args=[client.pk])
+    assert logged_in(operator).post(url, client_form(client, is_active="")).status_code == 302
+    frozen = Client.objects.get(pk=client.pk)
+    assert not frozen.is_active
+    assert not PendingChange.objects.exists()
+    event = AuditEvent.objects.get(subject_type="client", subject_id=client.pk, action="deactivated")
+    assert event.actor == operator
+    assert "inactive" in held_payment(900740, channel="-100904").hold_reason
+
+    assert logged_in(operator).post(url, client_form(frozen, is_active="on")).status_code == 302
+    assert not Client.objects.get(pk=client.pk).is_active  # reactivation waits for a second person
+    (reactivation,) = PendingChange.objects.filter(status=PendingChangeStatus.PENDING)
+    assert reactivation.changes == {"is_active": {"old": "False", "new": "True"}}
+
+
+def test_clients_created_before_their_creator_was_recorded_get_it_from_their_history() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    backfill = importlib.import_module("payments.migrations.0010_client_created_by_from_history")
+    creator, later = staff("creator"), staff("later")
+    client = ClientFactory.create(external_id="-100905")
+    for actor in (creator, later):  # the first "created" event is the creation
+        AuditEvent.objects.create(subject_type="client", subject_id=client.pk, action="created", actor=actor)
+    system_made = ClientFactory.create(external_id="-100906")
+    backfill.creators_from_history(apps, None)
+    assert Client.objects.get(pk=client.pk).created_by == creator
+    assert Client.objects.get(pk=system_made.pk).created_by is None
+    assert people_behind_destination(client.pk, client.wallet_address) == {creator.pk}
+
+
+def test_the_external_id_constraint_migration_names_existing_bad_ids_instead_of_failing_obscurely() -> None:
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("payments.migrations.0008_client_external_id_format")
+    migration.refuse_existing_ids_that_break_the_rule(apps, None)  # nothing to refuse
+    with connection.cursor() as cursor:  # a row from before the rule (rolled back with the test)
+        cursor.execute("ALTER TABLE payments_client DROP CONSTRAINT client_external_id_format")
+    ClientFactory.create(external_id="-100 907")
+    with pytest.raises(RuntimeError, match="'-100 907'"):
+        migration.refuse_existing_ids_that_break_the_rule(apps, None)

@@ -4,6 +4,18 @@ import payments.external_ids
 from django.db import migrations, models
 
 
+def refuse_existing_ids_that_break_the_rule(apps, schema_editor):
+    """The constraint below would abort the migration on one bad row with PostgreSQL's terse
+    error: name every such client instead, so an operator fixes them (through a confirmed change)
+    and migrates again. Nothing is rewritten here: an id is what payments name."""
+    Client = apps.get_model("payments", "Client")
+    pattern = payments.external_ids.FORBIDDEN_CHARACTER_CLASS
+    bad = list(Client.objects.filter(external_id__regex=pattern).values_list("pk", "external_id")[:50])
+    if bad:
+        listed = ", ".join(f"#{pk} {external_id!r}" for pk, external_id in bad)
+        raise RuntimeError(f"clients whose external id breaks the new rule (fix them, then migrate again): {listed}")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -11,6 +23,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(refuse_existing_ids_that_break_the_rule, migrations.RunPython.noop),
         migrations.AlterField(
             model_name='client',
             name='external_id',
