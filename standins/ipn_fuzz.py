@@ -117,26 +117,26 @@ def _mutated_body(rng: random.Random) -> tuple[str, bytes]:
     choice = rng.randrange(9)
     if choice == 0:
         body[rng.choice(FIELDS)] = rng.choice(HOSTILE_VALUES)
-        return "hostile_value", _dumps(body)
+        return "hostile_value", dumps_as_javascript(body)
     if choice == 1:
         for field in rng.sample(FIELDS, 3):
             body[field] = rng.choice(HOSTILE_VALUES)
-        return "hostile_values", _dumps(body)
+        return "hostile_values", dumps_as_javascript(body)
     if choice == 2:
         field = rng.choice(FIELDS)
         body[field] = "__RAW__"
-        return "raw_number", _dumps(body).replace(b'"__RAW__"', rng.choice(RAW_NUMBERS).encode())
+        return "raw_number", dumps_as_javascript(body).replace(b'"__RAW__"', rng.choice(RAW_NUMBERS).encode())
     if choice == 3:
-        raw = _dumps(body)
+        raw = dumps_as_javascript(body)
         return "truncated", raw[: rng.randrange(len(raw))]
     if choice == 4:
-        flipped = bytearray(_dumps(body))
+        flipped = bytearray(dumps_as_javascript(body))
         for _ in range(rng.randrange(1, 8)):
             flipped[rng.randrange(len(flipped))] = rng.randrange(256)
         return "byte_flips", bytes(flipped)
     if choice < 8:
         return (_deeply_nested, _prototype_key, _not_utf8)[choice - 5](rng, body)
-    return "not_an_object", _dumps(rng.choice([[body], "text", 42, None, [], body["payment_id"]]))
+    return "not_an_object", dumps_as_javascript(rng.choice([[body], "text", 42, None, [], body["payment_id"]]))
 
 
 def _deeply_nested(rng: random.Random, body: dict[str, Any]) -> tuple[str, bytes]:
@@ -150,7 +150,7 @@ def _deeply_nested(rng: random.Random, body: dict[str, Any]) -> tuple[str, bytes
     if shape == 2:
         return f"deep_objects_{depth}", b'{"a":' * depth + b"1" + b"}" * depth
     # A whole notification with one of its fields nested: the attack's "signed" deep object.
-    raw = _dumps(body)
+    raw = dumps_as_javascript(body)
     field = b'"deep":' + b'{"a":' * depth + b"null" + b"}" * depth + b","
     return f"deep_field_{depth}", raw[:1] + field + raw[1:]
 
@@ -158,7 +158,7 @@ def _deeply_nested(rng: random.Random, body: dict[str, Any]) -> tuple[str, bytes
 def _prototype_key(rng: random.Random, body: dict[str, Any]) -> tuple[str, bytes]:
     key = rng.choice(['"__proto__"', '"\\u005f_proto__"', '"__pro\\u0074o__"'])
     value = rng.choice(['{"payment_status": "finished"}', "null", "1", '"x"', "[]"])
-    raw = _dumps(body)
+    raw = dumps_as_javascript(body)
     if rng.random() < 0.5:
         return "proto_key", raw[:1] + f"{key}: {value}, ".encode() + raw[1:]
     return "proto_key_nested", raw[:-1] + f', "fee": {{{key}: {value}, "currency": "eth"}}}}'.encode()
@@ -174,17 +174,18 @@ def _not_utf8(rng: random.Random, body: dict[str, Any]) -> tuple[str, bytes]:
     if choice == 0:
         return "utf16", json.dumps(body).encode(rng.choice(["utf-16", "utf-16-le", "utf-32"]))
     if choice == 1:
-        return "utf8_bom", b"\xef\xbb\xbf" + _dumps(body)
+        return "utf8_bom", b"\xef\xbb\xbf" + dumps_as_javascript(body)
     body[rng.choice(["order_description", "pay_currency", "order_id", "extra_field"])] = "__BAD__"
-    return "invalid_utf8", _dumps(body).replace(b"__BAD__", b"ok" + rng.choice(INVALID_UTF8) + b"ok")
+    return "invalid_utf8", dumps_as_javascript(body).replace(b"__BAD__", b"ok" + rng.choice(INVALID_UTF8) + b"ok")
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _dumps(value: Any) -> bytes:
-    # A lone surrogate goes on the wire as its \u escape, as JavaScript's JSON.stringify writes it.
-    text = json.dumps(value, ensure_ascii=False)
+def dumps_as_javascript(value: Any, **json_options: Any) -> bytes:
+    """UTF-8 JSON as JavaScript's JSON.stringify writes it: a lone surrogate (which UTF-8 cannot
+    carry) as its \\u escape."""
+    text = json.dumps(value, ensure_ascii=False, **json_options)
     return _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
 
 
@@ -202,7 +203,7 @@ def javascript_signature(body: bytes, secret: str) -> bytes:
     parsed = json.loads(
         text, object_pairs_hook=lambda pairs: {key: value for key, value in pairs if key != PROTOTYPE_KEY}
     )
-    return sign(_dumps(parsed), secret).encode()
+    return sign(dumps_as_javascript(parsed), secret).encode()
 
 
 # Broken framing, sent over a raw socket (see wire_request). The stalled ones hold a server thread

@@ -25,9 +25,10 @@ from integrations.nowpayments_signature import sign
 from payments.models import Client, IpnOutcome, Payment, PaymentEvent, PayoutAccumulation, RoutingStatus
 from payments.retention import prune_rejected_ipn_events
 from payouts.models import PayoutBatch
-from standins.ipn_fuzz import fuzz_cases
+from standins.ipn_fuzz import dumps_as_javascript, fuzz_cases, javascript_signature
 
 from .conftest import IPN_URL, PROJECT_ROOT, ipn_body, post_ipn, wait_until, worker_environment
+from .factories import StaffUserFactory
 from .test_settings_and_demo import free_port
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +54,7 @@ def post_raw(http: HttpClient, body: bytes, signature: bytes | None) -> Any:
 def signed(body: dict[str, Any]) -> tuple[bytes, bytes]:
     from django.conf import settings
 
-    raw = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    raw = dumps_as_javascript(body)
     return raw, sign(raw, settings.NOWPAYMENTS_IPN_SECRET).encode()
 
 
@@ -142,6 +143,142 @@ def test_a_status_holding_such_a_character_is_a_clear_422(client: HttpClient) ->
     assert Payment.objects.count() == 0
 
 
+# --- nesting, encoding and __proto__: refused before the signature is checked ----------------------
+
+
+def assert_refused_before_anything(response: Any, error: str) -> PaymentEvent:
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == error
+    assert response.json()["detail"]  # says why, in words
+    assert Payment.objects.count() == 0
+    event = PaymentEvent.objects.get()
+    assert event.outcome == IpnOutcome.REJECTED_PAYLOAD
+    assert (event.provider_payment_id, event.reported_status, event.body) == (None, "", "")
+    return event
+
+
+def nested_field(depth: int) -> bytes:
+    """A whole signed-looking notification with one more field, objects nested `depth` deep in it."""
+    raw = json.dumps(ipn_body()).encode()
+    return raw[:1] + b'"deep": ' + b'{"a": ' * depth + b"null" + b"}" * depth + b", " + raw[1:]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 20000, id="20000-unclosed-arrays"),
+        pytest.param(b"[" * 3000 + b"]" * 3000, id="3000-arrays"),
+        pytest.param(b"[" * 990 + b"]" * 990, id="990-arrays-under-the-parser-limit"),
+        pytest.param(b'{"a":' * 5000 + b"1" + b"}" * 5000, id="5000-objects"),
+        pytest.param(nested_field(3000), id="notification-with-a-field-3000-deep"),
+        pytest.param(b"[" * 9 + b"]" * 9, id="9-arrays"),
+    ],
+)
+def test_deep_nesting_gets_a_400_before_it_is_parsed(client: HttpClient, threshold_client: Client, body: bytes):
+    try:
+        signature = sign(body, "test-ipn-secret").encode()
+    except ValueError:
+        signature = b"0" * 128  # too deep for our signer too: the intake never gets to the signature
+    response = post_raw(client, body, signature)
+    event = assert_refused_before_anything(response, "too_deeply_nested")
+    assert event.reason == "body nests objects or arrays deeper than 8 levels"
+
+
+def test_a_signed_notification_nested_past_the_limit_is_refused_and_one_at_it_accepted(
+    client: HttpClient, threshold_client: Client
+) -> None:
+    # The body is one level, the field's objects the rest: 9 levels in all.
+    too_deep = nested_field(8)
+    response = post_raw(client, too_deep, sign(too_deep, "test-ipn-secret").encode())
+    assert_refused_before_anything(response, "too_deeply_nested")
+    at_the_limit = nested_field(7)
+    response = post_raw(client, at_the_limit, sign(at_the_limit, "test-ipn-secret").encode())
+    assert response.status_code == 200, response.content
+    assert Payment.objects.get().raw_payload["deep"]["a"]["a"]["a"]["a"]["a"]["a"]["a"] is None
+
+
+def test_brackets_inside_strings_are_not_nesting(client: HttpClient, threshold_client: Client) -> None:
+    raw, signature = signed(ipn_body(order_description='[[[[[[[[[[{{{{{{{{{{ \\" [[[[[[[[[['))
+    assert post_raw(client, raw, signature).status_code == 200
+
+
+# Bytes Node would read as U+FFFD and sign: a UTF-8-encoded surrogate (Python's json would read it),
+# a lone continuation byte, an overlong "/", a cut sequence; and whole bodies in another encoding.
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(json.dumps(ipn_body(note="__BAD__")).encode().replace(b"__BAD__", bad), id=name)
+        for name, bad in [
+            ("encoded-surrogate", b"\xed\xa0\x80"),
+            ("continuation-byte", b"\x80"),
+            ("overlong", b"\xc0\xaf"),
+            ("cut-sequence", b"\xf0\x9f\x92"),
+            ("latin-1", "é".encode("latin-1")),
+        ]
+    ]
+    + [
+        pytest.param(json.dumps(ipn_body()).encode("utf-16"), id="utf-16"),
+        pytest.param(json.dumps(ipn_body()).encode("utf-32"), id="utf-32"),
+    ],
+)
+def test_a_body_that_is_not_utf8_is_a_400_even_signed_as_javascript_would(
+    client: HttpClient, threshold_client: Client, body: bytes
+) -> None:
+    try:
+        signature = javascript_signature(body, "test-ipn-secret")  # what NOWPayments' Node would send
+    except ValueError:
+        signature = b"0" * 128  # no JavaScript signs a body it cannot parse (utf-16, a BOM)
+    response = post_raw(client, body, signature)
+    event = assert_refused_before_anything(response, "invalid_encoding")
+    assert event.reason == "body is not valid UTF-8 (RFC 8259)"
+    assert event.body_size == len(body)
+
+
+def test_a_byte_order_mark_is_not_json(client: HttpClient, threshold_client: Client) -> None:
+    # Valid UTF-8, but JSON has no byte order mark (RFC 8259), and Node's JSON.parse refuses one.
+    raw, signature = signed(ipn_body())
+    response = post_raw(client, b"\xef\xbb\xbf" + raw, signature)
+    assert_refused_before_anything(response, "malformed_json")
+
+
+@pytest.mark.parametrize(
+    "key", ['"__proto__"', '"\\u005f_proto__"', '"__pro\\u0074o__"'], ids=["literal", "escaped", "escaped-inside"]
+)
+@pytest.mark.parametrize("value", ['{"payment_status": "finished"}', "null", '"x"'], ids=["object", "null", "text"])
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_a_proto_key_is_a_400_even_signed_as_javascript_would(
+    client: HttpClient, threshold_client: Client, key: str, value: str, where: str
+) -> None:
+    raw = json.dumps(ipn_body()).encode()
+    entry = f"{key}: {value}".encode()
+    body = b"{" + entry + b", " + raw[1:] if where == "top" else raw[:-1] + b', "fee": {' + entry + b"}}"
+    # sortObject's `result.__proto__ = ...` drops the key: JavaScript signs the body without it.
+    signature = javascript_signature(body, "test-ipn-secret")
+    assert signature == sign(raw if where == "top" else raw[:-1] + b', "fee": {}}', "test-ipn-secret").encode()
+    event = assert_refused_before_anything(post_raw(client, body, signature), "prototype_key")
+    assert event.reason == "body holds a __proto__ key"
+
+
+def test_proto_as_a_value_or_part_of_a_key_is_accepted(client: HttpClient, threshold_client: Client) -> None:
+    raw, signature = signed(ipn_body(order_description="__proto__", __proto__x=1, x__proto__="__proto__"))
+    assert post_raw(client, raw, signature).status_code == 200
+
+
+def test_refusal_records_without_a_payment_id_show_in_the_admin(client: HttpClient, threshold_client: Client) -> None:
+    post_raw(client, b"[" * 50, b"0" * 128)
+    post_raw(client, json.dumps(ipn_body(payment_id=99)).encode(), b"0" * 128)
+    post_ipn(client, ipn_body(payment_id=98, price_amount="lots"))  # signed, 422: carries its id
+    client.force_login(StaffUserFactory(username="ipn-reader"))
+    listing = client.get("/admin/payments/paymentevent/")
+    assert listing.status_code == 200
+    assert b"unverified claim: payment_id 99" in listing.content
+    for event in PaymentEvent.objects.all():
+        assert client.get(f"/admin/payments/paymentevent/{event.pk}/change/").status_code == 200
+    found = client.get("/admin/payments/paymentevent/", {"q": "99"})
+    assert found.context["cl"].result_count == 0  # the unsigned claim is no record of payment 99
+    assert client.get("/admin/payments/paymentevent/", {"q": "98"}).context["cl"].result_count == 1
+
+
 # --- refused requests cannot fill the database ----------------------------------------------------
 
 
@@ -215,7 +352,7 @@ def test_no_unsigned_or_malformed_body_gets_a_5xx_or_changes_money(
 @given(body=ipn_like)
 def test_no_signed_body_gets_a_5xx(client: HttpClient, threshold_client: Client, body: dict[str, Any]) -> None:
     # allow_nan=False: NaN and Infinity are not JSON, so nobody can sign them.
-    raw = json.dumps(body, default=str, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
+    raw = dumps_as_javascript(body, default=str, allow_nan=False)
     response = post_raw(client, raw, sign(raw, "test-ipn-secret").encode())
     assert response.status_code < 500
 
