@@ -6,10 +6,13 @@ import http.client
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -376,18 +379,27 @@ def test_the_fuzz_corpus_of_3000_bodies_gets_no_5xx_and_unsigned_ones_change_no_
 # --- chunked bodies, over a real server -------------------------------------------------------------
 
 
+GUNICORN_READ_TIMEOUT = 2  # seconds a stalled body holds a thread before its 408 (10 in production)
+
+
 @pytest.fixture
-def gunicorn_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+def gunicorn_log(tmp_path: Path) -> Path:
+    return tmp_path / "gunicorn.log"
+
+
+@pytest.fixture
+def gunicorn_url(django_db_setup: None, django_db_blocker: Any, gunicorn_log: Path) -> Iterator[str]:
     port = free_port()
-    env = worker_environment()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "pgp_project.wsgi", f"--bind=127.0.0.1:{port}", "--workers=1"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    env = {**worker_environment(), "GUNICORN_READ_TIMEOUT": str(GUNICORN_READ_TIMEOUT)}
+    with gunicorn_log.open("w") as log:
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "pgp_project.wsgi", f"--bind=127.0.0.1:{port}", "--workers=1"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_until(lambda: _answers(port), timeout=30, interval=0.3)
         yield f"127.0.0.1:{port}"
@@ -434,3 +446,94 @@ def test_a_chunked_body_over_the_limit_is_refused(gunicorn_url: str) -> None:
     response = connection.getresponse()
     assert response.status == 413
     assert Payment.objects.count() == 0
+
+
+# --- broken framing and bodies that stop early, over a real server ----------------------------------
+
+
+def exchange(address: str, request: bytes, then: str) -> tuple[int | None, str | None]:
+    """Send `request` on a raw socket, then half-close ("close"), go away ("reset") or wait
+    ("stall"); the answer's status and error code ((None, None): the server closed without one)."""
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=GUNICORN_READ_TIMEOUT + 10) as sock:
+        sock.sendall(request)
+        if then == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return None, None
+        if then == "close":
+            sock.shutdown(socket.SHUT_WR)
+        answer = sock.makefile("rb").read()  # the server closes after its answer (keepalive = 0)
+    if not answer:
+        return None, None
+    status_line, _, rest = answer.partition(b"\r\n")
+    body = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), json.loads(body).get("error") if body.startswith(b"{") else None
+
+
+def head(signature: bytes, *lines: str) -> bytes:
+    return b"\r\n".join(
+        [f"POST {IPN_URL} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"x-nowpayments-sig: " + signature]
+        + [line.encode() for line in lines]
+    )
+
+
+def framed_cases(raw: bytes, signature: bytes) -> list[tuple[str, bytes, str, int | None, str | None]]:
+    """(name, request, then, status, error) for each way of breaking a validly signed IPN's body."""
+    chunked = head(signature, "Transfer-Encoding: chunked") + b"\r\n\r\n"
+    whole = b"%x\r\n%s\r\n" % (len(raw), raw)
+    short = head(signature, f"Content-Length: {len(raw) + 10}") + b"\r\n\r\n"
+    unterminated = b"%x\r\n%sXX0\r\n\r\n" % (len(raw), raw)
+    return [
+        ("bad chunk size", chunked + b"zz\r\n" + whole + b"0\r\n\r\n", "close", 400, "body_unreadable"),
+        ("missing chunk terminator", chunked + unterminated, "close", 400, "body_unreadable"),
+        ("malformed trailer", chunked + whole + b"0\r\nno colon here\r\n\r\n", "close", 400, "body_unreadable"),
+        ("chunk larger than what comes", chunked + b"f" * 40 + b"\r\n" + raw, "close", 400, "body_incomplete"),
+        ("chunked, cut, closed", chunked + whole[: len(whole) // 2], "close", 400, "body_incomplete"),
+        ("Content-Length, cut, closed", short + raw, "close", 400, "body_incomplete"),
+        ("chunked, cut, stalled", chunked + whole[: len(whole) // 2], "stall", 408, "body_timeout"),
+        ("Content-Length, cut, stalled", short + raw, "stall", 408, "body_timeout"),
+        ("Content-Length, cut, reset", short + raw, "reset", None, None),  # nobody left to answer
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broken_or_short_bodies_get_400_or_408_and_store_only_their_refusal(
+    gunicorn_url: str, gunicorn_log: Path, threshold_client: Client
+) -> None:
+    raw, signature = signed(ipn_body(payment_id=7700002))
+    cases = framed_cases(raw, signature)
+    for name, request, then, status, error in cases:
+        assert exchange(gunicorn_url, request, then) == (status, error), name
+    # The reset one is answered to nobody, but recorded like the others once the server has read it.
+    wait_until(lambda: PaymentEvent.objects.count() == len(cases), timeout=10)
+    assert Payment.objects.count() == 0
+    assert PayoutAccumulation.objects.count() == 0
+    events = list(PaymentEvent.objects.order_by("id"))
+    assert {event.outcome for event in events} == {IpnOutcome.REJECTED_PAYLOAD}
+    assert all((e.provider_payment_id, e.reported_status, e.body) == (None, "", "") for e in events)
+    reasons = {event.reason for event in events}
+    assert reasons == {
+        "the body's chunked framing is broken",
+        "the connection ended before the body was complete",
+        "the body stopped arriving before it was complete",
+    }
+    # The same body, framed well, is accepted: what was refused was the framing.
+    well_framed = head(signature, f"Content-Length: {len(raw)}") + b"\r\n\r\n" + raw
+    assert exchange(gunicorn_url, well_framed, "close")[0] == 200
+    log = gunicorn_log.read_text()
+    assert "Traceback" not in log
+    assert " 500 " not in log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stalled_headers_and_unknown_codings_are_refused_without_a_traceback(
+    gunicorn_url: str, gunicorn_log: Path
+) -> None:
+    stalled = exchange(gunicorn_url, head(b"00", "Content-Le"), "stall")
+    assert stalled == (None, None)  # closed after the read timeout: there is no request to answer
+    unknown = exchange(gunicorn_url, head(b"00", "Transfer-Encoding: x-unknown") + b"\r\n\r\n{}", "close")
+    assert unknown[0] == 400  # gunicorn's own answer would be 501
+    assert PaymentEvent.objects.count() == 0  # neither reached the application
+    log = gunicorn_log.read_text()
+    assert "stalled for 2.0s: connection closed" in log
+    assert "Traceback" not in log
