@@ -272,6 +272,18 @@ def ending(framing: str) -> str:
     return "half_close"
 
 
+def families(case: FuzzCase) -> list[str]:
+    """The attack families a case belongs to, for the run's summary."""
+    found = [family for family in ("deep", "proto", "utf8", "utf16") if family in case.kind]
+    if case.framing.startswith("chunked"):
+        found.append("chunked framing" if case.framing == "chunked" else "broken chunked framing")
+    elif case.framing.startswith("short"):
+        found.append("body stopping early")
+    elif case.framing != "content_length":
+        found.append(case.framing.replace("_", " "))
+    return found
+
+
 def fuzz_cases(count: int, secret: str, seed: int = 20261123) -> Iterator[FuzzCase]:
     rng = random.Random(seed)  # noqa: S311 - a reproducible corpus, not a secret
     for _ in range(count):

@@ -23,7 +23,7 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from standins.ipn_fuzz import FuzzCase, ending, fuzz_cases, wire_request
+from standins.ipn_fuzz import FuzzCase, ending, families, fuzz_cases, wire_request
 
 # Longer than any server read timeout a stalled case waits for (gunicorn's is 10 s by default).
 ANSWER_TIMEOUT = 30
@@ -56,16 +56,19 @@ class Command(BaseCommand):
         sender = _Sender(options["url"], {name.strip(): value.strip() for name, value in extra_headers.items()})
         by_status: collections.Counter[str] = collections.Counter()
         by_kind_5xx: collections.Counter[str] = collections.Counter()
+        by_family: collections.Counter[str] = collections.Counter()
         started = time.monotonic()
         cases = fuzz_cases(options["count"], secret, options["seed"])
         with ThreadPoolExecutor(max_workers=options["concurrency"]) as pool:
             for case, status in pool.map(lambda case: (case, sender.send(case)), cases):
                 by_status[status] += 1
+                by_family.update(families(case))
                 if status.startswith(("5", "error")):
                     by_kind_5xx[f"{case.kind} ({case.framing})"] += 1
         elapsed = time.monotonic() - started
         summary = ", ".join(f"{status}: {count}" for status, count in sorted(by_status.items()))
         self.stdout.write(f"{options['count']} bodies in {elapsed:.1f}s; answers {summary}")
+        self.stdout.write("among them: " + ", ".join(f"{family} {n}" for family, n in sorted(by_family.items())))
         if by_kind_5xx:
             raise CommandError(f"server errors or broken connections by case kind: {dict(by_kind_5xx)}")
 
