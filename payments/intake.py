@@ -167,9 +167,12 @@ def _refuse_malformed(ipn: IncomingIpn, error: str, reason: str) -> IpnResponse:
     return IpnResponse(400, {"error": error, "detail": reason})
 
 
+_PROTOTYPE_KEY_BYTES = PROTOTYPE_KEY.encode()
+
+
 def _holds_prototype_key(raw_body: bytes, parsed: Any) -> bool:
     """Whether any object in the body, at any depth, has the key `__proto__`."""
-    if PROTOTYPE_KEY.encode() not in raw_body and b"\\u" not in raw_body:
+    if _PROTOTYPE_KEY_BYTES not in raw_body and b"\\u" not in raw_body:
         return False  # the key can only be spelt literally or with an escape: a real IPN stops here
     pending = [parsed]  # a walk without recursion (the depth is bounded already, this is cheap)
     while pending:

@@ -27,19 +27,21 @@ def read_ipn_body(request: HttpRequest, limit: int) -> ReadBody:
     """Django reads exactly Content-Length bytes, so a chunked body (no Content-Length) would read
     as empty. A server that de-chunks and ends the input (gunicorn sets `wsgi.input_terminated`)
     lets us read it directly, still bounded; on any other server a chunked body is refused (411)."""
-    declared = request.META.get("CONTENT_LENGTH") or ""
+    text = request.META.get("CONTENT_LENGTH") or ""
+    # ASCII digits only: "²".isdigit() holds, and int() refuses it.
+    declared = int(text) if text.isascii() and text.isdigit() else None
     chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if chunked and not declared and not request.META.get("wsgi.input_terminated"):
+    if chunked and not text and not request.META.get("wsgi.input_terminated"):
         return ReadBody(b"", length_unknown=True)
-    if declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared > limit:
         return ReadBody(b"", too_large=True)  # refused unread
     # A chunked body is read off the server's input directly: Django would read it as empty.
-    stream = request.META["wsgi.input"] if chunked and not declared else request
+    stream = request.META["wsgi.input"] if chunked and not text else request
     try:
         body = stream.read(limit + 1)
     except (OSError, ParseException) as error:
         return ReadBody(b"", unreadable=_why_unreadable(error))
-    if declared.isdigit() and len(body) < int(declared):
+    if declared is not None and len(body) < declared:
         return ReadBody(body, unreadable=UnreadableBody.INCOMPLETE)  # the client closed early
     return ReadBody(body, too_large=len(body) > limit)
 

@@ -282,6 +282,17 @@ def test_refusal_records_without_a_payment_id_show_in_the_admin(client: HttpClie
     assert client.get("/admin/payments/paymentevent/", {"q": "98"}).context["cl"].result_count == 1
 
 
+@pytest.mark.parametrize("length", ["\u00b2", "\u0661\u0662", "-1", "1e3", " 12"])
+def test_a_content_length_of_no_ascii_digits_is_a_4xx(client: HttpClient, length: str) -> None:
+    # gunicorn refuses these itself (400); another WSGI server may hand them on.
+    raw, signature = signed(ipn_body())
+    response = client.post(
+        IPN_URL, data=raw, content_type="application/json", CONTENT_LENGTH=length, HTTP_X_NOWPAYMENTS_SIG=signature
+    )
+    assert response.status_code == 400
+    assert Payment.objects.count() == 0
+
+
 # --- refused requests cannot fill the database ----------------------------------------------------
 
 
