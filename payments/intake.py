@@ -1,8 +1,13 @@
 """NOWPayments IPN intake: verify, validate, record and advance a payment, route it when finished.
 
-Answers (reliability rule 7): 401 bad signature, 400/411/413/422 bad input (recorded, nothing
+Answers (reliability rule 7): 401 bad signature, 400/408/411/413/422 bad input (recorded, nothing
 else changes), 200 once the payment is durably recorded (including duplicates, stale statuses and
 payments held for review), 503 when the database fails so that NOWPayments retries.
+
+Before the signature is checked, a body is refused (400) when it was not read whole (broken
+framing, cut short; 408 when it stopped arriving), is not UTF-8, nests deeper than MAX_JSON_DEPTH,
+is not JSON, or has a `__proto__` key. The last two kinds NOWPayments' JavaScript would sign, but
+it signs them differently from how we read them (integrations/nowpayments_signature.py).
 
 A refused request is recorded by its SHA-256, size, reason and time, never its body: anyone can
 send one, and they must not be able to fill the database (a retention job prunes them).
