@@ -274,7 +274,10 @@ def ending(framing: str) -> str:
 
 def families(case: FuzzCase) -> list[str]:
     """The attack families a case belongs to, for the run's summary."""
-    found = [family for family in ("deep", "proto", "utf8", "utf16") if family in case.kind]
+    named = {"deep": "deep nesting", "proto": "__proto__ key", "invalid_utf8": "not UTF-8", "utf16": "not UTF-8"}
+    found = [family for part, family in named.items() if part in case.kind]
+    if "utf8_bom" in case.kind:
+        found.append("byte order mark")
     if case.framing.startswith("chunked"):
         found.append("chunked framing" if case.framing == "chunked" else "broken chunked framing")
     elif case.framing.startswith("short"):
