@@ -6,8 +6,9 @@ payments held for review), 503 when the database fails so that NOWPayments retri
 
 Before the signature is checked, a body is refused (400) when it was not read whole (broken
 framing, cut short; 408 when it stopped arriving), is not UTF-8, nests deeper than MAX_JSON_DEPTH,
-is not JSON, or has a `__proto__` key. The last two kinds NOWPayments' JavaScript would sign, but
-it signs them differently from how we read them (integrations/nowpayments_signature.py).
+is not JSON, or has a `__proto__` key. NOWPayments' JavaScript would sign a body that is not UTF-8
+or has a `__proto__` key, but it signs a text other than the one we read and store
+(integrations/nowpayments_signature.py), so those are refused on purpose, as malformed.
 
 A refused request is recorded by its SHA-256, size, reason and time, never its body: anyone can
 send one, and they must not be able to fill the database (a retention job prunes them).
@@ -147,9 +148,10 @@ def _refuse_unreadable(ipn: IncomingIpn) -> IpnResponse | None:
 
 
 def _parse(ipn: IncomingIpn) -> tuple[Any, IpnResponse | None]:
-    """(the parsed body, None), or (None, the 400 that refuses it). The encoding, the nesting and
-    the `__proto__` key are refused before the signature is checked: NOWPayments' JavaScript would
-    sign such bodies differently from how we read them (integrations/nowpayments_signature.py)."""
+    """(the parsed body, None), or (None, the 400 that refuses it). The nesting is measured before
+    anything parses the body, since the parser recurses once per level. The encoding and the
+    `__proto__` key are refused before the signature is checked: NOWPayments' JavaScript would sign
+    such bodies as a text other than the one we read (integrations/nowpayments_signature.py)."""
     try:
         text = ipn.raw_body.decode("utf-8")  # strict: no replacement character, no surrogate
     except UnicodeDecodeError:
