@@ -7,10 +7,11 @@ some are signed with the real secret, so the checks behind the signature are fuz
 NOWPayments' JavaScript would sign but we refuse (invalid UTF-8, a `__proto__` key) are signed as
 that JavaScript signs them.
 
-About a fifth of the cases are also sent with broken framing, which only a raw socket can send
-(`framing`, see `wire_request`): chunked bodies with bad chunk sizes, missing chunk terminators or
-bad trailers, and bodies that stop early, then close or stall. A stalled case costs the server's
-read timeout (GUNICORN_READ_TIMEOUT), so they are few.
+About a fifth of the cases are sent over a raw socket (`framing`, see `wire_request`), most with
+framing no HTTP library sends: chunked bodies with bad chunk sizes, missing chunk terminators or
+bad trailers, bodies that stop early and then close, reset or stall, an unknown transfer coding,
+headers that stall. A stalled case costs the server's read timeout (GUNICORN_READ_TIMEOUT), so
+they are few. The Django test client replays the bodies alone.
 """
 
 import json
@@ -191,8 +192,9 @@ def dumps_as_javascript(value: Any, **json_options: Any) -> bytes:
 
 def javascript_signature(body: bytes, secret: str) -> bytes:
     """The signature NOWPayments' JavaScript would send for this body. Where our canonical form
-    refuses the body, it is signed as that JavaScript signs it: Node reads bytes that are not UTF-8
-    as U+FFFD, and sortObject drops a `__proto__` key. Raises where JavaScript could not sign it."""
+        refuses the body, it is signed as that JavaScript signs it: Node reads bytes that are not UTF-8
+        as U+FFFD, and sortObject drops a `__proto__` key. Raises where JavaScript could not sign it, or
+    we cannot reproduce how (nesting past MAX_NESTING)."""
     try:
         return sign(body, secret).encode()
     except ValueError:
