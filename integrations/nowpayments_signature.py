@@ -16,6 +16,19 @@ JavaScript behaviours Python's json module does not share:
 
 The double here exists only to print the number exactly as JavaScript would; it never feeds an
 amount. Amounts are parsed separately, from the same body, as Decimal.
+
+Two kinds of body are never valid here, on purpose, although NOWPayments' JavaScript would sign
+them (the intake refuses both with 400 before it checks a signature):
+
+* a body that is not valid UTF-8 (RFC 8259 requires it). Node reads each bad byte as U+FFFD and
+  signs that text, so accepting its signature would verify a text other than the bytes we parse
+  and store. Python's json would even read UTF-8-encoded surrogates and UTF-16 bodies.
+* a body with a `__proto__` key at any depth. `JSON.parse` keeps it as a key, but sortObject's
+  `result[key] = ...` sets the new object's prototype instead, so the signed text drops it while
+  our parse keeps it: the two sides would not agree on what was signed.
+
+Nesting is bounded (MAX_NESTING) before the body is parsed, so neither the parser nor the
+serialiser below, which recurse once per level, can run out of stack.
 """
 
 import hashlib
@@ -28,7 +41,13 @@ from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
+from .json_depth import nesting_exceeds
+
 MAX_ARRAY_INDEX = 2**32 - 2
+# Far above any real notification (2-3 levels) and far below Python's recursion limit: the
+# serialiser takes about three frames a level.
+MAX_NESTING = 32
+PROTOTYPE_KEY = "__proto__"
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -89,6 +108,8 @@ def _js_string(value: str) -> str:
 
 def _serialise(value: Any) -> str:
     if isinstance(value, dict):
+        if PROTOTYPE_KEY in value:
+            raise ValueError("a __proto__ key is not signed alike by JavaScript")
         return "{" + ",".join(_js_string(k) + ":" + _serialise(value[k]) for k in _js_key_order(list(value))) + "}"
     if isinstance(value, list):
         # sortObject turns arrays into objects keyed by index.
@@ -113,9 +134,13 @@ def reject_non_json_constant(name: str) -> None:
 
 
 def canonical_body(raw_body: bytes) -> bytes:
-    """The bytes NOWPayments signs for this body. Raises ValueError for invalid JSON."""
+    """The bytes NOWPayments signs for this body. Raises ValueError for invalid JSON, for a body
+    that is not UTF-8, nests deeper than MAX_NESTING or holds a `__proto__` key."""
+    text = raw_body.decode("utf-8")  # strict: UnicodeDecodeError is a ValueError
+    if nesting_exceeds(raw_body, MAX_NESTING):
+        raise ValueError(f"nested deeper than {MAX_NESTING} levels")
     parsed = json.loads(
-        raw_body,
+        text,
         parse_float=_JsNumber,
         parse_int=_JsNumber,
         # JavaScript's JSON.parse keeps the last of duplicated keys, as dict() does.
@@ -136,6 +161,6 @@ def is_valid_signature(raw_body: bytes, signature: str | None, secret: str) -> b
         return False  # a hex digest is ASCII; compare_digest would raise on anything else
     try:
         expected = sign(raw_body, secret)
-    except (ValueError, TypeError, RecursionError):
+    except (ValueError, TypeError):
         return False
     return hmac.compare_digest(expected, signature.strip().lower())

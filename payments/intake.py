@@ -1,13 +1,20 @@
 """NOWPayments IPN intake: verify, validate, record and advance a payment, route it when finished.
 
-Answers (reliability rule 7): 401 bad signature, 400/411/413/422 bad input (recorded, nothing
+Answers (reliability rule 7): 401 bad signature, 400/408/411/413/422 bad input (recorded, nothing
 else changes), 200 once the payment is durably recorded (including duplicates, stale statuses and
 payments held for review), 503 when the database fails so that NOWPayments retries.
+
+Before the signature is checked, a body is refused (400) when it was not read whole (broken
+framing, cut short; 408 when it stopped arriving), is not UTF-8, nests deeper than MAX_JSON_DEPTH,
+is not JSON, or has a `__proto__` key. NOWPayments' JavaScript would sign a body that is not UTF-8
+or has a `__proto__` key, but it signs a text other than the one we read and store
+(integrations/nowpayments_signature.py), so those are refused on purpose, as malformed.
 
 A refused request is recorded by its SHA-256, size, reason and time, never its body: anyone can
 send one, and they must not be able to fill the database (a retention job prunes them).
 """
 
+import enum
 import hashlib
 import json
 import logging
@@ -18,7 +25,8 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from integrations.nowpayments_signature import is_valid_signature, reject_non_json_constant
+from integrations.json_depth import nesting_exceeds
+from integrations.nowpayments_signature import PROTOTYPE_KEY, is_valid_signature, reject_non_json_constant
 
 from .first_notification import write_first_notification
 from .ipn_payload import clean_ipn_payload, escape_unstorable
@@ -36,6 +44,11 @@ from .models import Client, IpnOutcome, Payment, PaymentEvent, PaymentStatus, Ro
 from .routing import RoutingPlan, apply_routing, log_hold, plan_routing, route_finished_payment
 
 logger = logging.getLogger(__name__)
+
+# A NOWPayments notification nests 2 levels at most (the body, its `fee` object). Deeper bodies are
+# refused before they are parsed (integrations/json_depth.py): the parser, and everything that walks
+# what it returns, recurses once per level.
+MAX_JSON_DEPTH = 8
 
 # Forward-only: a status may replace another only when its rank is higher. Final statuses
 # (rank 9) never change again; a late IPN for them is recorded as stale.
@@ -69,6 +82,14 @@ class IpnResponse:
     body: dict[str, Any] = field(default_factory=dict)
 
 
+class UnreadableBody(enum.Enum):
+    """Why a body could not be read whole: (HTTP status, error code, reason recorded)."""
+
+    TIMED_OUT = (408, "body_timeout", "the body stopped arriving before it was complete")
+    INCOMPLETE = (400, "body_incomplete", "the connection ended before the body was complete")
+    BROKEN_FRAMING = (400, "body_unreadable", "the body's chunked framing is broken")
+
+
 @dataclass(frozen=True)
 class IncomingIpn:
     raw_body: bytes
@@ -77,28 +98,23 @@ class IncomingIpn:
     too_large: bool = False
     # Chunked, on a server that does not end the input for us: its length cannot be known safely.
     length_unknown: bool = False
+    unreadable: UnreadableBody | None = None
 
 
 def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
-    if ipn.too_large:
-        _record_rejection(ipn, IpnOutcome.REJECTED_TOO_LARGE, "body exceeds the size limit")
-        return IpnResponse(413, {"error": "body_too_large", "limit_bytes": settings.IPN_MAX_BODY_BYTES})
-    if ipn.length_unknown:
-        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "chunked body this server cannot bound")
-        return IpnResponse(411, {"error": "length_required"})
+    refused = _refuse_unreadable(ipn)
+    if refused is not None:
+        return refused
     if not ipn.signature:
         _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, "missing x-nowpayments-sig header")
         return IpnResponse(401, {"error": "missing_signature"})
-    try:
-        parsed = json.loads(ipn.raw_body, parse_float=Decimal, parse_constant=reject_non_json_constant)
-    except (ValueError, RecursionError, ArithmeticError):
-        # ArithmeticError: a number whose exponent no Decimal can hold (1e99999999999999999999).
-        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not valid JSON")
-        return IpnResponse(400, {"error": "malformed_json"})
+    parsed, refused = _parse(ipn)
+    if refused is not None:
+        return refused
     # The signature is checked on the raw bytes below; from here on every string is storable.
     payload = escape_unstorable(parsed)
     if not is_valid_signature(ipn.raw_body, ipn.signature, settings.NOWPAYMENTS_IPN_SECRET):
-        _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, "signature does not match", payload=payload)
+        _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, f"signature does not match{_unverified_claim(payload)}")
         return IpnResponse(401, {"error": "invalid_signature"})
     if not isinstance(payload, dict):
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not a JSON object", signed=True)
@@ -113,6 +129,68 @@ def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
         # Not recorded, so NOWPayments must retry: never answer 200 here.
         logger.exception("IPN for payment %s could not be recorded", data["payment_id"])
         return IpnResponse(503, {"error": "temporarily_unavailable"})
+
+
+def _refuse_unreadable(ipn: IncomingIpn) -> IpnResponse | None:
+    """The answer to a body that was not read whole (too large, unbounded, broken or cut short),
+    else None."""
+    if ipn.too_large:
+        _record_rejection(ipn, IpnOutcome.REJECTED_TOO_LARGE, "body exceeds the size limit")
+        return IpnResponse(413, {"error": "body_too_large", "limit_bytes": settings.IPN_MAX_BODY_BYTES})
+    if ipn.length_unknown:
+        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "chunked body this server cannot bound")
+        return IpnResponse(411, {"error": "length_required"})
+    if ipn.unreadable is not None:
+        status, error, reason = ipn.unreadable.value
+        _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, reason)
+        return IpnResponse(status, {"error": error})
+    return None
+
+
+def _parse(ipn: IncomingIpn) -> tuple[Any, IpnResponse | None]:
+    """(the parsed body, None), or (None, the 400 that refuses it). The nesting is measured before
+    anything parses the body, since the parser recurses once per level. The encoding and the
+    `__proto__` key are refused before the signature is checked: NOWPayments' JavaScript would sign
+    such bodies as a text other than the one we read (integrations/nowpayments_signature.py)."""
+    try:
+        text = ipn.raw_body.decode("utf-8")  # strict: no replacement character, no surrogate
+    except UnicodeDecodeError:
+        return None, _refuse_malformed(ipn, "invalid_encoding", "body is not valid UTF-8 (RFC 8259)")
+    if nesting_exceeds(ipn.raw_body, MAX_JSON_DEPTH):
+        reason = f"body nests objects or arrays deeper than {MAX_JSON_DEPTH} levels"
+        return None, _refuse_malformed(ipn, "too_deeply_nested", reason)
+    try:
+        parsed = json.loads(text, parse_float=Decimal, parse_constant=reject_non_json_constant)
+    except (ValueError, ArithmeticError):
+        # ArithmeticError: a number whose exponent no Decimal can hold (1e99999999999999999999).
+        return None, _refuse_malformed(ipn, "malformed_json", "body is not valid JSON")
+    if _holds_prototype_key(ipn.raw_body, parsed):
+        return None, _refuse_malformed(ipn, "prototype_key", f"body holds a {PROTOTYPE_KEY} key")
+    return parsed, None
+
+
+def _refuse_malformed(ipn: IncomingIpn, error: str, reason: str) -> IpnResponse:
+    _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, reason)
+    return IpnResponse(400, {"error": error, "detail": reason})
+
+
+_PROTOTYPE_KEY_BYTES = PROTOTYPE_KEY.encode()
+
+
+def _holds_prototype_key(raw_body: bytes, parsed: Any) -> bool:
+    """Whether any object in the body, at any depth, has the key `__proto__`."""
+    if _PROTOTYPE_KEY_BYTES not in raw_body and b"\\u" not in raw_body:
+        return False  # the key can only be spelt literally or with an escape: a real IPN stops here
+    pending = [parsed]  # a walk without recursion (the depth is bounded already, this is cheap)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if PROTOTYPE_KEY in value:
+                return True
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) -> IpnResponse:
@@ -313,17 +391,15 @@ def _record_rejection(
     payload: Any = None,
     signed: bool = False,
 ) -> None:
-    """Keep a trace of a refused IPN for operators: its hash, size, reason and time, and the body
-    only when it is signed (it came from NOWPayments, so it is bounded and worth reading). A
-    failure to record must not turn a 4xx into a 5xx (a retry would be refused again)."""
-    payment_id = payload.get("payment_id") if isinstance(payload, dict) else None
-    if isinstance(payment_id, bool) or not isinstance(payment_id, int) or not 0 < payment_id < 2**63:
-        payment_id = None
-    status = payload.get("payment_status") if isinstance(payload, dict) else None
+    """Keep a trace of a refused IPN for operators: its hash, size, reason and time; and only when
+    it is signed (it came from NOWPayments, so it is bounded and worth reading) its body, payment
+    id and status. Anyone can send an unsigned body: what it says is no fact, and is not stored as
+    one. A failure to record must not turn a 4xx into a 5xx (a retry would be refused again)."""
+    payment_id, status = _claimed_payment(payload) if signed else (None, None)
     try:
         PaymentEvent.objects.create(
             provider_payment_id=payment_id,
-            reported_status=status[:40] if isinstance(status, str) else "",
+            reported_status=status or "",
             outcome=outcome,
             reason=reason,
             signature_valid=signed,
@@ -335,6 +411,28 @@ def _record_rejection(
     except DatabaseError:
         logger.exception("could not record a rejected IPN (%s)", outcome)
     logger.warning("IPN rejected: %s (%s)", outcome, reason)
+
+
+def _claimed_payment(payload: Any) -> tuple[int | None, str | None]:
+    """(payment id, status) as the body states them, each None unless it is one we could hold: an
+    id a bigint holds, a status (cut to its column) that is a string."""
+    if not isinstance(payload, dict):
+        return None, None
+    payment_id = payload.get("payment_id")
+    if isinstance(payment_id, bool) or not isinstance(payment_id, int) or not 0 < payment_id < 2**63:
+        payment_id = None
+    status = payload.get("payment_status")
+    return payment_id, status[:40] if isinstance(status, str) else None
+
+
+def _unverified_claim(payload: Any) -> str:
+    """What a body whose signature does not match says it is, for the refusal's reason, labelled as
+    a claim; only the id and a known status, so that no sender's free text is kept."""
+    payment_id, status = _claimed_payment(payload)
+    claims = [f"payment_id {payment_id}"] if payment_id is not None else []
+    if status in PaymentStatus.values:
+        claims.append(f"payment_status {status}")
+    return f"; unverified claim: {', '.join(claims)}" if claims else ""
 
 
 def _body_text(raw_body: bytes) -> str:

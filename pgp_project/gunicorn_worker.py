@@ -11,7 +11,9 @@ This worker instead:
 - keeps polling the connections it holds while full, and wakes as soon as a thread finishes;
 - drops a connection that sends nothing for FIRST_BYTE_TIMEOUT seconds after connecting (it
   would hold a slot without a thread), and a request that stalls READ_TIMEOUT seconds between two
-  reads.
+  reads (in its headers: closed with a warning line, where gunicorn logs a traceback; in its body:
+  the IPN view answers 408);
+- answers 400, not gunicorn's 501, to a transfer coding it does not know.
 
 - sheds load: while all its threads are busy, a connection still waiting SHED_AFTER seconds
   later (no worker with room has taken it) is accepted by the loop itself and answered a canned
@@ -34,6 +36,7 @@ from concurrent import futures
 from functools import partial
 from typing import Any
 
+from gunicorn.http.errors import InvalidHeader, UnsupportedTransferCoding
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 FIRST_BYTE_TIMEOUT = float(os.environ.get("GUNICORN_FIRST_BYTE_TIMEOUT", "5"))
@@ -206,9 +209,40 @@ class BoundedThreadWorker(ThreadWorker):
     def handle(self, conn: Any) -> Any:
         # A recv that waits longer than this raises, which frees the thread.
         conn.sock.settimeout(READ_TIMEOUT)
+        if not isinstance(conn.parser, _StalledHeadersEndTheConnection):
+            conn.parser = _StalledHeadersEndTheConnection(conn.parser, self.log, conn.client)
         return super().handle(conn)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: Exception) -> None:
+        if isinstance(exc, UnsupportedTransferCoding):
+            # gunicorn answers 501 to a transfer coding it does not know (RFC 9112 says "should"):
+            # a body we cannot read is the sender's error, a 400 like any other malformed request.
+            exc = InvalidHeader(f"Transfer-Encoding: {exc.hdr}")
+        super().handle_error(req, client, addr, exc)
 
     def finish_request(self, fs: Any) -> None:
         super().finish_request(fs)
         with contextlib.suppress(BlockingIOError):  # a full pipe has woken the loop already
             os.write(self._wake_write, b".")  # a thread is free: stop waiting in select
+
+
+class _StalledHeadersEndTheConnection:
+    """gunicorn's request parser, except that a client which stops sending in the middle of its
+    request line or headers ends the connection with a warning line. gunicorn would log the read's
+    TimeoutError with a traceback as a socket error ("Socket error processing request."). A stall
+    in the body is the application's to answer (408)."""
+
+    def __init__(self, parser: Any, log: Any, client: Any) -> None:
+        self.parser = parser
+        self.log = log
+        self.client = client
+
+    def __iter__(self) -> "_StalledHeadersEndTheConnection":
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.parser)
+        except TimeoutError:
+            self.log.warning("request headers from %s stalled for %ss: connection closed", self.client, READ_TIMEOUT)
+            raise StopIteration from None  # gunicorn closes the connection, and says so at debug level

@@ -259,16 +259,72 @@ def test_signature_from_another_secret_is_rejected(client: HttpClient, threshold
 
 
 @pytest.mark.parametrize(
-    "raw",
-    [b"{not json", b"", b'{"payment_id": 1,', b"\xff\xfe", b'{"a": NaN}'],
+    ("raw", "error"),
+    [
+        (b"{not json", "malformed_json"),
+        (b"", "malformed_json"),
+        (b'{"payment_id": 1,', "malformed_json"),
+        (b"\xff\xfe", "invalid_encoding"),
+        (b'{"a": NaN}', "malformed_json"),
+    ],
     ids=["garbage", "empty", "truncated", "binary", "nan"],
 )
-def test_malformed_json_gets_400(client: HttpClient, raw: bytes):
+def test_malformed_json_gets_400(client: HttpClient, raw: bytes, error: str):
     response = post_ipn(client, raw, signature="ab" * 64)
     assert response.status_code == 400
-    assert response.json()["error"] == "malformed_json"
+    assert response.json()["error"] == error
     nothing_but_events_changed()
     assert PaymentEvent.objects.count() == 1
+
+
+# --- what a refusal record may claim -------------------------------------------------------------
+
+
+def refusal() -> PaymentEvent:
+    event = PaymentEvent.objects.get()
+    assert event.outcome.startswith("rejected")
+    assert event.payment is None
+    return event
+
+
+@pytest.mark.parametrize(
+    "signature", ["ab" * 64, "wrong-secret", None], ids=["garbage-signature", "another-secret", "no-signature"]
+)
+def test_an_unsigned_body_s_refusal_claims_no_payment_id_or_status(client: HttpClient, signature: str | None):
+    from integrations.nowpayments_signature import sign
+
+    raw = json.dumps(ipn_body(payment_id=4242, payment_status="finished")).encode()
+    if signature == "wrong-secret":
+        signature = sign(raw, "not-our-secret")
+    assert post_ipn(client, raw, signature=signature).status_code == 401
+    event = refusal()
+    assert event.provider_payment_id is None
+    assert event.reported_status == ""
+    assert not event.signature_valid
+    assert event.body == ""
+    if signature is None:
+        assert event.reason == "missing x-nowpayments-sig header"
+    else:  # what it claimed is kept, labelled as a claim, in the reason only
+        assert event.reason == "signature does not match; unverified claim: payment_id 4242, payment_status finished"
+    # Operators searching the refusals by payment id do not find the forged one as that payment's.
+    assert not PaymentEvent.objects.filter(provider_payment_id=4242).exists()
+
+
+def test_an_unsigned_claim_keeps_no_free_text_of_the_sender(client: HttpClient):
+    raw = json.dumps(ipn_body(payment_id=True, payment_status="<b>finished</b> =HYPERLINK()")).encode()
+    assert post_ipn(client, raw, signature="ab" * 64).status_code == 401
+    event = refusal()
+    assert (event.provider_payment_id, event.reported_status) == (None, "")
+    assert event.reason == "signature does not match"
+
+
+def test_a_signed_body_s_refusal_carries_its_payment_id_and_status(client: HttpClient):
+    response = post_ipn(client, ipn_body(payment_id=4343, payment_status="finished", price_amount="lots"))
+    assert response.status_code == 422
+    event = refusal()
+    assert event.signature_valid
+    assert (event.provider_payment_id, event.reported_status) == (4343, "finished")
+    assert event.body  # signed: kept for operators to read
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from integrations.json_depth import nesting_exceeds
 from integrations.nowpayments_signature import canonical_body, is_valid_signature, js_number_to_string, sign
+from standins.ipn_fuzz import dumps_as_javascript
 
 VECTORS_DIR = Path(__file__).parent / "signature_vectors"
 VECTORS = json.loads((VECTORS_DIR / "vectors.json").read_text())
@@ -94,7 +96,8 @@ json_values = st.recursive(
 @settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies=st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=8), min_size=300, max_size=300))
 def test_matches_node_on_generated_bodies(bodies: list[dict]) -> None:
-    raw_bodies = [json.dumps(b, ensure_ascii=False) for b in bodies] + [v["body"] for v in VECTORS["vectors"]]
+    # A lone surrogate goes on the wire \u-escaped, as JSON.stringify writes it: raw, it is no UTF-8.
+    raw_bodies = [dumps_as_javascript(b).decode() for b in bodies] + [v["body"] for v in VECTORS["vectors"]]
     lines = "".join(json.dumps({"secret": SECRET, "body": body}) + "\n" for body in raw_bodies)
     result = subprocess.run(
         ["node", str(VECTORS_DIR / "nowpayments_reference.js")],
@@ -108,3 +111,87 @@ def test_matches_node_on_generated_bodies(bodies: list[dict]) -> None:
     for body, answer in zip(raw_bodies, answers, strict=True):
         assert canonical_body(_raw(body)) == _raw(answer["canonical"]), body
         assert sign(_raw(body), SECRET) == answer["signature"]
+
+
+# --- what the canonical form refuses, and the nesting bound under it ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b'{"a": "\xed\xa0\x80"}', "utf-8", id="encoded-surrogate"),
+        pytest.param(b'{"a": "\xff"}', "utf-8", id="invalid-byte"),
+        pytest.param('{"a": 1}'.encode("utf-16"), "utf-8", id="utf-16"),
+        pytest.param(b'{"__proto__": {"a": 1}, "b": 2}', "__proto__", id="proto-key"),
+        pytest.param(b'{"b": [{"\\u005f_proto__": null}]}', "__proto__", id="escaped-proto-key-in-an-array"),
+        pytest.param(b"[" * 33 + b"]" * 33, "nested deeper than 32", id="33-arrays"),
+        pytest.param(b'{"a":' * 100000 + b"1" + b"}" * 100000, "nested deeper than 32", id="100000-objects"),
+    ],
+)
+def test_the_canonical_form_refuses_what_javascript_would_sign_differently(body: bytes, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        canonical_body(body)
+    assert not is_valid_signature(body, "ab" * 64, SECRET)
+
+
+def test_32_levels_are_signed() -> None:
+    body = b"[" * 32 + b"]" * 32
+    assert canonical_body(body) == b'{"0":' * 31 + b"{}" + b"}" * 31
+
+
+def reference_depth(text: str) -> int:
+    """The depth a JSON parser reaches, by the obvious loop (too slow for the intake)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for character in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif character == "\\":
+                escaped = True
+            elif character == '"':
+                in_string = False
+        elif character == '"':
+            in_string = True
+        elif character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth -= 1
+            if depth < 0:
+                break
+    return deepest
+
+
+json_texts = st.recursive(
+    st.none() | st.integers() | st.text(alphabet='[]{}"\\ab\n'),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(alphabet='[]{}"\\a'), children, max_size=3),
+    max_leaves=30,
+).map(json.dumps)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=json_texts | st.text(alphabet='[]{}"\\a,:'), limit=st.integers(min_value=0, max_value=10))
+def test_the_nesting_scan_agrees_with_the_obvious_loop(text: str, limit: int) -> None:
+    assert nesting_exceeds(text.encode(), limit) == (reference_depth(text) > limit), text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'"' + b'\\"' * 32000,  # a string never closed, full of escaped quotes: no backtracking
+        b'["' + b"[" * 60000 + b'"]',
+        b"[]," * 21000,
+        (b"[" * 8 + b"]" * 8 + b",") * 3600,
+        b"[" * 60000,
+    ],
+    ids=["unclosed-escapes", "brackets-in-a-string", "flat", "8-deep-many-times", "60000-open"],
+)
+def test_the_nesting_scan_is_linear_on_hostile_64k_bodies(body: bytes) -> None:
+    import time
+
+    started = time.perf_counter()
+    nesting_exceeds(body, 8)
+    # Measured at about 1 ms on a busy 2-core machine; a quadratic scan takes seconds.
+    assert time.perf_counter() - started < 0.25
