@@ -443,6 +443,26 @@ def test_a_second_person_enrols_a_device_and_every_device_change_is_audited() ->
     assert events(bob)[-1] == ("totp_device_removed", alice)
 
 
+def test_an_enrolled_devices_key_and_settings_cannot_be_changed() -> None:
+    alice = staff("alice", "otp_totp.view_totpdevice", "otp_totp.add_totpdevice", "otp_totp.change_totpdevice")
+    bob = staff("bob")
+    http = logged_in(alice)
+    assert http.post(reverse(DEVICE_ADD), device_form(bob)).status_code == 302
+    device = TOTPDevice.objects.get(user=bob)
+    url = reverse("admin:otp_totp_totpdevice_change", args=[device.pk])
+    page = http.get(url).content.decode()
+    for name in ("tolerance", "drift", "step", "throttling_failure_count", "key"):
+        assert f'name="{name}"' not in page
+    forged = {
+        **device_form(bob), "name": "renamed", "key": "00" * 20, "tolerance": 32767, "step": 1, "t0": 5, "digits": 8,
+        "drift": 100, "throttling_failure_count": 0, "last_t": 0,
+    }  # fmt: skip
+    http.post(url, forged)
+    device.refresh_from_db()
+    assert device.name == "renamed"
+    assert (device.key, device.tolerance, device.step, device.t0, device.digits, device.drift) == (KEY, 1, 30, 0, 6, 0)
+
+
 def test_enrolment_with_server_access_is_audited() -> None:
     bob = staff("bob")
     call_command("add_totp_device", "bob", stdout=StringIO(), stderr=StringIO())

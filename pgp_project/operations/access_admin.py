@@ -51,6 +51,13 @@ REASON_FIELD = forms.CharField(
 )
 
 
+# What an enrolled device keeps: only its name and whether it is confirmed may change.
+ENROLLED_DEVICE_FIELDS = (
+    "user", "key", "step", "t0", "digits", "tolerance", "drift", "last_t",
+    "throttling_failure_timestamp", "throttling_failure_count",
+)  # fmt: skip
+
+
 def _wanted_access(form: forms.ModelForm, current: Access) -> Access:
     """The access the form asks for; fields the form does not carry keep their stored values."""
     data = form.cleaned_data
@@ -267,7 +274,9 @@ class AccessTOTPDeviceAdmin(SecretKeepingTOTPDeviceAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None:
-            readonly.append("user")  # a device stays with its owner
+            # A device stays with its owner, and its secret and settings as enrolled: a wide
+            # tolerance or drift, a changed step or cleared throttling would let a guess through.
+            readonly += [name for name in ENROLLED_DEVICE_FIELDS if name not in readonly]
         return readonly
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
