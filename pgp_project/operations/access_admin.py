@@ -25,6 +25,7 @@ from .access_control import (
     USER_SUBJECT,
     Access,
     AccessOutcome,
+    account_refusal,
     change_group_permissions,
     change_user_access,
     check_group_change,
@@ -32,11 +33,13 @@ from .access_control import (
     check_user_change,
     check_user_deletion,
     device_refusal,
+    enrolment_refusal,
     password_refusal,
     permission_keys,
     read_access,
     record_account_created,
     record_device_event,
+    record_group_renamed,
     record_password_set,
 )
 from .totp_admin import SecretKeepingTOTPDeviceAdmin
@@ -72,9 +75,10 @@ def _wanted_access(form: forms.ModelForm, current: Access) -> Access:
 
 def _report(admin_page: Any, request: HttpRequest, outcome: AccessOutcome) -> None:
     if outcome.pending is not None:
+        changed = [name for name, values in outcome.pending.changes.items() if values["old"] != values["new"]]
         admin_page.message_user(
             request,
-            f"Change #{outcome.pending.pk} ({', '.join(outcome.pending.changes)}) grants money permissions: it is "
+            f"Change #{outcome.pending.pk} ({', '.join(changed)}) grants money permissions: it is "
             "awaiting confirmation by a second staff member and takes effect only once confirmed.",
             messages.WARNING,
         )
@@ -168,6 +172,17 @@ class AccessUserAdmin(AccessPanelsMixin, UserAdmin):
                 entry["changed"]["fields"] = [name for name in entry["changed"]["fields"] if name not in access]
         return [entry for entry in message if "changed" not in entry or entry["changed"]["fields"]]
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A superuser's account, or one holding what you do not: shown, not editable.
+        return super().has_change_permission(request, obj) and (
+            obj is None or account_refusal(request.user, obj) is None
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and (
+            obj is None or account_refusal(request.user, obj) is None
+        )
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         check_user_deletion(request.user, obj)
         super().delete_model(request, obj)
@@ -228,6 +243,12 @@ class AccessGroupAdmin(AccessPanelsMixin, GroupAdmin):
             readonly.append("permissions")  # a member's group is their own permissions
         return readonly
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        renamed_from = form.initial.get("name") if change and "name" in form.changed_data else None
+        super().save_model(request, obj, form, change)
+        if renamed_from is not None:
+            record_group_renamed(request.user, obj, renamed_from)
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         if "permissions" not in form.cleaned_data:
             return
@@ -264,7 +285,9 @@ class AccessTOTPDeviceAdmin(SecretKeepingTOTPDeviceAdmin):
         class DeviceForm(form):  # type: ignore[valid-type,misc]
             def clean(self) -> dict[str, Any]:
                 cleaned = super().clean() or {}
-                refusal = device_refusal(actor, cleaned.get("user") or getattr(self.instance, "user", None))
+                owner = cleaned.get("user") or getattr(self.instance, "user", None)
+                adding = self.instance.pk is None
+                refusal = enrolment_refusal(actor, owner) if adding else device_refusal(actor, owner)
                 if refusal:
                     raise ValidationError(refusal)
                 return cleaned
@@ -300,7 +323,7 @@ class AccessTOTPDeviceAdmin(SecretKeepingTOTPDeviceAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        refusal = device_refusal(request.user, obj.user)
+        refusal = device_refusal(request.user, obj.user) if change else enrolment_refusal(request.user, obj.user)
         if refusal:
             raise PermissionDenied(refusal)
         super().save_model(request, obj, form, change)
