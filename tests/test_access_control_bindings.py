@@ -25,7 +25,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from pgp_project.operations.access_control import Access, change_group_permissions, change_user_access, read_access
 from pgp_project.operations.models import AuditEvent, PendingChange, PendingChangeStatus
-from pgp_project.operations.pending_changes import confirm_change
+from pgp_project.operations.pending_changes import confirm_change, request_change
 
 from .test_access_control import (
     DEVICE_ADD,
@@ -271,3 +271,19 @@ def test_a_change_whose_subject_was_deleted_is_stale() -> None:
     page = confirm_in_admin(logged_in(staff("boss", superuser=True)), change)
     assert f"Change #{change.pk} stale: not applied: its subject no longer exists" in page
     assert PendingChange.objects.get().status == PendingChangeStatus.STALE
+
+
+def test_a_membership_recorded_by_group_names_only_is_stale_and_holds_money_grants_to_groups() -> None:
+    """Changes requested before groups were recorded by id name them only: what they would grant
+    cannot be told, so confirming one applies nothing, and while one waits any group may be it."""
+    alice = staff("alice", *PEOPLE, *GROUPS, CONFIRM, APPROVE)
+    bob = staff("bob")
+    treasury = group_with("Treasury")
+    legacy = request_change(User, bob.pk, {"groups": "Treasury"}, user=alice)
+    assert legacy is not None
+    grant = change_group_permissions(alice, treasury.pk, frozenset({APPROVE})).pending
+    assert grant is not None  # waits: the legacy membership might name it
+    decided = confirm_change(legacy.pk, staff("boss", superuser=True))
+    assert decided.status == PendingChangeStatus.STALE
+    assert "not a recorded group: 'Treasury'" in decided.decision_note
+    assert not fresh(bob).groups.exists()
