@@ -14,12 +14,15 @@ administrator cannot shape who is left to be the second person:
 """
 
 import html
+import threading
+import time
 from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -287,3 +290,40 @@ def test_a_membership_recorded_by_group_names_only_is_stale_and_holds_money_gran
     assert decided.status == PendingChangeStatus.STALE
     assert "not a recorded group: 'Treasury'" in decided.decision_note
     assert not fresh(bob).groups.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_password_set_while_a_grant_is_being_requested_waits_for_it_and_is_refused() -> None:
+    """The refusal is decided under the account's row lock, which the grant's request holds: a
+    password posted at that moment waits, then sees the grant and is refused."""
+    carol = staff("carol", *PEOPLE, CONFIRM)
+    mallory = staff("mallory", *PEOPLE)
+    newbie = staff("newbie")
+    requested = threading.Event()
+
+    def request_grant_and_hold_the_transaction() -> None:
+        try:
+            with transaction.atomic():
+                change_user_access(carol, newbie.pk, Access(True, True, False, frozenset({CONFIRM}), frozenset()))
+                requested.set()
+                time.sleep(1.0)  # the password below is posted meanwhile
+        finally:
+            connection.close()
+
+    pages: list[str] = []
+
+    def set_password() -> None:
+        try:
+            requested.wait(10)
+            url = reverse("admin:auth_user_password_change", args=[newbie.pk])
+            pages.append(text(logged_in(mallory).post(url, PASSWORD_FORM, follow=True)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request_grant_and_hold_the_transaction), threading.Thread(target=set_password)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert "has access changes awaiting confirmation" in pages[0]
+    assert fresh(newbie).check_password("pw")

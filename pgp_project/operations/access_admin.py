@@ -11,6 +11,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -59,6 +60,13 @@ ENROLLED_DEVICE_FIELDS = (
     "user", "key", "step", "t0", "digits", "tolerance", "drift", "last_t",
     "throttling_failure_timestamp", "throttling_failure_count",
 )  # fmt: skip
+
+
+def lock_account(user: Any) -> None:
+    """The account's row lock, which requesting and confirming an access change of it take too:
+    a credential set here and its audit event land together, before such a change (which then
+    records who set it) or after it (and find it pending), never in between."""
+    list(type(user)._default_manager.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
 
 
 def _wanted_access(form: forms.ModelForm, current: Access) -> Access:
@@ -192,10 +200,13 @@ class AccessUserAdmin(AccessPanelsMixin, UserAdmin):
             check_user_deletion(request.user, user)
         super().delete_queryset(request, queryset)
 
+    @transaction.atomic
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         user = self.get_object(request, id)
         if user is None:
             return super().user_change_password(request, id, form_url)  # Django's own 404
+        if request.method == "POST":
+            lock_account(user)
         refusal = password_refusal(request.user, user)
         if refusal is not None:
             self.message_user(request, refusal, messages.ERROR)
@@ -323,6 +334,7 @@ class AccessTOTPDeviceAdmin(SecretKeepingTOTPDeviceAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        lock_account(obj.user)  # under the admin's transaction, until the audit event below is written
         refusal = device_refusal(request.user, obj.user) if change else enrolment_refusal(request.user, obj.user)
         if refusal:
             raise PermissionDenied(refusal)
