@@ -10,7 +10,8 @@ permission that requests a change of each, from its `AppConfig.ready` (`register
 
 Confirming applies under a row lock of the subject, only if every field still holds the value
 recorded as old when it was requested (else the change is stale and nothing is written), and only
-if the row with the new values passes the model's validation and constraints (`full_clean`).
+if the row with the new values passes the model's validation and constraints (`full_clean`). A
+change whose row was deleted meanwhile is stale too.
 Each request, confirmation, rejection and supersession is an audit event on the subject, with the
 old -> new values in its reason.
 """
