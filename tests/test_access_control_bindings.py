@@ -327,3 +327,37 @@ def test_a_password_set_while_a_grant_is_being_requested_waits_for_it_and_is_ref
         thread.join()
     assert "has access changes awaiting confirmation" in pages[0]
     assert fresh(newbie).check_password("pw")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_device_enrolled_while_a_grant_is_being_requested_waits_for_it_and_is_refused() -> None:
+    carol = staff("carol", *PEOPLE, CONFIRM)
+    mallory = staff("mallory", "otp_totp.view_totpdevice", "otp_totp.add_totpdevice")
+    newbie = staff("newbie")
+    requested = threading.Event()
+
+    def request_grant_and_hold_the_transaction() -> None:
+        try:
+            with transaction.atomic():
+                change_user_access(carol, newbie.pk, Access(True, True, False, frozenset({CONFIRM}), frozenset()))
+                requested.set()
+                time.sleep(1.0)  # the device below is posted meanwhile
+        finally:
+            connection.close()
+
+    statuses: list[int] = []
+
+    def enrol() -> None:
+        try:
+            requested.wait(10)
+            statuses.append(logged_in(mallory).post(reverse(DEVICE_ADD), device_form(newbie)).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request_grant_and_hold_the_transaction), threading.Thread(target=enrol)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [403]  # the form's check passed before the grant was visible; the save's did not
+    assert not TOTPDevice.objects.exists()
