@@ -11,6 +11,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -25,6 +26,7 @@ from .access_control import (
     USER_SUBJECT,
     Access,
     AccessOutcome,
+    account_refusal,
     change_group_permissions,
     change_user_access,
     check_group_change,
@@ -32,11 +34,13 @@ from .access_control import (
     check_user_change,
     check_user_deletion,
     device_refusal,
+    enrolment_refusal,
     password_refusal,
     permission_keys,
     read_access,
     record_account_created,
     record_device_event,
+    record_group_renamed,
     record_password_set,
 )
 from .totp_admin import SecretKeepingTOTPDeviceAdmin
@@ -49,6 +53,20 @@ REASON_FIELD = forms.CharField(
     label="reason for a money-control change",
     help_text="Shown to the second staff member who confirms a grant of money permissions or superuser status.",
 )
+
+
+# What an enrolled device keeps: only its name and whether it is confirmed may change.
+ENROLLED_DEVICE_FIELDS = (
+    "user", "key", "step", "t0", "digits", "tolerance", "drift", "last_t",
+    "throttling_failure_timestamp", "throttling_failure_count",
+)  # fmt: skip
+
+
+def lock_account(user: Any) -> None:
+    """The account's row lock, which requesting and confirming an access change of it take too:
+    a credential set here and its audit event land together, before such a change (which then
+    records who set it) or after it (and find it pending), never in between."""
+    list(type(user)._default_manager.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
 
 
 def _wanted_access(form: forms.ModelForm, current: Access) -> Access:
@@ -65,9 +83,10 @@ def _wanted_access(form: forms.ModelForm, current: Access) -> Access:
 
 def _report(admin_page: Any, request: HttpRequest, outcome: AccessOutcome) -> None:
     if outcome.pending is not None:
+        changed = [name for name, values in outcome.pending.changes.items() if values["old"] != values["new"]]
         admin_page.message_user(
             request,
-            f"Change #{outcome.pending.pk} ({', '.join(outcome.pending.changes)}) grants money permissions: it is "
+            f"Change #{outcome.pending.pk} ({', '.join(changed)}) grants money permissions: it is "
             "awaiting confirmation by a second staff member and takes effect only once confirmed.",
             messages.WARNING,
         )
@@ -161,6 +180,17 @@ class AccessUserAdmin(AccessPanelsMixin, UserAdmin):
                 entry["changed"]["fields"] = [name for name in entry["changed"]["fields"] if name not in access]
         return [entry for entry in message if "changed" not in entry or entry["changed"]["fields"]]
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A superuser's account, or one holding what you do not: shown, not editable.
+        return super().has_change_permission(request, obj) and (
+            obj is None or account_refusal(request.user, obj) is None
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and (
+            obj is None or account_refusal(request.user, obj) is None
+        )
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         check_user_deletion(request.user, obj)
         super().delete_model(request, obj)
@@ -170,10 +200,13 @@ class AccessUserAdmin(AccessPanelsMixin, UserAdmin):
             check_user_deletion(request.user, user)
         super().delete_queryset(request, queryset)
 
+    @transaction.atomic
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         user = self.get_object(request, id)
         if user is None:
             return super().user_change_password(request, id, form_url)  # Django's own 404
+        if request.method == "POST":
+            lock_account(user)
         refusal = password_refusal(request.user, user)
         if refusal is not None:
             self.message_user(request, refusal, messages.ERROR)
@@ -221,6 +254,12 @@ class AccessGroupAdmin(AccessPanelsMixin, GroupAdmin):
             readonly.append("permissions")  # a member's group is their own permissions
         return readonly
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        renamed_from = form.initial.get("name") if change and "name" in form.changed_data else None
+        super().save_model(request, obj, form, change)
+        if renamed_from is not None:
+            record_group_renamed(request.user, obj, renamed_from)
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         if "permissions" not in form.cleaned_data:
             return
@@ -257,7 +296,9 @@ class AccessTOTPDeviceAdmin(SecretKeepingTOTPDeviceAdmin):
         class DeviceForm(form):  # type: ignore[valid-type,misc]
             def clean(self) -> dict[str, Any]:
                 cleaned = super().clean() or {}
-                refusal = device_refusal(actor, cleaned.get("user") or getattr(self.instance, "user", None))
+                owner = cleaned.get("user") or getattr(self.instance, "user", None)
+                adding = self.instance.pk is None
+                refusal = enrolment_refusal(actor, owner) if adding else device_refusal(actor, owner)
                 if refusal:
                     raise ValidationError(refusal)
                 return cleaned
@@ -267,7 +308,9 @@ class AccessTOTPDeviceAdmin(SecretKeepingTOTPDeviceAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None:
-            readonly.append("user")  # a device stays with its owner
+            # A device stays with its owner, and its secret and settings as enrolled: a wide
+            # tolerance or drift, a changed step or cleared throttling would let a guess through.
+            readonly += [name for name in ENROLLED_DEVICE_FIELDS if name not in readonly]
         return readonly
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -291,7 +334,8 @@ class AccessTOTPDeviceAdmin(SecretKeepingTOTPDeviceAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        refusal = device_refusal(request.user, obj.user)
+        lock_account(obj.user)  # under the admin's transaction, until the audit event below is written
+        refusal = device_refusal(request.user, obj.user) if change else enrolment_refusal(request.user, obj.user)
         if refusal:
             raise PermissionDenied(refusal)
         super().save_model(request, obj, form, change)

@@ -8,19 +8,27 @@ The rules, for every change of an account or a group through the admin (or these
 - nobody grants what they do not hold: a permission, membership of a group whose permissions
   they do not all hold, superuser status (superusers only), or the (re)activation of an account
   holding permissions they do not hold;
+- nobody changes, deactivates or deletes a superuser's account but a superuser, nor an account
+  holding permissions they do not hold (so nobody strips the people who could stop them);
 - a change that adds money power to an account (a permission in PGP_MONEY_PERMISSIONS or
   superuser status, directly, through a group, through a money permission added to a group with
-  members, or by reactivating or making staff an account that holds one) is a `PendingChange`:
-  it applies once a second person, who may grant it too and is not its subject, confirms it;
-- revoking is immediate (the safe direction), and so is granting what adds no money power;
+  members or named in a pending membership, or by reactivating or making staff an account that
+  holds one) is a `PendingChange`: it applies once a second person, who may grant it too, is not
+  its subject and never created it or set its credentials, confirms it;
+- such a change holds what its confirmer is shown: the groups of a membership by id with their
+  permissions, the members of a group (and who may know their credentials), who may know the
+  account's credentials; if any of that moved by confirmation, it is stale;
+- revoking is immediate (the safe direction, within the rule above), and so is granting what adds
+  no money power;
 - setting another person's password takes their account over: only for an account that holds no
-  money power and nothing the actor does not hold;
+  money power and nothing the actor does not hold, and none with a grant waiting for it;
 - every change is an audit event on the account ("user") or group ("group"), old -> new.
 
-Sets of permissions and groups are kept as text in changes and events: sorted, comma-joined
-natural keys ("payouts.approve_payout", group names).
+Sets of permissions are kept as text in changes and events: sorted, comma-joined natural keys
+("payouts.approve_payout"); groups in a pending change as "name (#id: permissions)".
 """
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,7 +40,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from .models import AuditEvent, PendingChange
+from .models import AuditEvent, PendingChange, PendingChangeStatus
 from .pending_changes import VirtualField, describe, register_guarded_fields, request_change
 from .state_machine import record_event
 
@@ -93,11 +101,63 @@ def group_permissions(names: Iterable[str], *, lock: bool = False) -> dict[str, 
     """Each named group's permissions. With `lock`, the groups' rows are locked first, so that a
     membership decided on them cannot race a change of their permissions (which locks the row)."""
     groups = groups_by_name(names, lock=lock)
-    held: dict[str, set[str]] = {group.name: set() for group in groups}
-    rows = Permission.objects.filter(group__in=groups).values_list("group__name", "content_type__app_label", "codename")
-    for name, app_label, codename in rows:
-        held[name].add(f"{app_label}.{codename}")
-    return {name: frozenset(keys) for name, keys in held.items()}
+    by_id = _permissions_by_group(groups)
+    return {group.name: by_id[group.pk] for group in groups}
+
+
+def _permissions_by_group(groups: Iterable[Group]) -> dict[int, frozenset[str]]:
+    held: dict[int, set[str]] = {group.pk: set() for group in groups}
+    rows = Permission.objects.filter(group__in=list(held)).values_list("group", "content_type__app_label", "codename")
+    for group_id, app_label, codename in rows:
+        held[group_id].add(f"{app_label}.{codename}")
+    return {group_id: frozenset(keys) for group_id, keys in held.items()}
+
+
+# --- groups as a pending membership records them --------------------------------------------------
+
+NO_PERMISSION = "no permission"
+
+
+@dataclass(frozen=True)
+class RecordedGroup:
+    """A group in a change of an account's groups: bound by its id (a name can be given to
+    another group meanwhile), named for people, with the permissions it granted when the change
+    was requested (a membership confirmed after they changed would grant something else)."""
+
+    id: int
+    name: str
+    permissions: frozenset[str]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.id}: {' '.join(sorted(self.permissions)) or NO_PERMISSION})"
+
+
+# name (#id: app.perm app.perm) -- a name may hold anything but a comma; permissions never hold parentheses
+_RECORDED_GROUP = re.compile(r"^(?P<name>.*) \(#(?P<id>\d+): (?P<permissions>[^()]*)\)$")
+
+
+def groups_text(groups: Iterable[Group]) -> str:
+    """A set of groups as a change records it: sorted, comma-joined `RecordedGroup`s."""
+    groups = list(groups)
+    by_id = _permissions_by_group(groups)
+    return join(str(RecordedGroup(group.pk, group.name, by_id[group.pk])) for group in groups)
+
+
+def parse_groups(text: str | None) -> list[RecordedGroup]:
+    recorded = []
+    for item in split(text):
+        match = _RECORDED_GROUP.match(item)
+        if match is None:
+            raise ValidationError(f"not a recorded group: {item!r}")
+        permissions = match["permissions"]
+        recorded.append(
+            RecordedGroup(
+                id=int(match["id"]),
+                name=match["name"],
+                permissions=frozenset() if permissions == NO_PERMISSION else frozenset(permissions.split()),
+            )
+        )
+    return recorded
 
 
 # --- an account's access ------------------------------------------------------------------------
@@ -188,6 +248,9 @@ def plan_user_change(
             "You cannot change your own account's permissions, groups or active, staff and superuser "
             "status: another administrator must."
         )
+    refusal = _account_refusal(actor, user, current, by_group)
+    if refusal:
+        raise ValidationError(refusal)
     refusals = _grant_refusals(actor, current, wanted, by_group)
     if refusals:
         raise ValidationError(refusals)
@@ -218,6 +281,29 @@ def plan_user_change(
     if immediate.groups != wanted.groups:
         pending["groups"] = join(wanted.groups)
     return AccessPlan(immediate=immediate, pending=pending)
+
+
+def _account_refusal(actor: Any, user: Any, access: Access, by_group: Mapping[str, frozenset[str]]) -> str | None:
+    """Why `actor` may not change `user`'s account at all (None: they may). Revoking is the safe
+    direction only if the revoker could have granted it: otherwise one administrator could strip
+    the superusers and the honest confirmers, and choose who is left to be the second person."""
+    if actor.pk == user.pk:
+        return None  # the rules on one's own account are the callers'
+    if access.is_superuser and not actor.is_superuser:
+        return f"{user} is a superuser: only a superuser can change, deactivate or delete their account."
+    missing = unheld(actor, effective_permissions(access, by_group))
+    if missing:
+        return (
+            f"{user} holds permissions you do not ({', '.join(missing)}): only an administrator who holds them "
+            "can change, deactivate or delete their account."
+        )
+    return None
+
+
+def account_refusal(actor: Any, user: Any) -> str | None:
+    """`_account_refusal` on the stored account: for the admin's change and delete permissions."""
+    access = read_access(user)
+    return _account_refusal(actor, user, access, group_permissions(access.groups))
 
 
 def _changes(old: Access, new: Access) -> dict[str, dict[str, str | None]]:
@@ -271,8 +357,10 @@ def change_user_access(actor: Any, user_id: int, wanted: Access, *, reason: str 
             )
         pending = None
         if plan.pending:
-            noted = "; ".join(filter(None, [reason, credentials_known_to(actor, user)]))
-            pending = request_change(user_model, user.pk, plan.pending, user=actor, reason=noted)
+            requested = dict(plan.pending)
+            if "groups" in requested:  # bound by id, with what each group grants now
+                requested["groups"] = groups_text(groups_by_name(wanted.groups))
+            pending = request_change(user_model, user.pk, requested, user=actor, reason=reason)
     return AccessOutcome(applied=applied, pending=pending)
 
 
@@ -284,16 +372,67 @@ CREDENTIAL_ACTIONS = {
 }
 
 
-def credentials_known_to(actor: Any, user: Any) -> str:
-    """Whoever created an account or set its credentials may know them: said in the request of
-    a money grant to it, for the second person who confirms it."""
-    actions = set(
+NOBODY_ELSE = "nobody but its owner"
+
+
+def credential_holders(user_ids: Iterable[int]) -> dict[int, dict[Any, list[str]]]:
+    """For each account, who else created it or set its credentials (they may know them), and
+    what they did, in order; the key None is someone with server access (manage.py)."""
+    holders: dict[int, dict[Any, list[str]]] = {user_id: {} for user_id in user_ids}
+    events = (
         AuditEvent.objects.filter(
-            subject_type=USER_SUBJECT, subject_id=user.pk, actor=actor, action__in=CREDENTIAL_ACTIONS
-        ).values_list("action", flat=True)
+            subject_type=USER_SUBJECT, subject_id__in=list(holders), action__in=CREDENTIAL_ACTIONS
+        )
+        .select_related("actor")
+        .order_by("id")
     )
-    done = [text for action, text in CREDENTIAL_ACTIONS.items() if action in actions]
-    return f"note: the requester {actor} {', '.join(done)}" if done else ""
+    for event in events:
+        if event.actor_id == event.subject_id:
+            continue  # the owner's own credentials are theirs to know
+        done = holders[event.subject_id].setdefault(event.actor, [])
+        if CREDENTIAL_ACTIONS[event.action] not in done:
+            done.append(CREDENTIAL_ACTIONS[event.action])
+    return holders
+
+
+def credentials_text(holders: Mapping[Any, list[str]]) -> str:
+    """alice created this account, set its password; server access enrolled its TOTP device"""
+    said = [f"{actor if actor is not None else 'server access'} {', '.join(done)}" for actor, done in holders.items()]
+    return "; ".join(said) or NOBODY_ELSE
+
+
+def _credentials_witness(user: Any) -> str:
+    """Recorded with every change of an account, so the confirmer sees who may know its
+    credentials, and the change is stale if anyone touches them before it is confirmed."""
+    return credentials_text(credential_holders([user.pk])[user.pk])
+
+
+def _members_witness(group: Group) -> str:
+    """Recorded with every change of a group's permissions: its members, each with who may know
+    their credentials. Someone who joined (or left) before confirmation makes it stale."""
+    members = list(group.user_set.order_by("pk"))
+    holders = credential_holders(member.pk for member in members)
+    return "; ".join(f"{member} (#{member.pk}: {credentials_text(holders[member.pk])})" for member in members)
+
+
+def _knows_credentials(confirmer: Any, user_ids: Iterable[int]) -> list[str]:
+    return [
+        f"{', '.join(done)} (account #{user_id})"
+        for user_id, holders in credential_holders(user_ids).items()
+        for actor, done in holders.items()
+        if actor is not None and actor.pk == confirmer.pk
+    ]
+
+
+def pending_access_changes(user: Any) -> list[PendingChange]:
+    """The changes awaiting confirmation that would change what `user` may do: of the account
+    itself, or of the permissions of a group it is in."""
+    group_ids = list(user.groups.values_list("pk", flat=True))
+    return list(
+        PendingChange.objects.filter(status=PendingChangeStatus.PENDING).filter(
+            Q(subject_type=USER_SUBJECT, subject_id=user.pk) | Q(subject_type=GROUP_SUBJECT, subject_id__in=group_ids)
+        )
+    )
 
 
 def _write_access(user: Any, access: Access) -> None:
@@ -302,6 +441,17 @@ def _write_access(user: Any, access: Access) -> None:
     user.save(update_fields=list(FLAGS))
     user.user_permissions.set(permissions_by_key(access.permissions))
     user.groups.set(groups_by_name(access.groups))
+
+
+def _group_in_pending_membership(group: Group) -> bool:
+    """Whether a pending change of an account would make it a member of `group`."""
+    pending = PendingChange.objects.filter(
+        subject_type=USER_SUBJECT, status=PendingChangeStatus.PENDING, changes__has_key="groups"
+    ).values_list("changes__groups__new", flat=True)
+    try:
+        return any(recorded.id == group.pk for text in pending for recorded in parse_groups(text))
+    except ValidationError:
+        return True  # a change recorded by names only, before ids: it might name this group
 
 
 # --- a group's permissions ----------------------------------------------------------------------
@@ -324,7 +474,13 @@ def plan_group_change(actor: Any, group: Group, current: frozenset[str], wanted:
     missing = unheld(actor, wanted - current)
     if missing:
         raise ValidationError(f"You cannot grant permissions you do not hold: {', '.join(missing)}.")
-    if (wanted - current) & money_permissions() and group.pk is not None and group.user_set.exists():
+    refusal = _group_refusal(actor, group, current)
+    if refusal:
+        raise ValidationError(refusal)
+    if not (wanted - current) & money_permissions() or group.pk is None:
+        return {}
+    # A member waiting for confirmation counts as a member: the group must not grow under them.
+    if group.user_set.exists() or _group_in_pending_membership(group):
         return {"permissions": join(wanted)}
     return {}
 
@@ -366,14 +522,32 @@ def change_group_permissions(actor: Any, group_id: int, wanted: frozenset[str], 
     return AccessOutcome(applied=applied, pending=change)
 
 
+def _group_refusal(actor: Any, group: Group, permissions: frozenset[str]) -> str | None:
+    """A group's permissions are its members': as for an account, only someone who holds them
+    all revokes them (or deletes the group), or one administrator could strip its members."""
+    missing = unheld(actor, permissions)
+    if missing:
+        return (
+            f"The group {group.name!r} grants permissions you do not hold ({', '.join(missing)}): only an "
+            "administrator who holds them can change or delete it."
+        )
+    return None
+
+
 def check_group_deletion(actor: Any, group: Group) -> None:
     if _is_member(actor, group):
         raise PermissionDenied(f"You are a member of {group.name!r}: deleting it changes your own permissions.")
+    refusal = _group_refusal(actor, group, group_permissions([group.name])[group.name])
+    if refusal:
+        raise PermissionDenied(refusal)
 
 
 def check_user_deletion(actor: Any, user: Any) -> None:
     if actor.pk == user.pk:
         raise PermissionDenied("You cannot delete your own account.")
+    refusal = account_refusal(actor, user)
+    if refusal:
+        raise PermissionDenied(refusal)
 
 
 # --- passwords and second factors ---------------------------------------------------------------
@@ -395,6 +569,19 @@ def password_refusal(actor: Any, user: Any) -> str | None:
     missing = unheld(actor, effective_permissions(access, by_group))
     if missing:
         return f"{user} holds permissions you do not ({', '.join(missing)}): you cannot set their password."
+    return _pending_refusal(user, "set their password")
+
+
+def _pending_refusal(user: Any, what: str) -> str | None:
+    """Whoever sets an account's credentials while a grant to it waits would hold the account the
+    grant is confirmed to."""
+    pending = pending_access_changes(user)
+    if pending:
+        numbers = ", ".join(f"#{change.pk}" for change in pending)
+        return (
+            f"{user} has access changes awaiting confirmation ({numbers}): you cannot {what} until they are "
+            "confirmed or rejected."
+        )
     return None
 
 
@@ -413,7 +600,15 @@ def device_refusal(actor: Any, owner: Any) -> str | None:
             "You cannot enrol, change or remove a TOTP device of your own account: a second administrator does, "
             "or an operator with server access (manage.py add_totp_device)."
         )
+    if actor is not None and owner is not None:
+        return account_refusal(actor, owner)
     return None
+
+
+def enrolment_refusal(actor: Any, owner: Any) -> str | None:
+    """Enrolling a device sets a credential: `device_refusal`, and not while a grant to the
+    account waits for confirmation."""
+    return device_refusal(actor, owner) or (owner is not None and _pending_refusal(owner, "enrol a device")) or None
 
 
 def record_device_event(actor: Any, device: Any, action: str, detail: str = "") -> None:
@@ -431,6 +626,14 @@ def record_device_event(actor: Any, device: Any, action: str, detail: str = "") 
     )
 
 
+def record_group_renamed(actor: Any, group: Group, old_name: str) -> None:
+    """A name is what people read in changes and histories: a rename is on the record."""
+    record_event(
+        GROUP_SUBJECT, group.pk, action="renamed", from_status="", to_status="", actor=actor,
+        reason=f"name: {old_name!r} -> {group.name!r} (by {actor})",
+    )  # fmt: skip
+
+
 def record_account_created(actor: Any, user: Any) -> None:
     record_event(
         USER_SUBJECT, user.pk, action="created", from_status="", to_status="", actor=actor,
@@ -442,17 +645,26 @@ def record_account_created(actor: Any, user: Any) -> None:
 
 
 def _confirm_user_change(user: Any, changes: Mapping[str, Mapping[str, str | None]], confirmer: Any) -> None:
-    """A confirmer is a second person who may grant it too, never the account itself."""
+    """A confirmer is a second person who may grant it too, never the account itself nor anyone
+    who created it or set its credentials (they may know them)."""
     if confirmer.pk == user.pk:
         raise PermissionDenied(f"{confirmer} is the subject of this change: another person must confirm it")
+    known = _knows_credentials(confirmer, [user.pk])
+    if known:
+        raise PermissionDenied(
+            f"{confirmer} {'; '.join(known)}, and may know its credentials: another person must confirm it"
+        )
     stored = read_access(user)
-    # What the change grants, judged against the values it was requested on (if the account
-    # moved since, the kernel finds it stale and applies nothing).
-    before, wanted = _recorded_access(stored, changes, "old"), _recorded_access(stored, changes, "new")
+    # What the change grants, judged against the values it was requested on, groups with the
+    # permissions recorded then (if anything moved since, the kernel finds it stale).
+    by_group = dict(group_permissions(stored.groups))
     try:
-        by_group = group_permissions(before.groups | wanted.groups, lock=True)
+        for side in ("old", "new"):
+            if "groups" in changes:
+                by_group.update((group.name, group.permissions) for group in parse_groups(changes["groups"][side]))
     except ValidationError:
-        return  # a group is gone: the change cannot apply, and the kernel records it stale
+        return  # groups recorded by names only, before ids: `_write_groups` refuses it, and it is stale
+    before, wanted = _recorded_access(stored, changes, "old"), _recorded_access(stored, changes, "new")
     refusals = _grant_refusals(confirmer, before, wanted, by_group)
     if refusals:
         raise PermissionDenied(f"{confirmer} may not confirm this change: " + " ".join(refusals))
@@ -463,13 +675,19 @@ def _recorded_access(stored: Access, changes: Mapping[str, Mapping[str, str | No
     if "user_permissions" in changes:
         values["permissions"] = split(changes["user_permissions"][side])
     if "groups" in changes:
-        values["groups"] = split(changes["groups"][side])
+        values["groups"] = frozenset(group.name for group in parse_groups(changes["groups"][side]))
     return replace(stored, **values)
 
 
 def _confirm_group_change(group: Group, changes: Mapping[str, Mapping[str, str | None]], confirmer: Any) -> None:
     if _is_member(confirmer, group):
         raise PermissionDenied(f"{confirmer} is a member of {group.name!r}: another person must confirm it")
+    known = _knows_credentials(confirmer, group.user_set.values_list("pk", flat=True))
+    if known:
+        raise PermissionDenied(
+            f"{confirmer} {'; '.join(known)} of a member of {group.name!r}, and may know its credentials: "
+            "another person must confirm it"
+        )
     added = split(changes["permissions"]["new"]) - split(changes["permissions"]["old"])
     missing = unheld(confirmer, added)
     if missing:
@@ -483,7 +701,22 @@ def _write_permissions(user: Any, text: str | None) -> None:
 
 
 def _write_groups(user: Any, text: str | None) -> None:
-    user.groups.set(groups_by_name(split(text)))
+    """The recorded groups, by id, only if each still grants what it did at the request."""
+    recorded = parse_groups(text)
+    groups = {group.pk: group for group in Group.objects.select_for_update().filter(pk__in=[g.id for g in recorded])}
+    now = _permissions_by_group(groups.values())
+    problems = []
+    for group in recorded:
+        if group.id not in groups:
+            problems.append(f"the group {group.name!r} (#{group.id}) no longer exists")
+        elif now[group.id] != group.permissions:
+            problems.append(
+                f"the group {group.name!r} (#{group.id}) now grants {join(now[group.id]) or NO_PERMISSION}, "
+                f"not {join(group.permissions) or NO_PERMISSION} as when it was requested"
+            )
+    if problems:
+        raise ValidationError(problems)
+    user.groups.set(groups.values())
 
 
 def _write_group_permissions(group: Group, text: str | None) -> None:
@@ -495,23 +728,25 @@ def register_access_subjects() -> None:
     register_guarded_fields(
         USER_SUBJECT,
         get_user_model(),
-        {name: "auth.change_user" for name in (*FLAGS, "user_permissions", "groups")},
+        {name: "auth.change_user" for name in (*FLAGS, "user_permissions", "groups", "credentials")},
         virtual={
             "user_permissions": VirtualField(
                 read=lambda user: join(read_access(user).permissions), write=_write_permissions
             ),
-            "groups": VirtualField(read=lambda user: join(read_access(user).groups), write=_write_groups),
+            "groups": VirtualField(read=lambda user: groups_text(user.groups.order_by("pk")), write=_write_groups),
+            "credentials": VirtualField(read=_credentials_witness),
         },
         confirm_check=_confirm_user_change,
     )
     register_guarded_fields(
         GROUP_SUBJECT,
         Group,
-        {"permissions": "auth.change_group"},
+        {"permissions": "auth.change_group", "members": "auth.change_group"},
         virtual={
             "permissions": VirtualField(
                 read=lambda group: join(group_permissions([group.name])[group.name]), write=_write_group_permissions
-            )
+            ),
+            "members": VirtualField(read=_members_witness),
         },
         confirm_check=_confirm_group_change,
     )

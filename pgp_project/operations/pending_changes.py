@@ -10,7 +10,8 @@ permission that requests a change of each, from its `AppConfig.ready` (`register
 
 Confirming applies under a row lock of the subject, only if every field still holds the value
 recorded as old when it was requested (else the change is stale and nothing is written), and only
-if the row with the new values passes the model's validation and constraints (`full_clean`).
+if the row with the new values passes the model's validation and constraints (`full_clean`). A
+change whose row was deleted meanwhile is stale too.
 Each request, confirmation, rejection and supersession is an audit event on the subject, with the
 old -> new values in its reason.
 """
@@ -219,6 +220,7 @@ def request_change(
             changes[name] = {"old": as_text(old), "new": None}
         if not changes:
             return None
+        changes.update(_witnesses(guarded, subject))
         candidate.full_clean()  # refuse a change that could never be applied
         for name in _concrete(guarded, changes):
             changes[name]["new"] = as_text(_normalised(_field(model, name), getattr(candidate, _attname(model, name))))
@@ -260,7 +262,7 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
         # The subject first, then the change: the order request_change takes them in.
         found = PendingChange.objects.get(pk=change_id)
         guarded = guarded_subject(found.subject_type)
-        subject = guarded.model._default_manager.select_for_update().get(pk=found.subject_id)
+        subject = guarded.model._default_manager.select_for_update().filter(pk=found.subject_id).first()
         change = PendingChange.objects.select_for_update().get(pk=change_id)
         if change.status != PendingChangeStatus.PENDING:
             raise ChangeNotPending(f"change #{change.pk} is {change.status}, not pending")
@@ -268,6 +270,9 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
             raise SelfConfirmationRefused(
                 f"change #{change.pk} was requested by {user}: a second staff member must confirm it"
             )
+        if subject is None:
+            # Deleted since the request: nothing to apply, and left pending it would wait forever.
+            return _decide(change, PendingChangeStatus.STALE, user, "not applied: its subject no longer exists")
         _check_confirmer(guarded, subject, change, user)
         moved = _moved_virtual(guarded, subject, change.changes) + [
             f"{name} is now {as_text(_field(guarded.model, name).value_from_object(subject))!r}"
@@ -351,10 +356,14 @@ class VirtualField:
     """A guarded value that is no column of the row (a user's permissions, the groups it is in),
     kept in a change as text (e.g. sorted, comma-joined natural keys) and compared as text.
     `write` runs on confirmation under the subject's row lock; it raises ValidationError when
-    the value can no longer be applied (the change is then stale, and nothing is written)."""
+    the value can no longer be applied (the change is then stale, and nothing is written).
+
+    Without `write` it is a witness: what a confirmer relies on without it being changed (who
+    knows an account's credentials, who is in a group). It is recorded, old -> same, with every
+    change of the row, and the change is stale if it moved by confirmation; nothing writes it."""
 
     read: Callable[[Any], str | None]
-    write: Callable[[Any, str | None], None]
+    write: Callable[[Any, str | None], None] | None = None
 
 
 # Called on confirmation under the subject's row lock, before anything is applied: raises
@@ -372,7 +381,7 @@ def _virtual_changes(
     """old -> new of each virtual field that changes."""
     changes: dict[str, dict[str, str | None]] = {}
     for name, virtual in guarded.virtual.items():
-        if name in new_values:
+        if name in new_values and virtual.write is not None:
             old, new = virtual.read(subject), as_text(new_values[name])
             if old != new:
                 changes[name] = {"old": old, "new": new}
@@ -395,8 +404,18 @@ def _write_virtual(
 ) -> None:
     with transaction.atomic():  # one that cannot be written undoes the others
         for name, virtual in guarded.virtual.items():
-            if name in changes:
+            if name in changes and virtual.write is not None:
                 virtual.write(subject, changes[name]["new"])
+
+
+def _witnesses(guarded: GuardedModel, subject: models.Model) -> dict[str, dict[str, str | None]]:
+    """The witness fields' values now, recorded unchanged (old == new) with a change."""
+    witnessed = {}
+    for name, virtual in guarded.virtual.items():
+        if virtual.write is None:
+            value = virtual.read(subject)
+            witnessed[name] = {"old": value, "new": value}
+    return witnessed
 
 
 def _check_confirmer(guarded: GuardedModel, subject: models.Model, change: PendingChange, user: Any) -> None:
