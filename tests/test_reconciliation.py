@@ -9,7 +9,7 @@ history has the right rows and sums.
 import csv
 import io
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -61,8 +61,11 @@ def test_an_end_to_end_run_reconciles_to_zero_and_an_extra_hot_wallet_send_is_re
     celery_worker_process, local_chain: LocalChain, sandbox: SandboxChangeNow, caplog: pytest.LogCaptureFixture
 ) -> None:
     requests.post(f"{sandbox.base_url}/sandbox/reset", timeout=5).raise_for_status()
-    # Blocks are attributed by their timestamps, which anvil may stamp a second behind the clock.
-    start = timezone.now() - timedelta(seconds=2)
+    # Blocks are attributed by their timestamps, which anvil may stamp a second behind the clock;
+    # the window starts after every block already mined (the chain's deployment among them, when
+    # this test is the first to use the chain).
+    head = Web3(Web3.HTTPProvider(local_chain.rpc_url)).eth.get_block("latest")["timestamp"]
+    start = max(timezone.now() - timedelta(seconds=2), datetime.fromtimestamp(head + 1, tz=UTC))
     # A micro-batch conversion of ETH payments ...
     converting = ClientFactory.create(
         external_id="-100801", payout_strategy=PayoutStrategy.THRESHOLD, payout_threshold_usd=Decimal("1000.00")
