@@ -44,11 +44,13 @@ class RowCredit:
     credit: Decimal  # the client's part of it
 
 
-def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
+def claim_for_conversion(*, conversion_id: int, eth_at_most: Decimal | None = None) -> ClaimedForConversion:
     """Claim every row pending at this instant (the caller holds the conversion check's lock)
-    for `conversion_id`; the totals are those of exactly the claimed rows."""
+    for `conversion_id`; the totals are those of exactly the claimed rows. With `eth_at_most`
+    (the exchange's maximum), only the oldest rows that fit under it (see
+    claim_for_conversion_when_due); that path is SQLite's, where the demo's batches are small."""
     now = timezone.now()
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and eth_at_most is None:
         # One statement: the UPDATE returns only the amounts, summed exactly (numeric) in SQL;
         # no row travels back to Python.
         with connection.cursor() as cursor:
@@ -68,9 +70,10 @@ def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
             )
             rows, gross_usd, net_usd, eth = cursor.fetchone()
         return ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth)
-    claimed = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH).update(
-        status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=now
-    )
+    pending = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH)
+    if eth_at_most is not None:
+        pending = pending.filter(pk__in=_oldest_rows_up_to(pending, eth_at_most))
+    claimed = pending.update(status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=now)
     # SQLite (the embedded demo) sums decimals as floats: read the amounts back through the ORM
     # (Django's exact decimal converter) and sum them in Python, exactly.
     amounts = list(
@@ -86,6 +89,18 @@ def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
     )
 
 
+def _oldest_rows_up_to(pending: QuerySet[PayoutAccumulation], eth_at_most: Decimal) -> list[int]:
+    """The ids of the oldest pending rows whose ETH adds up to at most `eth_at_most`, passing
+    over any row that alone is larger (it can never fit)."""
+    ids, total = [], Decimal(0)
+    for row_id, eth in pending.filter(source_amount__lte=eth_at_most).order_by("pk").values_list("pk", "source_amount"):
+        if total + eth > eth_at_most:
+            break
+        ids.append(row_id)
+        total += eth
+    return ids
+
+
 @dataclass(frozen=True)
 class ConversionClaim:
     pending_rows: int  # what was pending when the statement looked (its snapshot)
@@ -93,10 +108,18 @@ class ConversionClaim:
     pending_eth: Decimal
     conversion_id: int | None  # the id the claimed rows now carry; None if nothing was claimed
     claimed: ClaimedForConversion
+    # Under an exchange maximum: the ETH of the oldest pending rows that fit under it (all of
+    # the pending ETH without a maximum), and how many rows are alone over it (never claimed).
+    fitting_eth: Decimal = Decimal(0)
+    rows_over_maximum: int = 0
 
 
 def claim_for_conversion_when_due(
-    *, net_usd_at_least: Decimal, eth_at_least: Decimal | None, conversion_table: str
+    *,
+    net_usd_at_least: Decimal,
+    eth_at_least: Decimal | None,
+    conversion_table: str,
+    eth_at_most: Decimal | None = None,
 ) -> ConversionClaim:
     """PostgreSQL, in one statement: if the ETH rows pending at this instant add up to at least
     `net_usd_at_least` net USD and `eth_at_least` ETH (None: unknown, never), claim every one of
@@ -105,6 +128,11 @@ def claim_for_conversion_when_due(
     caller holds the conversion check's lock and creates the conversion with that id and those
     totals in the same transaction.
 
+    With `eth_at_most` (the exchange's maximum for one exchange) the batch is capped rather than
+    split: only the oldest pending rows whose ETH adds up to at most that are claimed (their ETH
+    must still reach `eth_at_least`), and the rest stay pending for the next check. A row that
+    alone is over the maximum is passed over (it could never be exchanged) and counted.
+
     The decision is one row computed before the UPDATE writes anything: a check below the
     threshold writes nothing, and draws no id (the id is drawn in the decision's CASE, only when it
     is yes). Each row is locked by the UPDATE itself, which re-reads a row another transaction
@@ -112,7 +140,33 @@ def claim_for_conversion_when_due(
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            _CLAIM_ALL_PENDING if eth_at_most is None else _CLAIM_PENDING_UP_TO_MAXIMUM,
+            {
+                "pending": AccumulationStatus.PENDING,
+                "eth": SourceAsset.ETH,
+                "swapping": AccumulationStatus.SWAPPING,
+                "table": conversion_table,
+                "now": now,
+                "net_usd": net_usd_at_least,
+                "eth_min": eth_at_least,
+                "eth_max": eth_at_most,
+            },
+        )
+        (pending_rows, pending_net, pending_eth, conversion_id, rows, gross_usd, net_usd, eth, fitting_eth, over) = (
+            cursor.fetchone()
+        )
+    return ConversionClaim(
+        pending_rows=pending_rows,
+        pending_net_usd=pending_net,
+        pending_eth=pending_eth,
+        conversion_id=conversion_id if rows else None,
+        claimed=ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth),
+        fitting_eth=fitting_eth,
+        rows_over_maximum=over,
+    )
+
+
+_CLAIM_ALL_PENDING = """
             WITH pending AS (
                 SELECT count(*) AS rows, coalesce(sum(net_usd), 0) AS net_usd,
                        coalesce(sum(source_amount), 0) AS eth
@@ -131,30 +185,52 @@ def claim_for_conversion_when_due(
                    AND (SELECT conversion_id IS NOT NULL FROM decision)
              RETURNING gross_usd, net_usd, source_amount
             )
-            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*
+            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*, d.eth, 0
               FROM decision AS d,
                    (SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
                            coalesce(sum(source_amount), 0)
                       FROM claimed) AS c
-            """,
-            {
-                "pending": AccumulationStatus.PENDING,
-                "eth": SourceAsset.ETH,
-                "swapping": AccumulationStatus.SWAPPING,
-                "table": conversion_table,
-                "now": now,
-                "net_usd": net_usd_at_least,
-                "eth_min": eth_at_least,
-            },
-        )
-        pending_rows, pending_net, pending_eth, conversion_id, rows, gross_usd, net_usd, eth = cursor.fetchone()
-    return ConversionClaim(
-        pending_rows=pending_rows,
-        pending_net_usd=pending_net,
-        pending_eth=pending_eth,
-        conversion_id=conversion_id if rows else None,
-        claimed=ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth),
-    )
+            """
+
+# The same decision and claim under the exchange's maximum. `eligible` numbers the pending rows
+# that can fit at all by a running sum in id order (oldest first); the claim takes those whose
+# running sum is within the maximum, i.e. every eligible row up to the last that fits. The UPDATE
+# re-checks each row as the plain claim does, so its sums are of exactly the rows claimed.
+_CLAIM_PENDING_UP_TO_MAXIMUM = """
+            WITH pending AS (
+                SELECT count(*) AS rows, coalesce(sum(net_usd), 0) AS net_usd,
+                       coalesce(sum(source_amount), 0) AS eth,
+                       count(*) FILTER (WHERE source_amount > %(eth_max)s) AS over_max
+                  FROM payout_accumulation
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+            ), eligible AS (
+                SELECT id, source_amount, sum(source_amount) OVER (ORDER BY id) AS running
+                  FROM payout_accumulation
+                 WHERE status = %(pending)s AND source_asset = %(eth)s AND source_amount <= %(eth_max)s
+            ), fitting AS (
+                SELECT count(*) AS rows, coalesce(sum(source_amount), 0) AS eth, max(id) AS last_id
+                  FROM eligible
+                 WHERE running <= %(eth_max)s
+            ), decision AS (
+                SELECT p.rows, p.net_usd, p.eth, p.over_max, f.eth AS fitting_eth, f.last_id,
+                       CASE WHEN f.rows > 0 AND p.net_usd >= %(net_usd)s AND f.eth >= %(eth_min)s
+                            THEN nextval(pg_get_serial_sequence(%(table)s, 'id')) END AS conversion_id
+                  FROM pending AS p, fitting AS f
+            ), claimed AS (
+                UPDATE payout_accumulation
+                   SET status = %(swapping)s, batch_conversion_id = (SELECT conversion_id FROM decision),
+                       updated_at = %(now)s
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+                   AND source_amount <= %(eth_max)s AND id <= (SELECT last_id FROM decision)
+                   AND (SELECT conversion_id IS NOT NULL FROM decision)
+             RETURNING gross_usd, net_usd, source_amount
+            )
+            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*, d.fitting_eth, d.over_max
+              FROM decision AS d,
+                   (SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
+                           coalesce(sum(source_amount), 0)
+                      FROM claimed) AS c
+            """
 
 
 def release_from_conversion(*, conversion_id: int) -> int:
