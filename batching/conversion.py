@@ -19,7 +19,7 @@ from integrations.exchange.port import AmountRange, ExchangeError, ExchangePair,
 from integrations.exchange.registry import exchange_provider, provider_name_for
 from payments import accumulation
 from payments.selectors import pending_conversion_totals
-from payouts.exchange_batches.flow import ExchangeFundedFlow
+from payouts.exchange_batches.flow import ExchangeFundedFlow, PayoutNotSeenYet
 from payouts.host_payments.ports import chain_adapter
 from pgp_project.money import USDT_QUANTUM
 from pgp_project.money_display import format_amount
@@ -56,10 +56,30 @@ class ConversionFlow(ExchangeFundedFlow):
     def payout_address(self, batch: BatchConversion) -> str:
         return chain_adapter(USDT_ERC20.chain).hot_wallet_address()
 
+    def payout_problem(self, batch: BatchConversion, state: ExchangeState) -> str | None:
+        """The USDT comes to our own hot wallet, so the chain can prove what arrived: the payout
+        transaction must be mined, succeeded, and have moved exactly amountTo (at USDT's 6
+        decimals) into the wallet we asked the exchange to pay. Only then is it distributed."""
+        assert state.amount_to is not None
+        if not state.payout_hash:
+            return "it names no payout transaction (payoutHash), so the chain cannot prove what it paid"
+        wallet = self.payout_address(batch)
+        arrived = chain_adapter(USDT_ERC20.chain).received(state.payout_hash, wallet, USDT_ERC20.symbol)
+        if arrived is None:
+            raise PayoutNotSeenYet(
+                f"its payout {state.payout_hash} is not mined and succeeded on our node yet "
+                f"(amountTo {state.amount_to} USDT)"
+            )
+        if arrived != _usdt(state.amount_to):
+            return (
+                f"it reports amountTo {state.amount_to} USDT while its payout {state.payout_hash} moved "
+                f"{arrived} USDT into our wallet {wallet}"
+            )
+        return None
+
     def finish(self, batch_id: int, state: ExchangeState) -> None:
         assert state.amount_to is not None
-        # USDT has 6 decimals on chain; a finer figure from the API cannot have arrived as such.
-        received = state.amount_to.quantize(USDT_QUANTUM, rounding=ROUND_DOWN)
+        received = _usdt(state.amount_to)
         if received != state.amount_to:
             logger.warning("conversion #%s: amountTo %s rounded down to %s", batch_id, state.amount_to, received)
         distribute_conversion(batch_id, received, state.payout_hash)
@@ -69,6 +89,11 @@ class ConversionFlow(ExchangeFundedFlow):
 
 
 CONVERSION_FLOW = ConversionFlow()
+
+
+def _usdt(amount: Decimal) -> Decimal:
+    """USDT has 6 decimals on chain; a finer figure from the API cannot have arrived as such."""
+    return amount.quantize(USDT_QUANTUM, rounding=ROUND_DOWN)
 
 
 @dataclass(frozen=True)

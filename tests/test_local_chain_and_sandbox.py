@@ -432,6 +432,7 @@ def test_reset_clears_every_fault(cn: SandboxClient) -> None:
         "next_quote_ttl_seconds": None,
         "answer_payout_address": None,
         "reported_amount_to_skew": None,
+        "reported_payout_hash": None,
         "max_amount_usd": None,
     }
     assert cn.get("/v2/exchange/by-id", {"id": "ffffffffffffff"}).status == 404

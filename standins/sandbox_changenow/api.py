@@ -173,6 +173,7 @@ class ChangeNowApi:
             outcome=outcome,
             contact_email=_text(fields, "contactEmail") or None,
             reported_amount_to_skew=reported_skew,
+            reported_payout_hash=self._faults.take_reported_payout_hash(),
         )
         self._store.add(exchange)
         answer = exchange.created_json()

@@ -85,6 +85,7 @@ class Exchange:
     contact_email: str | None = None  # as sent on creation; ChangeNOW never echoes it back
     # by-id reports amountTo this much above what the payout sent (fault injection)
     reported_amount_to_skew: Decimal = Decimal(0)
+    reported_payout_hash: str | None = None  # by-id names this instead of the real payout (fault)
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
     status: str = "new"
@@ -152,7 +153,7 @@ class Exchange:
             "updatedAt": iso_timestamp(self.updated_at),
             "depositReceivedAt": iso_timestamp(self.deposit_received_at),
             "payinHash": self.payin_hash,
-            "payoutHash": self.payout_hash,
+            "payoutHash": (self.reported_payout_hash or self.payout_hash) if self.payout_hash else None,
             "fromLegacyTicker": self.from_asset.legacy_ticker,
             "toLegacyTicker": self.to_asset.legacy_ticker,
             "refundHash": self.refund_hash,

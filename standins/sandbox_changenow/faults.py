@@ -9,7 +9,8 @@ though the exchange pays the one asked for) or the next fixed-rate quote
 (`next_quote_ttl_seconds`: how long its rate and the exchange made from it stay valid; 0 means
 expired at once) and are then gone. `reported_amount_to_skew` is one-shot too: the next exchange
 created pays out what it should, but by-id reports an `amountTo` this much larger, a provider
-whose report disagrees with the chain.
+whose report disagrees with the chain; so is `reported_payout_hash`: by-id names this payoutHash
+(a transaction the chain does not have) instead of the payout it sent.
 
 `max_amount_usd` is a setting rather than a fault: the pairs' maximum (`maxAmount` of
 /v2/exchange/range, and the limit estimates and creations are checked against), in USD worth of
@@ -29,6 +30,7 @@ _ONE_SHOT_KINDS = (
     "next_quote_ttl_seconds",
     "answer_payout_address",
     "reported_amount_to_skew",
+    "reported_payout_hash",
 )
 _SETTINGS = ("max_amount_usd",)
 _DECIMAL_KINDS = ("from_amount_skew", "reported_amount_to_skew", "max_amount_usd")
@@ -68,6 +70,7 @@ class Faults:
         self._next_quote_ttl: int | None = None
         self._answer_payout_address: str | None = None
         self._reported_amount_to_skew: Decimal | None = None
+        self._reported_payout_hash: str | None = None
         self._max_amount_usd: Decimal | None = None
 
     def configure(self, spec: Any) -> None:
@@ -94,6 +97,8 @@ class Faults:
                 self._next_quote_ttl = ttl
             if "answer_payout_address" in spec:
                 self._answer_payout_address = str(spec["answer_payout_address"])
+            if "reported_payout_hash" in spec:
+                self._reported_payout_hash = str(spec["reported_payout_hash"])
             self._reported_amount_to_skew = amounts.get("reported_amount_to_skew", self._reported_amount_to_skew)
             self._max_amount_usd = amounts.get("max_amount_usd", self._max_amount_usd)
 
@@ -105,6 +110,7 @@ class Faults:
             self._next_quote_ttl = None
             self._answer_payout_address = None
             self._reported_amount_to_skew = None
+            self._reported_payout_hash = None
             self._max_amount_usd = None
 
     def take_delay(self, path: str) -> Decimal:
@@ -146,6 +152,11 @@ class Faults:
             skew, self._reported_amount_to_skew = self._reported_amount_to_skew, None
         return skew or Decimal(0)
 
+    def take_reported_payout_hash(self) -> str | None:
+        with self._lock:
+            tx_hash, self._reported_payout_hash = self._reported_payout_hash, None
+        return tx_hash
+
     def max_amount_usd(self) -> Decimal | None:
         """The maximum set by a test, if any (not used up: it holds until a reset)."""
         with self._lock:
@@ -165,6 +176,7 @@ class Faults:
                 "next_quote_ttl_seconds": self._next_quote_ttl,
                 "answer_payout_address": self._answer_payout_address,
                 "reported_amount_to_skew": self._reported_amount_to_skew,
+                "reported_payout_hash": self._reported_payout_hash,
                 "max_amount_usd": self._max_amount_usd,
             }
 

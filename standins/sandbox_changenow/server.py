@@ -122,7 +122,7 @@ class SandboxChangeNow:
 
     def exchanges(self) -> list[dict[str, Any]]:
         """Every exchange as by-id shows it, plus what only the sandbox knows: the outcome it was
-        set up for, the contactEmail it was created with, and the amount its payout really sent."""
+        set up for, the contactEmail it was created with, and the payout it really sent."""
         with self.store.lock:
             return [
                 {
@@ -130,6 +130,7 @@ class SandboxChangeNow:
                     "sandboxOutcome": exchange.outcome,
                     "sandboxContactEmail": exchange.contact_email,
                     "sandboxAmountSent": exchange.amount_to,
+                    "sandboxPayoutHash": exchange.payout_hash,
                 }
                 for exchange in self.store.all()
             ]
