@@ -595,8 +595,8 @@ def test_the_range_gives_the_minimum_and_the_maximum_and_both_are_enforced(cn: S
     params = {**FIXED_RATE_PAIR, "flow": "fixed-rate"}
     answer = cn.get("/v2/exchange/range", params)
     assert answer.status == 200
-    # $5 and $1,000,000 at $3000 per ETH, at 8 decimals: the minimum rounded up, the maximum down.
-    assert answer.body == {**params, "minAmount": Decimal("0.00166667"), "maxAmount": Decimal("333.33333333")}
+    # $5 and $100,000,000 at $3000 per ETH, at 8 decimals: the minimum rounded up, the maximum down.
+    assert answer.body == {**params, "minAmount": Decimal("0.00166667"), "maxAmount": Decimal("33333.33333333")}
 
     assert cn.post("/sandbox/faults", {"max_amount_usd": "30"}, key=None).status == 200
     assert cn.get("/v2/exchange/range", params).body["maxAmount"] == Decimal("0.01")

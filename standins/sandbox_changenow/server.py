@@ -40,8 +40,9 @@ class SandboxConfig:
     fee_percent: Decimal = Decimal("0.5")
     min_amount_usd: Decimal = Decimal("5")
     # What /v2/exchange/range answers as maxAmount, in USD worth of the asset sent (ChangeNOW sets
-    # one per pair for the fixed-rate flow); the `max_amount_usd` fault lowers it for a test.
-    max_amount_usd: Decimal | None = Decimal("1000000")
+    # one per pair for the fixed-rate flow). High by default, so that only a test that lowers it
+    # (the `max_amount_usd` setting) meets it: some move millions through the sandbox.
+    max_amount_usd: Decimal | None = Decimal("100000000")
     rate_id_ttl_seconds: int = 300
     timing: LifecycleTiming = field(default_factory=LifecycleTiming)
 
