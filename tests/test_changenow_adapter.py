@@ -54,7 +54,7 @@ def request(**overrides: object) -> ExchangeRequest:
         "reference": "conversion-1",
     }
     fields.update(overrides)
-    return ExchangeRequest(**fields)  # type: ignore[arg-type]
+    return ExchangeRequest(**fields)
 
 
 # --- 4. rate expiry -----------------------------------------------------------------------------
