@@ -34,6 +34,10 @@ class ClaimedForConversion:
 class ClaimedForPayout:
     rows: int
     credit_usdt: Decimal
+    # Under an exchange maximum: whether rows were left for a later payout, and how many are
+    # alone over the maximum (never claimed).
+    capped: bool = False
+    rows_over_maximum: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def claim_for_conversion(*, conversion_id: int, eth_at_most: Decimal | None = No
         return ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth)
     pending = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH)
     if eth_at_most is not None:
-        pending = pending.filter(pk__in=_oldest_rows_up_to(pending, eth_at_most))
+        pending = pending.filter(pk__in=_oldest_rows_up_to(pending, "source_amount", eth_at_most))
     claimed = pending.update(status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=now)
     # SQLite (the embedded demo) sums decimals as floats: read the amounts back through the ORM
     # (Django's exact decimal converter) and sum them in Python, exactly.
@@ -89,15 +93,16 @@ def claim_for_conversion(*, conversion_id: int, eth_at_most: Decimal | None = No
     )
 
 
-def _oldest_rows_up_to(pending: QuerySet[PayoutAccumulation], eth_at_most: Decimal) -> list[int]:
-    """The ids of the oldest pending rows whose ETH adds up to at most `eth_at_most`, passing
-    over any row that alone is larger (it can never fit)."""
+def _oldest_rows_up_to(rows: QuerySet[PayoutAccumulation], amount_field: str, at_most: Decimal) -> list[int]:
+    """The ids of the oldest of `rows` whose `amount_field` adds up to at most `at_most`,
+    passing over any row that alone is larger (it can never fit)."""
     ids, total = [], Decimal(0)
-    for row_id, eth in pending.filter(source_amount__lte=eth_at_most).order_by("pk").values_list("pk", "source_amount"):
-        if total + eth > eth_at_most:
+    fitting = rows.filter(**{f"{amount_field}__lte": at_most}).order_by("pk").values_list("pk", amount_field)
+    for row_id, amount in fitting:
+        if total + amount > at_most:
             break
         ids.append(row_id)
-        total += eth
+        total += amount
     return ids
 
 
@@ -358,10 +363,21 @@ def credit_staged_conversion(*, conversion_id: int, cut_remainder: int, cut_id: 
         return cursor.rowcount
 
 
-def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayout:
+def claim_for_payout(
+    *, client_id: int, payout_batch_id: int, credit_at_most: Decimal | None = None
+) -> ClaimedForPayout:
     """Claim exactly this client's converted, unclaimed rows for one payout batch; the total is
-    the credit of exactly the claimed rows."""
-    claimed = unclaimed_credit(PayoutAccumulation.objects.filter(client_id=client_id)).update(
+    the credit of exactly the claimed rows. With `credit_at_most` (the exchange's maximum) only
+    the oldest rows whose credit fits under it, the rest left for the next payout; a row alone
+    over it is passed over and counted."""
+    rows = unclaimed_credit(PayoutAccumulation.objects.filter(client_id=client_id))
+    capped, over_maximum = False, 0
+    if credit_at_most is not None:
+        fitting = _oldest_rows_up_to(rows, "credit_usdt", credit_at_most)
+        over_maximum = rows.filter(credit_usdt__gt=credit_at_most).count()
+        capped = len(fitting) < rows.count()
+        rows = rows.filter(pk__in=fitting)
+    claimed = rows.update(
         status=AccumulationStatus.IN_PAYOUT, payout_batch_id=payout_batch_id, updated_at=timezone.now()
     )
     credits = list(
@@ -369,7 +385,12 @@ def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayou
     )
     if None in credits:  # accum_converted_has_usdt rules this out; never pay out a short total
         raise ValueError(f"payout batch #{payout_batch_id} claimed a row without a credit")
-    return ClaimedForPayout(rows=claimed, credit_usdt=sum((c for c in credits if c is not None), Decimal(0)))
+    return ClaimedForPayout(
+        rows=claimed,
+        credit_usdt=sum((c for c in credits if c is not None), Decimal(0)),
+        capped=capped,
+        rows_over_maximum=over_maximum,
+    )
 
 
 def unclaimed_credit(rows: QuerySet[PayoutAccumulation]) -> QuerySet[PayoutAccumulation]:
