@@ -116,13 +116,18 @@ def test_a_refused_api_key_is_an_alerted_wait_not_a_refusal(
     changenow: ChangeNowExchange, settings, caplog: pytest.LogCaptureFixture, tmp_path
 ) -> None:
     """A 401 ("Authentication": the x-changenow-api-key header) from a bad or rotated key says
-    nothing about the batch: a transient wait, alerted, and the key never logged. Once the key
-    file holds the right key, the next call goes through without a restart."""
+    nothing about the batch: a transient wait, alerted (once per PGP_ALERT_REPEAT_SECONDS), and
+    the key never logged. Once the key file holds the right key, the next call goes through
+    without a restart."""
     key_file = tmp_path / "changenow_api_key"
     key_file.write_text("rotated-away-key\n")
     settings.CHANGENOW_API_KEY_FILE = str(key_file)
+    settings.PGP_ALERT_REPEAT_SECONDS = 0  # whatever this process alerted before
     with caplog.at_level(logging.ERROR, logger="pgp.alerts"), pytest.raises(ExchangeUnauthorized) as waited:
         changenow.amount_range(ETH_TO_USDT)
+    settings.PGP_ALERT_REPEAT_SECONDS = 3600  # a lasting condition: once, not on every call
+    with caplog.at_level(logging.ERROR, logger="pgp.alerts"), pytest.raises(ExchangeUnauthorized):
+        changenow.estimate(ETH_TO_USDT, Decimal("0.01"))
     assert isinstance(waited.value, ExchangeUnavailable)
     assert isinstance(waited.value, TransientError)
     assert not isinstance(waited.value, ExchangeRefused)
