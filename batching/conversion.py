@@ -59,12 +59,17 @@ class ConversionFlow(ExchangeFundedFlow):
     def payout_problem(self, batch: BatchConversion, state: ExchangeState) -> str | None:
         """The USDT comes to our own hot wallet, so the chain can prove what arrived: the payout
         transaction must be mined, succeeded, and have moved exactly amountTo (at USDT's 6
-        decimals) into the wallet we asked the exchange to pay. Only then is it distributed."""
+        decimals) into the wallet the exchange pays. That is the hot wallet's address when the
+        exchange was created, a previous key's if the key was rotated since, so any address of
+        ours counts, and only ours. Only then is it distributed."""
         assert state.amount_to is not None
         if not state.payout_hash:
             return "it names no payout transaction (payoutHash), so the chain cannot prove what it paid"
-        wallet = self.payout_address(batch)
-        arrived = chain_adapter(USDT_ERC20.chain).received(state.payout_hash, wallet, USDT_ERC20.symbol)
+        chain = chain_adapter(USDT_ERC20.chain)
+        wallet = state.payout_address or self.payout_address(batch)
+        if wallet.lower() not in {address.lower() for address in chain.wallet_addresses()}:
+            return f"it pays out to {wallet}, which is none of our hot wallet's addresses"
+        arrived = chain.received(state.payout_hash, wallet, USDT_ERC20.symbol)
         if arrived is None:
             raise PayoutNotSeenYet(
                 f"its payout {state.payout_hash} is not mined and succeeded on our node yet "

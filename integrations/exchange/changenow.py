@@ -211,6 +211,7 @@ class ChangeNowExchange:
             payin_hash=str(body.get("payinHash") or ""),
             payout_hash=str(body.get("payoutHash") or ""),
             refund_hash=str(body.get("refundHash") or ""),
+            payout_address=str(body.get("payoutAddress") or ""),
             # Likewise undocumented here: the batch keeps the estimate's expiry for the re-check.
             valid_until=_timestamp(body.get("validUntil")),
         )

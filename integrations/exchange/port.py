@@ -112,6 +112,7 @@ class ExchangeState:
     payout_hash: str = ""
     refund_hash: str = ""
     valid_until: datetime | None = None  # when its fixed rate expires, when it has one
+    payout_address: str = ""  # where it pays out, as the provider recorded it (when it says)
 
 
 @dataclass(frozen=True)
