@@ -206,3 +206,24 @@ def test_deposit_too_small_waits_below_the_minimum_like_out_of_range(start_worke
     assert "changenow refused (out_of_range)" in batch.last_error
     assert "deposit_too_small" in batch.last_error
     assert batch.exchange_id is None
+
+
+def test_an_instant_payout_over_the_maximum_goes_to_review_saying_so(start_worker, sandbox: SandboxChangeNow) -> None:
+    """ "Exchange range": an instant payout is one payment, so it cannot be capped; over maxAmount
+    the exchange refuses it (out_of_range, "Errors") and the review reason names the maximum."""
+    start_worker()
+    client = ClientFactory.create(
+        external_id="-100852",
+        payout_strategy="instant",
+        payout_threshold_usd=Decimal(0),
+        payout_currency="usdc",
+        payout_network="eth",
+        wallet_address="0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+    )
+    inject(sandbox, {"max_amount_usd": "15"})  # 0.005 ETH at the sandbox's 3000 USD
+    post_eth_payment(360000, client_id=client.external_id, eth="0.01")  # 0.0097 ETH to send
+    batch = wait_until(lambda: PayoutBatch.objects.filter(client=client, status=BatchStatus.FAILED).first(), timeout=30)
+    assert "changenow refused (out_of_range)" in batch.review_reason
+    assert "0.0097 is over changenow's maximum 0.005 for one exchange" in batch.review_reason
+    assert "nothing was sent" in batch.review_reason
+    assert batch.host_payment_id is None

@@ -48,7 +48,7 @@ def handle_refusal(flow: ExchangeFundedFlow[B], batch_id: int, provider: Exchang
             return move(flow, batch, BatchStatus.WAITING_MINIMUM, reason=reason, updates={"review_reason": reason})
         return cancel_unfunded(flow, batch.pk, reason=f"{reason}; its rows wait for more")
     if limits is not None and limits.maximum is not None and amount > limits.maximum:
-        note += f"; {amount} is over {provider.name}'s maximum {limits.maximum} for one exchange"
+        note += f"; {amount.normalize():f} is over {provider.name}'s maximum {limits.maximum} for one exchange"
     if batch.status in NOTHING_SENT:
         note += "; nothing was sent. Fix the cause, then cancel to release the rows or re-drive."
     return to_review(flow, batch, BatchStatus.FAILED, note)
