@@ -15,11 +15,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset
-from integrations.exchange.port import ExchangeError, ExchangePair, ExchangeState
+from integrations.exchange.port import AmountRange, ExchangeError, ExchangePair, ExchangeState
 from integrations.exchange.registry import exchange_provider, provider_name_for
 from payments import accumulation
 from payments.selectors import pending_conversion_totals
-from payouts.exchange_batches.flow import ExchangeFundedFlow
+from payouts.exchange_batches.flow import ExchangeFundedFlow, PayoutNotSeenYet
 from payouts.host_payments.ports import chain_adapter
 from pgp_project.money import USDT_QUANTUM
 from pgp_project.money_display import format_amount
@@ -56,10 +56,35 @@ class ConversionFlow(ExchangeFundedFlow):
     def payout_address(self, batch: BatchConversion) -> str:
         return chain_adapter(USDT_ERC20.chain).hot_wallet_address()
 
+    def payout_problem(self, batch: BatchConversion, state: ExchangeState) -> str | None:
+        """The USDT comes to our own hot wallet, so the chain can prove what arrived: the payout
+        transaction must be mined, succeeded, and have moved exactly amountTo (at USDT's 6
+        decimals) into the wallet the exchange pays. That is the hot wallet's address when the
+        exchange was created, a previous key's if the key was rotated since, so any address of
+        ours counts, and only ours. Only then is it distributed."""
+        assert state.amount_to is not None
+        if not state.payout_hash:
+            return "it names no payout transaction (payoutHash), so the chain cannot prove what it paid"
+        chain = chain_adapter(USDT_ERC20.chain)
+        wallet = state.payout_address or self.payout_address(batch)
+        if wallet.lower() not in {address.lower() for address in chain.wallet_addresses()}:
+            return f"it pays out to {wallet}, which is none of our hot wallet's addresses"
+        arrived = chain.received(state.payout_hash, wallet, USDT_ERC20.symbol)
+        if arrived is None:
+            raise PayoutNotSeenYet(
+                f"its payout {state.payout_hash} is not mined and succeeded on our node yet "
+                f"(amountTo {state.amount_to} USDT)"
+            )
+        if arrived != _usdt(state.amount_to):
+            return (
+                f"it reports amountTo {state.amount_to} USDT while its payout {state.payout_hash} moved "
+                f"{arrived} USDT into our wallet {wallet}"
+            )
+        return None
+
     def finish(self, batch_id: int, state: ExchangeState) -> None:
         assert state.amount_to is not None
-        # USDT has 6 decimals on chain; a finer figure from the API cannot have arrived as such.
-        received = state.amount_to.quantize(USDT_QUANTUM, rounding=ROUND_DOWN)
+        received = _usdt(state.amount_to)
         if received != state.amount_to:
             logger.warning("conversion #%s: amountTo %s rounded down to %s", batch_id, state.amount_to, received)
         distribute_conversion(batch_id, received, state.payout_hash)
@@ -69,6 +94,11 @@ class ConversionFlow(ExchangeFundedFlow):
 
 
 CONVERSION_FLOW = ConversionFlow()
+
+
+def _usdt(amount: Decimal) -> Decimal:
+    """USDT has 6 decimals on chain; a finer figure from the API cannot have arrived as such."""
+    return amount.quantize(USDT_QUANTUM, rounding=ROUND_DOWN)
 
 
 @dataclass(frozen=True)
@@ -82,28 +112,35 @@ class ThresholdCheck:
 
 def check_threshold() -> ThresholdCheck:
     """Beat job body: if pending net USD reached the threshold (and the ETH the exchange's
-    minimum), claim every pending ETH row into one new conversion and enqueue its first step
-    after commit."""
+    minimum), claim the pending ETH rows into one new conversion and enqueue its first step
+    after commit. Over the exchange's maximum the conversion is capped: it takes the oldest rows
+    that fit, and the rest wait for the next check."""
     threshold = get_runtime_settings().micro_batch_threshold_usd
     if connection.vendor != "postgresql":
         return _check_threshold_in_steps(threshold)
-    # Asked before the transaction (no lock held over a call to the exchange); a minimum that is
+    # Asked before the transaction (no lock held over a call to the exchange); a range that is
     # unknown claims nothing this run.
-    minimum = _exchange_minimum()
+    limits = _exchange_range()
     with transaction.atomic():
         if not try_advisory_xact_lock(CHECK_THRESHOLD_TASK):
             return ThresholdCheck(Decimal(0), threshold, None, skipped_locked=True)
         claim = accumulation.claim_for_conversion_when_due(
-            net_usd_at_least=threshold, eth_at_least=minimum.eth, conversion_table=BatchConversion._meta.db_table
+            net_usd_at_least=threshold,
+            eth_at_least=limits.minimum,
+            eth_at_most=limits.maximum,
+            conversion_table=BatchConversion._meta.db_table,
         )
+        over_maximum = limits.over_maximum(claim.rows_over_maximum)
         if claim.conversion_id is None or not claim.claimed.rows:
             waiting_for = ""
             if claim.pending_rows and claim.pending_net_usd >= threshold:
-                waiting_for = minimum.refuses(claim.pending_eth)
+                waiting_for = "; ".join(filter(None, [limits.refuses(claim.fitting_eth), over_maximum]))
             return _waiting(ThresholdCheck(claim.pending_net_usd, threshold, None, waiting_for=waiting_for))
         conversion = _create_conversion(claim.conversion_id, threshold, claim.claimed)
         schedule_step(BatchConversion, conversion.pk, ADVANCE_CONVERSION_TASK, 0)
     _log_created(conversion)
+    # Rows that can never fit one exchange wait for a person even while the others convert.
+    _waiting(ThresholdCheck(claim.pending_net_usd, threshold, conversion.pk, waiting_for=over_maximum))
     return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
 
 
@@ -113,10 +150,11 @@ def _check_threshold_in_steps(threshold: Decimal) -> ThresholdCheck:
         pending = pending_conversion_totals()
         if not pending.rows or pending.net_usd < threshold:
             return ThresholdCheck(pending.net_usd, threshold, None)
-        below = _exchange_minimum().refuses(pending.eth)
+        limits = _exchange_range()
+        below = limits.refuses(pending.eth)
         if below:
             return _waiting(ThresholdCheck(pending.net_usd, threshold, None, waiting_for=below))
-        conversion = _claim_pending_rows(threshold)
+        conversion = _claim_pending_rows(threshold, limits)
         if conversion is None:
             return ThresholdCheck(pending.net_usd, threshold, None)
         schedule_step(BatchConversion, conversion.pk, ADVANCE_CONVERSION_TASK, 0)
@@ -150,29 +188,40 @@ def _log_created(conversion: BatchConversion) -> None:
 
 
 @dataclass(frozen=True)
-class _Minimum:
-    """The exchange's minimum for the pair, or None and why it is unknown. Never claim what the
-    exchange would refuse: the rows wait for more (an unknown minimum waits for the next run)."""
+class _Range:
+    """The exchange's range for the pair, or no minimum and why it is unknown. Never claim what
+    the exchange would refuse: under the minimum the rows wait for more (an unknown range waits
+    for the next run); over the maximum the conversion takes only what fits."""
 
-    eth: Decimal | None
+    minimum: Decimal | None
+    maximum: Decimal | None
     provider: str
     unknown_because: str = ""
 
     def refuses(self, eth: Decimal) -> str:
-        """Why `eth` cannot be claimed now ("" if it can)."""
-        if self.eth is None:
+        """Why `eth` (what fits under the maximum) cannot be claimed now ("" if it can)."""
+        if self.minimum is None:
             return self.unknown_because
-        if eth < self.eth:
-            return f"{eth} ETH pending is under {self.provider}'s minimum {self.eth}"
+        if eth < self.minimum:
+            return f"{eth} ETH pending is under {self.provider}'s minimum {self.minimum}"
         return ""
 
+    def over_maximum(self, rows: int) -> str:
+        if not rows:
+            return ""
+        return (
+            f"{rows} pending row(s) each over {self.provider}'s maximum {self.maximum} ETH for one exchange "
+            "can never be converted as they are"
+        )
 
-def _exchange_minimum() -> _Minimum:
+
+def _exchange_range() -> _Range:
     provider = exchange_provider(provider_name_for(CONVERSION_PAIR))
     try:
-        return _Minimum(provider.minimum(CONVERSION_PAIR), provider.name)
+        limits: AmountRange = provider.amount_range(CONVERSION_PAIR)
     except ExchangeError as exc:
-        return _Minimum(None, provider.name, f"the exchange minimum is unavailable ({exc})")
+        return _Range(None, None, provider.name, f"the exchange's range is unavailable ({exc})")
+    return _Range(limits.minimum, limits.maximum, provider.name)
 
 
 def _create_conversion(
@@ -202,7 +251,7 @@ def _record_created(conversion: BatchConversion, claimed: accumulation.ClaimedFo
     )
 
 
-def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
+def _claim_pending_rows(threshold: Decimal, limits: _Range) -> BatchConversion | None:
     """SQLite: one statement claims exactly the rows that are pending at that instant; the
     conversion's totals come from those same rows, so every claimed row contributed its ETH."""
     # Placeholder totals satisfy the constraints until the claimed rows' sums replace them.
@@ -214,8 +263,8 @@ def _claim_pending_rows(threshold: Decimal) -> BatchConversion | None:
         total_eth=Decimal("1"),
         row_count=1,
     )
-    claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk)
-    if not claimed.rows:
+    claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk, eth_at_most=limits.maximum)
+    if not claimed.rows or limits.refuses(claimed.eth):  # what fits under the maximum is too little
         transaction.set_rollback(True)
         return None
     conversion.total_gross_usd = claimed.gross_usd

@@ -34,6 +34,10 @@ class ClaimedForConversion:
 class ClaimedForPayout:
     rows: int
     credit_usdt: Decimal
+    # Under an exchange maximum: whether rows were left for a later payout, and how many are
+    # alone over the maximum (never claimed).
+    capped: bool = False
+    rows_over_maximum: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,13 @@ class RowCredit:
     credit: Decimal  # the client's part of it
 
 
-def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
+def claim_for_conversion(*, conversion_id: int, eth_at_most: Decimal | None = None) -> ClaimedForConversion:
     """Claim every row pending at this instant (the caller holds the conversion check's lock)
-    for `conversion_id`; the totals are those of exactly the claimed rows."""
+    for `conversion_id`; the totals are those of exactly the claimed rows. With `eth_at_most`
+    (the exchange's maximum), only the oldest rows that fit under it (see
+    claim_for_conversion_when_due); that path is SQLite's, where the demo's batches are small."""
     now = timezone.now()
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and eth_at_most is None:
         # One statement: the UPDATE returns only the amounts, summed exactly (numeric) in SQL;
         # no row travels back to Python.
         with connection.cursor() as cursor:
@@ -68,9 +74,10 @@ def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
             )
             rows, gross_usd, net_usd, eth = cursor.fetchone()
         return ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth)
-    claimed = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH).update(
-        status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=now
-    )
+    pending = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH)
+    if eth_at_most is not None:
+        pending = pending.filter(pk__in=_oldest_rows_up_to(pending, "source_amount", eth_at_most))
+    claimed = pending.update(status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=now)
     # SQLite (the embedded demo) sums decimals as floats: read the amounts back through the ORM
     # (Django's exact decimal converter) and sum them in Python, exactly.
     amounts = list(
@@ -86,6 +93,19 @@ def claim_for_conversion(*, conversion_id: int) -> ClaimedForConversion:
     )
 
 
+def _oldest_rows_up_to(rows: QuerySet[PayoutAccumulation], amount_field: str, at_most: Decimal) -> list[int]:
+    """The ids of the oldest of `rows` whose `amount_field` adds up to at most `at_most`,
+    passing over any row that alone is larger (it can never fit)."""
+    ids, total = [], Decimal(0)
+    fitting = rows.filter(**{f"{amount_field}__lte": at_most}).order_by("pk").values_list("pk", amount_field)
+    for row_id, amount in fitting:
+        if total + amount > at_most:
+            break
+        ids.append(row_id)
+        total += amount
+    return ids
+
+
 @dataclass(frozen=True)
 class ConversionClaim:
     pending_rows: int  # what was pending when the statement looked (its snapshot)
@@ -93,10 +113,18 @@ class ConversionClaim:
     pending_eth: Decimal
     conversion_id: int | None  # the id the claimed rows now carry; None if nothing was claimed
     claimed: ClaimedForConversion
+    # Under an exchange maximum: the ETH of the oldest pending rows that fit under it (all of
+    # the pending ETH without a maximum), and how many rows are alone over it (never claimed).
+    fitting_eth: Decimal = Decimal(0)
+    rows_over_maximum: int = 0
 
 
 def claim_for_conversion_when_due(
-    *, net_usd_at_least: Decimal, eth_at_least: Decimal | None, conversion_table: str
+    *,
+    net_usd_at_least: Decimal,
+    eth_at_least: Decimal | None,
+    conversion_table: str,
+    eth_at_most: Decimal | None = None,
 ) -> ConversionClaim:
     """PostgreSQL, in one statement: if the ETH rows pending at this instant add up to at least
     `net_usd_at_least` net USD and `eth_at_least` ETH (None: unknown, never), claim every one of
@@ -105,6 +133,11 @@ def claim_for_conversion_when_due(
     caller holds the conversion check's lock and creates the conversion with that id and those
     totals in the same transaction.
 
+    With `eth_at_most` (the exchange's maximum for one exchange) the batch is capped rather than
+    split: only the oldest pending rows whose ETH adds up to at most that are claimed (their ETH
+    must still reach `eth_at_least`), and the rest stay pending for the next check. A row that
+    alone is over the maximum is passed over (it could never be exchanged) and counted.
+
     The decision is one row computed before the UPDATE writes anything: a check below the
     threshold writes nothing, and draws no id (the id is drawn in the decision's CASE, only when it
     is yes). Each row is locked by the UPDATE itself, which re-reads a row another transaction
@@ -112,7 +145,33 @@ def claim_for_conversion_when_due(
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            _CLAIM_ALL_PENDING if eth_at_most is None else _CLAIM_PENDING_UP_TO_MAXIMUM,
+            {
+                "pending": AccumulationStatus.PENDING,
+                "eth": SourceAsset.ETH,
+                "swapping": AccumulationStatus.SWAPPING,
+                "table": conversion_table,
+                "now": now,
+                "net_usd": net_usd_at_least,
+                "eth_min": eth_at_least,
+                "eth_max": eth_at_most,
+            },
+        )
+        (pending_rows, pending_net, pending_eth, conversion_id, rows, gross_usd, net_usd, eth, fitting_eth, over) = (
+            cursor.fetchone()
+        )
+    return ConversionClaim(
+        pending_rows=pending_rows,
+        pending_net_usd=pending_net,
+        pending_eth=pending_eth,
+        conversion_id=conversion_id if rows else None,
+        claimed=ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth),
+        fitting_eth=fitting_eth,
+        rows_over_maximum=over,
+    )
+
+
+_CLAIM_ALL_PENDING = """
             WITH pending AS (
                 SELECT count(*) AS rows, coalesce(sum(net_usd), 0) AS net_usd,
                        coalesce(sum(source_amount), 0) AS eth
@@ -131,30 +190,52 @@ def claim_for_conversion_when_due(
                    AND (SELECT conversion_id IS NOT NULL FROM decision)
              RETURNING gross_usd, net_usd, source_amount
             )
-            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*
+            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*, d.eth, 0
               FROM decision AS d,
                    (SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
                            coalesce(sum(source_amount), 0)
                       FROM claimed) AS c
-            """,
-            {
-                "pending": AccumulationStatus.PENDING,
-                "eth": SourceAsset.ETH,
-                "swapping": AccumulationStatus.SWAPPING,
-                "table": conversion_table,
-                "now": now,
-                "net_usd": net_usd_at_least,
-                "eth_min": eth_at_least,
-            },
-        )
-        pending_rows, pending_net, pending_eth, conversion_id, rows, gross_usd, net_usd, eth = cursor.fetchone()
-    return ConversionClaim(
-        pending_rows=pending_rows,
-        pending_net_usd=pending_net,
-        pending_eth=pending_eth,
-        conversion_id=conversion_id if rows else None,
-        claimed=ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth),
-    )
+            """
+
+# The same decision and claim under the exchange's maximum. `eligible` numbers the pending rows
+# that can fit at all by a running sum in id order (oldest first); the claim takes those whose
+# running sum is within the maximum, i.e. every eligible row up to the last that fits. The UPDATE
+# re-checks each row as the plain claim does, so its sums are of exactly the rows claimed.
+_CLAIM_PENDING_UP_TO_MAXIMUM = """
+            WITH pending AS (
+                SELECT count(*) AS rows, coalesce(sum(net_usd), 0) AS net_usd,
+                       coalesce(sum(source_amount), 0) AS eth,
+                       count(*) FILTER (WHERE source_amount > %(eth_max)s) AS over_max
+                  FROM payout_accumulation
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+            ), eligible AS (
+                SELECT id, source_amount, sum(source_amount) OVER (ORDER BY id) AS running
+                  FROM payout_accumulation
+                 WHERE status = %(pending)s AND source_asset = %(eth)s AND source_amount <= %(eth_max)s
+            ), fitting AS (
+                SELECT count(*) AS rows, coalesce(sum(source_amount), 0) AS eth, max(id) AS last_id
+                  FROM eligible
+                 WHERE running <= %(eth_max)s
+            ), decision AS (
+                SELECT p.rows, p.net_usd, p.eth, p.over_max, f.eth AS fitting_eth, f.last_id,
+                       CASE WHEN f.rows > 0 AND p.net_usd >= %(net_usd)s AND f.eth >= %(eth_min)s
+                            THEN nextval(pg_get_serial_sequence(%(table)s, 'id')) END AS conversion_id
+                  FROM pending AS p, fitting AS f
+            ), claimed AS (
+                UPDATE payout_accumulation
+                   SET status = %(swapping)s, batch_conversion_id = (SELECT conversion_id FROM decision),
+                       updated_at = %(now)s
+                 WHERE status = %(pending)s AND source_asset = %(eth)s
+                   AND source_amount <= %(eth_max)s AND id <= (SELECT last_id FROM decision)
+                   AND (SELECT conversion_id IS NOT NULL FROM decision)
+             RETURNING gross_usd, net_usd, source_amount
+            )
+            SELECT d.rows, d.net_usd, d.eth, d.conversion_id, c.*, d.fitting_eth, d.over_max
+              FROM decision AS d,
+                   (SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
+                           coalesce(sum(source_amount), 0)
+                      FROM claimed) AS c
+            """
 
 
 def release_from_conversion(*, conversion_id: int) -> int:
@@ -282,10 +363,21 @@ def credit_staged_conversion(*, conversion_id: int, cut_remainder: int, cut_id: 
         return cursor.rowcount
 
 
-def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayout:
+def claim_for_payout(
+    *, client_id: int, payout_batch_id: int, credit_at_most: Decimal | None = None
+) -> ClaimedForPayout:
     """Claim exactly this client's converted, unclaimed rows for one payout batch; the total is
-    the credit of exactly the claimed rows."""
-    claimed = unclaimed_credit(PayoutAccumulation.objects.filter(client_id=client_id)).update(
+    the credit of exactly the claimed rows. With `credit_at_most` (the exchange's maximum) only
+    the oldest rows whose credit fits under it, the rest left for the next payout; a row alone
+    over it is passed over and counted."""
+    rows = unclaimed_credit(PayoutAccumulation.objects.filter(client_id=client_id))
+    capped, over_maximum = False, 0
+    if credit_at_most is not None:
+        fitting = _oldest_rows_up_to(rows, "credit_usdt", credit_at_most)
+        over_maximum = rows.filter(credit_usdt__gt=credit_at_most).count()
+        capped = len(fitting) < rows.count()
+        rows = rows.filter(pk__in=fitting)
+    claimed = rows.update(
         status=AccumulationStatus.IN_PAYOUT, payout_batch_id=payout_batch_id, updated_at=timezone.now()
     )
     credits = list(
@@ -293,7 +385,12 @@ def claim_for_payout(*, client_id: int, payout_batch_id: int) -> ClaimedForPayou
     )
     if None in credits:  # accum_converted_has_usdt rules this out; never pay out a short total
         raise ValueError(f"payout batch #{payout_batch_id} claimed a row without a credit")
-    return ClaimedForPayout(rows=claimed, credit_usdt=sum((c for c in credits if c is not None), Decimal(0)))
+    return ClaimedForPayout(
+        rows=claimed,
+        credit_usdt=sum((c for c in credits if c is not None), Decimal(0)),
+        capped=capped,
+        rows_over_maximum=over_maximum,
+    )
 
 
 def unclaimed_credit(rows: QuerySet[PayoutAccumulation]) -> QuerySet[PayoutAccumulation]:

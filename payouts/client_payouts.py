@@ -15,7 +15,14 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset
-from integrations.exchange.port import ExchangeError, ExchangePair, ExchangeProvider, ExchangeRefused, ExchangeState
+from integrations.exchange.port import (
+    AmountRange,
+    ExchangeError,
+    ExchangePair,
+    ExchangeProvider,
+    ExchangeRefused,
+    ExchangeState,
+)
 from integrations.exchange.registry import exchange_provider, provider_name_for
 from payments import accumulation
 from payments.models import Client, Payment
@@ -23,6 +30,7 @@ from payments.reference_prices import quoted_usdt_value, reference_value_usd
 from payments.selectors import unclaimed_credit_by_client
 from pgp_project.money import ETH_QUANTUM, percent_of
 from pgp_project.money_display import format_amount
+from pgp_project.operations.alerts import alert_job_condition
 from pgp_project.operations.locks import try_advisory_xact_lock
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
@@ -163,23 +171,28 @@ def unmerge(merged: PayoutBatch) -> int:
 
 def check_client_payouts() -> list[int]:
     """Open one payout batch for each active threshold client whose converted, unclaimed credit
-    reached the client's threshold and the exchange's minimum; return the new batch ids."""
+    reached the client's threshold and the exchange's minimum; return the new batch ids. Over
+    the exchange's maximum the payout is capped: it takes the client's oldest rows that fit, and
+    the rest go in the next one."""
     balances = unclaimed_credit_by_client()
     clients = Client.objects.in_bulk(list(balances))
-    eligible = [
-        clients[client_id]
-        for client_id, credit in balances.items()
-        if credit >= clients[client_id].payout_threshold_usd and _meets_exchange_minimum(clients[client_id], credit)
-    ]
+    eligible: list[tuple[Client, AmountRange]] = []
+    for client_id, credit in balances.items():
+        client = clients[client_id]
+        limits = _exchange_range(client) if credit >= client.payout_threshold_usd else None
+        if limits is not None and _meets_exchange_minimum(client, credit, limits):
+            eligible.append((client, limits))
     created: list[int] = []
     with transaction.atomic():
         if not try_advisory_xact_lock(CHECK_CLIENT_PAYOUTS_TASK):
             return created
         approval_limit = get_runtime_settings().payout_approval_limit_usdt
-        for client in eligible:
+        for client, limits in eligible:
             try:
                 with transaction.atomic():  # a savepoint per client: one failure spoils no other
-                    batch = _claim_client_rows(client, approval_limit)
+                    batch, over_maximum = _claim_client_rows(client, approval_limit, limits)
+                # After the savepoint, which a claim of nothing rolls back: the throttle must stick.
+                _alert_rows_over_maximum(client, over_maximum, limits)
             except DatabaseError:
                 logger.exception("ALERT payout_claim_failed client=%s", client.external_id)
                 continue
@@ -190,23 +203,30 @@ def check_client_payouts() -> list[int]:
     return created
 
 
-def _meets_exchange_minimum(client: Client, credit: Decimal) -> bool:
-    """Below the exchange's minimum for the pair the credit simply waits for more (not an error)."""
+def _exchange_range(client: Client) -> AmountRange | None:
+    """The exchange's range for the client's payout pair; None (trying next run) if unknown."""
     pair = payout_pair(PayoutKind.THRESHOLD, client.payout_currency, client.payout_network)
     try:
-        minimum = exchange_provider(provider_name_for(pair)).minimum(pair)
+        return exchange_provider(provider_name_for(pair)).amount_range(pair)
     except ExchangeError as exc:
-        logger.warning("client %s: exchange minimum unavailable (%s); trying next run", client.external_id, exc)
-        return False
-    if credit < minimum:
-        logger.info("client %s: %s USDT is under the exchange minimum %s; waiting", client.external_id, credit, minimum)
+        logger.warning("client %s: exchange range unavailable (%s); trying next run", client.external_id, exc)
+        return None
+
+
+def _meets_exchange_minimum(client: Client, credit: Decimal, limits: AmountRange) -> bool:
+    """Below the exchange's minimum for the pair the credit simply waits for more (not an error)."""
+    if credit < limits.minimum:
+        logger.info(
+            "client %s: %s USDT is under the exchange minimum %s; waiting", client.external_id, credit, limits.minimum
+        )
         return False
     return True
 
 
-def _claim_client_rows(client: Client, approval_limit: Decimal) -> PayoutBatch | None:
-    """One statement claims this client's converted, unclaimed rows; the batch's total is the
-    sum of exactly the claimed rows' credit."""
+def _claim_client_rows(client: Client, approval_limit: Decimal, limits: AmountRange) -> tuple[PayoutBatch | None, int]:
+    """One statement claims this client's converted, unclaimed rows (the oldest that fit under
+    the exchange's maximum); the batch's total is the sum of exactly the claimed rows' credit.
+    Also returns how many rows are alone over the maximum (never claimed)."""
     pair = payout_pair(PayoutKind.THRESHOLD, client.payout_currency, client.payout_network)
     # Placeholder amounts satisfy the constraints until the claimed rows' sums replace them.
     batch = PayoutBatch.objects.create(
@@ -222,14 +242,14 @@ def _claim_client_rows(client: Client, approval_limit: Decimal) -> PayoutBatch |
         source_amount=Decimal(1),
         row_count=1,
     )
-    claimed = accumulation.claim_for_payout(client_id=client.pk, payout_batch_id=batch.pk)
-    if not claimed.rows:
+    claimed = accumulation.claim_for_payout(
+        client_id=client.pk, payout_batch_id=batch.pk, credit_at_most=limits.maximum
+    )
+    # Eligibility was judged before the lock; what was claimed under it is what counts. A capped
+    # claim is part of a balance over the threshold: it need only pass the exchange's minimum.
+    if not claimed.rows or claimed.credit_usdt < (limits.minimum if claimed.capped else client.payout_threshold_usd):
         transaction.set_rollback(True)
-        return None
-    if claimed.credit_usdt < client.payout_threshold_usd:
-        # Eligibility was judged before the lock; what was claimed under it is what counts.
-        transaction.set_rollback(True)
-        return None
+        return None, claimed.rows_over_maximum
     batch.total_usdt = batch.source_amount = claimed.credit_usdt
     batch.row_count = claimed.rows
     batch.status = BatchStatus.AWAITING_APPROVAL if claimed.credit_usdt > approval_limit else BatchStatus.CREATED
@@ -249,7 +269,21 @@ def _claim_client_rows(client: Client, approval_limit: Decimal) -> PayoutBatch |
         batch.row_count,
         batch.status,
     )
-    return batch
+    return batch, claimed.rows_over_maximum
+
+
+def _alert_rows_over_maximum(client: Client, rows: int, limits: AmountRange) -> None:
+    """A row whose credit alone is over the exchange's maximum can never be paid out as it is:
+    it waits for a person, alerted on the check's throttle."""
+    if rows:
+        alert_job_condition(
+            CHECK_CLIENT_PAYOUTS_TASK,
+            "payout_waiting",
+            "client=%s rows=%s: each credit is over the exchange's maximum %s USDT for one exchange",
+            client.external_id,
+            rows,
+            limits.maximum,
+        )
 
 
 # --- instant strategy ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from integrations.addresses import address_problem
 from integrations.assets import SendMethod, asset
 from integrations.exchange.port import (
     AddressCheck,
+    AmountRange,
     CreatedExchange,
     ExchangePair,
     ExchangeRef,
@@ -63,6 +64,9 @@ class FixedPriceExchange:
     def minimum(self, pair: ExchangePair) -> Decimal:
         self._rate(pair)
         return MINIMUM_FROM_AMOUNT
+
+    def amount_range(self, pair: ExchangePair) -> AmountRange:
+        return AmountRange(minimum=self.minimum(pair))  # its own account is the only limit
 
     def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote:
         return Quote(to_amount=self._to_amount(pair, from_amount), rate_id=None)

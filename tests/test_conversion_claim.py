@@ -1,7 +1,9 @@
-"""The conversion check's claim on PostgreSQL: one statement decides (threshold, exchange minimum)
-and claims, so a check that claims nothing writes nothing and uses no conversion id; what it
-claims is exactly what the conversion's totals say; a second run finds nothing to claim."""
+"""The conversion check's claim on PostgreSQL: one statement decides (threshold, exchange minimum,
+and maximum: a conversion is capped at it) and claims, so a check that claims nothing writes
+nothing and uses no conversion id; what it claims is exactly what the conversion's totals say; a
+second run finds nothing to claim."""
 
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,12 +13,16 @@ from django.utils import timezone
 
 from batching.conversion import CHECK_THRESHOLD_TASK, check_threshold
 from batching.models import BatchConversion
+from payments import accumulation
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from pgp_project.operations.models import AuditEvent, JobHeartbeat
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
+from standins.sandbox_changenow import SandboxChangeNow
 
+from .conftest import CHANGENOW_TEST_API_KEY
 from .factories import AccumulationFactory
+from .flows import inject, reset_sandbox
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +136,85 @@ def test_below_the_threshold_nothing_is_alerted(threshold_client: Client, caplog
     with caplog.at_level("ERROR"), job_heartbeat(CHECK_THRESHOLD_TASK):
         assert check_threshold().waiting_for == ""
     assert "ALERT" not in caplog.text
+
+
+# --- the exchange's maximum: a conversion is capped, the rest waits for the next one ---------
+
+
+@pytest.fixture
+def changenow_with_a_maximum(sandbox: SandboxChangeNow, settings) -> Iterator[None]:
+    """The ChangeNOW adapter against the sandbox, whose /v2/exchange/range ("Exchange range",
+    ChangeNOW API v2, https://documenter.getpostman.com/view/8180765/SVfTPnM8) answers maxAmount
+    0.01 ETH (30 USD at the sandbox's 3000 USD per ETH)."""
+    settings.PGP_EXCHANGE_PROVIDER = "changenow"
+    settings.CHANGENOW_API_URL = sandbox.base_url
+    settings.CHANGENOW_API_KEY = CHANGENOW_TEST_API_KEY
+    reset_sandbox(sandbox)
+    inject(sandbox, {"max_amount_usd": "30"})
+    yield
+    reset_sandbox(sandbox)
+
+
+def claimed_by(conversion_id: int | None) -> list[int]:
+    return sorted(PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id).values_list("pk", flat=True))
+
+
+@pytest.mark.slow
+def test_over_the_exchange_maximum_the_oldest_rows_that_fit_are_claimed_and_the_rest_wait(
+    threshold_client: Client, changenow_with_a_maximum: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    oversize = pending_rows(threshold_client, 1, eth="0.02")[0]  # alone over the maximum: never claimed
+    fitting = pending_rows(threshold_client, 4, eth="0.004")  # 0.016 ETH in all: two batches of 0.008
+
+    with caplog.at_level("ERROR"):
+        first = check_threshold()
+    conversion = BatchConversion.objects.get(pk=first.conversion_id)
+    assert claimed_by(conversion.pk) == [fitting[0].pk, fitting[1].pk]  # the oldest, up to 0.01 ETH
+    assert (conversion.row_count, conversion.total_eth, conversion.total_net_usd) == (
+        2,
+        Decimal("0.008"),
+        Decimal("19.40"),
+    )
+    # The row that can never fit one exchange is alerted even though a conversion was made.
+    assert any(
+        "ALERT conversion_waiting" in record.getMessage()
+        and "1 pending row(s) each over changenow's maximum 0.01 ETH" in record.getMessage()
+        for record in caplog.records
+    )
+
+    second = check_threshold()  # the rest: 0.02 (passed over) + 2 x 0.004, 29.10 USD pending
+    assert claimed_by(second.conversion_id) == [fitting[2].pk, fitting[3].pk]
+    third = check_threshold()  # only the oversize row is left: under the threshold alone
+    assert third.conversion_id is None
+    assert PayoutAccumulation.objects.get(pk=oversize.pk).status == AccumulationStatus.PENDING
+
+
+@pytest.mark.slow
+def test_when_no_row_fits_under_the_maximum_nothing_is_claimed_and_it_says_why(
+    threshold_client: Client, changenow_with_a_maximum: None
+) -> None:
+    pending_rows(threshold_client, 3, eth="0.011")
+    drawn = conversion_ids_drawn()
+    check = check_threshold()
+    assert check.conversion_id is None
+    assert "3 pending row(s) each over changenow's maximum 0.01 ETH" in check.waiting_for
+    assert not PayoutAccumulation.objects.exclude(status=AccumulationStatus.PENDING).exists()
+    assert conversion_ids_drawn() == drawn
+
+
+def test_the_step_by_step_claim_takes_the_same_rows_under_a_maximum(threshold_client: Client) -> None:
+    """The claim the embedded demo's steps use (SQLite) caps the same way as the one statement."""
+    oversize = pending_rows(threshold_client, 1, eth="0.02")[0]
+    fitting = pending_rows(threshold_client, 3, eth="0.004")
+    conversion = BatchConversion.objects.create(
+        exchange_provider="changenow",
+        threshold_usd=Decimal("20"),
+        total_gross_usd=0,
+        total_net_usd=0,
+        total_eth=Decimal("1"),
+        row_count=1,
+    )
+    claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk, eth_at_most=Decimal("0.01"))
+    assert (claimed.rows, claimed.eth, claimed.net_usd) == (2, Decimal("0.008"), Decimal("19.40"))
+    assert claimed_by(conversion.pk) == [fitting[0].pk, fitting[1].pk]
+    assert PayoutAccumulation.objects.get(pk=oversize.pk).status == AccumulationStatus.PENDING

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -430,6 +431,9 @@ def test_reset_clears_every_fault(cn: SandboxClient) -> None:
         "from_amount_skew": None,
         "next_quote_ttl_seconds": None,
         "answer_payout_address": None,
+        "reported_amount_to_skew": None,
+        "reported_payout_hash": None,
+        "max_amount_usd": None,
     }
     assert cn.get("/v2/exchange/by-id", {"id": "ffffffffffffff"}).status == 404
 
@@ -561,3 +565,64 @@ def test_an_exchange_can_be_held_in_verifying(cn: SandboxClient, w3: Web3, chain
         time.sleep(0.05)
     time.sleep(0.5)  # several watcher ticks: it stays there
     assert cn.by_id(created["id"])["status"] == "verifying"
+
+
+# --- what ChangeNOW documents, and only that ------------------------------------------------
+
+FIXED_RATE_PAIR = {"fromCurrency": "eth", "toCurrency": "usdt", "fromNetwork": "eth", "toNetwork": "eth"}
+
+
+def test_only_the_estimate_says_when_the_fixed_rate_expires(cn: SandboxClient) -> None:
+    """ChangeNOW API v2 (https://documenter.getpostman.com/view/8180765/SVfTPnM8), "Estimated
+    exchange amount": with flow=fixed-rate and useRateId=true the answer carries rateId and
+    validUntil. "Create exchange transaction" and "Exchange status" carry no validUntil, so the
+    sandbox sends none there either (what production sees)."""
+    estimate = cn.get(
+        "/v2/exchange/estimated-amount",
+        {**FIXED_RATE_PAIR, "flow": "fixed-rate", "fromAmount": "0.01", "useRateId": "true"},
+    ).body
+    valid_until = datetime.fromisoformat(estimate["validUntil"].replace("Z", "+00:00"))
+    assert timedelta(seconds=290) < valid_until - datetime.now(UTC) <= timedelta(seconds=300)
+    created = cn.create_exchange(rateId=estimate["rateId"])
+    assert "validUntil" not in created
+    assert "validUntil" not in cn.by_id(created["id"])
+
+
+def test_the_range_gives_the_minimum_and_the_maximum_and_both_are_enforced(cn: SandboxClient) -> None:
+    """ChangeNOW API v2 (https://documenter.getpostman.com/view/8180765/SVfTPnM8), "Exchange
+    range" (GET /v2/exchange/range): the pair, the flow, minAmount and maxAmount; an amount
+    outside it is refused with out_of_range ("Errors")."""
+    params = {**FIXED_RATE_PAIR, "flow": "fixed-rate"}
+    answer = cn.get("/v2/exchange/range", params)
+    assert answer.status == 200
+    # $5 and $100,000,000 at $3000 per ETH, at 8 decimals: the minimum rounded up, the maximum down.
+    assert answer.body == {**params, "minAmount": Decimal("0.00166667"), "maxAmount": Decimal("33333.33333333")}
+
+    assert cn.post("/sandbox/faults", {"max_amount_usd": "30"}, key=None).status == 200
+    assert cn.get("/v2/exchange/range", params).body["maxAmount"] == Decimal("0.01")
+    over = cn.get("/v2/exchange/estimated-amount", {**params, "fromAmount": "0.010001"})
+    assert (over.status, over.body["error"]) == (400, "out_of_range")
+    assert "more than maximal" in over.body["message"]
+    refused = cn.post("/v2/exchange", exchange_request(fromAmount="0.010001"))
+    assert (refused.status, refused.body["error"]) == (400, "out_of_range")
+    assert cn.post("/v2/exchange", exchange_request(fromAmount="0.01")).status == 200  # the maximum itself
+
+
+def test_reported_amount_to_skew_reports_more_than_the_payout_sent(
+    cn: SandboxClient, w3: Web3, chain: LocalChain
+) -> None:
+    """A fault for checking amountTo of "Exchange status" (ChangeNOW API v2,
+    https://documenter.getpostman.com/view/8180765/SVfTPnM8) against the payout on chain."""
+    cn.post("/sandbox/faults", {"reported_amount_to_skew": "1.5"}, key=None)
+    payout_address = Account.create().address
+    created = cn.create_exchange(fromAmount="0.01", address=payout_address)
+    send_eth(w3, chain, created["payinAddress"], Decimal("0.01"))
+    final, _ = cn.wait_until_terminal(created["id"])
+    assert final["status"] == "finished"
+    assert final["amountTo"] == Decimal("31.35")  # 29.85 sent (0.01 * 3000 * 0.995) + 1.5
+    assert usdt_transfers_in(w3, chain, final["payoutHash"]) == [
+        {"from": chain.treasury_address, "to": payout_address, "value": 29_850_000}
+    ]
+    # One exchange only: the next one reports what it sent.
+    assert cn.post("/v2/exchange", exchange_request()).status == 200
+    assert cn.get("/sandbox/faults", key=None).body["reported_amount_to_skew"] is None

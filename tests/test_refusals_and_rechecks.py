@@ -216,6 +216,9 @@ def test_an_out_of_range_refusal_above_the_minimum_goes_to_review_not_round_and_
 def test_a_rate_about_to_expire_is_never_funded_and_a_fresh_exchange_replaces_it(
     celery_worker_process: WorkerProcess, threshold_client: Client, sandbox: SandboxChangeNow, local_chain: LocalChain
 ) -> None:
+    """The expiry is the validUntil of "Estimated exchange amount" (ChangeNOW API v2,
+    https://documenter.getpostman.com/view/8180765/SVfTPnM8): the sandbox, as ChangeNOW, gives
+    none on create or by-id, so the batch's stored expiry from the estimate is what is checked."""
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address)
     before = set(sandbox_exchanges(sandbox))

@@ -1,15 +1,22 @@
 """ChangeNOW API v2, as an exchange provider (integrations.exchange.port): timeouts on every
 call, normalised statuses and errors, bounded retries.
 
+The API as documented: https://documenter.getpostman.com/view/8180765/SVfTPnM8 (ChangeNOW's
+official v2 reference; the section of each call is named where it is used).
+
 Retries (reliability rule 5) happen here only for what is safe and short: 429 (honouring
 Retry-After), 5xx and connection failures, with exponential backoff and full jitter, never on
 other 4xx. A wait longer than `max_inline_wait` is not slept inside the worker: the error is
 raised with `retry_after` so the calling task re-schedules itself with that countdown.
+
+A 401 (a bad or rotated API key) is alerted and raised as a wait, never as a refusal: the batch
+is not at fault, and the task's backoff retries it once the right key is in place.
 """
 
 import json
 import logging
 import random
+import threading
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -20,9 +27,11 @@ import requests
 from django.conf import settings
 
 from integrations.assets import changenow_ticker
+from pgp_project.operations.alerts import alert
 
 from .port import (
     AddressCheck,
+    AmountRange,
     CreatedExchange,
     ExchangeBadResponse,
     ExchangePair,
@@ -31,6 +40,7 @@ from .port import (
     ExchangeRequest,
     ExchangeState,
     ExchangeStatus,
+    ExchangeUnauthorized,
     ExchangeUnavailable,
     Quote,
     RefusalKind,
@@ -51,9 +61,12 @@ STATUSES = {
     "failed": ExchangeStatus.FAILED,
     "refunded": ExchangeStatus.REFUNDED,
 }
-# ChangeNOW's error codes in our words (an unlisted code is RefusalKind.OTHER).
+# ChangeNOW's error codes in our words (an unlisted code is RefusalKind.OTHER), from the v2
+# reference's "Errors" section. `deposit_too_small` is its other word for an amount under the
+# pair's minimum, so it is decided like `out_of_range`.
 REFUSALS = {
     "out_of_range": RefusalKind.OUT_OF_RANGE,
+    "deposit_too_small": RefusalKind.OUT_OF_RANGE,
     "rate_id_not_found_or_expired": RefusalKind.RATE_EXPIRED,
     "not_valid_address": RefusalKind.INVALID_ADDRESS,
     "not_valid_refund_address": RefusalKind.INVALID_ADDRESS,
@@ -115,10 +128,19 @@ class ChangeNowExchange:
     # --- the port --------------------------------------------------------------------------
 
     def minimum(self, pair: ExchangePair) -> Decimal:
-        body = self._call("GET", "/v2/exchange/min-amount", params={**_pair_params(pair), "flow": "fixed-rate"})
-        return _required_decimal(body, "minAmount")
+        return self.amount_range(pair).minimum
+
+    def amount_range(self, pair: ExchangePair) -> AmountRange:
+        # "Exchange range" (GET /v2/exchange/range): minAmount and maxAmount of the pair for the
+        # flow; maxAmount is null when ChangeNOW sets no maximum.
+        body = self._call("GET", "/v2/exchange/range", params={**_pair_params(pair), "flow": "fixed-rate"})
+        return AmountRange(minimum=_required_decimal(body, "minAmount"), maximum=_decimal(body.get("maxAmount")))
 
     def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote:
+        # "Estimated exchange amount" (GET /v2/exchange/estimated-amount): with flow=fixed-rate and
+        # useRateId=true it answers the rateId and the validUntil of that rate. It is the only
+        # answer that says when the rate expires (create and by-id do not), so it is kept here
+        # for the re-check before funding.
         body = self._call(
             "GET",
             "/v2/exchange/estimated-amount",
@@ -129,11 +151,16 @@ class ChangeNowExchange:
                 "useRateId": "true",
             },
         )
-        return Quote(to_amount=_required_decimal(body, "toAmount"), rate_id=body.get("rateId"))
+        return Quote(
+            to_amount=_required_decimal(body, "toAmount"),
+            rate_id=body.get("rateId"),
+            valid_until=_timestamp(body.get("validUntil")),
+        )
 
     def create(self, request: ExchangeRequest) -> CreatedExchange:
-        # One attempt only: a timeout may still have created the exchange, and a blind second POST
-        # would create another. The task retries the whole step instead (reliability rule 4).
+        # "Create exchange transaction" (POST /v2/exchange, fixed-rate flow). One attempt only: a
+        # timeout may still have created the exchange, and a blind second POST would create
+        # another. The task retries the whole step instead (reliability rule 4).
         body = self._call(
             "POST",
             "/v2/exchange",
@@ -148,7 +175,8 @@ class ChangeNowExchange:
                 "refundExtraId": "",
                 "userId": "",
                 "payload": "",
-                "contactEmail": "",
+                # Where ChangeNOW's support writes about this exchange (a hold, a refund).
+                "contactEmail": settings.CHANGENOW_CONTACT_EMAIL,
                 "flow": "fixed-rate",
                 "type": "direct",
                 "rateId": request.rate_id or "",
@@ -164,11 +192,13 @@ class ChangeNowExchange:
             payin_address=str(body["payinAddress"]),
             payout_address=str(body.get("payoutAddress") or ""),
             pair=_reported_pair(body),
+            # Not documented on this answer (the estimate carries it); read should it ever come.
             valid_until=_timestamp(body.get("validUntil")),
             payout_extra_id=str(body.get("payoutExtraId") or ""),
         )
 
     def status(self, exchange: ExchangeRef) -> ExchangeState:
+        # "Exchange status" (GET /v2/exchange/by-id).
         body = self._call("GET", "/v2/exchange/by-id", params={"id": exchange.id})
         if not body.get("status"):
             raise ExchangeBadResponse("exchange has no status")
@@ -182,6 +212,8 @@ class ChangeNowExchange:
             payin_hash=str(body.get("payinHash") or ""),
             payout_hash=str(body.get("payoutHash") or ""),
             refund_hash=str(body.get("refundHash") or ""),
+            payout_address=str(body.get("payoutAddress") or ""),
+            # Likewise undocumented here: the batch keeps the estimate's expiry for the re-check.
             valid_until=_timestamp(body.get("validUntil")),
         )
 
@@ -233,6 +265,8 @@ class ChangeNowExchange:
                     )
                     if retry_after is not None:
                         wait = retry_after
+                elif response.status_code == 401:
+                    raise _unauthorized(method, path, response)
                 elif response.status_code >= 400:
                     code = _error_code(response)
                     raise ExchangeRefused(
@@ -249,6 +283,42 @@ class ChangeNowExchange:
             time.sleep(wait)
         assert last_error is not None
         raise last_error
+
+
+class _AlertThrottle:
+    """When this process last alerted a lasting condition that has no row of its own to carry
+    the throttle (a refused API key concerns every batch at once): at most one line per
+    PGP_ALERT_REPEAT_SECONDS per process, however many calls meet it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._alerted_at: float | None = None
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._alerted_at is not None and now - self._alerted_at < settings.PGP_ALERT_REPEAT_SECONDS:
+                return False
+            self._alerted_at = now
+            return True
+
+
+_UNAUTHORIZED_ALERTS = _AlertThrottle()
+
+
+def _unauthorized(method: str, path: str, response: requests.Response) -> ExchangeUnauthorized:
+    """Alert (the line names the call, never the key; throttled) and return the wait to raise."""
+    code = _error_code(response)
+    if _UNAUTHORIZED_ALERTS.due():
+        alert(
+            "exchange_unauthorized",
+            "provider=changenow call=%s %s http=401 error=%s: the API key was refused; put the right one "
+            "in CHANGENOW_API_KEY or CHANGENOW_API_KEY_FILE (batches wait meanwhile)",
+            method,
+            path,
+            code or "-",
+        )
+    return ExchangeUnauthorized(f"{method} {path}: HTTP 401 {code}: API key refused", http_status=401, code=code)
 
 
 def _json_object(response: requests.Response, what: str) -> dict[str, Any]:

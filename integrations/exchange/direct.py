@@ -9,6 +9,7 @@ from integrations.addresses import address_problem
 
 from .port import (
     AddressCheck,
+    AmountRange,
     CreatedExchange,
     ExchangePair,
     ExchangeRef,
@@ -29,6 +30,9 @@ class DirectTransfer:
     def minimum(self, pair: ExchangePair) -> Decimal:
         self._require_same_asset(pair)
         return Decimal(0)
+
+    def amount_range(self, pair: ExchangePair) -> AmountRange:
+        return AmountRange(minimum=self.minimum(pair))  # a transfer has no maximum of its own
 
     def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote:
         self._require_same_asset(pair)

@@ -46,7 +46,26 @@ class ExchangeStatus(StrEnum):
 class Quote:
     to_amount: Decimal
     rate_id: str | None  # a fixed rate to create the exchange with, when the provider gives one
+    # When that fixed rate expires, when the provider says: the exchange created with it takes a
+    # deposit at that rate only until then.
     valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AmountRange:
+    """How much of the pair's first asset one exchange takes: at least `minimum`, at most
+    `maximum` (None: the provider sets no maximum)."""
+
+    minimum: Decimal
+    maximum: Decimal | None = None
+
+    def refuses(self, amount: Decimal) -> str:
+        """Why `amount` is outside the range ("" when inside)."""
+        if amount < self.minimum:
+            return f"{amount} is under the minimum {self.minimum}"
+        if self.maximum is not None and amount > self.maximum:
+            return f"{amount} is over the maximum {self.maximum}"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,7 @@ class ExchangeState:
     payout_hash: str = ""
     refund_hash: str = ""
     valid_until: datetime | None = None  # when its fixed rate expires, when it has one
+    payout_address: str = ""  # where it pays out, as the provider recorded it (when it says)
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,11 @@ class ExchangeUnavailable(ExchangeError, TransientError):
         self.retry_after = retry_after
 
 
+class ExchangeUnauthorized(ExchangeUnavailable):
+    """The provider refused our credentials (a bad or rotated API key): nothing about the batch
+    is wrong, so it waits, with an alert, until an operator puts the right key in place."""
+
+
 class ExchangeBadResponse(ExchangeError, TransientError):
     """A success whose body is not what the provider documents."""
 
@@ -147,6 +172,8 @@ class ExchangeProvider(Protocol):
     name: str
 
     def minimum(self, pair: ExchangePair) -> Decimal: ...
+
+    def amount_range(self, pair: ExchangePair) -> AmountRange: ...
 
     def estimate(self, pair: ExchangePair, from_amount: Decimal) -> Quote: ...
 

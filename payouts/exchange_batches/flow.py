@@ -13,10 +13,17 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from integrations.assets import Asset
 from integrations.exchange.port import ExchangePair, ExchangeProvider, ExchangeState
 from pgp_project.operations.state_machine import StateMachine
+from pgp_project.operations.transient import TransientError
 
 from ..models import ExchangeFundedBatch
 
 B = TypeVar("B", bound=ExchangeFundedBatch)  # the concrete batch model of a flow
+
+
+class PayoutNotSeenYet(TransientError):
+    """The exchange says it paid out, but our chain node does not show that payout mined (yet):
+    a lagging node, or a payout that never happened. The batch keeps polling; its deadline bounds
+    how long."""
 
 
 class ExchangeFundedFlow(Generic[B]):
@@ -55,6 +62,13 @@ class ExchangeFundedFlow(Generic[B]):
     def finish(self, batch_id: int, state: ExchangeState) -> None:
         """Record the finished exchange, in one transaction; nothing if already done."""
         raise NotImplementedError
+
+    def payout_problem(self, batch: B, state: ExchangeState) -> str | None:
+        """Before `finish`: why the finished exchange's payout cannot be trusted as reported
+        (the chain shows another amount, say), or None when it can. Raises PayoutNotSeenYet
+        while the chain cannot tell yet. A flow whose payout lands where we cannot read (a
+        client's wallet on another chain) trusts the report."""
+        return None
 
     def release_rows(self, batch: B) -> int:
         """Put an unfunded batch's rows back where they came from; the number released."""

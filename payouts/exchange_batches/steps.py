@@ -33,7 +33,7 @@ from ..host_payments.machine import ADVANCE_HOST_PAYMENT_TASK, HostPaymentMismat
 from ..host_payments.ports import chain_adapter
 from ..locking import lock_batch
 from ..models import HostPaymentStatus
-from .flow import B, ExchangeFundedFlow
+from .flow import B, ExchangeFundedFlow, PayoutNotSeenYet
 from .refusals import handle_refusal
 from .requote import confirm_before_sending, exchange_ref
 from .states import BatchStatus
@@ -224,11 +224,45 @@ def _poll_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProv
     if state.status == ExchangeStatus.FINISHED:
         if state.amount_to is None:
             return to_review(flow, batch, BatchStatus.FAILED, f"{provider.name} finished without the amount paid out")
-        flow.finish(batch.pk, state)
-    elif state.status in (ExchangeStatus.FAILED, ExchangeStatus.REFUNDED):
+        return _finish_verified(flow, batch, provider, state)
+    if state.status in (ExchangeStatus.FAILED, ExchangeStatus.REFUNDED):
         return _exchange_failed(flow, batch, provider, state)
-    else:
+    schedule_step(flow.model, batch.pk, flow.advance_task, settings.PGP_EXCHANGE_POLL_SECONDS)
+    batch.refresh_from_db()
+    return batch
+
+
+def _finish_verified(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider, state: ExchangeState) -> B:
+    """Finish only on a payout the chain confirms as reported; a payout the chain contradicts
+    goes to review (the funds are at the exchange or with us, nothing is distributed), one it
+    does not show yet is polled again and alerted."""
+    try:
+        problem = flow.payout_problem(batch, state)
+    except PayoutNotSeenYet as unseen:
+        alert_throttled(
+            flow.model,
+            batch.pk,
+            "alerted_at",
+            "exchange_payout_unseen",
+            "kind=%s id=%s provider=%s exchange=%s: %s",
+            flow.kind,
+            batch.pk,
+            provider.name,
+            batch.exchange_id,
+            unseen,
+        )
         schedule_step(flow.model, batch.pk, flow.advance_task, settings.PGP_EXCHANGE_POLL_SECONDS)
+        batch.refresh_from_db()
+        return batch
+    if problem:
+        return to_review(
+            flow,
+            batch,
+            BatchStatus.FAILED,
+            f"{provider.name} exchange {batch.exchange_id} finished, but {problem}; nothing was distributed. "
+            "Settle it with the exchange, then resume the batch once its report matches the chain.",
+        )
+    flow.finish(batch.pk, state)
     batch.refresh_from_db()
     return batch
 

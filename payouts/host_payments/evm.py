@@ -72,6 +72,9 @@ class EvmChain:
     def hot_wallet_address(self) -> str:
         return hot_wallet_key().address
 
+    def wallet_addresses(self) -> list[str]:
+        return [key.address for key in keyring()]
+
     # --- signing ---------------------------------------------------------------------------
 
     @method_decorator(sensitive_variables("key"))

@@ -51,6 +51,11 @@ class ChainAdapter(Protocol):
 
     def hot_wallet_address(self) -> str: ...
 
+    def wallet_addresses(self) -> list[str]:
+        """Every address of the hot wallet: the current key's, then those of rotated-away keys
+        still kept for what is in flight from (or to) them."""
+        ...
+
     def sign_first(self, host_payment: HostPayment) -> SignedCandidate:
         """Give the payment its sending slot and sign it. Called with the owning batch and the
         payment locked, inside their transaction; takes the sender's lock last and records what

@@ -200,6 +200,8 @@ CHANGENOW_API_URL = env.str("CHANGENOW_API_URL", default="https://api.changenow.
 CHANGENOW_API_KEY = env.str("CHANGENOW_API_KEY", default="")
 # A mounted secret file, read at each call, so a rotated key needs no restart.
 CHANGENOW_API_KEY_FILE = env.str("CHANGENOW_API_KEY_FILE", default="")
+# Sent as contactEmail with each exchange we create: where ChangeNOW's support writes about it.
+CHANGENOW_CONTACT_EMAIL = env.str("CHANGENOW_CONTACT_EMAIL", default="")
 ETH_RPC_URL = env.str("ETH_RPC_URL", default="http://127.0.0.1:8545")
 ETH_CHAIN_ID = env.int("ETH_CHAIN_ID", default=31337)
 HOT_WALLET_PRIVATE_KEY = env.str("HOT_WALLET_PRIVATE_KEY", default="")

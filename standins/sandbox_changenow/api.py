@@ -2,6 +2,9 @@
 
 Each endpoint takes the parsed query or body and returns the JSON body, or raises ApiError with
 ChangeNOW's error shape. Nothing here knows about HTTP plumbing or the chain.
+
+What each answer holds follows ChangeNOW's v2 reference,
+https://documenter.getpostman.com/view/8180765/SVfTPnM8, section by section as named below.
 """
 
 import secrets
@@ -71,13 +74,25 @@ class ChangeNowApi:
         pair = self._pair(query)
         return {**pair.names(), "minAmount": self._pricing.min_amount(pair.from_asset)}
 
-    # GET /v2/exchange/estimated-amount
+    # GET /v2/exchange/range ("Exchange range"): the pair, the flow, minAmount and maxAmount (null
+    # when there is none) of the asset sent.
+    def exchange_range(self, query: Mapping[str, str]) -> dict[str, Any]:
+        pair = self._pair(query)
+        return {
+            **pair.names(),
+            "minAmount": self._pricing.min_amount(pair.from_asset),
+            "maxAmount": self._max_amount(pair.from_asset),
+        }
+
+    # GET /v2/exchange/estimated-amount ("Estimated exchange amount"): with flow=fixed-rate and
+    # useRateId=true, the rateId to create the exchange with and the validUntil of that rate. The
+    # only answer that carries validUntil: create and by-id do not.
     def estimated_amount(self, query: Mapping[str, str]) -> dict[str, Any]:
         pair = self._pair(query)
         if query.get("type", "direct") != "direct" or not query.get("fromAmount"):
             raise bad_params("fromAmount is required (reverse estimates are not supported by the sandbox)")
         from_amount = parse_amount("fromAmount", query["fromAmount"])
-        self._check_minimum(pair.from_asset, from_amount)
+        self._check_range(pair.from_asset, from_amount)
         net_rate = self._pricing.net_rate(pair.from_asset, pair.to_asset)
         rate_id = valid_until = None
         if pair.flow == "fixed-rate" and query.get("useRateId", "").lower() == "true":
@@ -104,7 +119,7 @@ class ChangeNowApi:
             "toAmount": amount_to(from_amount, net_rate, pair.to_asset),
         }
 
-    # POST /v2/exchange
+    # POST /v2/exchange ("Create exchange transaction"): no validUntil in the answer.
     def create_exchange(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_params("the body must be a JSON object")
@@ -122,7 +137,7 @@ class ChangeNowApi:
         refund_address = _text(fields, "refundAddress") or None
         if refund_address and (problem := address_problem(pair.from_asset, refund_address)):
             raise ApiError(400, "not_valid_refund_address", f"{problem}: {refund_address}")
-        self._check_minimum(pair.from_asset, from_amount)
+        self._check_range(pair.from_asset, from_amount)
         net_rate, valid_until = self._pricing.net_rate(pair.from_asset, pair.to_asset), None
         rate_id = _text(fields, "rateId") or None
         if pair.flow == "fixed-rate":
@@ -135,6 +150,7 @@ class ChangeNowApi:
 
         # Faults are taken only now, so a rejected request does not use them up.
         skew, outcome = self._faults.take_from_amount_skew(), self._faults.take_next_outcome()
+        reported_skew = self._faults.take_reported_amount_to_skew()
         exchange = Exchange(
             id=new_exchange_id(),
             from_asset=pair.from_asset,
@@ -155,6 +171,9 @@ class ChangeNowApi:
             rate_id=rate_id,
             valid_until=valid_until,
             outcome=outcome,
+            contact_email=_text(fields, "contactEmail") or None,
+            reported_amount_to_skew=reported_skew,
+            reported_payout_hash=self._faults.take_reported_payout_hash(),
         )
         self._store.add(exchange)
         answer = exchange.created_json()
@@ -163,7 +182,7 @@ class ChangeNowApi:
             answer["payoutAddress"] = misreported
         return answer
 
-    # GET /v2/exchange/by-id
+    # GET /v2/exchange/by-id ("Exchange status"): no validUntil in the answer.
     def exchange_by_id(self, query: Mapping[str, str]) -> dict[str, Any]:
         exchange_id = query.get("id", "").strip()
         if not exchange_id:
@@ -200,10 +219,17 @@ class ChangeNowApi:
             raise ApiError(400, "pair_is_inactive", "This pair is not available in the sandbox")
         return Pair(from_asset, to_asset, flow)
 
-    def _check_minimum(self, asset: Asset, amount: Decimal) -> None:
+    def _max_amount(self, asset: Asset) -> Decimal | None:
+        return self._pricing.max_amount(asset, self._faults.max_amount_usd())
+
+    def _check_range(self, asset: Asset, amount: Decimal) -> None:
+        # "Errors": an amount outside the pair's range is refused with out_of_range.
         minimum = self._pricing.min_amount(asset)
         if amount < minimum:
             raise ApiError(400, "out_of_range", f"Amount is less than minimal: {minimum} {asset.currency}")
+        maximum = self._max_amount(asset)
+        if maximum is not None and amount > maximum:
+            raise ApiError(400, "out_of_range", f"Amount is more than maximal: {maximum} {asset.currency}")
 
 
 def parse_amount(name: str, raw: Any) -> Decimal:

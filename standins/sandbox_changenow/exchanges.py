@@ -82,6 +82,10 @@ class Exchange:
     rate_id: str | None
     valid_until: datetime | None
     outcome: str  # the terminal status this exchange heads for once funded (fault injection)
+    contact_email: str | None = None  # as sent on creation; ChangeNOW never echoes it back
+    # by-id reports amountTo this much above what the payout sent (fault injection)
+    reported_amount_to_skew: Decimal = Decimal(0)
+    reported_payout_hash: str | None = None  # by-id names this instead of the real payout (fault)
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
     status: str = "new"
@@ -104,7 +108,8 @@ class Exchange:
         return time.monotonic() - self.status_entered
 
     def created_json(self) -> dict[str, Any]:
-        """The body of `POST /v2/exchange`."""
+        """The body of `POST /v2/exchange`, as the v2 reference's "Create exchange transaction"
+        shows it: no validUntil (the estimate said when its rate expires)."""
         return {
             "id": self.id,
             "fromAmount": self.expected_amount_from,
@@ -121,11 +126,11 @@ class Exchange:
             "toNetwork": self.to_asset.network,
             "refundAddress": self.refund_address,
             "refundExtraId": self.refund_extra_id,
-            "validUntil": iso_timestamp(self.valid_until),
         }
 
     def status_json(self) -> dict[str, Any]:
-        """The body of `GET /v2/exchange/by-id`."""
+        """The body of `GET /v2/exchange/by-id`, as the v2 reference's "Exchange status" shows it:
+        no validUntil either."""
         return {
             "id": self.id,
             "status": self.status,
@@ -137,7 +142,7 @@ class Exchange:
             "expectedAmountFrom": self.expected_amount_from,
             "expectedAmountTo": self.expected_amount_to,
             "amountFrom": self.amount_from,
-            "amountTo": self.amount_to,
+            "amountTo": None if self.amount_to is None else self.amount_to + self.reported_amount_to_skew,
             "payinAddress": self.payin_address,
             "payoutAddress": self.payout_address,
             "payinExtraId": None,
@@ -148,13 +153,12 @@ class Exchange:
             "updatedAt": iso_timestamp(self.updated_at),
             "depositReceivedAt": iso_timestamp(self.deposit_received_at),
             "payinHash": self.payin_hash,
-            "payoutHash": self.payout_hash,
+            "payoutHash": (self.reported_payout_hash or self.payout_hash) if self.payout_hash else None,
             "fromLegacyTicker": self.from_asset.legacy_ticker,
             "toLegacyTicker": self.to_asset.legacy_ticker,
             "refundHash": self.refund_hash,
             "refundAmount": self.refund_amount,
             "userId": self.user_id,
-            "validUntil": iso_timestamp(self.valid_until),
         }
 
 

@@ -7,7 +7,14 @@ optionally only those to one `path`; `refuse` answers 400 with ChangeNOW's error
 `from_amount_skew`; `answer_payout_address`: the creation answer names this payout address,
 though the exchange pays the one asked for) or the next fixed-rate quote
 (`next_quote_ttl_seconds`: how long its rate and the exchange made from it stay valid; 0 means
-expired at once) and are then gone.
+expired at once) and are then gone. `reported_amount_to_skew` is one-shot too: the next exchange
+created pays out what it should, but by-id reports an `amountTo` this much larger, a provider
+whose report disagrees with the chain; so is `reported_payout_hash`: by-id names this payoutHash
+(a transaction the chain does not have) instead of the payout it sent.
+
+`max_amount_usd` is a setting rather than a fault: the pairs' maximum (`maxAmount` of
+/v2/exchange/range, and the limit estimates and creations are checked against), in USD worth of
+the asset sent, until a reset.
 """
 
 import threading
@@ -17,7 +24,16 @@ from typing import Any
 
 OUTCOMES = ("finished", "failed", "refunded", "verifying")
 _COUNTED_KINDS = ("http_429", "http_500", "slow", "refuse")
-_ONE_SHOT_KINDS = ("next_outcome", "from_amount_skew", "next_quote_ttl_seconds", "answer_payout_address")
+_ONE_SHOT_KINDS = (
+    "next_outcome",
+    "from_amount_skew",
+    "next_quote_ttl_seconds",
+    "answer_payout_address",
+    "reported_amount_to_skew",
+    "reported_payout_hash",
+)
+_SETTINGS = ("max_amount_usd",)
+_DECIMAL_KINDS = ("from_amount_skew", "reported_amount_to_skew", "max_amount_usd")
 
 
 class FaultSpecError(ValueError):
@@ -53,6 +69,9 @@ class Faults:
         self._from_amount_skew: Decimal | None = None
         self._next_quote_ttl: int | None = None
         self._answer_payout_address: str | None = None
+        self._reported_amount_to_skew: Decimal | None = None
+        self._reported_payout_hash: str | None = None
+        self._max_amount_usd: Decimal | None = None
 
     def configure(self, spec: Any) -> None:
         """Merge `spec` into the active faults; a kind named again replaces its previous setting."""
@@ -62,23 +81,26 @@ class Faults:
         outcome = spec.get("next_outcome")
         if "next_outcome" in spec and outcome not in OUTCOMES:
             raise FaultSpecError(f"next_outcome must be one of {', '.join(OUTCOMES)}")
-        skew = _parse_decimal("from_amount_skew", spec["from_amount_skew"]) if "from_amount_skew" in spec else None
+        amounts = {name: _parse_decimal(name, spec[name]) for name in _DECIMAL_KINDS if name in spec}
         ttl = spec.get("next_quote_ttl_seconds")
         if "next_quote_ttl_seconds" in spec and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0):
             raise FaultSpecError("next_quote_ttl_seconds must be a non-negative integer")
-        unknown = set(spec) - set(_COUNTED_KINDS) - set(_ONE_SHOT_KINDS)
+        unknown = set(spec) - set(_COUNTED_KINDS) - set(_ONE_SHOT_KINDS) - set(_SETTINGS)
         if unknown:
             raise FaultSpecError(f"unknown fault(s): {', '.join(sorted(unknown))}")
         with self._lock:
             self._counted.update(parsed_counted)
             if "next_outcome" in spec:
                 self._next_outcome = outcome
-            if skew is not None:
-                self._from_amount_skew = skew
+            self._from_amount_skew = amounts.get("from_amount_skew", self._from_amount_skew)
             if "next_quote_ttl_seconds" in spec:
                 self._next_quote_ttl = ttl
             if "answer_payout_address" in spec:
                 self._answer_payout_address = str(spec["answer_payout_address"])
+            if "reported_payout_hash" in spec:
+                self._reported_payout_hash = str(spec["reported_payout_hash"])
+            self._reported_amount_to_skew = amounts.get("reported_amount_to_skew", self._reported_amount_to_skew)
+            self._max_amount_usd = amounts.get("max_amount_usd", self._max_amount_usd)
 
     def reset(self) -> None:
         with self._lock:
@@ -87,6 +109,9 @@ class Faults:
             self._from_amount_skew = None
             self._next_quote_ttl = None
             self._answer_payout_address = None
+            self._reported_amount_to_skew = None
+            self._reported_payout_hash = None
+            self._max_amount_usd = None
 
     def take_delay(self, path: str) -> Decimal:
         """Seconds to stall this request (0 when no `slow` fault applies); uses one count."""
@@ -122,6 +147,21 @@ class Faults:
             address, self._answer_payout_address = self._answer_payout_address, None
         return address
 
+    def take_reported_amount_to_skew(self) -> Decimal:
+        with self._lock:
+            skew, self._reported_amount_to_skew = self._reported_amount_to_skew, None
+        return skew or Decimal(0)
+
+    def take_reported_payout_hash(self) -> str | None:
+        with self._lock:
+            tx_hash, self._reported_payout_hash = self._reported_payout_hash, None
+        return tx_hash
+
+    def max_amount_usd(self) -> Decimal | None:
+        """The maximum set by a test, if any (not used up: it holds until a reset)."""
+        with self._lock:
+            return self._max_amount_usd
+
     def take_quote_ttl(self, default: int) -> int:
         with self._lock:
             ttl, self._next_quote_ttl = self._next_quote_ttl, None
@@ -135,6 +175,9 @@ class Faults:
                 "from_amount_skew": self._from_amount_skew,
                 "next_quote_ttl_seconds": self._next_quote_ttl,
                 "answer_payout_address": self._answer_payout_address,
+                "reported_amount_to_skew": self._reported_amount_to_skew,
+                "reported_payout_hash": self._reported_payout_hash,
+                "max_amount_usd": self._max_amount_usd,
             }
 
 

@@ -17,6 +17,7 @@ class Pricing:
     usd_prices: Mapping[str, Decimal]
     fee_percent: Decimal
     min_amount_usd: Decimal
+    max_amount_usd: Decimal | None = None  # None: no maximum, as /v2/exchange/range may answer
 
     def supports(self, from_asset: Asset, to_asset: Asset) -> bool:
         return (
@@ -39,6 +40,17 @@ class Pricing:
             context.prec = _RATE_PRECISION
             amount = self.min_amount_usd / self.usd_prices[from_asset.currency]
         return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_UP)
+
+    def max_amount(self, from_asset: Asset, max_amount_usd: Decimal | None = None) -> Decimal | None:
+        """The largest deposit accepted: max_amount_usd worth (or the one given), rounded down."""
+        limit = self.max_amount_usd if max_amount_usd is None else max_amount_usd
+        if limit is None:
+            return None
+        places = min(from_asset.decimals, _MIN_AMOUNT_PLACES)
+        with localcontext() as context:
+            context.prec = _RATE_PRECISION
+            amount = limit / self.usd_prices[from_asset.currency]
+        return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
 
 
 def amount_to(amount_from: Decimal, net_rate: Decimal, to_asset: Asset) -> Decimal:

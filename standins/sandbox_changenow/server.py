@@ -39,6 +39,10 @@ class SandboxConfig:
     eth_usd: Decimal = Decimal("3000")
     fee_percent: Decimal = Decimal("0.5")
     min_amount_usd: Decimal = Decimal("5")
+    # What /v2/exchange/range answers as maxAmount, in USD worth of the asset sent (ChangeNOW sets
+    # one per pair for the fixed-rate flow). High by default, so that only a test that lowers it
+    # (the `max_amount_usd` setting) meets it: some move millions through the sandbox.
+    max_amount_usd: Decimal | None = Decimal("100000000")
     rate_id_ttl_seconds: int = 300
     timing: LifecycleTiming = field(default_factory=LifecycleTiming)
 
@@ -47,6 +51,7 @@ class SandboxConfig:
             usd_prices={**DEFAULT_USD_PRICES, "eth": self.eth_usd},
             fee_percent=self.fee_percent,
             min_amount_usd=self.min_amount_usd,
+            max_amount_usd=self.max_amount_usd,
         )
 
     def __repr__(self) -> str:  # the treasury key and the API key must never reach a log line
@@ -117,9 +122,19 @@ class SandboxChangeNow:
         self.stop()
 
     def exchanges(self) -> list[dict[str, Any]]:
-        """Every exchange as by-id shows it, plus the outcome it was set up for."""
+        """Every exchange as by-id shows it, plus what only the sandbox knows: the outcome it was
+        set up for, the contactEmail it was created with, and the payout it really sent."""
         with self.store.lock:
-            return [{**exchange.status_json(), "sandboxOutcome": exchange.outcome} for exchange in self.store.all()]
+            return [
+                {
+                    **exchange.status_json(),
+                    "sandboxOutcome": exchange.outcome,
+                    "sandboxContactEmail": exchange.contact_email,
+                    "sandboxAmountSent": exchange.amount_to,
+                    "sandboxPayoutHash": exchange.payout_hash,
+                }
+                for exchange in self.store.all()
+            ]
 
     # --- request routing (called from the HTTP handler threads) ------------------------------
 
@@ -151,6 +166,7 @@ class SandboxChangeNow:
     def _route_api(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Any:
         routes: dict[tuple[str, str], Callable[[], Any]] = {
             ("GET", "/v2/exchange/min-amount"): lambda: self.api.min_amount(query),
+            ("GET", "/v2/exchange/range"): lambda: self.api.exchange_range(query),
             ("GET", "/v2/exchange/estimated-amount"): lambda: self.api.estimated_amount(query),
             ("POST", "/v2/exchange"): lambda: self.api.create_exchange(_parse_json(body)),
             ("GET", "/v2/exchange/by-id"): lambda: self.api.exchange_by_id(query),

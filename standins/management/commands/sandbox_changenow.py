@@ -46,6 +46,7 @@ class Command(BaseCommand):
         parser.add_argument("--eth-usd", type=_decimal, default=Decimal("3000"))
         parser.add_argument("--fee-percent", type=_decimal, default=Decimal("0.5"))
         parser.add_argument("--min-amount-usd", type=_decimal, default=Decimal("5"))
+        parser.add_argument("--max-amount-usd", type=_decimal, default=Decimal("100000000"))
         parser.add_argument("--step-delay", type=float, default=0.5, help="seconds in each status after the deposit")
         parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between chain polls")
         parser.add_argument("--confirmations", type=int, default=1, help="blocks a deposit needs (1 = its own)")
@@ -81,6 +82,7 @@ class Command(BaseCommand):
             eth_usd=options["eth_usd"],
             fee_percent=options["fee_percent"],
             min_amount_usd=options["min_amount_usd"],
+            max_amount_usd=options["max_amount_usd"],
             timing=LifecycleTiming(
                 step_delay_seconds=options["step_delay"],
                 poll_interval_seconds=options["poll_interval"],
