@@ -92,7 +92,6 @@ PAYMENT_FIELDS = (
     "actually_paid",
     "outcome_amount",
     "outcome_currency",
-    "parent_provider_payment_id",
 )
 
 
@@ -144,7 +143,6 @@ def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
     if errors:
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, json.dumps(errors), payload=payload, signed=True)
         return IpnResponse(422, {"error": "invalid_payload", "fields": errors})
-    data["parent_provider_payment_id"] = data.pop("parent_payment_id", None)
     try:
         _limit_lock_wait()
         with within_answer_budget(deadline):
@@ -224,6 +222,8 @@ def _payment_fields(data: dict[str, Any]) -> dict[str, Any]:
     fields = {name: data.get(name) for name in PAYMENT_FIELDS}
     for text_field in ("order_id", "order_description", "pay_currency", "outcome_currency"):
         fields[text_field] = fields[text_field] or ""
+    if data.get("parent_payment_id") is not None:
+        fields["parent_provider_payment_id"] = data["parent_payment_id"]
     return fields
 
 
@@ -295,6 +295,9 @@ def _apply_to_stored_payment(
         was = payment.status
         outcome, reason = _outcome(created, was, new_status)
         if outcome == IpnOutcome.APPLIED and not created:
+            if payment.parent_provider_payment_id is not None:
+                # Once a repeated deposit, always the same one: its link is never undone or moved.
+                fields = {name: value for name, value in fields.items() if name != "parent_provider_payment_id"}
             for name, value in fields.items():
                 setattr(payment, name, value)
             payment.status = new_status

@@ -250,11 +250,12 @@ def link_parent(payment: Payment) -> None:
         payment.parent = parent
 
 
-def repeated_deposit_value(payment: Payment, read: ReadPrice) -> Decimal | None:
+def repeated_deposit_value(payment: Payment, read: ReadPrice | None = None) -> Decimal | None:
     """What a repeated deposit is worth, in USD: its outcome at the fresh reference price (the
     rate of its own arrival, as NOWPayments converts it), rounded DOWN to the cent, never its
     price_amount, which is its parent's invoice and would credit that invoice twice. None when no
-    fresh price exists for its outcome's asset: it is then held."""
+    fresh price exists for its outcome's asset: it is then held. `read`: the price as the caller
+    read it already (else it is read now)."""
     asset = asset_by_nowpayments_code(payment.outcome_currency)
     if asset is None or not payment.outcome_amount:
         return None

@@ -36,6 +36,7 @@ from django.test import Client as HttpClient
 from django.test import override_settings
 from django.utils import timezone
 
+from payments.late_payments import PartialPaymentNotAcceptable, accept_partial_payment
 from payments.models import (
     AccumulationStatus,
     Client,
@@ -381,6 +382,51 @@ def test_a_repeated_usdt_deposit_is_worth_what_arrived(client: HttpClient, thres
     row = PayoutAccumulation.objects.get(payment=child)
     assert row.gross_usd == Decimal("5.12")
     assert row.usdt_amount == Decimal("5.123456")
+
+
+@pytest.mark.django_db
+def test_a_partially_paid_repeated_deposit_is_accepted_by_its_value_not_a_share_of_the_invoice(
+    client: HttpClient, threshold_client: Client
+):
+    # [REDEPOSIT]: repeated deposits are marked "Partially paid" or "Finished" (the account's default).
+    set_eth_price("3000")
+    post_ipn(client, eth_payment(7601))
+    post_ipn(client, repeated_deposit(7602, parent_id=7601, payment_status="partially_paid"))
+    child = Payment.objects.get(provider_payment_id=7602)
+    assert child.routing_status == RoutingStatus.HELD
+    # A share of the invoice would be 19.99 * 0.002 / 0.0062 = 6.44 USD; its value is 6.00.
+    accept_partial_payment(child.pk, actor=None)
+    child.refresh_from_db()
+    assert child.routing_status == RoutingStatus.ROUTED
+    assert child.accepted_price_amount == Decimal("6.00")
+    assert PayoutAccumulation.objects.get(payment=child).gross_usd == Decimal("6.00")
+
+
+@pytest.mark.django_db
+def test_a_partially_paid_repeated_deposit_is_not_accepted_without_a_fresh_price(
+    client: HttpClient, threshold_client: Client
+):
+    post_ipn(client, eth_payment(7701))
+    post_ipn(client, repeated_deposit(7702, parent_id=7701, payment_status="partially_paid"))
+    child = Payment.objects.get(provider_payment_id=7702)
+    with pytest.raises(PartialPaymentNotAcceptable, match="no fresh reference price"):
+        accept_partial_payment(child.pk, actor=None)
+    child.refresh_from_db()
+    assert (child.routing_status, child.accepted_price_amount) == (RoutingStatus.HELD, None)
+
+
+@pytest.mark.django_db
+def test_a_later_notification_never_unlinks_a_repeated_deposit(client: HttpClient, threshold_client: Client):
+    set_eth_price("3000")
+    post_ipn(client, eth_payment(7801))
+    post_ipn(client, repeated_deposit(7802, parent_id=7801, payment_status="confirming"))
+    later = repeated_deposit(7802, parent_id=_ABSENT)
+    assert post_ipn(client, later).status_code == 200
+    child = Payment.objects.get(provider_payment_id=7802)
+    assert child.parent_provider_payment_id == 7801
+    assert child.parent == Payment.objects.get(provider_payment_id=7801)
+    assert child.routing_status == RoutingStatus.ROUTED
+    assert child.deposit_value_usd == Decimal("6.00")
 
 
 # --- 7. answered within NOWPayments' 3 s, lock waits included ---------------------------------------
