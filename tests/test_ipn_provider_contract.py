@@ -538,3 +538,22 @@ def test_settings_refuse_to_load_with_a_lock_timeout_of_3_seconds():
     )
     assert loaded.returncode != 0
     assert "ImproperlyConfigured: IPN_LOCK_TIMEOUT_MS=3000" in loaded.stderr
+
+
+@pytest.mark.django_db
+def test_the_payment_page_shows_a_repeated_deposit_s_parent_and_value(client: HttpClient, threshold_client: Client):
+    from django.contrib.auth.models import Permission, User
+
+    set_eth_price("3000")
+    post_ipn(client, eth_payment(7901))
+    post_ipn(client, repeated_deposit(7902, parent_id=7901))
+    viewer = User.objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(content_type__app_label="payments", codename="view_payment"))
+    http = HttpClient()
+    http.force_login(viewer)
+    child = Payment.objects.get(provider_payment_id=7902)
+    page = http.get(f"/admin/payments/payment/{child.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "7901" in text
+    assert "6.00" in text
