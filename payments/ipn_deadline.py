@@ -9,8 +9,11 @@ set up": "The endpoint shall respond within 3000 ms"). Two limits keep our answe
   an IPN can wait on more than one lock (its first-notification write behind a concurrent insert
   of the same payment, then the payment's row lock), and a statement can be slow for reasons
   other than locks. When the budget runs out, the statement the IPN's connection is running is
-  cancelled (PostgreSQL's cancel request, as `pg_cancel_backend` would), its transaction rolls
-  back, and the answer is 503: NOWPayments retries, and nothing was recorded in part.
+  cancelled (PostgreSQL's cancel request, as `pg_cancel_backend` would) and no further statement
+  starts; its transaction rolls back, and the answer is 503: NOWPayments retries, and nothing was
+  recorded in part. (A first notification is written in one statement, its own transaction; on
+  the locked path everything is one transaction. A 503 after a payment was written, e.g. on the
+  way out, only means a retry, answered as a duplicate.)
 
 The cancel is sent by one watchdog thread per process rather than by `SET statement_timeout`:
 a session setting would also cut the admin's requests served later by the same web thread, and a
@@ -27,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -120,16 +124,25 @@ class BudgetExceeded(Exception):
 @contextmanager
 def within_answer_budget(deadline: float) -> Iterator[None]:
     """Cancel whatever this thread's database connection is running when `deadline` passes (its
-    error propagates: a DatabaseError, answered 503). Raises BudgetExceeded at once when the
-    deadline has passed already. Elsewhere than PostgreSQL (the demo's SQLite) only that check."""
+    error propagates: a DatabaseError, answered 503), and refuse (BudgetExceeded) to start any
+    statement after it. Elsewhere than PostgreSQL (the demo's SQLite) only the refusal."""
     if time.monotonic() >= deadline:
         raise BudgetExceeded
-    if connection.vendor != "postgresql":
-        yield
-        return
-    connection.ensure_connection()
-    guard = _watchdog.arm(deadline, connection.connection.cancel)
-    try:
-        yield
-    finally:
-        guard.disarm()
+
+    # A cancel reaching the server between two statements of a transaction is dropped by it (it
+    # cancels only a running statement): no statement starts past the deadline either.
+    def refuse_past_deadline(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        if time.monotonic() >= deadline:
+            raise BudgetExceeded
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse_past_deadline):
+        if connection.vendor != "postgresql":
+            yield
+            return
+        connection.ensure_connection()
+        guard = _watchdog.arm(deadline, connection.connection.cancel)
+        try:
+            yield
+        finally:
+            guard.disarm()

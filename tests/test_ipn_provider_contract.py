@@ -557,3 +557,30 @@ def test_the_payment_page_shows_a_repeated_deposit_s_parent_and_value(client: Ht
     text = page.content.decode()
     assert "7901" in text
     assert "6.00" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_budget_cancels_a_running_statement_and_starts_none_past_its_deadline():
+    from django.db import DatabaseError
+
+    from payments.ipn_deadline import BudgetExceeded, within_answer_budget
+
+    started = time.monotonic()
+    with (
+        pytest.raises(DatabaseError, match="canceling statement"),
+        within_answer_budget(started + 0.3),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT pg_sleep(5)")
+    assert time.monotonic() - started < 1.0
+    # Past the deadline between two statements (where a cancel would find nothing running).
+    with within_answer_budget(time.monotonic() + 0.1), connection.cursor() as cursor:
+        time.sleep(0.2)
+        with pytest.raises(BudgetExceeded):
+            cursor.execute("SELECT 1")
+    # Disarmed in time: nothing is cancelled later on the same connection.
+    with within_answer_budget(time.monotonic() + 0.1), connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    time.sleep(0.2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.1)")
