@@ -200,6 +200,10 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "Money",
             {"fields": ("price_shown", "pay_shown", "actually_paid_shown", "outcome_shown", "accepted_shown")},
         ),
+        (
+            "Repeated deposit: a further payment to another payment's address, credited by its value",
+            {"fields": ("parent_provider_payment_id", "parent", "deposit_value_shown"), "classes": ("collapse",)},
+        ),
         ("Onward: where this payment's money went", {"fields": ("trace",)}),
         ("Timeline", {"fields": ("timeline",)}),
         ("Recorded", {"fields": ("user_id", "created_at", "updated_at", "raw_payload"), "classes": ("collapse",)}),
@@ -211,6 +215,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "actually_paid_shown",
         "outcome_shown",
         "accepted_shown",
+        "deposit_value_shown",
         "trace",
         "timeline",
     )
@@ -222,6 +227,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actually_paid_shown = money_column("actually_paid", _unit_of("pay_currency"), "actually paid")
     outcome_shown = money_column("outcome_amount", _unit_of("outcome_currency"), "outcome (what we received)")
     accepted_shown = money_column("accepted_price_amount", "USD", "accepted of a partial payment")
+    deposit_value_shown = money_column("deposit_value_usd", "USD", "its value at the reference price")
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, obj: Payment) -> SafeString:

@@ -27,6 +27,9 @@ def _held_payment_item(payment: Payment) -> AttentionItem:
         action_label=(
             "Accept the amount actually paid (held partial payments)"
             if partial
+            # First heard of with a status NOWPayments does not document (intake.py).
+            else "Check the payment in NOWPayments' dashboard; its next documented status moves it on"
+            if payment.status == PaymentStatus.WAITING
             else "Route held finished payments again (once checked)"
         ),
         action_url=admin_action_url(payment),

@@ -2,7 +2,19 @@
 
 Answers (reliability rule 7): 401 bad signature, 400/408/411/413/422 bad input (recorded, nothing
 else changes), 200 once the payment is durably recorded (including duplicates, stale statuses and
-payments held for review), 503 when the database fails so that NOWPayments retries.
+payments held for review), 503 when the database fails or the answer budget runs out
+(payments/ipn_deadline.py: NOWPayments gives us 3 s) so that NOWPayments retries.
+
+A genuine signed notification is never refused for what NOWPayments itself sends (its documented
+webhook example is the reference):
+- `"order_id": null` (re-deposits, wrong-asset deposits): recorded; held "no order_id" when it
+  finishes, unless it is a repeated deposit whose parent names the order (routing.py);
+- amounts with more decimals than the column holds: rounded DOWN to its places
+  (ipn_payload.RoundedDownDecimalField), the body kept as received;
+- a status outside the nine documented ones: recorded as an `unknown_status` event with the status
+  as sent; it moves no payment's status and routes nothing. A payment first heard of that way is
+  created `waiting` (the start of the machine, from which any documented status moves it on) and
+  held with the reason, so that an operator sees it.
 
 Before the signature is checked, a body is refused (400) when it was not read whole (broken
 framing, cut short; 408 when it stopped arriving), is not UTF-8, nests deeper than MAX_JSON_DEPTH,
@@ -29,7 +41,14 @@ from integrations.json_depth import nesting_exceeds
 from integrations.nowpayments_signature import PROTOTYPE_KEY, is_valid_signature, reject_non_json_constant
 
 from .first_notification import write_first_notification
-from .ipn_payload import clean_ipn_payload, escape_unstorable
+from .ipn_deadline import BudgetExceeded, answer_deadline, within_answer_budget
+from .ipn_payload import (
+    DOCUMENTED_STATUSES,
+    REPORTED_STATUS_MAX_LENGTH,
+    clean_ipn_payload,
+    escape_unstorable,
+    rounded_amounts,
+)
 from .late_payments import (
     announce_partial_payment,
     handle_refund_of_routed_payment,
@@ -41,7 +60,7 @@ from .late_payments import (
     route_late_payment,
 )
 from .models import Client, IpnOutcome, Payment, PaymentEvent, PaymentStatus, RoutingStatus
-from .routing import RoutingPlan, apply_routing, log_hold, plan_routing, route_finished_payment
+from .routing import RoutingPlan, apply_routing, link_parent, log_hold, plan_routing, route_finished_payment
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +121,7 @@ class IncomingIpn:
 
 
 def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
+    deadline = answer_deadline()
     refused = _refuse_unreadable(ipn)
     if refused is not None:
         return refused
@@ -124,10 +144,15 @@ def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, json.dumps(errors), payload=payload, signed=True)
         return IpnResponse(422, {"error": "invalid_payload", "fields": errors})
     try:
-        return _apply_ipn(ipn, data, payload)
-    except DatabaseError:
-        # Not recorded, so NOWPayments must retry: never answer 200 here.
-        logger.exception("IPN for payment %s could not be recorded", data["payment_id"])
+        _limit_lock_wait()
+        with within_answer_budget(deadline):
+            if data["payment_status"] not in DOCUMENTED_STATUSES:
+                return _record_unknown_status(ipn, data, payload)
+            return _apply_ipn(ipn, data, payload)
+    except (DatabaseError, BudgetExceeded):
+        # Not recorded (or not wholly: its transaction rolled back), so NOWPayments must retry:
+        # never answer 200 here.
+        logger.exception("IPN for payment %s could not be recorded in time", data["payment_id"])
         return IpnResponse(503, {"error": "temporarily_unavailable"})
 
 
@@ -193,19 +218,33 @@ def _holds_prototype_key(raw_body: bytes, parsed: Any) -> bool:
     return False
 
 
+def _payment_fields(data: dict[str, Any]) -> dict[str, Any]:
+    fields = {name: data.get(name) for name in PAYMENT_FIELDS}
+    for text_field in ("order_id", "order_description", "pay_currency", "outcome_currency"):
+        fields[text_field] = fields[text_field] or ""
+    if data.get("parent_payment_id") is not None:
+        fields["parent_provider_payment_id"] = data["parent_payment_id"]
+    return fields
+
+
+def _rounding_note(payload: dict[str, Any], data: dict[str, Any]) -> str:
+    rounded = rounded_amounts(payload, data)
+    return f"; rounded down to the places stored: {', '.join(rounded)}" if rounded else ""
+
+
 def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) -> IpnResponse:
     new_status = PaymentStatus(data["payment_status"])
-    fields = {name: data.get(name) for name in PAYMENT_FIELDS}
-    for text_field in ("order_description", "pay_currency", "outcome_currency"):
-        fields[text_field] = fields[text_field] or ""
-    _limit_lock_wait()
+    fields = _payment_fields(data)
     # Most notifications are a payment's first: decide what it means before writing anything, then
     # write it all at once. Only when the payment exists already, the locked path.
     payment = Payment(
         provider_payment_id=data["payment_id"], status=new_status, raw_payload=_json_safe(payload), **fields
     )
+    if payment.is_repeated_deposit:
+        link_parent(payment)  # one more query, for repeated deposits only
     note, plan = _plan_first_notification(payment)
-    event = _event(ipn, payment, new_status, IpnOutcome.APPLIED, f"first notification{note}")
+    rounding = _rounding_note(payload, data)
+    event = _event(ipn, payment, new_status, IpnOutcome.APPLIED, f"first notification{note}{rounding}")
     if plan.opens_instant_payout:
         written = _write_first_notification_opening_its_payout(payment, plan, event)
     else:
@@ -213,7 +252,9 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
     if written:
         _announce_first_notification(payment)
         return _answer(IpnOutcome.APPLIED, payment)
-    return _apply_to_stored_payment(ipn, data["payment_id"], fields, new_status, payload, payment.client)
+    return _apply_to_stored_payment(
+        ipn, data["payment_id"], fields, new_status, payload, payment.client, rounding=rounding
+    )
 
 
 def _write_first_notification_opening_its_payout(payment: Payment, plan: RoutingPlan, event: PaymentEvent) -> bool:
@@ -236,6 +277,8 @@ def _apply_to_stored_payment(
     new_status: PaymentStatus,
     payload: Any,
     read_client: Client | None,
+    *,
+    rounding: str = "",
 ) -> IpnResponse:
     """The locked path: the payment exists. (Its creation here is only a fallback: a first
     notification that waited on a concurrent one which rolled back has written itself.)
@@ -252,12 +295,18 @@ def _apply_to_stored_payment(
         was = payment.status
         outcome, reason = _outcome(created, was, new_status)
         if outcome == IpnOutcome.APPLIED and not created:
+            if payment.parent_provider_payment_id is not None:
+                # Once a repeated deposit, always the same one: its link is never undone or moved.
+                fields = {name: value for name, value in fields.items() if name != "parent_provider_payment_id"}
             for name, value in fields.items():
                 setattr(payment, name, value)
             payment.status = new_status
             payment.raw_payload = _json_safe(payload)
         if outcome == IpnOutcome.APPLIED:
+            if payment.is_repeated_deposit and payment.parent_id is None:
+                link_parent(payment)  # its parent may have been recorded since
             reason += _act_on(payment, was if not created else "", new_status, read_client)
+            reason += rounding
             changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
             if changed:
                 payment.save(update_fields=[*changed, "updated_at"])
@@ -357,6 +406,45 @@ def _act_on(payment: Payment, was: str, new: PaymentStatus, read_client: Client 
         # After it finished, or after an operator accepted part of it: its value is being paid.
         return f"; {handle_refund_of_routed_payment(payment)}"
     return ""
+
+
+def _record_unknown_status(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) -> IpnResponse:
+    """A signed notification whose status NOWPayments does not document (its help centre names a
+    custom `cancelled` an account may set on a partially paid payment; new ones may come). What it
+    means for the money is unknown, so it moves nothing: the payment keeps its status and routing,
+    and the event keeps the status as sent. A payment not yet recorded is created `waiting` and
+    held with the reason, so that the money it may stand for is in the operators' queue."""
+    status = str(data["payment_status"])
+    reason = (
+        f"status {status!r} is not one NOWPayments documents: recorded, nothing moved{_rounding_note(payload, data)}"
+    )
+    fields = _payment_fields(data)
+    with transaction.atomic():
+        payment, created = Payment.objects.select_for_update().get_or_create(
+            provider_payment_id=data["payment_id"],
+            defaults={
+                **fields,
+                "status": PaymentStatus.WAITING,
+                "routing_status": RoutingStatus.HELD,
+                "hold_reason": f"first heard of with status {status!r}, which NOWPayments does not document; "
+                "check the payment in NOWPayments' dashboard",
+                "raw_payload": _json_safe(payload),
+            },
+        )
+        if created and payment.is_repeated_deposit:
+            link_parent(payment)
+            if payment.parent_id is not None:
+                payment.save(update_fields=["parent", "updated_at"])
+        event = _event(ipn, payment, PaymentStatus.WAITING, IpnOutcome.UNKNOWN_STATUS, reason)
+        event.reported_status = status[:REPORTED_STATUS_MAX_LENGTH]
+        event.save()
+    logger.warning(
+        "IPN with an undocumented status: provider_payment_id=%s status=%r (%s)",
+        payment.provider_payment_id,
+        status,
+        "recorded and held" if created else f"payment stays {payment.status}",
+    )
+    return _answer(IpnOutcome.UNKNOWN_STATUS, payment)
 
 
 def _limit_lock_wait() -> None:

@@ -24,7 +24,15 @@ from pgp_project.operations.state_machine import record_action
 from .instant_payouts import instant_payouts
 from .models import AccumulationStatus, Client, Payment, PaymentStatus, PayoutAccumulation, RoutingStatus
 from .money_controls import RESOLVE_HELD_PAYMENT
-from .routing import hold_payment, log_hold, mark_held, release_awaits_second_person, route_finished_payment
+from .routing import (
+    hold_payment,
+    link_parent,
+    log_hold,
+    mark_held,
+    release_awaits_second_person,
+    repeated_deposit_value,
+    route_finished_payment,
+)
 
 LATE_AFTER = (PaymentStatus.EXPIRED, PaymentStatus.FAILED)
 
@@ -127,7 +135,9 @@ def _hold_row(payment: Payment, row: PayoutAccumulation) -> str:
 
 def accept_partial_payment(payment_id: int, *, actor: object) -> Payment:
     """An operator accepts a partially paid payment for what was actually paid: it is credited
-    at the invoice's USD price in proportion, and routed as a finished payment would be."""
+    at the invoice's USD price in proportion, and routed as a finished payment would be. A
+    repeated deposit (NOWPayments marks them partially paid by default) has no invoice of its
+    own: it is credited by its value at the fresh reference price, and refused without one."""
     require_permission(actor, RESOLVE_HELD_PAYMENT)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
@@ -138,10 +148,21 @@ def accept_partial_payment(payment_id: int, *, actor: object) -> Payment:
                 f"payment #{payment.provider_payment_id} does not say what was paid and received (actually_paid, "
                 "pay_amount, outcome_amount, outcome_currency)"
             )
+        if payment.is_repeated_deposit and payment.parent_id is None:
+            link_parent(payment)
         if release_awaits_second_person(payment, actor):
             return payment
-        share = min(payment.actually_paid / payment.pay_amount, 1)
-        payment.accepted_price_amount = (payment.price_amount * share).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
+        if payment.is_repeated_deposit:
+            value = repeated_deposit_value(payment)
+            if value is None:
+                raise PartialPaymentNotAcceptable(
+                    f"payment #{payment.provider_payment_id} is a repeated deposit: it is credited by its value, "
+                    "and there is no fresh reference price to value it by; try again once there is"
+                )
+            payment.accepted_price_amount = value
+        else:
+            share = min(payment.actually_paid / payment.pay_amount, 1)
+            payment.accepted_price_amount = (payment.price_amount * share).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
         held_because = payment.hold_reason
         route_finished_payment(payment)
         payment.reroute_requested_by = None

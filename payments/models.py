@@ -178,6 +178,28 @@ class Payment(models.Model):
         help_text="A partially paid payment an operator accepted: the USD its actually paid part is worth.",
     )
     raw_payload = models.JSONField(help_text="The latest accepted IPN body, amounts as strings.")
+    # A further deposit to a payment's address is a new NOWPayments payment naming the first one
+    # (`parent_payment_id`), priced at the rate of its own arrival: see routing.plan_routing.
+    parent_provider_payment_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="A repeated deposit: NOWPayments' id of the payment whose address it was sent to.",
+    )
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="repeated_deposits",
+        db_index=False,  # payment_repeated_deposit_idx: partial, so ordinary payments maintain no index
+        help_text="That payment, once it is recorded here.",
+    )
+    deposit_value_usd = usd_field(
+        null=True,
+        blank=True,
+        help_text="A repeated deposit: its outcome's worth at the fresh reference price when it was routed "
+        "(rounded down). Its price_amount is its parent's invoice, not its own.",
+    )
     # Routing a held payment again needs a second person when the payment predates its client's
     # confirmed activation, or when the client's creator routes it: the first person's request.
     reroute_requested_by = models.ForeignKey(
@@ -208,6 +230,15 @@ class Payment(models.Model):
                 name="payment_routed_has_client",
             ),
             models.CheckConstraint(
+                condition=Q(parent__isnull=True) | Q(parent_provider_payment_id__isnull=False),
+                name="payment_parent_named",
+            ),
+            models.CheckConstraint(
+                condition=Q(deposit_value_usd__isnull=True)
+                | Q(deposit_value_usd__gte=0, parent_provider_payment_id__isnull=False),
+                name="payment_deposit_value_only_for_repeated_deposits",
+            ),
+            models.CheckConstraint(
                 condition=Q(reroute_requested_by__isnull=True, reroute_requested_at__isnull=True)
                 | Q(reroute_requested_by__isnull=False, reroute_requested_at__isnull=False, routing_status="held"),
                 name="payment_reroute_request_complete_and_held",
@@ -215,6 +246,14 @@ class Payment(models.Model):
         ]
         indexes = [
             models.Index(fields=["created_at"], condition=Q(routing_status="held"), name="payment_held_idx"),
+            # Only repeated deposits are in these: an ordinary payment's insert (the IPN's hot path)
+            # writes no entry.
+            models.Index(
+                fields=["parent_provider_payment_id"],
+                condition=Q(parent_provider_payment_id__isnull=False),
+                name="payment_repeated_deposit_idx",
+            ),
+            models.Index(fields=["parent"], condition=Q(parent__isnull=False), name="payment_parent_idx"),
         ]
 
     def __str__(self) -> str:
@@ -223,15 +262,25 @@ class Payment(models.Model):
 
     @property
     def price_to_credit(self) -> Decimal:
-        """The USD this payment is worth to its client: the invoice, or the part an operator
-        accepted of a partial payment."""
-        return self.accepted_price_amount if self.accepted_price_amount is not None else self.price_amount
+        """The USD this payment is worth to its client: the invoice, the part an operator
+        accepted of a partial payment, or a repeated deposit's worth by value (its invoice is its
+        parent's, which would be credited twice)."""
+        if self.accepted_price_amount is not None:
+            return self.accepted_price_amount
+        if self.deposit_value_usd is not None:
+            return self.deposit_value_usd
+        return self.price_amount
+
+    @property
+    def is_repeated_deposit(self) -> bool:
+        return self.parent_provider_payment_id is not None
 
 
 class IpnOutcome(models.TextChoices):
     APPLIED = "applied", "applied"
     DUPLICATE = "duplicate", "duplicate (already had this status)"
     STALE = "stale", "stale (older than the stored status; ignored)"
+    UNKNOWN_STATUS = "unknown_status", "unknown status (recorded, moved nothing)"
     REJECTED_SIGNATURE = "rejected_signature", "rejected: signature"
     REJECTED_PAYLOAD = "rejected_payload", "rejected: payload"
     REJECTED_TOO_LARGE = "rejected_too_large", "rejected: body too large"
@@ -259,7 +308,8 @@ class PaymentEvent(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(outcome__in=IpnOutcome.values), name="payment_event_outcome_valid"),
             models.CheckConstraint(
-                condition=~Q(outcome__in=["applied", "duplicate", "stale"]) | Q(payment__isnull=False),
+                condition=~Q(outcome__in=["applied", "duplicate", "stale", "unknown_status"])
+                | Q(payment__isnull=False),
                 name="payment_event_accepted_has_payment",
             ),
         ]

@@ -33,7 +33,7 @@ from .models import (
     SourceAsset,
 )
 from .money_controls import RESOLVE_HELD_PAYMENT, people_behind_client, release_needs_second_person
-from .reference_prices import PRICED_ASSET, ReadPrice, fresh_price_query, price_outcome_mismatch
+from .reference_prices import PRICED_ASSET, ReadPrice, fresh_price_query, fresh_usd_price, price_outcome_mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +155,13 @@ def plan_routing(payment: Payment, *, price_reviewed: bool = False, read_client:
     intake plans a first notification before it knows the payment exists); used when it is the
     order id's client, else the client is read now."""
     assert payment.status == PaymentStatus.FINISHED or payment.accepted_price_amount is not None
-    parsed = parse_order_id(payment.order_id)
+    order_id, why_not = routing_order_id(payment)
+    if why_not:
+        mark_held(payment, why_not)
+        return RoutingPlan()
+    parsed = parse_order_id(order_id)
     if parsed is None:
-        mark_held(payment, f"order_id {payment.order_id!r} is not PGP-{{user_id}}|{{client_id}}")
+        mark_held(payment, f"order_id {order_id!r} is not PGP-{{user_id}}|{{client_id}}")
         return RoutingPlan()
     user_id, client_external_id = parsed
     payment.user_id = user_id
@@ -176,9 +180,9 @@ def plan_routing(payment: Payment, *, price_reviewed: bool = False, read_client:
         mark_held(payment, f"price currency {payment.price_currency!r} is not USD")
         return RoutingPlan()
     read_price = ReadPrice(client.fresh_eth_usd_price)  # type: ignore[attr-defined]
-    mismatch = None if price_reviewed else price_outcome_mismatch(payment, read_price)
-    if mismatch:
-        mark_held(payment, mismatch)
+    not_worth_it = _value_check(payment, read_price, price_reviewed=price_reviewed)
+    if not_worth_it:
+        mark_held(payment, not_worth_it)
         return RoutingPlan()
     if client.payout_strategy == PayoutStrategy.INSTANT:
         if asset_by_nowpayments_code(payment.outcome_currency) != ETH:
@@ -190,6 +194,75 @@ def plan_routing(payment: Payment, *, price_reviewed: bool = False, read_client:
     payment.routing_status = RoutingStatus.ROUTED
     payment.hold_reason = ""
     return plan
+
+
+def _value_check(payment: Payment, read_price: ReadPrice, *, price_reviewed: bool) -> str | None:
+    """Why the payment's worth stops it (its hold reason), or None. An ordinary payment: its
+    outcome must match its invoice (reference_prices.price_outcome_mismatch), unless an operator
+    checked it. A repeated deposit has no invoice of its own: it is valued by its outcome, which
+    needs a fresh price (repeated_deposit_value), and that value is what it is credited."""
+    if not payment.is_repeated_deposit:
+        return None if price_reviewed else price_outcome_mismatch(payment, read_price)
+    value = repeated_deposit_value(payment, read_price)
+    if value is None:
+        return (
+            f"repeated deposit of payment {payment.parent_provider_payment_id}: no fresh reference price of "
+            f"{payment.outcome_currency!r} to value it by (its invoice is its parent's); route it again once "
+            "the price is fresh"
+        )
+    payment.deposit_value_usd = value
+    return None
+
+
+def routing_order_id(payment: Payment) -> tuple[str, str]:
+    """(the order id a finished payment is routed by, "") or ("", why it cannot be routed).
+
+    A repeated deposit (NOWPayments: a further payment to an earlier payment's address, a new
+    payment naming it in `parent_payment_id`) belongs to its parent's order: its own order_id,
+    often null, must agree with the parent's when it has one. It is held until its parent is
+    recorded here (link_parent), since only the parent says whose address received it."""
+    if not payment.is_repeated_deposit:
+        return (payment.order_id, "") if payment.order_id else ("", "no order_id")
+    parent = payment.parent
+    if parent is None:
+        return "", (
+            f"repeated deposit of payment {payment.parent_provider_payment_id}, which is not recorded here; "
+            "route it again once its parent is"
+        )
+    if payment.order_id and payment.order_id != parent.order_id:
+        return "", (
+            f"repeated deposit with order_id {payment.order_id!r}, but its parent payment "
+            f"{parent.provider_payment_id} has order_id {parent.order_id!r}"
+        )
+    if not parent.order_id:
+        return "", f"no order_id (nor has its parent payment {parent.provider_payment_id})"
+    return parent.order_id, ""
+
+
+def link_parent(payment: Payment) -> None:
+    """Point a repeated deposit at its parent's row when the parent is recorded (one query by the
+    provider's unique id); nothing when it is not, or names itself."""
+    parent_id = payment.parent_provider_payment_id
+    if parent_id is None or parent_id == payment.provider_payment_id:
+        return
+    parent = Payment.objects.filter(provider_payment_id=parent_id).only("id", "provider_payment_id", "order_id").first()
+    if parent is not None:
+        payment.parent = parent
+
+
+def repeated_deposit_value(payment: Payment, read: ReadPrice | None = None) -> Decimal | None:
+    """What a repeated deposit is worth, in USD: its outcome at the fresh reference price (the
+    rate of its own arrival, as NOWPayments converts it), rounded DOWN to the cent, never its
+    price_amount, which is its parent's invoice and would credit that invoice twice. None when no
+    fresh price exists for its outcome's asset: it is then held. `read`: the price as the caller
+    read it already (else it is read now)."""
+    asset = asset_by_nowpayments_code(payment.outcome_currency)
+    if asset is None or not payment.outcome_amount:
+        return None
+    price = fresh_usd_price(asset, read)
+    if price is None:
+        return None
+    return (payment.outcome_amount * price).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
 
 
 def apply_routing(payment: Payment, plan: RoutingPlan) -> None:
@@ -267,6 +340,8 @@ def reroute_held_payment(payment_id: int, *, actor: object = None) -> Payment:
             or PayoutAccumulation.objects.filter(payment=payment).exists()
         ):
             return payment
+        if payment.is_repeated_deposit and payment.parent_id is None:
+            link_parent(payment)  # its parent may have been recorded since it was held
         if release_awaits_second_person(payment, actor):
             return payment
         held_because = payment.hold_reason
@@ -292,7 +367,7 @@ def release_awaits_second_person(payment: Payment, actor: object) -> bool:
     """Whether this person may not release a held payment to its client on their own (route it
     again, or accept a partial payment): records their request (the first person's) and
     returns True; False when they may release it now. Caller holds the payment's row lock."""
-    parsed = parse_order_id(payment.order_id)
+    parsed = parse_order_id(routing_order_id(payment)[0])
     client = Client.objects.filter(external_id=parsed[1]).first() if parsed is not None else None
     if client is None:
         return False  # it stays held, as unknown: nothing to release

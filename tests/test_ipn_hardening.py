@@ -138,12 +138,16 @@ def test_a_signed_payment_whose_order_id_holds_such_a_character_is_held_not_lost
     assert PayoutAccumulation.objects.count() == 0
 
 
-def test_a_status_holding_such_a_character_is_a_clear_422(client: HttpClient) -> None:
+def test_a_status_holding_such_a_character_is_recorded_as_undocumented_and_moves_nothing(client: HttpClient) -> None:
+    # Signed, so genuine: a status NOWPayments does not document is recorded and held, never lost.
     raw, signature = signed(ipn_body(payment_status="finished\x00"))
     response = post_raw(client, raw, signature)
-    assert response.status_code == 422
-    assert "payment_status" in response.json()["fields"]
-    assert Payment.objects.count() == 0
+    assert response.status_code == 200
+    assert response.json()["result"] == IpnOutcome.UNKNOWN_STATUS
+    payment = Payment.objects.get()
+    assert (payment.status, payment.routing_status) == ("waiting", RoutingStatus.HELD)
+    assert PayoutAccumulation.objects.count() == 0
+    assert PaymentEvent.objects.get().reported_status == "finished\\u0000"
 
 
 # --- nesting, encoding and __proto__: refused before the signature is checked ----------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import environ
 
 from .brokers import RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_SECONDS, check_redelivery_window, transport_options
+from .ipn_budget import check_ipn_answer_budget
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Runtime data of a local run (SQLite file, filesystem broker folders); ignored by git.
@@ -191,9 +192,13 @@ PGP_PRUNE_REJECTED_IPNS_SECONDS = env.int("PGP_PRUNE_REJECTED_IPNS_SECONDS", def
 PGP_PRICE_TOLERANCE_PERCENT = env.int("PGP_PRICE_TOLERANCE_PERCENT", default=10)
 PGP_REFERENCE_PRICE_SECONDS = env.int("PGP_REFERENCE_PRICE_SECONDS", default=5 * 60)
 PGP_REFERENCE_PRICE_MAX_AGE_SECONDS = env.int("PGP_REFERENCE_PRICE_MAX_AGE_SECONDS", default=15 * 60)
-# How long the intake transaction may wait for a row lock before answering 503 (the sender
-# retries); keeps a stuck lock from tying up web workers.
-IPN_LOCK_TIMEOUT_MS = env.int("IPN_LOCK_TIMEOUT_MS", default=5000)
+# NOWPayments wants an IPN answered within 3,000 ms (settings/ipn_budget.py). How long the intake
+# may wait for one row lock before answering 503 (the sender retries), and the whole IPN's budget,
+# lock waits included, after which its running statement is cancelled and it is answered 503
+# (payments/ipn_deadline.py). Both are checked below: each must stay under 3,000 ms.
+IPN_LOCK_TIMEOUT_MS = env.int("IPN_LOCK_TIMEOUT_MS", default=1500)
+IPN_ANSWER_BUDGET_MS = env.int("IPN_ANSWER_BUDGET_MS", default=2500)
+check_ipn_answer_budget(IPN_LOCK_TIMEOUT_MS, IPN_ANSWER_BUDGET_MS)
 
 # --- External systems (used from the conversion issue on) ---------------------------------
 CHANGENOW_API_URL = env.str("CHANGENOW_API_URL", default="https://api.changenow.io")
