@@ -262,7 +262,11 @@ def _php_ksort(array: dict[int | str, Any]) -> list[tuple[int | str, Any]]:
     if all(isinstance(key, str) and key[:1] not in _PHP_MAYBE_NUMERIC_START for key in array):
         # Every real notification: all keys compare as strings, and code point order is UTF-8's.
         return sorted(array.items())
-    return sorted(array.items(), key=functools.cmp_to_key(lambda x, y: _php_compare_keys(x[0], y[0])))
+    return sorted(array.items(), key=functools.cmp_to_key(_php_compare_items))
+
+
+def _php_compare_items(x: tuple[int | str, Any], y: tuple[int | str, Any]) -> int:
+    return _php_compare_keys(x[0], y[0])
 
 
 def _php_gcvt(value: float) -> str:
