@@ -72,6 +72,10 @@ MAX_ARRAY_INDEX = 2**32 - 2
 # serialiser takes about three frames a level.
 MAX_NESTING = 32
 PROTOTYPE_KEY = "__proto__"
+# The forms after the primary are tried only for a body up to this size. A real notification is
+# well under 4 KiB; on a larger body the other three forms would only multiply (by about three)
+# the work anyone can make us do by sending a body with a wrong signature.
+FALLBACK_MAX_BYTES = 16 * 1024
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -388,7 +392,8 @@ def sign(raw_body: bytes, secret: str, form: str = FORMS[0]) -> str:
 @sensitive_variables("secret", "key", "expected")
 def matching_form(raw_body: bytes, signature: str | None, secret: str) -> str | None:
     """The documented form whose HMAC of this body is `signature`, or None. The primary form is
-    computed and compared first; the others only when it does not match. Each comparison is
+    computed and compared first; the others only when it does not match, and the body is at most
+    FALLBACK_MAX_BYTES. Each comparison is
     constant-time, and a canonical text that an earlier form produced already is not hashed again."""
     if not signature or not secret or not signature.isascii():
         return None  # a hex digest is ASCII; compare_digest would raise on anything else
@@ -403,6 +408,8 @@ def matching_form(raw_body: bytes, signature: str | None, secret: str) -> str | 
             expected = hmac.new(key, canonical, hashlib.sha512).hexdigest()
             if hmac.compare_digest(expected, received):
                 return form
+            if len(raw_body) > FALLBACK_MAX_BYTES:
+                return None
     except (ValueError, TypeError):
         return None
     return None

@@ -306,3 +306,15 @@ def test_a_notification_signed_by_each_language_is_recorded(form: str, threshold
     payment = Payment.objects.get(provider_payment_id=5077125060)
     assert payment.status == "finished"
     assert PaymentEvent.objects.get(payment=payment).signature_valid
+
+
+def test_the_other_forms_are_tried_only_on_a_body_of_notification_size() -> None:
+    """Past 16 KiB (a real notification is under 4 KiB) only the primary form is tried, so a
+    large body with a wrong signature costs what it cost before there were four forms."""
+    from integrations.nowpayments_signature import FALLBACK_MAX_BYTES
+
+    small = json.dumps({"payment_id": 1, "fee": 0.00001}).encode()  # 1e-05 in Python, 1.0e-5 in PHP
+    large = json.dumps({"payment_id": 1, "fee": 0.00001, "note": "x" * FALLBACK_MAX_BYTES}).encode()
+    for body, expected in [(small, "python"), (large, None)]:
+        assert matching_form(body, sign(body, SECRET, form="python"), SECRET) == expected
+    assert matching_form(large, sign(large, SECRET), SECRET) == "sortObject"
