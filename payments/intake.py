@@ -23,7 +23,9 @@ or has a `__proto__` key, but it signs a text other than the one we read and sto
 (integrations/nowpayments_signature.py), so those are refused on purpose, as malformed.
 
 A refused request is recorded by its SHA-256, size, reason and time, never its body: anyone can
-send one, and they must not be able to fill the database (a retention job prunes them).
+send one, and they must not be able to fill the database (a retention job prunes them). The one
+exception is bounded: a few bodies refused for their signature alone that look genuine are kept
+aside for a week, for replay (unverified_ipns.py).
 """
 
 import enum
@@ -61,6 +63,7 @@ from .late_payments import (
 )
 from .models import Client, IpnOutcome, Payment, PaymentEvent, PaymentStatus, RoutingStatus
 from .routing import RoutingPlan, apply_routing, link_parent, log_hold, plan_routing, route_finished_payment
+from .unverified_ipns import keep_if_genuine_looking
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +137,11 @@ def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
     # The signature is checked on the raw bytes below; from here on every string is storable.
     payload = escape_unstorable(parsed)
     if not is_valid_signature(ipn.raw_body, ipn.signature, settings.NOWPAYMENTS_IPN_SECRET):
-        _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, f"signature does not match{_unverified_claim(payload)}")
+        reason = f"signature does not match{_unverified_claim(payload)}"
+        event = _record_rejection(ipn, IpnOutcome.REJECTED_SIGNATURE, reason)
+        if event is not None:
+            # Kept (bounded) for replay, should NOWPayments sign in a form we do not reproduce.
+            keep_if_genuine_looking(event, ipn.raw_body, ipn.signature, payload)
         return IpnResponse(401, {"error": "invalid_signature"})
     if not isinstance(payload, dict):
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, "body is not a JSON object", signed=True)
@@ -478,14 +485,16 @@ def _record_rejection(
     *,
     payload: Any = None,
     signed: bool = False,
-) -> None:
+) -> PaymentEvent | None:
     """Keep a trace of a refused IPN for operators: its hash, size, reason and time; and only when
     it is signed (it came from NOWPayments, so it is bounded and worth reading) its body, payment
     id and status. Anyone can send an unsigned body: what it says is no fact, and is not stored as
-    one. A failure to record must not turn a 4xx into a 5xx (a retry would be refused again)."""
+    one (a bounded few are kept aside for replay: unverified_ipns.py). A failure to record must not
+    turn a 4xx into a 5xx (a retry would be refused again): it returns None."""
     payment_id, status = _claimed_payment(payload) if signed else (None, None)
+    event = None
     try:
-        PaymentEvent.objects.create(
+        event = PaymentEvent.objects.create(
             provider_payment_id=payment_id,
             reported_status=status or "",
             outcome=outcome,
@@ -499,6 +508,7 @@ def _record_rejection(
     except DatabaseError:
         logger.exception("could not record a rejected IPN (%s)", outcome)
     logger.warning("IPN rejected: %s (%s)", outcome, reason)
+    return event
 
 
 def _claimed_payment(payload: Any) -> tuple[int | None, str | None]:

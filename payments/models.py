@@ -454,3 +454,21 @@ class ReferencePrice(models.Model):
     def __str__(self) -> str:
         when = f"{self.fetched_at:%Y-%m-%d %H:%M:%S %Z}"
         return f"1 {self.asset_symbol.upper()} = {self.usd_price} USD ({self.source}, {when})"
+
+
+class UnverifiedIpnBody(models.Model):
+    """The whole body, and the signature sent with it, of a refused IPN whose signature matched no
+    documented form but whose size and shape look like a real notification's. NOWPayments documents
+    the signed text four ways; if it ever signs in a way we do not reproduce, genuine payments are
+    refused, and this keeps them so that each can be re-verified and replayed once the canonical
+    form is fixed (`manage.py replay_ipn <event id>`). Anyone can send such a body, so it is kept
+    only for a short while and only so many of them (payments/unverified_ipns.py); its refusal
+    record keeps no body, and nothing the body says is stored as a fact."""
+
+    event = models.OneToOneField(PaymentEvent, on_delete=models.CASCADE, related_name="unverified_body")
+    body = models.TextField(help_text="As received (the sender's claim: unverified).")
+    signature = models.CharField(max_length=128, help_text="x-nowpayments-sig as received.")
+    kept_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"unverified IPN body of event #{self.event_id}"

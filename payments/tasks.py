@@ -5,17 +5,19 @@ from celery import shared_task
 from integrations.exchange.port import ExchangeError
 from pgp_project.operations.services import job_heartbeat
 
-from . import reference_prices, retention
+from . import reference_prices, retention, unverified_ipns
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name=retention.PRUNE_REJECTED_IPNS_TASK)
 def prune_rejected_ipn_events() -> None:
-    """Beat job: forget refused IPNs past their retention period."""
+    """Beat job: forget refused IPNs, and the bodies kept aside for replay, past their retention."""
     with job_heartbeat(retention.PRUNE_REJECTED_IPNS_TASK):
         deleted = retention.prune_rejected_ipn_events()
         logger.info("pruned %s refused IPN records", deleted)
+        bodies = unverified_ipns.prune_unverified_bodies()
+        logger.info("pruned %s kept bodies of refused IPNs", bodies)
 
 
 @shared_task(name=reference_prices.REFRESH_REFERENCE_PRICES_TASK)

@@ -186,6 +186,14 @@ IPN_MAX_BODY_BYTES = env.int("IPN_MAX_BODY_BYTES", default=64 * 1024)
 # Refused IPNs (hash, size, reason, time) are kept this long, for spotting an attack, then pruned.
 PGP_REJECTED_IPN_RETENTION_DAYS = env.int("PGP_REJECTED_IPN_RETENTION_DAYS", default=30)
 PGP_PRUNE_REJECTED_IPNS_SECONDS = env.int("PGP_PRUNE_REJECTED_IPNS_SECONDS", default=24 * 60 * 60)
+# The whole body of a refused IPN whose signature matches no documented form but whose size and
+# shape look genuine is kept this long, so that it can be replayed if NOWPayments signed it in a
+# way we do not yet reproduce; at most so many a day and in all, each at most so large (anyone can
+# send one: these bounds keep them from filling the database).
+PGP_UNVERIFIED_IPN_BODY_RETENTION_DAYS = env.int("PGP_UNVERIFIED_IPN_BODY_RETENTION_DAYS", default=7)
+PGP_UNVERIFIED_IPN_BODIES_PER_DAY = env.int("PGP_UNVERIFIED_IPN_BODIES_PER_DAY", default=100)
+PGP_UNVERIFIED_IPN_BODIES_MAX = env.int("PGP_UNVERIFIED_IPN_BODIES_MAX", default=500)
+PGP_UNVERIFIED_IPN_BODY_MAX_BYTES = env.int("PGP_UNVERIFIED_IPN_BODY_MAX_BYTES", default=16 * 1024)
 # An IPN's outcome is checked against its invoice at the exchange provider's price of ETH (refreshed
 # every PGP_REFERENCE_PRICE_SECONDS, trusted for PGP_REFERENCE_PRICE_MAX_AGE_SECONDS): a payment
 # worth more or less than its invoice beyond this tolerance is held for review.

@@ -4,6 +4,11 @@ sandbox = SandboxChangeNow(SandboxConfig(rpc_url=..., usdt_address=..., treasury
 base_url = sandbox.start()  # background threads; port 0 picks a free port
 ...
 sandbox.stop()
+
+What it imitates comes from ChangeNOW's API v2 documentation
+(https://documenter.getpostman.com/view/8180765/SVfTPnM8); each module names the section behind the behaviour it
+implements (api.py: the endpoints; exchanges.py: the shapes; watcher.py: the statuses; jsonio.py:
+numbers; server.py: the API key header).
 """
 
 from standins.sandbox_changenow.server import SandboxChangeNow, SandboxConfig

@@ -3,8 +3,13 @@
 Each endpoint takes the parsed query or body and returns the JSON body, or raises ApiError with
 ChangeNOW's error shape. Nothing here knows about HTTP plumbing or the chain.
 
-What each answer holds follows ChangeNOW's v2 reference,
-https://documenter.getpostman.com/view/8180765/SVfTPnM8, section by section as named below.
+Sections of ChangeNOW's API v2 documentation (https://documenter.getpostman.com/view/8180765/SVfTPnM8)
+behind them: "Minimal exchange amount" (GET /v2/exchange/min-amount), "Exchange range" (GET
+/v2/exchange/range), "Estimated exchange amount" (GET /v2/exchange/estimated-amount, flow
+fixed-rate with useRateId), "Create exchange transaction" (POST /v2/exchange), "Transaction
+status" (GET /v2/exchange/by-id?id=), "Address validation" (GET /v2/validate/address); errors as
+the JSON object {"error": code, "message": text} those pages show. Each answer holds what its
+section names, as noted below.
 """
 
 import secrets

@@ -1,4 +1,10 @@
-"""Exchanges and fixed-rate quotes held in memory, and their ChangeNOW v2 JSON shapes."""
+"""Exchanges and fixed-rate quotes held in memory, and their ChangeNOW v2 JSON shapes.
+
+The shapes are those of the response examples in ChangeNOW's API v2 documentation
+(https://documenter.getpostman.com/view/8180765/SVfTPnM8): "Create exchange transaction" for the
+creation answer, "Transaction status" for by-id (its `amountTo` is what was actually sent,
+timestamps ISO 8601 in UTC with milliseconds).
+"""
 
 import secrets
 import threading

@@ -3,6 +3,9 @@
 ChangeNOW sends amounts as JSON numbers. Python's json module would read them as floats and can
 only write floats as numbers, so reading uses parse_float=Decimal and writing goes through a
 small encoder that prints a Decimal as the exact number literal.
+
+(Amounts as numbers: the request and response examples of ChangeNOW's API v2 documentation,
+https://documenter.getpostman.com/view/8180765/SVfTPnM8.)
 """
 
 import json

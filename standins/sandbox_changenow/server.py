@@ -2,6 +2,11 @@
 
 Runs in background threads of the calling process (pytest fixtures) or in the foreground of the
 `sandbox_changenow` management command. Binds to loopback only.
+
+API v2 requests carry the key in the `x-changenow-api-key` header, and too many of them are
+answered 429, as ChangeNOW's API v2 documentation describes under "Authentication" and its "Rate
+limits" (https://documenter.getpostman.com/view/8180765/SVfTPnM8); the Retry-After the sandbox adds (a fault a test
+switches on) is HTTP's, which the adapter honours.
 """
 
 import hmac

@@ -4,6 +4,10 @@ new -> waiting at once; waiting -> confirming when the deposit has its confirmat
 step delay apart, confirming -> exchanging -> sending (payout broadcast) -> finished (payout
 mined). A `next_outcome` fault instead ends a funded exchange in failed, or in refunded after the
 deposit has been sent back on chain.
+
+The statuses and their order are those listed under "Transaction status" in ChangeNOW's API v2
+documentation (https://documenter.getpostman.com/view/8180765/SVfTPnM8): new, waiting, confirming,
+exchanging, sending, finished, failed, refunded, verifying.
 """
 
 import logging

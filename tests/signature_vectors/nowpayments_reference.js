@@ -1,7 +1,12 @@
-// NOWPayments' documented IPN signature, verbatim in behaviour: HMAC-SHA512 of
-// JSON.stringify(sortObject(JSON.parse(body))). Reads JSON lines {"secret", "body"} on stdin and
-// writes {"canonical", "signature"} lines, so the Python implementation is checked against the
-// real JavaScript engine, not against our reading of it.
+// NOWPayments' documented IPN signatures, verbatim in behaviour, run by the real JavaScript engine so
+// that the Python implementation is checked against it, not against our reading of it:
+//   sortObject (default): HMAC-SHA512 of JSON.stringify(sortObject(JSON.parse(body))), their current
+//     Node example (https://documenter.getpostman.com/view/7907941/2s93JusNJt, "Instant Payments
+//     Notifications");
+//   replacer: HMAC-SHA512 of JSON.stringify(params, Object.keys(params).sort()), the same page's step
+//     5 and the older pages' only example (https://documenter.getpostman.com/view/7907941/S1a32n38).
+// Usage: node nowpayments_reference.js [sortObject|replacer]. Reads JSON lines {"secret", "body"} on
+// stdin and writes {"canonical", "signature"} lines.
 const crypto = require("crypto");
 const readline = require("readline");
 
@@ -12,10 +17,19 @@ function sortObject(obj) {
   }, {});
 }
 
+const form = process.argv[2] || "sortObject";
+const canonicalise = {
+  sortObject: (params) => JSON.stringify(sortObject(params)),
+  replacer: (params) => JSON.stringify(params, Object.keys(params).sort()),
+}[form];
+if (!canonicalise) {
+  throw new Error(`unknown form ${form}`);
+}
+
 const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   const { secret, body } = JSON.parse(line);
-  const canonical = JSON.stringify(sortObject(JSON.parse(body)));
+  const canonical = canonicalise(JSON.parse(body));
   const signature = crypto.createHmac("sha512", secret).update(canonical).digest("hex");
   process.stdout.write(JSON.stringify({ canonical, signature }) + "\n");
 });
