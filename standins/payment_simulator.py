@@ -17,8 +17,8 @@ https://documenter.getpostman.com/view/7907941/2s93JusNJt):
   checks first, in the `x-nowpayments-sig` header;
 * repeated deposits ("Repeated Deposits and Wrong-Asset Deposits"): a further payment to the same
   address is a new payment, with its own payment_id and `parent_payment_id` naming the first,
-  valued at the current rate. Off by default (`redeposit_every`), since routing children by their
-  parent is not in the intake yet; every notification carries `parent_payment_id: null` meanwhile.
+  valued at the current rate. Every `redeposit_every`-th payment is one (the demo sends one in
+  ten; 0 sends none); every other notification carries `parent_payment_id: null`.
 
 Amounts are Decimal here and written as exact number literals (never through a float); the
 intake reads them as Decimal again.

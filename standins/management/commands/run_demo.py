@@ -126,7 +126,13 @@ class Command(BaseCommand):
             ),
             self._start(
                 "payments",
-                [*MANAGE, "simulate_payments", f"--url={ipn_url}", f"--interval={options['payment_interval']}"],
+                [
+                    *MANAGE,
+                    "simulate_payments",
+                    f"--url={ipn_url}",
+                    f"--interval={options['payment_interval']}",
+                    "--redeposit-every=10",  # a repeated deposit now and then, credited by its value
+                ],
             ),
         ]
 
