@@ -17,7 +17,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.db import connection, transaction
@@ -36,6 +36,7 @@ from pgp_project.operations.access_control import (
 from pgp_project.operations.models import AuditEvent, PendingChange, PendingChangeStatus
 from pgp_project.operations.pending_changes import confirm_change
 
+from .people import logged_in, permission, staff
 from .test_admin_login import current_token, log_in
 
 pytestmark = pytest.mark.django_db
@@ -48,26 +49,8 @@ PEOPLE = ("auth.view_user", "auth.change_user")
 KEY = "3132333435363738393031323334353637383930"
 
 
-def permission(name: str) -> Permission:
-    app_label, codename = name.split(".")
-    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
-
-
-def staff(username: str, *permissions: str, superuser: bool = False) -> User:
-    """A staff user holding exactly these permissions (or a superuser)."""
-    user = User.objects.create_user(username, password="pw", is_staff=True, is_superuser=superuser)
-    user.user_permissions.add(*(permission(name) for name in permissions))
-    return User.objects.get(pk=user.pk)  # a fresh object: no stale permission cache
-
-
 def fresh(user: User) -> User:
     return User.objects.get(pk=user.pk)
-
-
-def logged_in(user: User) -> HttpClient:
-    http = HttpClient()
-    http.force_login(user)
-    return http
 
 
 def user_form(user: User, **changes: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client as HttpClient
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +30,7 @@ from pgp_project.operations.selectors import get_runtime_settings
 
 from .conftest import ipn_body, post_ipn
 from .factories import BatchConversionFactory, ClientFactory, HostPaymentFactory, PayoutBatchFactory
+from .people import logged_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -41,20 +42,6 @@ PAYOUT_TX = "0x" + "cd" * 32
 CONVERSION_TX = "0x" + "ef" * 32
 PAYIN = "0x1111111111111111111111111111111111111111"
 EXPLORERS = {"eth": {"tx": "https://etherscan.io/tx/{}", "address": "https://etherscan.io/address/{}"}}
-
-
-def staff(username: str, *permissions: str) -> User:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    for permission in permissions:
-        app_label, codename = permission.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return User.objects.get(pk=user.pk)
-
-
-def logged_in(user: User) -> HttpClient:
-    http = HttpClient()
-    http.force_login(user)
-    return http
 
 
 VIEW_ALL = (

@@ -28,14 +28,13 @@ from pgp_project.operations.pending_changes import confirm_change, request_chang
 
 from .conftest import WALLET, ipn_body, post_ipn
 from .factories import ClientFactory
+from .people import logged_in, permission, staff
 from .test_money_controls import (
     ATTACKER_WALLET,
     NEW_WALLET,
     client_form,
     confirm_in_admin,
     credited_payout_awaiting_approval,
-    logged_in,
-    staff,
 )
 
 pytestmark = pytest.mark.django_db
@@ -212,10 +211,10 @@ def test_who_requested_or_confirmed_a_wallet_change_cannot_approve_payouts_to_it
 def test_the_people_behind_a_destination_are_those_since_the_change_that_set_it() -> None:
     creator, a, b, c, d, e = (staff(name) for name in ("creator", "a", "b", "c", "d", "e"))
     for person in (creator, a, c):
-        for permission in ("payments.change_payout_destination", "payments.change_fees_and_thresholds"):
-            person.user_permissions.add(_permission(permission))
+        for name in ("payments.change_payout_destination", "payments.change_fees_and_thresholds"):
+            person.user_permissions.add(permission(name))
     for person in (b, d, e):
-        person.user_permissions.add(_permission("operations.confirm_change"))
+        person.user_permissions.add(permission("operations.confirm_change"))
     creator, a, b, c, d, e = (User.objects.get(pk=u.pk) for u in (creator, a, b, c, d, e))
     client = ClientFactory.create(external_id="-100903", wallet_address=WALLET, created_by=creator)
     assert people_behind_destination(client.pk, WALLET) == {creator.pk}
@@ -234,13 +233,6 @@ def test_the_people_behind_a_destination_are_those_since_the_change_that_set_it(
     _apply(client, {"wallet_address": WALLET}, c, e)  # back to the first wallet: set by c and e now
     assert people_behind_destination(client.pk, WALLET) == {c.pk, e.pk}
     assert people_behind_destination(client.pk, NEW_WALLET) == {a.pk, b.pk, c.pk, d.pk}  # older payouts
-
-
-def _permission(name: str) -> object:
-    from django.contrib.auth.models import Permission
-
-    app_label, codename = name.split(".")
-    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
 
 
 def _apply(client: Client, values: dict[str, str], requester: User, confirmer: User) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.test import Client as HttpClient
@@ -37,6 +37,7 @@ from pgp_project.operations.state_machine import record_action
 
 from .conftest import WALLET, ipn_body, post_ipn
 from .factories import BatchConversionFactory, ClientFactory, PayoutBatchFactory
+from .people import logged_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -44,21 +45,6 @@ NEW_WALLET = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil account 2
 ATTACKER_WALLET = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"  # anvil account 3
 CLIENT_ADMIN = "admin:payments_client_change"
 PENDING_CHANGES = "admin:operations_pendingchange_changelist"
-
-
-def staff(username: str, *permissions: str) -> User:
-    """A staff user (not a superuser) holding exactly these permissions."""
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    for permission in permissions:
-        app_label, codename = permission.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return User.objects.get(pk=user.pk)  # a fresh object: no stale permission cache
-
-
-def logged_in(user: User) -> HttpClient:
-    http = HttpClient()
-    http.force_login(user)
-    return http
 
 
 def client_form(client: Client, **changes: str) -> dict[str, str]:

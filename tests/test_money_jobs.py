@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.test import Client as HttpClient
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
 
@@ -23,6 +22,8 @@ from pgp_project.operations.beat_schedule import default_jobs, ensure_default_sc
 from pgp_project.operations.models import AuditEvent, PendingChange
 from pgp_project.operations.money_jobs import MONEY_JOB_SUBJECT, is_money_job
 from pgp_project.operations.pending_changes import SelfConfirmationRefused, confirm_change, request_change
+
+from .people import logged_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -40,21 +41,6 @@ BEAT_EDITOR = (
     "django_celery_beat.change_intervalschedule",
     "django_celery_beat.delete_intervalschedule",
 )
-
-
-def staff(username: str, *permissions: str) -> User:
-    """A staff user (not a superuser) holding exactly these permissions."""
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    for permission in permissions:
-        app_label, codename = permission.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return User.objects.get(pk=user.pk)
-
-
-def logged_in(user: User) -> HttpClient:
-    http = HttpClient()
-    http.force_login(user)
-    return http
 
 
 def task_form(row: PeriodicTask, /, **changes: str | None) -> dict[str, str]:

@@ -11,7 +11,8 @@ from payments.models import Client
 from pgp_project.operations.models import PendingChange
 
 from .factories import ClientFactory
-from .test_money_controls import client_form, logged_in, staff
+from .people import logged_in, staff
+from .test_money_controls import client_form
 
 pytestmark = pytest.mark.django_db
 
