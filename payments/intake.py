@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 
 from integrations.json_depth import nesting_exceeds
 from integrations.nowpayments_signature import PROTOTYPE_KEY, is_valid_signature, reject_non_json_constant
@@ -150,17 +150,30 @@ def receive_ipn(ipn: IncomingIpn) -> IpnResponse:
     if errors:
         _record_rejection(ipn, IpnOutcome.REJECTED_PAYLOAD, json.dumps(errors), payload=payload, signed=True)
         return IpnResponse(422, {"error": "invalid_payload", "fields": errors})
+    return _record_within_budget(ipn, data, payload, deadline)
+
+
+def _record_within_budget(ipn: IncomingIpn, data: dict[str, Any], payload: Any, deadline: float) -> IpnResponse:
+    """Record a validly signed, valid notification, or answer 503 (not recorded: its transaction
+    rolled back) so that NOWPayments retries: never 200 for what was not recorded."""
     try:
         _limit_lock_wait()
         with within_answer_budget(deadline):
             if data["payment_status"] not in DOCUMENTED_STATUSES:
                 return _record_unknown_status(ipn, data, payload)
             return _apply_ipn(ipn, data, payload)
-    except (DatabaseError, BudgetExceeded):
-        # Not recorded (or not wholly: its transaction rolled back), so NOWPayments must retry:
-        # never answer 200 here.
-        logger.exception("IPN for payment %s could not be recorded in time", data["payment_id"])
-        return IpnResponse(503, {"error": "temporarily_unavailable"})
+    except (OperationalError, BudgetExceeded) as exc:
+        # A lock wait, a cancel at the answer budget or a lost connection: an expected condition
+        # with a retry coming, worth one line, not a traceback.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.error(  # noqa: TRY400 - expected and retried: no traceback
+            "IPN for payment %s could not be recorded in time, answered 503 for a retry: %s",
+            data["payment_id"],
+            first_line,
+        )
+    except DatabaseError:
+        logger.exception("IPN for payment %s could not be recorded", data["payment_id"])
+    return IpnResponse(503, {"error": "temporarily_unavailable"})
 
 
 def _refuse_unreadable(ipn: IncomingIpn) -> IpnResponse | None:

@@ -2,6 +2,7 @@
 Flower with the committed flowerconfig.py, real processes on loopback ports, production settings."""
 
 import base64
+import contextlib
 import os
 import re
 import socket
@@ -14,7 +15,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
+from django.conf import settings
+from psycopg2 import sql
 
 from .conftest import PROJECT_ROOT
 from .test_settings_and_demo import PRODUCTION_ENV, free_port, run_manage
@@ -116,19 +120,49 @@ def test_flower_with_basic_auth_protects_every_page_and_metrics() -> None:
 
 
 @pytest.fixture(scope="module")
-def production_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A migrated SQLite database and collected static files, as a release makes them."""
+def production_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A migrated PostgreSQL database of its own and collected static files, as a release makes
+    them: production runs on PostgreSQL, so its surface is tested there (SQLite serialises every
+    write, which turns concurrent IPNs into "database is locked")."""
     folder = tmp_path_factory.mktemp("production")
-    env = {
-        **PRODUCTION_ENV,
-        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
-        "DJANGO_STATIC_ROOT": str(folder / "static"),
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
-    }
-    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
-        result = run_manage(command, env)
-        assert result.returncode == 0, result.stdout + result.stderr
-    return env
+    with production_database() as database_url:
+        env = {
+            **PRODUCTION_ENV,
+            "DATABASE_URL": database_url,
+            "DJANGO_STATIC_ROOT": str(folder / "static"),
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+        }
+        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+            result = run_manage(command, env)
+            assert result.returncode == 0, result.stdout + result.stderr
+        yield env
+
+
+@contextlib.contextmanager
+def production_database() -> Iterator[str]:
+    """A fresh database on the test suite's PostgreSQL server, dropped afterwards."""
+    server = settings.DATABASES["default"]
+    name = f"pgp_production_surface_{os.getpid()}"
+    credentials = server["USER"] + (f":{server['PASSWORD']}" if server["PASSWORD"] else "")
+    url = f"postgres://{credentials}@{server['HOST'] or '127.0.0.1'}:{server['PORT'] or 5432}/{name}"
+    admin = psycopg2.connect(
+        host=server["HOST"] or "127.0.0.1",
+        port=server["PORT"] or 5432,
+        user=server["USER"],
+        password=server["PASSWORD"],
+        dbname="postgres",
+    )
+    admin.autocommit = True
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(drop)
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield url
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(drop)
+        admin.close()
 
 
 # Seconds a stalled body holds a thread before its 408 (10 in production): the fuzz stalls a few.
