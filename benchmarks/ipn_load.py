@@ -1,4 +1,4 @@
-"""IPN load benchmark (issue #11): the IPN endpoint against a bare one-INSERT Django endpoint,
+"""IPN load benchmark: the IPN endpoint against a bare one-INSERT Django endpoint,
 both in the same gunicorn (production settings and gunicorn.conf.py, persistent connections),
 then the IPN latency at a fixed rate, open loop.
 

@@ -1,4 +1,4 @@
-"""A payment's first notification written in one SQL statement (issue #11).
+"""A payment's first notification written in one SQL statement, the IPN path's hottest write.
 
 The payment, its accumulation row (when routing made one) and the IPN's event are inserted by one
 `INSERT ... ON CONFLICT DO NOTHING RETURNING` with the dependent rows in data-modifying CTEs that

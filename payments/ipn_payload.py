@@ -3,7 +3,7 @@
 Django's form fields do the field work (clear per-field errors, Decimal parsing); the strict
 fields refuse JSON types they would otherwise coerce (true -> "True", {} -> "{}"). They are used
 without a form: a form deep-copies every field for each request, which cost the IPN path more
-than its validation (issue #11). The fields are stateless, so one set serves every request.
+than its validation, on every IPN. The fields are stateless, so one set serves every request.
 """
 
 import re

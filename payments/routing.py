@@ -54,7 +54,7 @@ def client_for_routing(external_id: str) -> Client | None:
 
     Plain SQL, written once per process and prepared once per connection: it runs on every
     finished IPN, where building the same query through the ORM cost ten times what PostgreSQL
-    took to answer it (issue #11)."""
+    took to answer it."""
     if connection.vendor != "postgresql":
         return _client_for_routing_through_the_orm(external_id)
     sql, attnames = _client_for_routing_sql()

@@ -1,4 +1,4 @@
-"""Server-side prepared statements for the few queries every IPN runs (issue #11).
+"""Server-side prepared statements for the few queries every IPN runs, parsed and planned once per connection.
 
 psycopg2 sends each query as text, which PostgreSQL parses and plans every time: for the IPN's
 first-notification write (three INSERTs in one statement) that was about a fifth of the

@@ -1,4 +1,4 @@
-"""The admin pages as operators read them (issue 10, items 3 and 4), through the Django test client
+"""The admin pages as operators read them through the Django test client
 with staff users of exact permission sets (never superusers):
 
 - amounts with their unit and places, never an 18-digit tail; gas in gwei;

@@ -1,4 +1,4 @@
-"""The operator console (issue 10, items 1 and 2), through the admin as a logged-in operator: the
+"""The operator console, through the admin as a logged-in operator: the
 overview (the admin's home page) with money by state, the cached hot wallet, the micro-batch
 progress, client balances and the activity chart; and the needs-attention queue with its header
 count. Real rows, the real intake path, the local chain; nothing of ours is mocked."""

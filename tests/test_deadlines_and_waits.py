@@ -1,4 +1,4 @@
-"""Deadlines fire for every open item, and what waits says so (issue 8, item 2): a real worker per
+"""Deadlines fire for every open item, and what waits says so: a real worker per
 test (each with the environment its case needs), the sandbox ChangeNOW and anvil."""
 
 import time

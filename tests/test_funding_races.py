@@ -143,7 +143,7 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(base_fee)])  # leave the chain as found
 
 
-# --- a way back from failed funding (issue 8, item 7), through the admin's audited actions -------
+# --- a way back from failed funding, through the admin's audited actions -------
 
 
 def operator_http(username: str) -> HttpClient:

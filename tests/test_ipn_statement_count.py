@@ -1,5 +1,5 @@
 """The lean IPN path: how many SQL statements an IPN costs, and the lock timeout set once per
-database connection (issue #11). Before: 11 statements for a first finished IPN to a threshold
+database connection, because every IPN pays for each one. Before: 11 statements for a first finished IPN to a threshold
 client (12 with the lock timeout), 3 for a duplicate (4); then 5 with INSERT ... ON CONFLICT;
 now 2 prepared statements."""
 

@@ -1,5 +1,5 @@
-"""Key rotation cannot double-send, and a contract wallet gets the gas it needs (issue 8, items 8
-and 9): real workers started with the keys of each phase, the sandbox ChangeNOW and anvil."""
+"""Key rotation cannot double-send, and a contract wallet gets the gas it needs: real workers
+started with the keys of each phase, the sandbox ChangeNOW and anvil."""
 
 from decimal import Decimal
 

@@ -1,4 +1,4 @@
-"""Late and partial payments are money too (issue 8, item 6), through the front door: signed IPNs
+"""Late and partial payments are money too, through the front door: signed IPNs
 as NOWPayments sends them, and the operator's action in the admin."""
 
 from decimal import Decimal

@@ -1,4 +1,4 @@
-"""Load shedding (issue #11): a saturated gunicorn answers 503 with Retry-After at once instead
+"""Load shedding: a saturated gunicorn answers 503 with Retry-After at once instead
 of queueing the connection, and serves again as soon as a thread is free. Runs the production
 gunicorn.conf.py (BoundedThreadWorker) with 1 worker of 2 threads around a slow WSGI app."""
 

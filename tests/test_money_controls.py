@@ -1,4 +1,4 @@
-"""Money controls need a second person (issue 9, item 6), through the admin, with staff users of
+"""Money controls need a second person, through the admin, with staff users of
 several permission sets (never superusers):
 
 - every money-moving action has its own permission; the generic change_* permissions grant none;

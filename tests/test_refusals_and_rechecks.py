@@ -1,4 +1,4 @@
-"""Nothing waits in silence (issue 8, items 1, 3, 4 and 5), through the front door: signed IPNs, a
+"""Nothing waits in silence, through the front door: signed IPNs, a
 real worker, the sandbox ChangeNOW with the fault injected, and anvil. Each test asserts the end
 state, the reason recorded and, where a person must act, the ALERT line."""
 

@@ -1,4 +1,4 @@
-"""Benchmark: claim + distribution of a conversion on PostgreSQL (issue #11: "claim and
+"""Benchmark: claim + distribution of a conversion on PostgreSQL (the goal: "claim and
 distribution over 100,000 rows", "peak memory over 1M rows", "time per row from 10k to 1M").
 Not a test: prints figures for the release notes.
 

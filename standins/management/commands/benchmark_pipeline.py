@@ -1,5 +1,5 @@
 """Benchmark: 1,000 signed IPNs to a completed, distributed conversion on the local chain, with
-1, 2 and 4 Celery worker processes (issue #11, items 5 and 6). Not a test: prints figures.
+1, 2 and 4 Celery worker processes. Not a test: prints figures.
 
     createdb -h 127.0.0.1 -U postgres pgp_bench
     DJANGO_SETTINGS_MODULE=pgp_project.settings.local \\
