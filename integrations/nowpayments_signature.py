@@ -415,6 +415,7 @@ def matching_form(raw_body: bytes, signature: str | None, secret: str) -> str | 
     return None
 
 
+@sensitive_variables("secret")
 def is_valid_signature(raw_body: bytes, signature: str | None, secret: str) -> bool:
     """True when `signature` is NOWPayments' HMAC of this body in any documented form. Invalid JSON
     is never valid."""

@@ -30,6 +30,7 @@ from .routing import (
     log_hold,
     mark_held,
     release_awaits_second_person,
+    release_held_payment,
     repeated_deposit_value,
     route_finished_payment,
 )
@@ -164,10 +165,7 @@ def accept_partial_payment(payment_id: int, *, actor: object) -> Payment:
             share = min(payment.actually_paid / payment.pay_amount, 1)
             payment.accepted_price_amount = (payment.price_amount * share).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
         held_because = payment.hold_reason
-        route_finished_payment(payment)
-        payment.reroute_requested_by = None
-        payment.reroute_requested_at = None
-        payment.save()
+        release_held_payment(payment)
         record_action(
             "payment",
             payment.pk,

@@ -347,10 +347,7 @@ def reroute_held_payment(payment_id: int, *, actor: object = None) -> Payment:
         held_because = payment.hold_reason
         requested_by = payment.reroute_requested_by
         # The operator has looked at it: an outcome that did not match its invoice goes on.
-        route_finished_payment(payment, price_reviewed=True)
-        payment.reroute_requested_by = None
-        payment.reroute_requested_at = None
-        payment.save()
+        release_held_payment(payment, price_reviewed=True)
         record_action(
             "payment",
             payment.pk,
@@ -361,6 +358,16 @@ def reroute_held_payment(payment_id: int, *, actor: object = None) -> Payment:
             + (f"; requested by {requested_by}" if requested_by is not None else ""),
         )
     return payment
+
+
+def release_held_payment(payment: Payment, *, price_reviewed: bool = False) -> None:
+    """A person releases a held payment (routes it again, or accepts a partial one): it is routed
+    (or held again with the new reason) and any pending release request is closed with it.
+    Caller holds the payment's row lock and has checked `release_awaits_second_person`."""
+    route_finished_payment(payment, price_reviewed=price_reviewed)
+    payment.reroute_requested_by = None
+    payment.reroute_requested_at = None
+    payment.save()
 
 
 def release_awaits_second_person(payment: Payment, actor: object) -> bool:
