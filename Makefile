@@ -26,12 +26,12 @@ test: lint browser
 	$(VENV)/bin/pytest
 
 # The browser test drives Debian's Chromium with its ChromeDriver: installed with apt when missing
-# and this user can (root, as in CI); otherwise README says how, and the browser test says what is missing.
+# and this user can (root, as in CI); otherwise docs/development.md says how, and the browser test says what is missing.
 browser:
 	@command -v chromedriver >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-		else echo "chromium/chromedriver missing and not installable here: see README (make test)"; fi; }
+		else echo "chromium/chromedriver missing and not installable here: see docs/development.md (the tests)"; fi; }
 
 # Static checks: ruff (lint and format) and mypy with django-stubs (settings: pyproject.toml).
 lint: install

@@ -19,7 +19,7 @@ address = options.address or "127.0.0.1"
 if not (options.basic_auth or options.auth):
     sys.exit(
         "Flower refuses to start without authentication: set FLOWER_BASIC_AUTH=user:password "
-        "(or FLOWER_AUTH with OAuth). See README, Production shape."
+        "(or FLOWER_AUTH with OAuth). See docs/deployment.md."
     )
 
 # Flower's own handler has no @authenticated: basic auth (or the OAuth session) for it too.

@@ -5,7 +5,7 @@ Threads, not sync workers: a sync worker is held by one client for as long as th
 to send its body, so one slow client delayed a real IPN by 31 s. Here each worker has a pool of
 threads and takes no more connections than it has threads (pgp_project/gunicorn_worker.py), so a
 request is never queued behind slow clients inside a worker while another worker has a free
-thread. The reverse proxy in front (README) buffers whole request bodies and cuts slow ones; this
+thread. The reverse proxy in front (docs/deployment.md) buffers whole request bodies and cuts slow ones; this
 bounds what reaches us without it.
 """
 

@@ -17,7 +17,7 @@ set up": "The endpoint shall respond within 3000 ms"). Two limits keep our answe
 
 The cancel is sent by one watchdog thread per process rather than by `SET statement_timeout`:
 a session setting would also cut the admin's requests served later by the same web thread, and a
-`SET LOCAL` per IPN would add a statement to every notification (README, IPN performance). Arming
+`SET LOCAL` per IPN would add a statement to every notification (docs/ipn.md, the 3 s answer). Arming
 and disarming cost a lock and a heap push; nothing is sent to the database unless the budget runs
 out.
 """

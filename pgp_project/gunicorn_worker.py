@@ -21,7 +21,7 @@ This worker instead:
   saturated server says so in milliseconds instead of queueing connections for seconds (the
   sender, NOWPayments, retries). The listen backlog is bounded too (gunicorn.conf.py).
 
-The reverse proxy in front (README) buffers whole request bodies, so in production slow clients
+The reverse proxy in front (docs/deployment.md) buffers whole request bodies, so in production slow clients
 reach the proxy, not us; this keeps the same promise without it. Written for gunicorn 23.0.0
 (pinned): it reuses that version's ThreadWorker internals.
 """

@@ -11,7 +11,7 @@ keep theirs: CONN_MAX_AGE) and `EXECUTE`d after, with the same parameters.
   is on the connection whatever happens next; a new connection starts with nothing prepared.
 - Prepared statements live in the database session: they need the session to stay ours, as it
   does with Django's persistent connections. Behind a transaction-pooling pgbouncer, turn
-  PGP_PREPARED_STATEMENTS off (README, "Database connections").
+  PGP_PREPARED_STATEMENTS off (docs/deployment.md, "Database connections").
 """
 
 import hashlib

@@ -30,7 +30,7 @@ def _found(names: tuple[str, ...]) -> str | None:
 def browser() -> Iterator[WebDriver]:
     binary, driver = _found(CHROMIUM_NAMES), _found(("chromedriver",))
     if binary is None or driver is None:
-        pytest.fail("Chromium and chromedriver are needed (make test installs them with apt; see README)")
+        pytest.fail("Chromium and chromedriver are needed (make test installs them with apt; see docs/development.md)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):

@@ -223,7 +223,7 @@ class WorkerProcess:
                 self.kill()
 
 
-# The end-to-end flows run on both brokers the README promises. RabbitMQ's URL for the tests
+# The end-to-end flows run on both brokers docs/deployment.md promises. RabbitMQ's URL for the tests
 # (give a run its own vhost to share the server with other runs); CI requires it to be up
 # (PGP_TEST_REQUIRE_RABBITMQ=1), elsewhere a missing RabbitMQ skips the RabbitMQ half.
 RABBITMQ_TEST_URL = os.environ.get("PGP_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")

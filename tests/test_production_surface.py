@@ -176,7 +176,7 @@ def gunicorn_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gunicorn(production_site: dict[str, str], gunicorn_log: Path) -> Iterator[str]:
-    """gunicorn as the README starts it (the committed gunicorn.conf.py), small: 2 workers x 2
+    """gunicorn as docs/deployment.md starts it (the committed gunicorn.conf.py), small: 2 workers x 2
     threads, so a handful of slow clients is more than one worker's threads. Its log goes to a
     file: a pipe nobody reads fills up and blocks every thread that logs."""
     port = free_port()

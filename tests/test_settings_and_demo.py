@@ -261,7 +261,7 @@ def test_the_demo_reports_a_busy_port_before_its_banner_and_changes_nothing(tmp_
         busy = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
         env.update(PGP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="pgp_project.settings.local")
-        env["PGP_FLOWER_PORT"] = str(busy)  # chosen the README's way, from the environment
+        env["PGP_FLOWER_PORT"] = str(busy)  # chosen as docs/operations.md says, from the environment
         result = subprocess.run(
             [sys.executable, "manage.py", "run_demo", f"--web-port={free_port()}"],
             cwd=PROJECT_ROOT,

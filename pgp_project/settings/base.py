@@ -87,7 +87,7 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # many seconds (0: a new one per request or task, which cost more than an IPN's whole work; None:
 # forever), checked before reuse after an error or an idle spell (CONN_HEALTH_CHECKS). One
 # connection per gunicorn thread and per Celery worker process: see "Database connections" in
-# the README for the budget. No in-process pool (psycopg 3's pool would replace psycopg2 and
+# docs/deployment.md for the budget. No in-process pool (psycopg 3's pool would replace psycopg2 and
 # CONN_MAX_AGE, and give nothing here: every thread uses the database on every request, so a
 # pool smaller than the threads would only queue them). Past max_connections, put pgbouncer in
 # front; the IPN intake sets lock_timeout once per session, so with transaction pooling set it
