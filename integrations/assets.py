@@ -44,8 +44,8 @@ class Asset:
     # A client may choose it as their payout (Client.payout_currency and payout_network); the
     # exchange pays it out, so a client asset needs no send_method of ours.
     client_payout: bool = False
-    # The fixed places an amount of it is shown and exported with, on every chain alike (a USD
-    # stablecoin reads as dollars and cents to six places); None: as many as it holds, trailing
+    # The fixed places an amount of it is shown and exported with, the same on every chain (a USD
+    # stablecoin to six places, as its balances are stored); None: as many as it holds, trailing
     # zeros dropped.
     display_places: int | None = None
 
