@@ -20,16 +20,15 @@ from decimal import Decimal
 
 from django.db.models import Q
 
+from integrations.assets import unit_symbol
 from payments.models import Client, PayoutAccumulation
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPaymentStatus, PayoutBatch, PayoutKind
 from pgp_project.csv_export import Cell, csv_text
-from pgp_project.money import USD_PLACES, USDT_PLACES
+from pgp_project.money_display import fixed_places
 
 COLUMNS = ["type", "time", "payment_id", "payout_id", "amount", "unit", "usd_value", "tx_hash", "detail"]
-PLACES = {"USD": USD_PLACES, "USDT": USDT_PLACES, "USDC": USDT_PLACES}
 TYPE_ORDER = {"payment": 0, "fee": 1, "credit": 2, "transaction": 3, "payout": 4}
-UNIT_OF_SOURCE = {"usdterc20": "USDT", "eth": "ETH"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,9 @@ class StatementEvent:
 
 
 def shown_amount(amount: Decimal, unit: str) -> Decimal:
-    """The exact amount: fixed places for USD and USDT, else without trailing zeros."""
-    places = PLACES.get(unit.upper())
+    """The exact amount: with the places the console shows the unit with when they are fixed
+    (USD, USDT), else without trailing zeros."""
+    places = fixed_places(unit)
     if places is not None:
         return amount.quantize(Decimal(1).scaleb(-places))  # stored amounts fit exactly
     return amount.normalize()  # 100 becomes 1E+2, which the CSV still writes as 100
@@ -85,7 +85,7 @@ def _threshold_events(client: Client) -> Iterator[StatementEvent]:
             "payment",
             row.created_at,
             row.source_amount,
-            UNIT_OF_SOURCE.get(row.source_currency.lower(), row.source_currency.upper()),
+            unit_symbol(row.source_currency),
             payment_id=payment_id,
             usd_value=row.gross_usd,
             detail=f"invoice {row.gross_usd} USD, fee {row.fee_percent} %" + (" (held)" if row.hold_reason else ""),
@@ -116,7 +116,7 @@ def _instant_events(client: Client) -> Iterator[StatementEvent]:
         payment = batch.payment
         if payment is None:  # the payout_instant_has_payment constraint rules this out
             continue
-        unit = UNIT_OF_SOURCE.get(payment.outcome_currency.lower(), payment.outcome_currency.upper())
+        unit = unit_symbol(payment.outcome_currency)
         yield StatementEvent(
             "payment",
             batch.created_at,
@@ -153,7 +153,7 @@ def _payout_events(client: Client) -> Iterator[StatementEvent]:
                 "transaction",
                 host_payment.confirmed_at,
                 host_payment.amount,
-                UNIT_OF_SOURCE.get(host_payment.asset.lower(), host_payment.asset.upper()),
+                unit_symbol(host_payment.asset),
                 payout_id=batch.pk,
                 tx_hash=host_payment.tx_hash or "",
                 detail=f"from the hot wallet to {host_payment.to_address} ({batch.get_kind_display()})",
@@ -163,7 +163,7 @@ def _payout_events(client: Client) -> Iterator[StatementEvent]:
                 "payout",
                 batch.completed_at,
                 batch.payout_amount,
-                batch.payout_currency.upper(),
+                unit_symbol(batch.payout_currency),
                 payout_id=batch.pk,
                 tx_hash=batch.payout_tx_hash,
                 detail=f"to {batch.wallet_address} on {batch.payout_network}",

@@ -41,6 +41,13 @@ class Asset:
     send_method: SendMethod = SendMethod.NOT_SENT
     contract_setting: str = ""  # the Django setting that holds the token contract's address
     nowpayments_code: str = ""  # the outcome_currency NOWPayments reports for it, if we take it
+    # A client may choose it as their payout (Client.payout_currency and payout_network); the
+    # exchange pays it out, so a client asset needs no send_method of ours.
+    client_payout: bool = False
+    # The fixed places an amount of it is shown and exported with, the same on every chain (a USD
+    # stablecoin to six places, as its balances are stored); None: as many as it holds, trailing
+    # zeros dropped.
+    display_places: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -64,23 +71,40 @@ CHAINS: dict[str, Chain] = {
     code: Chain(code, AddressFormat.EVM) for code in ("eth", "bsc", "matic", "arbitrum", "op", "base", "avaxc")
 }
 
+# Grouped by currency, in the order a client's payout currency is offered: the choices and the
+# database constraint on it list the currencies in this order.
 _ASSETS = (
-    Asset("eth", "eth", 18, "eth", SendMethod.NATIVE, nowpayments_code="eth"),
-    Asset("eth", "usdt", 6, "usdterc20", SendMethod.TOKEN, "USDT_CONTRACT_ADDRESS", nowpayments_code="usdterc20"),
-    Asset("eth", "usdc", 6, "usdc"),
-    Asset("trx", "usdt", 6, "usdttrc20"),
-    Asset("trx", "trx", 6, "trx"),
-    Asset("bsc", "usdt", 18, "usdtbsc"),
-    Asset("bsc", "usdc", 18, "usdcbsc"),
-    Asset("bsc", "bnb", 18, "bnbbsc"),
-    Asset("sol", "usdt", 6, "usdtsol"),
-    Asset("sol", "usdc", 6, "usdcsol"),
-    Asset("sol", "sol", 9, "sol"),
-    Asset("matic", "matic", 18, "maticmainnet"),
-    Asset("avaxc", "avax", 18, "avaxc"),
-    Asset("btc", "btc", 8, "btc"),
-    Asset("ltc", "ltc", 8, "ltc"),
-    Asset("doge", "doge", 8, "doge"),
+    Asset("btc", "btc", 8, "btc", client_payout=True),
+    Asset("eth", "eth", 18, "eth", SendMethod.NATIVE, nowpayments_code="eth", client_payout=True),
+    Asset(
+        "eth",
+        "usdt",
+        6,
+        "usdterc20",
+        SendMethod.TOKEN,
+        "USDT_CONTRACT_ADDRESS",
+        nowpayments_code="usdterc20",
+        client_payout=True,
+        display_places=6,
+    ),
+    Asset("trx", "usdt", 6, "usdttrc20", client_payout=True, display_places=6),
+    Asset("bsc", "usdt", 18, "usdtbsc", client_payout=True, display_places=6),
+    Asset("sol", "usdt", 6, "usdtsol", client_payout=True, display_places=6),
+    Asset("eth", "usdc", 6, "usdc", client_payout=True, display_places=6),
+    Asset("bsc", "usdc", 18, "usdcbsc", client_payout=True, display_places=6),
+    Asset("sol", "usdc", 6, "usdcsol", client_payout=True, display_places=6),
+    Asset("ltc", "ltc", 8, "ltc", client_payout=True),
+    Asset("xmr", "xmr", 12, "xmr", client_payout=True),  # 1 piconero
+    Asset("bch", "bch", 8, "bch", client_payout=True),
+    Asset("bsc", "bnb", 18, "bnbbsc", client_payout=True),
+    Asset("trx", "trx", 6, "trx", client_payout=True),
+    Asset("doge", "doge", 8, "doge", client_payout=True),
+    Asset("xrp", "xrp", 6, "xrp", client_payout=True),  # 1 drop; a memo network (addresses.MEMO_RULES)
+    Asset("ada", "ada", 6, "ada", client_payout=True),  # 1 lovelace
+    Asset("dot", "dot", 10, "dot", client_payout=True),  # 1 planck
+    Asset("sol", "sol", 9, "sol", client_payout=True),
+    Asset("matic", "matic", 18, "maticmainnet", client_payout=True),
+    Asset("avaxc", "avax", 18, "avaxc", client_payout=True),
 )
 ASSETS: dict[tuple[str, str], Asset] = {asset.key: asset for asset in _ASSETS}
 
@@ -125,3 +149,30 @@ def changenow_ticker(symbol: str, chain: str) -> str:
 def address_format(chain: str) -> AddressFormat:
     known = CHAINS.get(chain.lower())
     return known.address_format if known else AddressFormat.OTHER
+
+
+def client_payout_currencies() -> list[str]:
+    """The currencies a client may be paid in (Client.payout_currency's values), each once, in
+    the registry's order."""
+    return list(dict.fromkeys(known.symbol for known in _ASSETS if known.client_payout))
+
+
+def client_payout_currency_choices() -> list[tuple[str, str]]:
+    """Client.payout_currency's choices: ("usdt", "USDT"), ..."""
+    return [(symbol, symbol.upper()) for symbol in client_payout_currencies()]
+
+
+def fixed_display_places() -> dict[str, int]:
+    """The unit ("USDT") -> fixed places of every asset shown with fixed places. A unit is shown
+    alike on every chain, so its assets must agree: one that does not is a registry mistake."""
+    places: dict[str, int] = {}
+    for known in _ASSETS:
+        if known.display_places is None:
+            continue
+        unit = known.symbol.upper()
+        if places.setdefault(unit, known.display_places) != known.display_places:
+            raise ValueError(f"{unit} is declared with {places[unit]} and {known.display_places} display places")
+    shown_trimmed = {k.symbol.upper() for k in _ASSETS if k.display_places is None} & places.keys()
+    if shown_trimmed:
+        raise ValueError(f"{sorted(shown_trimmed)} declared both with and without fixed display places")
+    return places

@@ -8,6 +8,8 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
+        from integrations.assets import fixed_display_places
+        from pgp_project.money_display import register_fixed_places
         from pgp_project.operations.attention import register_attention_source
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
@@ -16,6 +18,9 @@ class PaymentsConfig(AppConfig):
         from .reference_prices import REFRESH_REFERENCE_PRICES_TASK
         from .retention import PRUNE_REJECTED_IPNS_TASK
 
+        # The lowest app that knows the asset registry tells the kernel's money display (which
+        # may not import it) the places each asset is shown with.
+        register_fixed_places(fixed_display_places())
         for source in attention_sources():
             register_attention_source(source)
         register_client_money_controls()

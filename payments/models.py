@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Round
 
-from integrations.assets import unit_symbol
+from integrations.assets import client_payout_currencies, client_payout_currency_choices, unit_symbol
 from pgp_project.money import USD_PLACES, USDT_PLACES, eth_field, percent_field, usd_field, usdt_field
 from pgp_project.money_display import format_amount
 
@@ -20,23 +20,10 @@ class PayoutStrategy(models.TextChoices):
     INSTANT = "instant", "instant (pay out every payment)"
 
 
-class PayoutCurrency(models.TextChoices):
-    BTC = "btc", "BTC"
-    ETH = "eth", "ETH"
-    USDT = "usdt", "USDT"
-    USDC = "usdc", "USDC"
-    LTC = "ltc", "LTC"
-    XMR = "xmr", "XMR"
-    BCH = "bch", "BCH"
-    BNB = "bnb", "BNB"
-    TRX = "trx", "TRX"
-    DOGE = "doge", "DOGE"
-    XRP = "xrp", "XRP"
-    ADA = "ada", "ADA"
-    DOT = "dot", "DOT"
-    SOL = "sol", "SOL"
-    MATIC = "matic", "MATIC"
-    AVAX = "avax", "AVAX"
+# The currencies a client may be paid in, as the asset registry declares them; the database
+# constraint below holds the same list.
+PAYOUT_CURRENCY_CHOICES = client_payout_currency_choices()
+PAYOUT_CURRENCIES = client_payout_currencies()
 
 
 class Client(models.Model):
@@ -48,7 +35,7 @@ class Client(models.Model):
     name = models.CharField(max_length=200, blank=True)
     payout_strategy = models.CharField(max_length=16, choices=PayoutStrategy.choices)
     payout_threshold_usd = usd_field(default=Decimal("0.00"))
-    payout_currency = models.CharField(max_length=10, choices=PayoutCurrency.choices)
+    payout_currency = models.CharField(max_length=10, choices=PAYOUT_CURRENCY_CHOICES)
     payout_network = models.CharField(max_length=20, help_text="ChangeNOW network code, e.g. eth, trx, btc.")
     wallet_address = models.CharField(max_length=128)
     payout_extra_id = models.CharField(
@@ -89,9 +76,7 @@ class Client(models.Model):
             models.CheckConstraint(
                 condition=Q(payout_strategy__in=PayoutStrategy.values), name="client_strategy_valid"
             ),
-            models.CheckConstraint(
-                condition=Q(payout_currency__in=PayoutCurrency.values), name="client_currency_valid"
-            ),
+            models.CheckConstraint(condition=Q(payout_currency__in=PAYOUT_CURRENCIES), name="client_currency_valid"),
             models.CheckConstraint(condition=Q(payout_threshold_usd__gte=0), name="client_threshold_nonneg"),
             models.CheckConstraint(
                 condition=~Q(payout_strategy=PayoutStrategy.THRESHOLD) | Q(payout_threshold_usd__gt=0),

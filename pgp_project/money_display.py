@@ -1,14 +1,16 @@
 """Money, gas, times and chain references as an operator reads them: every page of the console and
 the admin formats through here, so an amount looks the same wherever it is shown.
 
-- ETH (and any 18-decimal coin) up to 18 decimal places with trailing zeros dropped, USDT 6, USD 2,
-  always with the unit: `0.0097 ETH`, `45.605770 USDT`, `19.99 USD`.
+- ETH (and any 18-decimal coin) up to 18 decimal places with trailing zeros dropped, USD 2, a unit
+  registered with fixed places (USDT 6) with those, always with the unit: `0.0097 ETH`,
+  `45.605770 USDT`, `19.99 USD`.
 - Gas prices in gwei, never wei.
 - Times to the second with their timezone.
 - Hashes and addresses shortened for lists, linked to the chain's block explorer
   (`PGP_BLOCK_EXPLORERS`, per chain), the full value kept for copying.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
@@ -17,11 +19,28 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from .money import ETH_PLACES, USD_PLACES, USDT_PLACES
+from .money import ETH_PLACES, USD_PLACES
 
 # Fixed places per unit; any other unit (a coin of 18 or fewer decimals) shows what it holds.
-FIXED_PLACES = {"USD": USD_PLACES, "USDT": USDT_PLACES, "USDC": USDT_PLACES}
+# USD is the kernel's own unit; the assets' places are declared in their registry, which the
+# kernel cannot import: the app that owns them registers them at start-up
+# (register_fixed_places).
+FIXED_PLACES: dict[str, int] = {"USD": USD_PLACES}
 WEI_PER_GWEI = 10**9
+
+
+def register_fixed_places(places: Mapping[str, int]) -> None:
+    """Show each unit ("USDT") with its fixed places. Registering a unit again with the same
+    places is harmless (a test re-running ready()); with other places it is a mistake."""
+    for unit, count in places.items():
+        code = unit.upper()
+        if FIXED_PLACES.setdefault(code, count) != count:
+            raise ValueError(f"{code} is already shown with {FIXED_PLACES[code]} places, not {count}")
+
+
+def fixed_places(unit: str) -> int | None:
+    """The fixed places `unit` is shown with, or None: as many as the amount holds."""
+    return FIXED_PLACES.get(unit.upper())
 
 
 def format_amount(amount: Decimal | int | str | None, unit: str) -> str:
@@ -31,7 +50,7 @@ def format_amount(amount: Decimal | int | str | None, unit: str) -> str:
         return "-"
     value = Decimal(str(amount))
     code = unit.upper()
-    places = FIXED_PLACES.get(code)
+    places = fixed_places(code)
     if places is not None:
         text = f"{value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN):,.{places}f}"
     else:

@@ -8,7 +8,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from batching.conversion import CHECK_THRESHOLD_TASK
 from console.tasks import REFRESH_HOT_WALLET_TASK
-from payments.models import Client, PayoutCurrency, PayoutStrategy
+from payments.models import Client, PayoutStrategy
 from payments.reference_prices import REFRESH_REFERENCE_PRICES_TASK
 from payouts.client_payouts import CHECK_CLIENT_PAYOUTS_TASK
 from pgp_project.operations.beat_schedule import default_jobs
@@ -31,7 +31,7 @@ DEMO_CLIENTS = [
         "Demo channel A",
         PayoutStrategy.THRESHOLD,
         "25.00",
-        PayoutCurrency.USDT,
+        "usdt",
         "trx",
         "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8",
     ),
@@ -41,7 +41,7 @@ DEMO_CLIENTS = [
         "Demo channel B",
         PayoutStrategy.THRESHOLD,
         "40.00",
-        PayoutCurrency.ETH,
+        "eth",
         "eth",
         "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
     ),
@@ -51,7 +51,7 @@ DEMO_CLIENTS = [
         "Demo channel C",
         PayoutStrategy.INSTANT,
         "0.00",
-        PayoutCurrency.USDC,
+        "usdc",
         "eth",
         "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
     ),

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.test import Client as HttpClient
 
 from integrations.nowpayments_signature import sign
-from payments.models import Client, PayoutCurrency, PayoutStrategy
+from payments.models import Client, PayoutStrategy
 from pgp_project.celery import app as celery_app
 from pgp_project.settings.brokers import transport_options
 from standins.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
@@ -79,7 +79,7 @@ def threshold_client(db: None) -> Client:
         name="Threshold channel",
         payout_strategy=PayoutStrategy.THRESHOLD,
         payout_threshold_usd=Decimal("50.00"),
-        payout_currency=PayoutCurrency.USDT,
+        payout_currency="usdt",
         payout_network="eth",
         wallet_address=WALLET,
     )
