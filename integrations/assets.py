@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from django.conf import settings
-
 
 class AddressFormat(StrEnum):
     EVM = "evm"  # 0x + 40 hex digits, EIP-55 checksum
@@ -39,7 +37,6 @@ class Asset:
     decimals: int
     changenow_ticker: str  # ChangeNOW's one-word ticker, which /v2/validate/address takes
     send_method: SendMethod = SendMethod.NOT_SENT
-    contract_setting: str = ""  # the Django setting that holds the token contract's address
     nowpayments_code: str = ""  # the outcome_currency NOWPayments reports for it, if we take it
 
     @property
@@ -49,12 +46,6 @@ class Asset:
     @property
     def quantum(self) -> Decimal:
         return Decimal(1).scaleb(-self.decimals)
-
-    def contract_address(self) -> str:
-        address = getattr(settings, self.contract_setting, "") if self.contract_setting else ""
-        if not address:
-            raise LookupError(f"{self.symbol} on {self.chain} has no contract address configured")
-        return str(address)
 
     def __str__(self) -> str:
         return f"{self.symbol.upper()} on {self.chain}"
@@ -66,7 +57,7 @@ CHAINS: dict[str, Chain] = {
 
 _ASSETS = (
     Asset("eth", "eth", 18, "eth", SendMethod.NATIVE, nowpayments_code="eth"),
-    Asset("eth", "usdt", 6, "usdterc20", SendMethod.TOKEN, "USDT_CONTRACT_ADDRESS", nowpayments_code="usdterc20"),
+    Asset("eth", "usdt", 6, "usdterc20", SendMethod.TOKEN, nowpayments_code="usdterc20"),
     Asset("eth", "usdc", 6, "usdc"),
     Asset("trx", "usdt", 6, "usdttrc20"),
     Asset("trx", "trx", 6, "trx"),
