@@ -114,6 +114,9 @@ class EvmChain:
     def wallet_addresses(self) -> list[str]:
         return [key.address for key in self.keyring()]
 
+    def sends(self, symbol: str) -> bool:
+        return symbol == self.native_asset or symbol in self.config.get("tokens", {})
+
     def validate_address(self, address: str) -> str | None:
         return address_problem(address, self.chain)
 

@@ -12,6 +12,7 @@ from typing import Any
 from integrations.assets import Asset
 from payouts.host_payments.ports import ChainScan, ChainSend
 from pgp_project.money import from_base_units
+from pgp_project.money_display import format_amount
 
 from .node import EvmNode
 
@@ -89,7 +90,7 @@ def scan_sends(
                 sends[key].transfers.append((symbol, to, units))
     for send in sends.values():
         moved = [
-            f"{from_base_units(units, _decimals(symbol, native, tokens)):f} {symbol.upper()} to {to}"
+            f"{format_amount(from_base_units(units, _decimals(symbol, native, tokens)), symbol.upper())} to {to}"
             for symbol, to, units in send.transfers
         ]
         send.description = "; ".join(moved or [send.description or "a transfer"]) + f" (block {send.block})"

@@ -102,6 +102,11 @@ class ChainAdapter(Protocol):
     native_asset: str  # the asset symbol network fees are paid in
     confirmations_required: int
 
+    def sends(self, symbol: str) -> bool:
+        """Whether the hot wallet sends this asset on this chain (its native asset, or a token it
+        has a contract for)."""
+        ...
+
     def validate_address(self, address: str) -> str | None:
         """Why `address` cannot receive on this chain, or None when it can."""
         ...
