@@ -7,7 +7,7 @@ client's credit. sum(credit) + sum(fee) == amountTo holds by construction and is
 in the database before the transaction commits.
 
 On PostgreSQL the rows are streamed in the table's order, `PGP_DISTRIBUTION_CHUNK_ROWS` at a time,
-from a server-side cursor; each row's floor share and remainder are computed with integers (wei
+from a server-side cursor; each row's floor share and remainder are computed with integers (base-unit
 weights, 10^-6 USDT units) and COPYed into a scratch table, while a fixed-size histogram of the
 remainders is kept. The leftover units go to the largest remainders (ties to the earlier row, as
 `largest_remainder_split`): the histogram says which narrow band of remainders holds the last row

@@ -32,7 +32,7 @@ class ConsoleConfig(AppConfig):
                 name="Refresh hot-wallet balances",
                 task=REFRESH_HOT_WALLET_TASK,
                 every_seconds=settings.PGP_HOT_WALLET_REFRESH_SECONDS,
-                description="Reads the hot wallet's ETH and USDT balances and the gas price for the overview, "
+                description="Reads the hot wallet's balances and the fee rate on every chain for the overview, "
                 "which never asks the node itself.",
             )
         )

@@ -1,57 +1,55 @@
-"""The hot wallet as the overview shows it: read from the node by a periodic job into
-`HotWalletSnapshot`, never by a web request (a node that is down or slow must not slow or break
-the page). The page shows the last good values with their age, or "not yet known"."""
+"""The hot wallet as the overview shows it, one panel per configured chain: read from each
+chain's node by a periodic job into `HotWalletSnapshot`, never by a web request (a node that is
+down or slow must not slow or break the page). The page shows the last good values with their
+age, or "not yet known". What a chain holds and how its fees read is its adapter's business."""
 
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from integrations.assets import asset
-from integrations.evm_node import ChainError, EvmNode
-from payouts.host_payments.evm import hot_wallet_key
-from pgp_project.money import ETH_PLACES, USDT_PLACES, from_base_units
-from pgp_project.money_display import format_amount, format_gwei, format_time
+from payouts.host_payments.ports import ChainAdapter, chain_adapter, configured_chains
+from pgp_project.money_display import chain_reference, format_amount, format_time
+from pgp_project.operations.transient import TransientError
 
 from .models import HotWalletSnapshot
 
 logger = logging.getLogger(__name__)
 
-CHAIN = "eth"
+
+def refresh_hot_wallet_snapshots() -> list[HotWalletSnapshot]:
+    """Every configured chain's wallet, each on its own: one node down leaves the others fresh."""
+    return [refresh_hot_wallet_snapshot(chain_adapter(chain)) for chain in configured_chains()]
 
 
-def refresh_hot_wallet_snapshot(node: EvmNode | None = None) -> HotWalletSnapshot:
-    """Read the hot wallet's ETH and USDT balances and the gas price, and store them. On any
-    failure the previous values stay and the failure is recorded (by its kind and our own words
-    only: a transport error's text can hold the RPC URL, and with it a key)."""
+def refresh_hot_wallet_snapshot(adapter: ChainAdapter) -> HotWalletSnapshot:
+    """Read one chain's balances and fee rate, and store them. On any failure the previous values
+    stay and the failure is recorded (by its kind and our own words only: a transport error's
+    text can hold the node's URL, and with it a key)."""
     now = timezone.now()
-    snapshot, _ = HotWalletSnapshot.objects.get_or_create(chain=CHAIN)
+    snapshot, _ = HotWalletSnapshot.objects.get_or_create(chain=adapter.chain)
     try:
-        address = hot_wallet_key().address
-        node = node or EvmNode(timeout=settings.PGP_CONSOLE_NODE_TIMEOUT_SECONDS)
-        native = node.eth_balance(address)
-        usdt = node.token_balance(asset(CHAIN, "usdt").contract_address(), address)
-        gas_price = node.gas_price()
-    except (ChainError, RuntimeError, LookupError) as exc:
+        reading = adapter.read_wallet()
+    except (TransientError, RuntimeError, LookupError) as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - any refusal of the node: recorded, never raised into Beat
         error = f"the node refused the read: {type(exc).__name__}"
     else:
         HotWalletSnapshot.objects.filter(pk=snapshot.pk).update(
-            address=address,
-            native_base_units=native,
-            usdt_base_units=usdt,
-            gas_price_wei=gas_price,
+            address=reading.address,
+            balances={symbol: f"{amount:f}" for symbol, amount in reading.balances.items()},
+            fee_rate=reading.fee_rate,
             fetched_at=now,
             attempted_at=now,
             last_error="",
         )
         snapshot.refresh_from_db()
         return snapshot
-    logger.warning("hot wallet balances not refreshed: %s", error)
+    logger.warning("hot wallet balances on %s not refreshed: %s", adapter.chain, error)
     HotWalletSnapshot.objects.filter(pk=snapshot.pk).update(attempted_at=now, last_error=error[:2000])
     snapshot.refresh_from_db()
     return snapshot
@@ -59,13 +57,15 @@ def refresh_hot_wallet_snapshot(node: EvmNode | None = None) -> HotWalletSnapsho
 
 @dataclass(frozen=True)
 class HotWalletView:
-    """The snapshot as the page shows it; every value "not yet known" until a refresh succeeds."""
+    """One chain's snapshot as the page shows it; every value "not yet known" until a refresh
+    succeeds."""
 
+    chain: str
     known: bool
     address: str
-    eth: str
-    usdt: str
-    gas_price: str
+    address_shown: str
+    balances: list[tuple[str, str, str]]  # (asset symbol, unit, amount shown)
+    fee_rate: str
     as_of: str
     age: str  # "3 minutes"
     age_seconds: float | None
@@ -77,17 +77,25 @@ class HotWalletView:
 NOT_YET_KNOWN = "not yet known"
 
 
-def hot_wallet_view(now: datetime | None = None) -> HotWalletView:
-    """One indexed read of the cached snapshot; never a node call."""
+def hot_wallet_views(now: datetime | None = None) -> list[HotWalletView]:
+    """One indexed read of the cached snapshots; never a node call."""
     now = now or timezone.now()
-    snapshot = HotWalletSnapshot.objects.filter(chain=CHAIN).first()
+    snapshots = {snapshot.chain: snapshot for snapshot in HotWalletSnapshot.objects.all()}
+    return [hot_wallet_view(chain_adapter(chain), snapshots.get(chain), now) for chain in configured_chains()]
+
+
+def hot_wallet_view(adapter: ChainAdapter, snapshot: HotWalletSnapshot | None, now: datetime) -> HotWalletView:
+    chain = adapter.chain
+    address = snapshot.address if snapshot else ""
+    shown = chain_reference(chain, "address", address) if address else "-"
     if snapshot is None or snapshot.fetched_at is None:
         return HotWalletView(
+            chain=chain,
             known=False,
-            address=snapshot.address if snapshot else "",
-            eth=NOT_YET_KNOWN,
-            usdt=NOT_YET_KNOWN,
-            gas_price=NOT_YET_KNOWN,
+            address=address,
+            address_shown=shown,
+            balances=[],
+            fee_rate=NOT_YET_KNOWN,
             as_of=NOT_YET_KNOWN,
             age="",
             age_seconds=None,
@@ -97,11 +105,15 @@ def hot_wallet_view(now: datetime | None = None) -> HotWalletView:
         )
     age = (now - snapshot.fetched_at).total_seconds()
     return HotWalletView(
+        chain=chain,
         known=True,
-        address=snapshot.address,
-        eth=format_amount(from_base_units(int(snapshot.native_base_units or 0), ETH_PLACES), "ETH"),
-        usdt=format_amount(from_base_units(int(snapshot.usdt_base_units or 0), USDT_PLACES), "USDT"),
-        gas_price=format_gwei(snapshot.gas_price_wei),
+        address=address,
+        address_shown=shown,
+        balances=[
+            (symbol, symbol.upper(), format_amount(Decimal(amount), symbol.upper()))
+            for symbol, amount in (snapshot.balances or {}).items()
+        ],
+        fee_rate=adapter.format_fee_rate(snapshot.fee_rate),
         as_of=format_time(snapshot.fetched_at),
         age=timesince(snapshot.fetched_at, now),
         age_seconds=age,

@@ -1,5 +1,5 @@
 """What the console keeps of its own (it owns no money): a cache of what the chain said last (the
-hot wallet's balances and the gas price), so the overview never waits for a node, and the record
+hot wallet's balances and the fee rate on each chain), so the overview never waits for a node, and the record
 of each reconciliation run."""
 
 from django.db import models
@@ -7,19 +7,21 @@ from django.db.models import F, Q
 
 
 class HotWalletSnapshot(models.Model):
-    """The hot wallet's balances and the network's gas price as a periodic job last read them,
-    one row per chain. The overview shows it with its age; a node that is down leaves the last
+    """The hot wallet's balances and the network's fee rate as a periodic job last read them,
+    one row per configured chain. The overview shows it with its age; a node that is down leaves the last
     good values in place and records why the refresh failed."""
 
-    chain = models.CharField(max_length=20, unique=True, help_text="The chain read (a PGP_CHAIN_ADAPTERS key).")
+    chain = models.CharField(max_length=20, unique=True, help_text="The chain read (a PGP_CHAINS key).")
     address = models.CharField(max_length=128, blank=True)
-    native_base_units = models.DecimalField(
-        max_digits=78, decimal_places=0, null=True, blank=True, help_text="ETH balance, in wei."
+    # Exact decimal strings by asset symbol (JSON has no decimal type; a float would round).
+    balances = models.JSONField(default=dict, blank=True, help_text="Balances by asset symbol, as exact decimals.")
+    fee_rate = models.DecimalField(
+        max_digits=78,
+        decimal_places=0,
+        null=True,
+        blank=True,
+        help_text="The network's fee rate, in its adapter's unit.",
     )
-    usdt_base_units = models.DecimalField(
-        max_digits=78, decimal_places=0, null=True, blank=True, help_text="USDT balance, in 10^-6 USDT."
-    )
-    gas_price_wei = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     fetched_at = models.DateTimeField(null=True, blank=True, help_text="When these values were read.")
     attempted_at = models.DateTimeField(null=True, blank=True, help_text="The last refresh, successful or not.")
     last_error = models.TextField(blank=True, help_text="Why the last refresh failed; empty when it succeeded.")

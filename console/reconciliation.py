@@ -2,16 +2,13 @@
 records, and against its own sums. The expected discrepancy is zero; anything else is stored
 with the run, shown on the console's page and alerted (`ALERT reconciliation_discrepancy`).
 
-1. The chain. Every transaction the hot wallet's keys sent in the range, found by scanning the
-   range's blocks (the blocks whose timestamps fall in it) for transactions from the keyring's
-   addresses, plus the USDT `Transfer` events out of those addresses, is matched to the host
-   payment with its hash: same recipient, same amount of the same asset, mined (or reverted) as
-   we recorded, and the gas it cost (receipt gasUsed * effectiveGasPrice) as we recorded it. A
-   host payment we recorded as mined in those blocks must be among them. Totals of ETH, USDT and
-   gas sent, chain against database, are reported too. Scanning blocks is what a node alone
-   allows; it is bounded (PGP_RECONCILE_MAX_BLOCKS): a longer range is reported, not silently
-   cut. It suits the local chain and small ranges; on mainnet an indexer (an explorer's
-   account-transactions API) would list the wallet's transactions instead.
+1. The chain, for every configured chain. The chain's adapter lists every transaction the hot
+   wallet's keys sent in the range (and every token transfer out of its addresses, whoever
+   started it). Each is matched to the host payment with its hash: same recipient, same amount
+   of the same asset, mined (or reverted) as we recorded, and the network fee it cost as we
+   recorded it. A host payment we recorded as mined in the scanned blocks must be among them.
+   Totals per asset and of network fees, chain against database, are reported too. A bounded
+   scan (PGP_RECONCILE_MAX_BLOCKS) reports what it left out.
 2. The exchange. Each conversion and payout with an exchange, created or completed in the range,
    is asked for by id through its provider's port: status, amount sent, amount received and
    payout transaction against what we stored.
@@ -33,14 +30,13 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from batching.models import BatchConversion
-from integrations.assets import ETH, USDT_ERC20, SendMethod, asset
-from integrations.evm_node import EvmNode
+from integrations.assets import asset
 from integrations.exchange.port import ExchangeError, ExchangeState, ExchangeStatus
 from integrations.exchange.registry import exchange_provider
 from payments.models import AccumulationStatus, PayoutAccumulation
 from payouts.exchange_batches.requote import exchange_ref
 from payouts.exchange_batches.states import OPEN_STATUSES, BatchStatus
-from payouts.host_payments.evm import keyring
+from payouts.host_payments.ports import ChainAdapter, ChainSend, chain_adapter, configured_chains
 from payouts.models import (
     ExchangeFundedBatch,
     HostPayment,
@@ -57,7 +53,6 @@ from .models import ReconciliationRun, ReconciliationStatus
 
 logger = logging.getLogger(__name__)
 
-CHAIN = "eth"  # the hot wallet's chain (the EVM chain adapter's)
 FIRST_ITEMS_IN_ALERT = 3
 
 
@@ -73,34 +68,11 @@ class Discrepancy:
     tx_hash: str = ""
     expected: str = ""
     found: str = ""
+    chain: str = ""  # the chain the transaction is on
 
     def short(self) -> str:
         where = f"{self.object_kind}#{self.object_id}" if self.object_kind else self.tx_hash
         return f"{self.check}:{where}:{self.what}"
-
-
-@dataclass
-class ChainSend:
-    """A transaction from one of the hot wallet's addresses (or a USDT transfer out of one)."""
-
-    tx_hash: str
-    block: int
-    sender: str
-    to: str = ""
-    succeeded: bool = True
-    value_wei: int = 0
-    gas_fee_wei: int = 0
-    usdt_transfers: list[tuple[str, int]] = field(default_factory=list)  # (to, units)
-    sent_by_us: bool = True  # False: a transfer out of our address started by someone else
-
-    def describe(self) -> str:
-        parts = []
-        if self.value_wei or not self.usdt_transfers:
-            parts.append(f"{from_base_units(self.value_wei, ETH.decimals):f} ETH to {self.to or '(contract creation)'}")
-        parts += [f"{from_base_units(units, USDT_ERC20.decimals):f} USDT to {to}" for to, units in self.usdt_transfers]
-        if not self.succeeded:
-            parts.append("reverted")
-        return "; ".join(parts) + f" (block {self.block})"
 
 
 @dataclass
@@ -118,7 +90,7 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {
             "range": {"start": self.start.isoformat(), "end": self.end.isoformat()},
-            "chain": self.chain,
+            "chains": self.chain,
             "exchange": self.exchange,
             "internal": self.internal,
             "discrepancy_count": len(self.discrepancies),
@@ -129,12 +101,13 @@ class Report:
 # --- the run ------------------------------------------------------------------------------------
 
 
-def reconcile(*, start: datetime, end: datetime, triggered_by: str, node: EvmNode | None = None) -> ReconciliationRun:
+def reconcile(*, start: datetime, end: datetime, triggered_by: str) -> ReconciliationRun:
     """Compare everything for [start, end), store the run, and alert unless it found nothing."""
     if end <= start:
         raise ValueError("the range must end after it starts")
     report = Report(start=start, end=end)
-    check_chain(report, node or EvmNode())
+    for chain in configured_chains():
+        check_chain(report, chain_adapter(chain))
     check_exchanges(report)
     check_internal_sums(report)
     count = len(report.discrepancies)
@@ -170,83 +143,45 @@ def reconcile(*, start: datetime, end: datetime, triggered_by: str, node: EvmNod
 # --- 1. the chain -------------------------------------------------------------------------------
 
 
-def _first_block_at_or_after(node: EvmNode, timestamp: int, latest: int, cache: dict[int, int]) -> int:
-    """The first block whose timestamp is >= `timestamp` (latest + 1 if none): a binary search."""
-    low, high = 0, latest + 1
-    while low < high:
-        middle = (low + high) // 2
-        if middle not in cache:
-            cache[middle] = node.block_timestamp(middle)
-        if cache[middle] >= timestamp:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-def block_range(node: EvmNode, start: datetime, end: datetime) -> tuple[int, int] | None:
-    """The blocks whose timestamps fall in [start, end), as (first, last); None if none do."""
-    latest = node.block_number()
-    cache: dict[int, int] = {}
-    first = _first_block_at_or_after(node, int(start.timestamp()) + (start.microsecond > 0), latest, cache)
-    last = _first_block_at_or_after(node, int(end.timestamp()) + (end.microsecond > 0), latest, cache) - 1
-    return (first, last) if first <= last else None
-
-
-def chain_sends(node: EvmNode, first: int, last: int, senders: set[str]) -> list[ChainSend]:
-    sends: dict[str, ChainSend] = {}
-    for number in range(first, last + 1):
-        for tx in node.transactions_from(number, senders):
-            tx_hash = _hex(tx["hash"])
-            receipt = node.raw_receipt(tx_hash)
-            sends[tx_hash] = ChainSend(
-                tx_hash=tx_hash,
-                block=number,
-                sender=str(tx["from"]),
-                to=str(tx.get("to") or receipt.get("contractAddress") or ""),
-                succeeded=int(receipt["status"]) == 1,
-                value_wei=int(tx["value"]),
-                gas_fee_wei=int(receipt["gasUsed"]) * int(receipt.get("effectiveGasPrice", 0)),
-            )
-    token = _usdt_contract()
-    if token:
-        for sender in sorted(senders):
-            for tx_hash, number, to, units in node.token_transfers_from(token, sender, first, last):
-                send = sends.get(tx_hash.lower())
-                if send is None:  # moved out of our address by a transaction someone else sent
-                    send = sends[tx_hash.lower()] = ChainSend(tx_hash.lower(), number, sender, sent_by_us=False)
-                send.usdt_transfers.append((to, units))
-    return sorted(sends.values(), key=lambda send: (send.block, send.tx_hash))
-
-
-def check_chain(report: Report, node: EvmNode) -> None:
-    senders = {key.address.lower() for key in keyring()}
-    blocks = block_range(node, report.start, report.end)
-    report.chain = {"addresses": sorted(senders), "from_block": None, "to_block": None, "transactions": 0}
-    if blocks is None:
-        report.chain["totals"] = _totals(0, 0, 0, HostPayment.objects.none())
+def check_chain(report: Report, adapter: ChainAdapter) -> None:
+    chain = adapter.chain
+    try:
+        scan = adapter.scan_sends(report.start, report.end, settings.PGP_RECONCILE_MAX_BLOCKS)
+    except (TransientError, RuntimeError, LookupError) as exc:
+        report.add(Discrepancy("chain", f"{chain}: the chain could not be read ({exc})", chain=chain))
+        report.chain[chain] = {"addresses": [], "from_block": None, "to_block": None, "transactions": 0}
         return
-    first, last = blocks
-    bound = settings.PGP_RECONCILE_MAX_BLOCKS
-    if last - first + 1 > bound:
+    summary: dict[str, Any] = {
+        "addresses": scan.addresses,
+        "from_block": scan.first_block,
+        "to_block": scan.last_block,
+        "transactions": len(scan.sends),
+    }
+    report.chain[chain] = summary
+    if scan.first_block is None or scan.last_block is None:
+        summary["totals"] = _totals(adapter, [], HostPayment.objects.none())
+        return
+    if scan.unscanned:
         report.add(
             Discrepancy(
                 "chain",
-                f"the range holds {last - first + 1} blocks, more than PGP_RECONCILE_MAX_BLOCKS; "
-                f"blocks {first + bound}-{last} were not scanned: reconcile a shorter range",
-                expected=f"at most {bound} blocks",
-                found=f"{last - first + 1} blocks",
+                f"{chain}: the range holds more blocks than PGP_RECONCILE_MAX_BLOCKS; {scan.unscanned} were not "
+                "scanned: reconcile a shorter range",
+                expected="every block of the range scanned",
+                found=scan.unscanned,
+                chain=chain,
             )
         )
-        last = first + bound - 1
-    report.chain.update(from_block=first, to_block=last)
-    sends = chain_sends(node, first, last, senders)
-    report.chain["transactions"] = len(sends)
+    sends = scan.sends
     hashes = [send.tx_hash for send in sends]
-    recorded = {hp.tx_hash.lower(): hp for hp in HostPayment.objects.filter(tx_hash__in=hashes) if hp.tx_hash}
+    recorded = {
+        hp.tx_hash.lower(): hp for hp in HostPayment.objects.filter(chain=chain, tx_hash__in=hashes) if hp.tx_hash
+    }
     replaced = {
         candidate.tx_hash.lower(): candidate.host_payment
-        for candidate in HostPaymentCandidate.objects.filter(tx_hash__in=hashes).select_related("host_payment")
+        for candidate in HostPaymentCandidate.objects.filter(
+            host_payment__chain=chain, tx_hash__in=hashes
+        ).select_related("host_payment")
     }
     in_flight = 0
     for send in sends:
@@ -261,7 +196,8 @@ def check_chain(report: Report, node: EvmNode) -> None:
                     other.pk,
                     send.tx_hash,
                     expected=f"{other.tx_hash} mined",
-                    found=send.describe(),
+                    found=send.description,
+                    chain=chain,
                 )
             )
             continue
@@ -269,18 +205,21 @@ def check_chain(report: Report, node: EvmNode) -> None:
             what = (
                 "a transaction from the hot wallet that no host payment records"
                 if send.sent_by_us
-                else "USDT moved out of the hot wallet by a transaction someone else sent"
+                else "tokens moved out of the hot wallet by a transaction someone else sent"
             )
             report.add(
-                Discrepancy("chain", what, tx_hash=send.tx_hash, expected="no transaction", found=send.describe())
+                Discrepancy(
+                    "chain", what, tx_hash=send.tx_hash, expected="no transaction", found=send.description, chain=chain
+                )
             )
             continue
-        items = _compare_send(host_payment, send)
-        report.add(*items)
-        in_flight += host_payment.status in (HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST)
+        report.add(*_compare_send(adapter, host_payment, send))
+        in_flight += host_payment.status in _IN_FLIGHT
 
     # What we recorded as mined in these blocks must be there.
-    mined_here = HostPayment.objects.filter(chain=CHAIN, block_number__gte=first, block_number__lte=last)
+    mined_here = HostPayment.objects.filter(
+        chain=chain, block_number__gte=scan.first_block, block_number__lte=scan.last_block
+    )
     for host_payment in mined_here.exclude(tx_hash__in=hashes):
         report.add(
             Discrepancy(
@@ -291,63 +230,73 @@ def check_chain(report: Report, node: EvmNode) -> None:
                 host_payment.tx_hash or "",
                 expected=f"{_recorded(host_payment)} in block {host_payment.block_number}",
                 found="nothing",
+                chain=chain,
             )
         )
-    report.chain["in_flight"] = in_flight
-    chain_eth = sum(send.value_wei for send in sends if send.succeeded and send.sent_by_us)
-    chain_usdt = sum(units for send in sends for _, units in send.usdt_transfers)
-    chain_gas = sum(send.gas_fee_wei for send in sends if send.sent_by_us)
-    totals = _totals(chain_eth, chain_usdt, chain_gas, mined_here)
-    report.chain["totals"] = totals
+    summary["in_flight"] = in_flight
+    totals = _totals(adapter, sends, mined_here)
+    summary["totals"] = totals
     if not report.discrepancies and any(row["chain"] != row["recorded"] for row in totals.values()):
         # Every transaction matched, yet the sums differ: say so rather than report zero.
         report.add(
             Discrepancy(
                 "chain",
-                "totals differ although every transaction matched",
+                f"{chain}: totals differ although every transaction matched",
                 expected=str({name: row["recorded"] for name, row in totals.items()}),
                 found=str({name: row["chain"] for name, row in totals.items()}),
+                chain=chain,
             )
         )
 
 
-def _totals(chain_eth: int, chain_usdt: int, chain_gas: int, mined_here: Any) -> dict[str, dict[str, str]]:
+NETWORK_FEES = "network_fees"
+
+
+def _totals(adapter: ChainAdapter, sends: list[ChainSend], mined_here: Any) -> dict[str, dict[str, str]]:
+    """Per asset sent, and for network fees: the chain's sum against the database's."""
     moved = mined_here.exclude(status=HostPaymentStatus.FAILED)
-    recorded_eth = moved.filter(asset=ETH.symbol).aggregate(t=Sum("amount_base_units"))["t"] or 0
-    recorded_usdt = moved.filter(asset=USDT_ERC20.symbol).aggregate(t=Sum("amount_base_units"))["t"] or 0
-    recorded_gas = mined_here.aggregate(t=Sum("network_fee"))["t"] or 0
+    recorded_by_asset = dict(
+        moved.values_list("asset").annotate(total=Sum("amount_base_units")).values_list("asset", "total")
+    )
+    on_chain: dict[str, int] = defaultdict(int)
+    for send in sends:
+        for symbol, _, units in send.transfers:
+            on_chain[symbol] += units
+    totals = {}
+    for symbol in sorted({*on_chain, *recorded_by_asset} or {adapter.native_asset}):
+        sent = asset(adapter.chain, symbol)
+        totals[f"{symbol}_sent"] = _total_row(
+            on_chain[symbol], recorded_by_asset.get(symbol) or 0, sent.symbol.upper(), sent.decimals
+        )
+    native = asset(adapter.chain, adapter.native_asset)
+    totals[NETWORK_FEES] = _total_row(
+        sum(send.network_fee for send in sends if send.sent_by_us),
+        mined_here.aggregate(t=Sum("network_fee"))["t"] or 0,
+        native.symbol.upper(),
+        native.decimals,
+    )
+    return totals
 
-    def row(chain: int, recorded: int | Decimal, unit: str, places: int) -> dict[str, str]:
-        return {
-            "unit": unit,
-            "chain": f"{from_base_units(int(chain), places):f}",
-            "recorded": f"{from_base_units(int(recorded), places):f}",
-        }
 
+def _total_row(chain: int, recorded: int | Decimal, unit: str, places: int) -> dict[str, str]:
     return {
-        "eth_sent": row(chain_eth, recorded_eth, "ETH", ETH.decimals),
-        "usdt_sent": row(chain_usdt, recorded_usdt, "USDT", USDT_ERC20.decimals),
-        "gas": row(chain_gas, recorded_gas, "ETH", ETH.decimals),
+        "unit": unit,
+        "chain": f"{from_base_units(int(chain), places):f}",
+        "recorded": f"{from_base_units(int(recorded), places):f}",
     }
 
 
-def _compare_send(host_payment: HostPayment, send: ChainSend) -> list[Discrepancy]:
+def _compare_send(adapter: ChainAdapter, host_payment: HostPayment, send: ChainSend) -> list[Discrepancy]:
     def item(what: str, expected: str, found: str) -> Discrepancy:
-        return Discrepancy("chain", what, "host_payment", host_payment.pk, send.tx_hash, expected, found)
+        return Discrepancy("chain", what, "host_payment", host_payment.pk, send.tx_hash, expected, found, adapter.chain)
 
     items = []
-    units = int(host_payment.amount_base_units)
-    sent = asset(host_payment.chain, host_payment.asset)
-    to = host_payment.to_address.lower()
-    if sent.send_method == SendMethod.TOKEN:
-        matches = send.value_wei == 0 and [(t.lower(), u) for t, u in send.usdt_transfers] == [(to, units)]
-    else:
-        matches = send.value_wei == units and send.to.lower() == to and not send.usdt_transfers
-    # A reverted transaction moved nothing: its amount is the transaction's, not a transfer.
-    if not send.succeeded and sent.send_method == SendMethod.TOKEN:
-        matches = send.to.lower() == sent.contract_address().lower()
+    expected_transfers = [(host_payment.asset, host_payment.to_address.lower(), int(host_payment.amount_base_units))]
+    found_transfers = [(symbol, to.lower(), units) for symbol, to, units in send.transfers]
+    # A reverted transaction moved nothing: only its fee was spent.
+    matches = found_transfers == (expected_transfers if send.succeeded else [])
     if not matches:
-        items.append(item("what was sent differs from the host payment", _recorded(host_payment), send.describe()))
+        items.append(item("what was sent differs from the host payment", _recorded(host_payment), send.description))
     status = host_payment.status
     if send.succeeded and status == HostPaymentStatus.FAILED:
         items.append(item("mined and successful on chain, but recorded as failed", "failed (nothing sent)", "mined"))
@@ -357,12 +306,12 @@ def _compare_send(host_payment: HostPayment, send: ChainSend) -> list[Discrepanc
         items.append(item("mined in another block than recorded", str(host_payment.block_number), str(send.block)))
     if status not in _IN_FLIGHT:
         recorded_fee = None if host_payment.network_fee is None else int(host_payment.network_fee)
-        if recorded_fee != send.gas_fee_wei:
+        if recorded_fee != send.network_fee:
             items.append(
                 item(
-                    "gas spent (gasUsed * effectiveGasPrice) differs from the recorded network fee",
-                    "-" if recorded_fee is None else f"{from_base_units(recorded_fee, ETH.decimals):f} ETH",
-                    f"{from_base_units(send.gas_fee_wei, ETH.decimals):f} ETH",
+                    "the network fee spent on chain differs from the recorded network fee",
+                    adapter.format_network_fee(recorded_fee),
+                    adapter.format_network_fee(send.network_fee),
                 )
             )
     return items
@@ -373,18 +322,6 @@ _IN_FLIGHT = (HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST)
 
 def _recorded(host_payment: HostPayment) -> str:
     return f"{host_payment.amount.normalize():f} {host_payment.asset.upper()} to {host_payment.to_address}"
-
-
-def _usdt_contract() -> str:
-    try:
-        return USDT_ERC20.contract_address()
-    except LookupError:
-        return ""
-
-
-def _hex(value: Any) -> str:
-    text = value.hex() if isinstance(value, bytes | bytearray) else str(value)
-    return (text if text.startswith("0x") else "0x" + text).lower()
 
 
 # --- 2. the exchange's records ------------------------------------------------------------------

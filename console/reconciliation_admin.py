@@ -30,7 +30,7 @@ from pgp_project.money_display import chain_reference, format_amount, format_tim
 from pgp_project.operations.transient import TransientError
 
 from .models import ReconciliationRun
-from .reconciliation import CHAIN, day_start, reconcile
+from .reconciliation import NETWORK_FEES, day_start, reconcile
 from .statements import statement_csv
 
 OBJECT_ADMIN_URLS = {
@@ -81,23 +81,26 @@ def discrepancy_rows(run: ReconciliationRun) -> list[dict[str, Any]]:
             except NoReverseMatch:
                 where.append(f"{item['object_kind']} #{item['object_id']}")
         if item.get("tx_hash"):
-            where.append(chain_reference(CHAIN, "tx", item["tx_hash"]))
+            where.append(chain_reference(item.get("chain", ""), "tx", item["tx_hash"]))
         rows.append({**item, "where": where})
     return rows
 
 
-def total_rows(run: ReconciliationRun) -> list[dict[str, str]]:
-    totals = run.summary.get("chain", {}).get("totals", {})
-    labels = {"eth_sent": "ETH sent", "usdt_sent": "USDT sent", "gas": "gas spent"}
-    return [
-        {
-            "label": labels.get(name, name),
-            "chain": format_amount(row["chain"], row["unit"]),
-            "recorded": format_amount(row["recorded"], row["unit"]),
-            "matches": row["chain"] == row["recorded"],
-        }
-        for name, row in totals.items()
-    ]
+def chain_rows(run: ReconciliationRun) -> list[dict[str, Any]]:
+    """Per chain scanned: its blocks, its transactions, and its totals, chain against database."""
+    rows = []
+    for chain, scanned in run.summary.get("chains", {}).items():
+        totals = [
+            {
+                "label": "network fees" if name == NETWORK_FEES else f"{row['unit']} sent",
+                "chain": format_amount(row["chain"], row["unit"]),
+                "recorded": format_amount(row["recorded"], row["unit"]),
+                "matches": row["chain"] == row["recorded"],
+            }
+            for name, row in scanned.get("totals", {}).items()
+        ]
+        rows.append({"chain": chain, **scanned, "totals": totals})
+    return rows
 
 
 class ReconciliationRunAdmin(admin.ModelAdmin):
@@ -145,7 +148,7 @@ class ReconciliationRunAdmin(admin.ModelAdmin):
             "runs": runs,
             "run": shown,
             "discrepancies": discrepancy_rows(shown) if shown else [],
-            "totals": total_rows(shown) if shown else [],
+            "chains": chain_rows(shown) if shown else [],
             "ran_at": format_time(shown.ran_at) if shown else "",
             "range_start": format_time(shown.range_start) if shown else "",
             "range_end": format_time(shown.range_end) if shown else "",

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from pgp_project.money_display import chain_reference, format_amount, format_time
+from pgp_project.money_display import format_amount, format_time
 from pgp_project.operations.attention import (
     DEFAULT_ITEMS_PER_KIND,
     attention_counts,
@@ -19,7 +19,7 @@ from pgp_project.operations.attention import (
     attention_sources,
 )
 
-from .hot_wallet import CHAIN, hot_wallet_view
+from .hot_wallet import hot_wallet_views
 from .selectors import client_balances, daily_activity, micro_batch_progress, money_by_state
 
 CHART_DAYS = 14
@@ -36,7 +36,7 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
     progress = micro_batch_progress()
     balances, client_count = client_balances()
     activity = daily_activity(CHART_DAYS, now)
-    wallet = hot_wallet_view(now)
+    wallets = hot_wallet_views(now)
     return {
         "money_rows": [
             (
@@ -62,8 +62,7 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
                 _amounts(money.instant_paid_week) and f"+ instant: {_amounts(money.instant_paid_week)}",
             ),
         ],
-        "wallet": wallet,
-        "wallet_address": chain_reference(CHAIN, "address", wallet.address) if wallet.address else "-",
+        "wallets": wallets,
         "progress": progress,
         "progress_pending": format_amount(progress.pending_net_usd, "USD"),
         "progress_threshold": format_amount(progress.threshold_usd, "USD"),

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from django.conf import settings
-
 
 class AddressFormat(StrEnum):
     EVM = "evm"  # 0x + 40 hex digits, EIP-55 checksum
@@ -39,7 +37,6 @@ class Asset:
     decimals: int
     changenow_ticker: str  # ChangeNOW's one-word ticker, which /v2/validate/address takes
     send_method: SendMethod = SendMethod.NOT_SENT
-    contract_setting: str = ""  # the Django setting that holds the token contract's address
     nowpayments_code: str = ""  # the outcome_currency NOWPayments reports for it, if we take it
     # A client may choose it as their payout (Client.payout_currency and payout_network); the
     # exchange pays it out, so a client asset needs no send_method of ours.
@@ -56,12 +53,6 @@ class Asset:
     @property
     def quantum(self) -> Decimal:
         return Decimal(1).scaleb(-self.decimals)
-
-    def contract_address(self) -> str:
-        address = getattr(settings, self.contract_setting, "") if self.contract_setting else ""
-        if not address:
-            raise LookupError(f"{self.symbol} on {self.chain} has no contract address configured")
-        return str(address)
 
     def __str__(self) -> str:
         return f"{self.symbol.upper()} on {self.chain}"
@@ -82,7 +73,6 @@ _ASSETS = (
         6,
         "usdterc20",
         SendMethod.TOKEN,
-        "USDT_CONTRACT_ADDRESS",
         nowpayments_code="usdterc20",
         client_payout=True,
         display_places=6,
@@ -90,6 +80,8 @@ _ASSETS = (
     Asset("trx", "usdt", 6, "usdttrc20", client_payout=True, display_places=6),
     Asset("bsc", "usdt", 18, "usdtbsc", client_payout=True, display_places=6),
     Asset("sol", "usdt", 6, "usdtsol", client_payout=True, display_places=6),
+    # USDT on Polygon: a chain the hot wallet may hold it on (PGP_CHAINS), paid out directly.
+    Asset("matic", "usdt", 6, "usdtmatic", SendMethod.TOKEN, client_payout=True, display_places=6),
     Asset("eth", "usdc", 6, "usdc", client_payout=True, display_places=6),
     Asset("bsc", "usdc", 18, "usdcbsc", client_payout=True, display_places=6),
     Asset("sol", "usdc", 6, "usdcsol", client_payout=True, display_places=6),
@@ -103,7 +95,7 @@ _ASSETS = (
     Asset("ada", "ada", 6, "ada", client_payout=True),  # 1 lovelace
     Asset("dot", "dot", 10, "dot", client_payout=True),  # 1 planck
     Asset("sol", "sol", 9, "sol", client_payout=True),
-    Asset("matic", "matic", 18, "maticmainnet", client_payout=True),
+    Asset("matic", "matic", 18, "maticmainnet", SendMethod.NATIVE, client_payout=True),
     Asset("avaxc", "avax", 18, "avaxc", client_payout=True),
 )
 ASSETS: dict[tuple[str, str], Asset] = {asset.key: asset for asset in _ASSETS}

@@ -25,7 +25,7 @@ from pgp_project.admin_helpers import (
     money_column,
     status_line,
 )
-from pgp_project.money_display import chain_reference, destination_reference, format_amount, format_gwei, format_time
+from pgp_project.money_display import chain_reference, destination_reference, format_amount, format_time
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.transient import TransientError
 
@@ -39,8 +39,9 @@ from .exchange_batches.admin import (
 )
 from .exchange_batches.flow import exchange_funded_flow
 from .exchange_batches.states import BatchStatus
+from .host_payments.ports import chain_adapter
 from .host_payments.reverify import reverify_on_chain
-from .models import HOST_PAYMENT_MACHINE, EvmTransfer, HostPayment, HostPaymentCandidate, PayoutBatch
+from .models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentCandidate, PayoutBatch
 from .permissions import APPROVE_PAYOUT, OPERATE_BATCH
 
 PAST_TENSE = {"approve": "approved", "reject": "rejected"}
@@ -336,33 +337,7 @@ class CandidateTransactionInline(ReadOnlyTabularInline):
 
     @admin.display(description="fees")
     def fees(self, obj: HostPaymentCandidate) -> str:
-        return (
-            ", ".join(
-                f"{name.replace('_', ' ')} {format_gwei(value) if name.endswith('per_gas') else value}"
-                for name, value in (obj.fee_details or {}).items()
-            )
-            or "-"
-        )
-
-
-class EvmTransferInline(ReadOnlyTabularInline):
-    model = EvmTransfer
-    fields = ("sender_shown", "nonce", "gas_limit", "max_fee", "max_priority_fee")
-    readonly_fields = fields
-    show_change_link = False
-    verbose_name_plural = "EVM nonce and fees of the current transaction"
-
-    @admin.display(description="sender")
-    def sender_shown(self, obj: EvmTransfer) -> SafeString | str:
-        return chain_reference(obj.host_payment.chain, "address", obj.sender)
-
-    @admin.display(description="max fee per gas")
-    def max_fee(self, obj: EvmTransfer) -> str:
-        return format_gwei(obj.max_fee_per_gas)
-
-    @admin.display(description="max priority fee per gas")
-    def max_priority_fee(self, obj: EvmTransfer) -> str:
-        return format_gwei(obj.max_priority_fee_per_gas)
+        return chain_adapter(obj.host_payment.chain).describe_candidate_fees(obj.fee_details or {}) or "-"
 
 
 def _batch_of(host_payment: HostPayment) -> object | None:
@@ -399,7 +374,7 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("tx_hash", "to_address")
     fieldsets = (
         (None, {"fields": ("status_shown", "batch_link", "owner_kind")}),
-        ("Money", {"fields": ("amount_shown", "amount_base_units", "network_fee_shown")}),
+        ("Money", {"fields": ("amount_shown", "amount_base_units", "network_fee_shown", "signing_shown")}),
         (
             "On chain",
             {"fields": ("chain", "from_shown", "to_shown", "tx_shown", "confirmations", "block_number")},
@@ -415,12 +390,13 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "batch_link",
         "amount_shown",
         "network_fee_shown",
+        "signing_shown",
         "from_shown",
         "to_shown",
         "tx_shown",
         "history",
     )
-    inlines = [EvmTransferInline, CandidateTransactionInline]
+    inlines = [CandidateTransactionInline]
     actions = ["reverify"]
 
     @admin.display(description="status", ordering="status")
@@ -444,9 +420,14 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="network fee paid")
     def network_fee_shown(self, obj: HostPayment) -> str:
-        if obj.network_fee is None:
+        return chain_adapter(obj.chain).format_network_fee(obj.network_fee)
+
+    @admin.display(description="how it was signed")
+    def signing_shown(self, obj: HostPayment) -> SafeString | str:
+        details = chain_adapter(obj.chain).signing_details(obj)
+        if not details:
             return "-"
-        return f"{format_amount(obj.network_fee / 10**18, 'ETH')} ({format_gwei(obj.network_fee)})"
+        return format_html_join(mark_safe("<br>"), "{}: {}", details)
 
     @admin.display(description="from")
     def from_shown(self, obj: HostPayment) -> SafeString | str:

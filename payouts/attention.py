@@ -22,8 +22,8 @@ from .models import IN_FLIGHT, PAYOUT_MACHINE, HostPayment, HostPaymentStatus, H
 
 WAIT_ACTIONS = {
     HostPaymentWait.BALANCE: "Top up the hot wallet (it goes out by itself)",
-    HostPaymentWait.FEE_CAP: "Wait for fees to fall, or raise ETH_MAX_FEE_GWEI",
-    HostPaymentWait.SIGNING_KEY: "Put the key of its sending address in HOT_WALLET_PREVIOUS_PRIVATE_KEYS",
+    HostPaymentWait.FEE_CAP: "Wait for fees to fall, or raise the chain's fee cap (PGP_CHAINS)",
+    HostPaymentWait.SIGNING_KEY: "Put the key of its sending address in the chain's previous keys (PGP_CHAINS)",
 }
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from integrations.assets import ETH, USDT_ERC20, Asset
+from integrations.assets import ETH, USDT_ERC20, Asset, asset
 from integrations.exchange.port import (
     AmountRange,
     ExchangeError,
@@ -39,6 +39,7 @@ from pgp_project.operations.state_machine import record_created, transition
 from .exchange_batches.flow import ExchangeFundedFlow
 from .exchange_batches.states import BatchStatus
 from .exchange_batches.transitions import move, to_review
+from .host_payments.ports import chain_adapter, configured_chains
 from .locking import lock_batch
 from .models import PAYOUT_MACHINE, PayoutBatch, PayoutKind
 
@@ -55,8 +56,24 @@ SOURCE_ASSETS: dict[str, Asset] = {
 INSTANT_KINDS = (PayoutKind.INSTANT, PayoutKind.INSTANT_MERGED)
 
 
-def payout_pair(kind: str, currency: str, network: str) -> ExchangePair:
+def source_asset(kind: str, currency: str, network: str) -> Asset:
+    """What the hot wallet sends for a payout. A client paid in the very asset its credit is kept
+    in (USDT), on a chain where the hot wallet holds and sends it, is paid straight from there: a
+    direct transfer, no exchange, no spread. Otherwise the payout is funded from the USDT the
+    conversions buy (or an instant payment's ETH) through an exchange."""
     source = SOURCE_ASSETS[kind]
+    if kind == PayoutKind.THRESHOLD and currency == source.symbol and network in configured_chains():
+        try:
+            held = asset(network, currency)
+        except LookupError:
+            return source
+        if chain_adapter(network).sends(held.symbol):
+            return held
+    return source
+
+
+def payout_pair(kind: str, currency: str, network: str) -> ExchangePair:
+    source = source_asset(kind, currency, network)
     return ExchangePair(source.symbol, source.chain, currency, network)
 
 
@@ -69,7 +86,7 @@ class PayoutFlow(ExchangeFundedFlow):
         return payout_pair(batch.kind, batch.payout_currency, batch.payout_network)
 
     def host_asset(self, batch: PayoutBatch) -> Asset:
-        return SOURCE_ASSETS[batch.kind]
+        return source_asset(batch.kind, batch.payout_currency, batch.payout_network)
 
     def send_amount(self, batch: PayoutBatch) -> Decimal:
         return batch.source_amount
@@ -237,7 +254,9 @@ def _claim_client_rows(client: Client, approval_limit: Decimal, limits: AmountRa
         payout_extra_id=client.payout_extra_id,
         payout_currency=client.payout_currency,
         payout_network=client.payout_network,
-        source_currency=USDT_ERC20.changenow_ticker,
+        source_currency=source_asset(
+            PayoutKind.THRESHOLD, client.payout_currency, client.payout_network
+        ).changenow_ticker,
         total_usdt=Decimal(1),
         source_amount=Decimal(1),
         row_count=1,

@@ -1,6 +1,6 @@
 """Row locks on the objects money moves through, always taken in one order:
 
-    the batch  ->  its host payment  ->  the sending wallet's nonce row
+    the batch  ->  its host payment  ->  the chain adapter's own row for the sending address
 
 Signing holds all three, cancelling holds the first two, so a cancel either sees a signed payment
 (and refuses) or the payment is never signed. Callers never write their own select_for_update
@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from .exchange_batches.flow import exchange_funded_flow
-from .models import EvmSender, ExchangeFundedBatch, HostPayment
+from .models import ExchangeFundedBatch, HostPayment
 
 B = TypeVar("B", bound=ExchangeFundedBatch)
 
@@ -62,9 +62,3 @@ def lock_host_payment(host_payment_id: int) -> HostPayment:
     """The payment alone, for work that never goes on to lock its batch (replacing, settling)."""
     bounded_lock_wait()
     return HostPayment.objects.select_for_update().get(pk=host_payment_id)
-
-
-def lock_evm_sender(address: str) -> EvmSender:
-    """The sending address's nonce row: always the last lock taken."""
-    EvmSender.objects.get_or_create(address=address)
-    return EvmSender.objects.select_for_update().get(address=address)

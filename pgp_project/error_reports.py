@@ -15,6 +15,8 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.views.debug import SafeExceptionReporterFilter
 
+from .operations.environment_secrets import environment_names, secrets_from_environment
+
 # Shorter values are not secrets worth matching (and would hide innocent locals).
 MIN_SECRET_LENGTH = 8
 SECRET_NAME = re.compile("API|TOKEN|KEY|SECRET|PASS|SIG|HTTP_COOKIE|URL|PRIVATE|AUTH", flags=re.IGNORECASE)
@@ -28,6 +30,11 @@ def configured_secrets() -> list[str]:
             for value in _strings(getattr(settings, name, None)):
                 if len(value) >= MIN_SECRET_LENGTH and not value.startswith(("http://127.", "http://localhost")):
                     found.add(value.lower().removeprefix("0x"))
+    # The chains' keys and node URLs live in the environment, named by their configuration.
+    for variable in set(environment_names(getattr(settings, "PGP_CHAINS", {}))):
+        for value in secrets_from_environment(variable):
+            if len(value) >= MIN_SECRET_LENGTH and not value.startswith(("http://127.", "http://localhost")):
+                found.add(value.lower().removeprefix("0x"))
     return sorted(found)
 
 

@@ -20,7 +20,7 @@ def percent_of(amount: Decimal, percent: Decimal, quantum: Decimal) -> Decimal:
 
 
 def to_base_units(amount: Decimal, places: int) -> int:
-    """Exact integer base units (wei, 10^-6 USDT); refuses amounts finer than the unit."""
+    """Exact integer base units (10^-places of the unit: 10^-6 USDT); refuses amounts finer than the unit."""
     scaled = amount.scaleb(places)
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{amount} has more than {places} decimal places")

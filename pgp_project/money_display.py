@@ -1,10 +1,9 @@
-"""Money, gas, times and chain references as an operator reads them: every page of the console and
+"""Money, times and chain references as an operator reads them: every page of the console and
 the admin formats through here, so an amount looks the same wherever it is shown.
 
 - ETH (and any 18-decimal coin) up to 18 decimal places with trailing zeros dropped, USD 2, a unit
   registered with fixed places (USDT 6) with those, always with the unit: `0.0097 ETH`,
   `45.605770 USDT`, `19.99 USD`.
-- Gas prices in gwei, never wei.
 - Times to the second with their timezone.
 - Hashes and addresses shortened for lists, linked to the chain's block explorer
   (`PGP_BLOCK_EXPLORERS`, per chain), the full value kept for copying.
@@ -26,7 +25,6 @@ from .money import ETH_PLACES, USD_PLACES
 # kernel cannot import: the app that owns them registers them at start-up
 # (register_fixed_places).
 FIXED_PLACES: dict[str, int] = {"USD": USD_PLACES}
-WEI_PER_GWEI = 10**9
 
 
 def register_fixed_places(places: Mapping[str, int]) -> None:
@@ -65,13 +63,6 @@ def _without_trailing_zeros(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def format_gwei(wei: int | Decimal | None) -> str:
-    """A gas price in gwei: `1.5 gwei`, `0.000000001 gwei` (1 wei)."""
-    if wei is None:
-        return "-"
-    return f"{_without_trailing_zeros(Decimal(int(wei)) / WEI_PER_GWEI)} gwei"
-
-
 def format_time(moment: datetime | None) -> str:
     """`2026-11-23 14:22:54 UTC`: to the second, in the configured timezone, which is named."""
     if moment is None:
@@ -80,7 +71,7 @@ def format_time(moment: datetime | None) -> str:
 
 
 def short_hash(value: str, *, keep: int = 6) -> str:
-    """`0x1234…cdef` for a long hash or address; short values unchanged."""
+    """`ab12cd…cdef` for a long hash or address; short values unchanged."""
     if not value or len(value) <= 2 * keep + 3:
         return value or ""
     head = keep + 2 if value.startswith("0x") else keep

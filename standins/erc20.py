@@ -3,7 +3,7 @@ tests read and call on the local chain (events included). Production needs only 
 
 from typing import Any
 
-from integrations.evm_node import ERC20_TRANSFER_ABI
+from evm_chain.node import ERC20_TRANSFER_ABI
 
 ERC20_ABI: list[dict[str, Any]] = [
     *ERC20_TRANSFER_ABI,

@@ -21,6 +21,7 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound
 from web3.types import TxParams
 
+from evm_chain.adapter import EvmChain
 from integrations.addresses import address_problem
 from integrations.assets import SendMethod, asset
 from integrations.exchange.port import (
@@ -36,7 +37,9 @@ from integrations.exchange.port import (
     Quote,
     RefusalKind,
 )
+from payouts.host_payments.ports import chain_adapter
 from pgp_project.money import from_base_units, to_base_units
+from pgp_project.operations.environment_secrets import secret_from_environment
 
 from .erc20 import ERC20_ABI
 from .localchain import ANVIL_DEV_PRIVATE_KEYS, TOKEN_CALL_GAS, connect, eip1559_fees
@@ -58,7 +61,8 @@ class FixedPriceExchange:
     name = "fixed_price"
 
     def __init__(self) -> None:
-        self.w3 = connect(settings.ETH_RPC_URL)
+        chain = settings.PGP_CHAINS["eth"]  # it pays out on the local chain the demo's hot wallet is on
+        self.w3 = connect(secret_from_environment(chain["rpc_url_env"], chain["rpc_url_default"]))
         self.account = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[ACCOUNT_INDEX])
 
     def minimum(self, pair: ExchangePair) -> Decimal:
@@ -135,7 +139,9 @@ class FixedPriceExchange:
         held = asset(chain, symbol)
         if held.send_method == SendMethod.NATIVE:
             return from_base_units(self.w3.eth.get_balance(Web3.to_checksum_address(address)), held.decimals)
-        token = self.w3.eth.contract(address=Web3.to_checksum_address(held.contract_address()), abi=ERC20_ABI)
+        token = self.w3.eth.contract(
+            address=Web3.to_checksum_address(_token_contract(held.chain, held.symbol)), abi=ERC20_ABI
+        )
         return from_base_units(token.functions.balanceOf(Web3.to_checksum_address(address)).call(), held.decimals)
 
     def _pay(self, record: FixedPriceExchangeRecord) -> str:
@@ -152,7 +158,9 @@ class FixedPriceExchange:
         if paid.send_method == SendMethod.NATIVE:
             tx = {**common, "to": to_address, "value": units, "gas": NATIVE_TRANSFER_GAS}
         else:
-            token = self.w3.eth.contract(address=Web3.to_checksum_address(paid.contract_address()), abi=ERC20_ABI)
+            token = self.w3.eth.contract(
+                address=Web3.to_checksum_address(_token_contract(paid.chain, paid.symbol)), abi=ERC20_ABI
+            )
             tx = token.functions.transfer(to_address, units).build_transaction(
                 cast(TxParams, {**common, "gas": TOKEN_CALL_GAS})
             )
@@ -166,3 +174,10 @@ class FixedPriceExchange:
         except TransactionNotFound:
             return None
         return "finished" if receipt["status"] == 1 else "failed"
+
+
+def _token_contract(chain: str, symbol: str) -> str:
+    """The contract our configured chain's adapter sends this token through."""
+    adapter = chain_adapter(chain)
+    assert isinstance(adapter, EvmChain), f"the fixed-price stand-in pays on EVM chains only, not {chain}"
+    return adapter.token_contract(symbol)

@@ -144,19 +144,23 @@ def flow_environment(local_chain: LocalChain, sandbox: SandboxChangeNow) -> Iter
         "PGP_EXCHANGE_POLL_SECONDS": "0.5",
         "PGP_BALANCE_RETRY_SECONDS": "1",
     }
-    typed = {
-        **env,
-        "ETH_CHAIN_ID": local_chain.chain_id,
-        "PGP_CHAIN_POLL_SECONDS": 0.5,
-        "PGP_EXCHANGE_POLL_SECONDS": 0.5,
-        "PGP_BALANCE_RETRY_SECONDS": 1.0,
-    }
+    # The chain's node, key and token contract are read from the environment at each use (the
+    # chain's PGP_CHAINS entry names the variables), the rest from the settings.
+    saved_environment = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    typed = {"PGP_CHAIN_POLL_SECONDS": 0.5, "PGP_EXCHANGE_POLL_SECONDS": 0.5, "PGP_BALANCE_RETRY_SECONDS": 1.0}
+    typed.update({name: value for name, value in env.items() if name.startswith("CHANGENOW_")})
     originals = {name: getattr(settings, name) for name in typed}
     for name, value in typed.items():
         setattr(settings, name, value)
     yield env
     for name, value in originals.items():
         setattr(settings, name, value)
+    for name, saved in saved_environment.items():
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 class WorkerProcess:

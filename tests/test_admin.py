@@ -149,7 +149,6 @@ def test_runtime_settings_edit_takes_effect_without_restart(staff_client: HttpCl
         {
             "micro_batch_threshold_usd": "5.00",
             "default_fee_percent": "15.00",
-            "confirmations_required": "2",
             "payout_approval_limit_usdt": "500",
         },
     )

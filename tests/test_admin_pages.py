@@ -21,10 +21,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from batching.models import BatchConversion
+from evm_chain.models import EvmTransfer
 from payments.models import Client, Payment, PayoutAccumulation, RoutingStatus
 from payouts.client_payouts import check_client_payouts
 from payouts.exchange_batches.states import BatchStatus
-from payouts.models import EvmTransfer, HostPayment, PayoutBatch
+from payouts.models import HostPayment, PayoutBatch
 from pgp_project.operations.models import RuntimeSettings
 from pgp_project.operations.selectors import get_runtime_settings
 
@@ -51,7 +52,6 @@ VIEW_ALL = (
     "batching.view_batchconversion",
     "payouts.view_payoutbatch",
     "payouts.view_hostpayment",
-    "payouts.view_evmtransfer",
     "payouts.view_hostpaymentcandidate",
 )
 
@@ -94,6 +94,7 @@ def traced(threshold_client: Client) -> dict[str, int]:
     )
     EvmTransfer.objects.create(
         host_payment=payout_funding,
+        chain="eth",
         sender=payout_funding.from_address,
         nonce=7,
         gas_limit=65_000,

@@ -1,15 +1,18 @@
 """The boundaries between the apps, read from the code itself: imports and migrations point one
 way only, the stand-ins never reach production, and each Celery task name is written once.
 
-    standins -> console -> batching -> payouts -> payments -> integrations -> pgp_project (the kernel)
+    standins -> console -> batching -> evm_chain -> payouts -> payments -> integrations -> pgp_project (the kernel)
 
 A higher layer may use any lower one; nothing points back up. The root URLconf is the one
-composition root that names an app's view, and is allowed to.
+composition root that names an app's view, and is allowed to. A chain adapter (evm_chain) is
+reached only through the chain port, by the class path PGP_CHAINS names: no production module
+outside it imports it or speaks of what only its chains have.
 """
 
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +23,18 @@ from django.db.migrations.loader import MigrationLoader
 
 from .conftest import PROJECT_ROOT
 
-LAYERS = ("standins", "console", "batching", "payouts", "payments", "integrations", "pgp_project")
+LAYERS = ("standins", "console", "batching", "evm_chain", "payouts", "payments", "integrations", "pgp_project")
 COMPOSITION_ROOT = "pgp_project.urls"
 # Django app labels per layer, for the migration graph (the kernel's app is "operations").
-APP_LAYERS = {"standins": 0, "console": 1, "batching": 2, "payouts": 3, "payments": 4, "operations": 6}
+APP_LAYERS = {
+    "standins": 0,
+    "console": 1,
+    "batching": 2,
+    "evm_chain": 2.5,
+    "payouts": 3,
+    "payments": 4,
+    "operations": 6,
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +88,7 @@ def settings_as_seen_by(module: str, **env: str) -> dict:
     script = (
         "import json, django; from django.conf import settings; django.setup(); print(json.dumps({"
         "'apps': settings.INSTALLED_APPS, 'exchanges': settings.PGP_EXCHANGE_PROVIDERS, "
-        "'chains': settings.PGP_CHAIN_ADAPTERS}))"
+        "'chains': {name: chain['adapter'] for name, chain in settings.PGP_CHAINS.items()}}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
     result = subprocess.run(
@@ -122,3 +133,37 @@ def test_each_task_name_is_written_once_in_production_code() -> None:
                 if isinstance(node, ast.Constant) and node.value in literals:
                     literals[node.value] += 1
     assert literals == dict.fromkeys(ours, 1)
+
+
+# The EVM chain adapter's package, and the registries that declare every chain's address format
+# and assets, including chains we never hold (the exchange pays clients there).
+CHAIN_ADAPTERS = ("evm_chain",)
+CHAIN_REGISTRIES = ("integrations/assets.py", "integrations/addresses.py")
+PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console")
+# What only EVM chains have. "ETH" the asset (what NOWPayments pays us, what a conversion
+# sells) is a business asset named in the asset registry, not a chain concept.
+EVM_ONLY = re.compile(r"\b(gas|gwei|wei|nonces?|EvmNode|EIP-?1559)\b|\b0x[0-9a-fA-F]", re.IGNORECASE)
+
+
+def test_no_production_module_outside_an_adapter_imports_one(import_graph: grimp.ImportGraph) -> None:
+    importers = {
+        importer
+        for adapter in CHAIN_ADAPTERS
+        for module in import_graph.find_children(adapter) | {adapter}
+        for importer in import_graph.find_modules_that_directly_import(module)
+    }
+    outside = {m for m in importers if not m.startswith((*CHAIN_ADAPTERS, "standins"))}
+    assert outside == set(), f"modules outside the chain adapters import them: {sorted(outside)}"
+
+
+def test_no_production_module_outside_an_adapter_names_an_evm_only_concept() -> None:
+    found = []
+    for package in PRODUCTION_PACKAGES:
+        for path in sorted(Path(PROJECT_ROOT, package).rglob("*")):
+            relative = path.relative_to(PROJECT_ROOT).as_posix()
+            if path.suffix not in (".py", ".html") or "/migrations/" in relative or relative in CHAIN_REGISTRIES:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if EVM_ONLY.search(line):
+                    found.append(f"{relative}:{number}: {line.strip()}")
+    assert found == [], "EVM-only concepts outside the EVM adapter:\n" + "\n".join(found)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from batching.models import CONVERSION_MACHINE
 from console.tasks import refresh_hot_wallet
-from integrations.evm_node import EvmNode
+from evm_chain.node import EvmNode
 from payments.models import AccumulationStatus, Client, Payment, RoutingStatus
 from payouts.exchange_batches.states import BatchStatus
 from pgp_project.money import ETH_PLACES, USDT_PLACES, from_base_units
@@ -137,41 +137,41 @@ def test_overview_draws_its_chart_from_static_files_only(operator: HttpClient, t
 
 
 def test_hot_wallet_is_not_yet_known_then_read_by_the_job_and_a_down_node_never_slows_the_page(
-    operator: HttpClient, local_chain: LocalChain, settings
+    operator: HttpClient, local_chain: LocalChain, monkeypatch
 ) -> None:
-    settings.ETH_RPC_URL = local_chain.rpc_url
-    settings.ETH_CHAIN_ID = local_chain.chain_id
-    settings.HOT_WALLET_PRIVATE_KEY = local_chain.hot_wallet_private_key
-    settings.USDT_CONTRACT_ADDRESS = local_chain.usdt_address
+    monkeypatch.setenv("ETH_RPC_URL", local_chain.rpc_url)
+    monkeypatch.setenv("HOT_WALLET_PRIVATE_KEY", local_chain.hot_wallet_private_key)
+    monkeypatch.setenv("USDT_CONTRACT_ADDRESS", local_chain.usdt_address)
 
     html = operator.get("/admin/").content.decode()
-    assert text_of(html, "hot-wallet-eth") == "not yet known"
-    assert text_of(html, "hot-wallet-gas") == "not yet known"
-    assert "not yet known" in text_of(html, "hot-wallet-as-of")
+    assert text_of(html, "hot-wallet-eth-balances") == "not yet known"
+    assert text_of(html, "hot-wallet-eth-fee-rate") == "not yet known"
+    assert "not yet known" in text_of(html, "hot-wallet-eth-as-of")
 
     refresh_hot_wallet()  # the periodic job's body, in this process
-    node = EvmNode(local_chain.rpc_url)
+    node = EvmNode(local_chain.rpc_url, chain_id=local_chain.chain_id)
     address = node.w3.eth.account.from_key(local_chain.hot_wallet_private_key).address
     eth = format_amount(from_base_units(node.eth_balance(address), ETH_PLACES), "ETH")
     usdt = format_amount(from_base_units(node.token_balance(local_chain.usdt_address, address), USDT_PLACES), "USDT")
     html = operator.get("/admin/").content.decode()
-    assert text_of(html, "hot-wallet-eth") == eth
-    assert text_of(html, "hot-wallet-usdt") == usdt
-    assert text_of(html, "hot-wallet-gas").endswith(" gwei")
-    assert text_of(html, "hot-wallet-as-of").startswith("as of ")
+    assert text_of(html, "hot-wallet-eth-eth") == eth
+    assert text_of(html, "hot-wallet-eth-usdt") == usdt
+    assert text_of(html, "hot-wallet-eth-fee-rate").endswith(" gwei")
+    assert text_of(html, "hot-wallet-eth-as-of").startswith("as of ")
     assert address in html
 
     # The node goes away: the page answers at once with the last values, and the job says why.
-    settings.ETH_RPC_URL = f"http://127.0.0.1:{free_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("ETH_RPC_URL", down)
     started = time.monotonic()
     response = operator.get("/admin/")
     assert response.status_code == 200
     assert time.monotonic() - started < 2
     refresh_hot_wallet()
     html = operator.get("/admin/").content.decode()
-    assert text_of(html, "hot-wallet-eth") == eth
-    assert "Ethereum node unreachable" in text_of(html, "hot-wallet-error")
-    assert settings.ETH_RPC_URL not in html
+    assert text_of(html, "hot-wallet-eth-eth") == eth
+    assert "EVM node unreachable" in text_of(html, "hot-wallet-eth-error")
+    assert down not in html
 
 
 def test_attention_queue_lists_what_needs_a_person_with_working_actions(

@@ -5,8 +5,9 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, models, transaction
 
+from evm_chain.models import EvmTransfer
 from payments.models import AccumulationStatus, Client, SourceAsset
-from payouts.models import EvmTransfer, PayoutBatch
+from payouts.models import PayoutBatch
 from pgp_project.operations.models import RuntimeSettings
 
 from .factories import (
@@ -101,6 +102,7 @@ def test_conversion_and_host_payment_rules() -> None:
 def test_no_two_host_payments_share_a_nonce_from_one_wallet() -> None:
     first, second = HostPaymentFactory.create(), HostPaymentFactory.create()
     fields = {
+        "chain": "eth",
         "sender": first.from_address,
         "nonce": 7,
         "gas_limit": 21000,
@@ -109,6 +111,8 @@ def test_no_two_host_payments_share_a_nonce_from_one_wallet() -> None:
     }
     EvmTransfer.objects.create(host_payment=first, **fields)
     refused(EvmTransfer, host_payment=second, **fields)
+    # The same key's nonce 7 on another chain is another slot.
+    EvmTransfer.objects.create(host_payment=second, **{**fields, "chain": "l2"})
 
 
 def test_payout_batch_rules(threshold_client: Client) -> None:

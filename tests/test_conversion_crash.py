@@ -12,7 +12,7 @@ from web3 import Web3
 
 from batching.conversion import check_threshold
 from batching.models import BatchConversion
-from integrations.evm_node import EvmNode
+from evm_chain.node import EvmNode
 from payments.models import Client
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus

@@ -15,7 +15,7 @@ from web3 import Web3
 from batching.conversion import CONVERSION_FLOW, check_threshold
 from batching.distribution import distribute_conversion
 from batching.models import BatchConversion
-from integrations.evm_node import EvmNode
+from evm_chain.node import EvmNode
 from integrations.exchange.changenow import ChangeNowExchange
 from integrations.exchange.port import ExchangeRef, ExchangeStatus
 from payments.models import AccumulationStatus, Client, PayoutAccumulation

@@ -33,12 +33,12 @@ def test_an_exception_inside_the_signature_check_reports_no_ipn_secret(settings)
     assert settings.NOWPAYMENTS_IPN_SECRET not in report
 
 
-def test_an_exception_inside_signing_reports_no_private_key(settings) -> None:
-    from integrations.evm_node import EvmNode
+def test_an_exception_inside_signing_reports_no_private_key(monkeypatch) -> None:
+    from evm_chain.node import EvmNode
 
     key = "0x" + secrets.token_hex(32)
-    settings.HOT_WALLET_PRIVATE_KEY = key
-    node = EvmNode("http://127.0.0.1:9")
+    monkeypatch.setenv("HOT_WALLET_PRIVATE_KEY", key)
+    node = EvmNode("http://127.0.0.1:9", chain_id=31337)
     report = error_report_of(
         lambda: node.sign_eth_transfer(private_key=key, to="not-an-address", amount_wei=1, nonce=0, fees=(1, 1), gas=1)
     )

@@ -14,7 +14,7 @@ from web3 import Web3
 
 from batching.conversion import CONVERSION_FLOW, check_threshold
 from batching.models import BatchConversion
-from integrations.evm_node import EvmNode
+from evm_chain.node import EvmNode
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from payouts.exchange_batches.operator import cancel_unfunded, resume_funded
 from payouts.exchange_batches.states import BatchStatus
@@ -105,10 +105,10 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     """Our transaction is priced for the current base fee, then the base fee jumps a hundredfold:
     it sits unmined. After the stuck delay it is re-signed with the same nonce and higher fees;
     both hashes are kept, and exactly one transaction is mined."""
-    settings.ETH_MAX_FEE_GWEI = 100_000
+    settings.PGP_CHAINS = {"eth": {**settings.PGP_CHAINS["eth"], "max_fee_gwei": 100_000}}
     settings.PGP_REPLACE_STUCK_AFTER_SECONDS = 3
     conversion = funding_conversion(15000)
-    node = EvmNode()
+    node = EvmNode(local_chain.rpc_url, chain_id=local_chain.chain_id)
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     nonce_before = w3.eth.get_transaction_count(local_chain.hot_wallet_address, "latest")
     host_payment = sign_host_payment(HostPayment.objects.get(pk=conversion.host_payment_id).pk)
@@ -158,7 +158,7 @@ def test_a_host_payment_a_lagging_node_called_failed_is_reverified_and_its_batch
     conversion = funding_conversion(300000)
     host_payment = sign_host_payment(conversion.host_payment_id)
     broadcast_and_check(host_payment.pk)
-    node = EvmNode()
+    node = EvmNode(local_chain.rpc_url, chain_id=local_chain.chain_id)
     wait_until(lambda: (r := node.receipt(host_payment.tx_hash)) and node.confirmations(r) >= 3, timeout=30)
     # What a lagging node made us believe: failed, and the batch sent to review.
     HostPayment.objects.filter(pk=host_payment.pk).update(status="failed", last_error="receipt not found")
@@ -218,12 +218,12 @@ def test_rows_of_a_batch_whose_nonce_another_transaction_took_are_released_by_an
 
 
 def test_release_is_refused_while_the_chain_shows_the_payment_went_out(
-    flow_environment: dict[str, str], threshold_client: Client
+    flow_environment: dict[str, str], threshold_client: Client, local_chain: LocalChain
 ) -> None:
     conversion = funding_conversion(320000)
     host_payment = sign_host_payment(conversion.host_payment_id)
     broadcast_and_check(host_payment.pk)
-    node = EvmNode()
+    node = EvmNode(local_chain.rpc_url, chain_id=local_chain.chain_id)
     wait_until(lambda: node.receipt(host_payment.tx_hash), timeout=30)
     # Marked failed by mistake: the chain has it mined, so its rows must not go to another batch.
     HostPayment.objects.filter(pk=host_payment.pk).update(status="failed")

@@ -72,14 +72,19 @@ def test_unhealthy_when_broker_is_unreachable(client: HttpClient, settings) -> N
     assert b"hunter2secret" not in response.content
 
 
-def test_error_reports_hide_connection_urls_and_keys(settings) -> None:
+def test_error_reports_hide_connection_urls_and_keys(settings, monkeypatch) -> None:
     from django.views.debug import get_default_exception_reporter_filter
 
-    settings.ETH_RPC_URL = "https://mainnet.example/v3/secret-project-key"
+    from pgp_project.error_reports import configured_secrets
+
+    settings.CELERY_BROKER_URL = "redis://:secret-project-key@redis.example:6379/0"
     safe = get_default_exception_reporter_filter().get_safe_settings()
-    for name in ("ETH_RPC_URL", "CELERY_BROKER_URL", "HOT_WALLET_PRIVATE_KEY", "NOWPAYMENTS_IPN_SECRET"):
+    for name in ("CELERY_BROKER_URL", "NOWPAYMENTS_IPN_SECRET"):
         assert "secret-project-key" not in str(safe[name]), name
         assert safe[name] == "********************", name
+    # A chain's node URL lives in the variable its PGP_CHAINS entry names: hidden wherever it appears.
+    monkeypatch.setenv("ETH_RPC_URL", "https://mainnet.example/v3/secret-node-key")
+    assert "https://mainnet.example/v3/secret-node-key" in configured_secrets()
 
 
 def test_the_public_learns_only_up_or_down(settings) -> None:

@@ -8,9 +8,10 @@ from eth_account import Account
 from web3 import Web3
 
 from batching.conversion import check_threshold
+from evm_chain.models import EvmSender
 from payments.models import Client
 from payouts.exchange_batches.states import BatchStatus
-from payouts.models import EvmSender, HostPayment, HostPaymentWait, PayoutBatch
+from payouts.models import HostPayment, HostPaymentWait, PayoutBatch
 from pgp_project.operations.recovery import run_recovery_sweep
 from standins.localchain import (
     ANVIL_DEV_PRIVATE_KEYS,

@@ -380,7 +380,6 @@ def test_a_strategy_and_threshold_changed_together_wait_and_apply_together(clien
 RUNTIME_FORM = {
     "micro_batch_threshold_usd": "20.00",
     "default_fee_percent": "3.00",
-    "confirmations_required": "3",
     "payout_approval_limit_usdt": "1000000",
 }
 

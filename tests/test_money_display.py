@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from pgp_project.money_display import chain_reference, explorer_url, format_amount, format_gwei, format_time, short_hash
+from pgp_project.money_display import chain_reference, explorer_url, format_amount, format_time, short_hash
 
 
 @pytest.mark.parametrize(
@@ -25,10 +25,7 @@ def test_amounts_are_shown_with_their_unit_and_places(amount: Decimal | None, un
     assert format_amount(amount, unit) == shown
 
 
-def test_gas_is_shown_in_gwei_and_times_to_the_second_with_their_timezone() -> None:
-    assert format_gwei(1_500_000_000) == "1.5 gwei"
-    assert format_gwei(30 * 10**9) == "30 gwei"
-    assert format_gwei(1) == "0.000000001 gwei"
+def test_times_are_shown_to_the_second_with_their_timezone() -> None:
     assert format_time(datetime(2026, 11, 23, 14, 22, 54, 942000, tzinfo=UTC)) == "2026-11-23 14:22:54 UTC"
 
 

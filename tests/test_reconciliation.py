@@ -93,14 +93,14 @@ def test_an_end_to_end_run_reconciles_to_zero_and_an_extra_hot_wallet_send_is_re
     run = reconcile(start=start, end=end, triggered_by="test")
     assert run.status == ReconciliationStatus.OK, run.summary["discrepancies"]
     assert run.discrepancy_count == 0
-    assert run.summary["chain"]["transactions"] == HostPayment.objects.count() == 2
+    assert run.summary["chains"]["eth"]["transactions"] == HostPayment.objects.count() == 2
     assert run.summary["exchange"]["checked"] == 2
     assert run.summary["internal"] == {"conversions": 1, "payouts": 1}
-    totals = run.summary["chain"]["totals"]
+    totals = run.summary["chains"]["eth"]["totals"]
     assert Decimal(totals["eth_sent"]["chain"]) == conversion.total_eth
     assert Decimal(totals["usdt_sent"]["chain"]) == payout.total_usdt == Decimal("20.855000")
     assert all(row["chain"] == row["recorded"] for row in totals.values())
-    assert Decimal(totals["gas"]["chain"]) > 0
+    assert Decimal(totals["network_fees"]["chain"]) > 0
     assert "ALERT reconciliation_discrepancy" not in caplog.text
 
     # The statement of the paid client: its payments, fees, credits, the send and the payout.
@@ -150,7 +150,7 @@ def test_an_end_to_end_run_reconciles_to_zero_and_an_extra_hot_wallet_send_is_re
     assert item["tx_hash"] == extra.to_0x_hex().lower()
     assert "no host payment records" in item["what"]
     assert "0.000000000123456789 ETH to " + STRANGER in item["found"]
-    assert Decimal(later.summary["chain"]["totals"]["eth_sent"]["chain"]) == conversion.total_eth + Decimal(
+    assert Decimal(later.summary["chains"]["eth"]["totals"]["eth_sent"]["chain"]) == conversion.total_eth + Decimal(
         "0.000000000123456789"
     )
     (line,) = [r.getMessage() for r in caplog.records if "ALERT reconciliation_discrepancy" in r.getMessage()]

@@ -93,17 +93,18 @@ def operators(db: None) -> dict[str, User]:
 
 
 @pytest.fixture
-def our_keys(settings) -> list[str]:
+def our_keys(settings, monkeypatch) -> list[str]:
     """Our own secrets, set to values no page could show by chance."""
-    settings.HOT_WALLET_PRIVATE_KEY = "0x" + secrets.token_hex(32)
+    hot_wallet_key = "0x" + secrets.token_hex(32)
+    monkeypatch.setenv("HOT_WALLET_PRIVATE_KEY", hot_wallet_key)
     settings.CHANGENOW_API_KEY = secrets.token_hex(16)
     settings.NOWPAYMENTS_IPN_SECRET = secrets.token_urlsafe(24)
     settings.SECRET_KEY = secrets.token_urlsafe(40)
     settings.PGP_HEALTH_TOKEN = secrets.token_urlsafe(24)
     settings.PGP_METRICS_TOKEN = secrets.token_urlsafe(24)
     return [
-        settings.HOT_WALLET_PRIVATE_KEY,
-        settings.HOT_WALLET_PRIVATE_KEY.removeprefix("0x"),
+        hot_wallet_key,
+        hot_wallet_key.removeprefix("0x"),
         settings.CHANGENOW_API_KEY,
         settings.NOWPAYMENTS_IPN_SECRET,
         settings.SECRET_KEY,

@@ -1,5 +1,5 @@
 """The direct transfer, as an exchange provider: when the payee wants exactly the asset we hold
-(USDT ERC-20 to a USDT ERC-20 wallet, say), nothing is exchanged. The host payment pays the
+(USDT to a USDT wallet on the chain we hold it on, say), nothing is exchanged. The host payment pays the
 payee's address itself, so this "exchange" takes its deposit there and is finished, with the
 amount deposited, once that deposit exists. Neither ChangeNOW nor anyone else is asked."""
 

@@ -135,7 +135,7 @@ def redrive(flow: ExchangeFundedFlow[B], batch_ids: list[int], *, actor: object)
 
 def release_unsent(flow: ExchangeFundedFlow[B], batch_id: int, *, actor: object) -> tuple[B, str]:
     """A batch in review whose host payment failed: when the chain proves nothing was sent (the
-    transaction at its nonce, deep enough, is another one, or is ours and reverted), its rows go
+    transaction in its sending slot, deep enough, is another one, or is ours and reverted), its rows go
     to the next batch."""
     require_permission(actor, OPERATE_BATCH)
     batch = flow.model._default_manager.get(pk=batch_id)

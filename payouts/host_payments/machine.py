@@ -20,7 +20,6 @@ from integrations.assets import Asset
 from pgp_project.money import to_base_units
 from pgp_project.operations.alerts import alert_throttled
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
-from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_created, transition
 
 from ..exchange_batches.flow import B, ExchangeFundedFlow, exchange_funded_flow
@@ -207,7 +206,7 @@ def broadcast_and_check(host_payment_id: int) -> HostPayment:
         network_fee=mined.network_fee,
         updated_at=timezone.now(),
     )
-    if confirmations >= get_runtime_settings().confirmations_required:
+    if confirmations >= adapter.confirmations_required:
         return _settle(host_payment.pk, HostPaymentStatus.CONFIRMED)
     host_payment.refresh_from_db()
     return host_payment

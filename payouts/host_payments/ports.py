@@ -1,14 +1,26 @@
-"""The chain port: what the host-payment state machine needs from a chain. The machine itself
-(created -> signed -> broadcast -> confirmed | failed) is the same on every chain; an adapter
-knows how its chain orders transactions (EVM: nonces), prices them (EVM: EIP-1559 fees) and
-replaces a stuck one. Adapters are chosen by chain from settings.PGP_CHAIN_ADAPTERS.
+"""The chain port: everything the rest of the system needs from a chain. The host-payment
+machine (created -> signed -> broadcast -> confirmed | failed) is the same on every chain; an
+adapter knows how its chain orders transactions, prices them and replaces a stuck one, how its
+addresses look, what the hot wallet holds there, how its fees are shown, and how to list what the
+hot wallet sent (reconciliation). Nothing outside an adapter knows any of that.
+
+Chains are configured, not coded: settings.PGP_CHAINS maps a chain name to its adapter class and
+that chain's configuration (node, chain id, native asset, confirmations, fee cap, the names of the
+environment variables that hold its keys, token contracts). Two chains of one family are two
+entries of one adapter class. Each adapter instance is built once per process.
 """
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from pgp_project.operations.adapters import load_adapter
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 from ..models import HostPayment
 
@@ -42,12 +54,84 @@ class SigningKeyMissing(Exception):
 
 
 class SendingSlotTaken(Exception):
-    """The slot our transaction was signed for (EVM: its nonce) was used by a transaction that
-    is not ours: the payment cannot go out as signed and needs an operator."""
+    """The slot our transaction was signed for (an account's sequence number, where the chain has
+    one) was used by a transaction that is not ours: the payment cannot go out as signed and needs
+    an operator."""
+
+
+@dataclass(frozen=True)
+class WalletReading:
+    """What the hot wallet holds on one chain, read from its node: balances by asset symbol (in
+    that asset's units, exact) and the network's current fee rate in the adapter's own unit."""
+
+    address: str
+    balances: dict[str, Decimal]
+    fee_rate: Decimal | None
+
+
+@dataclass
+class ChainSend:
+    """One transaction out of one of the hot wallet's addresses as the chain shows it, or a token
+    transfer out of one started by someone else (`sent_by_us` False). `transfers` lists what it
+    moved as (asset symbol, recipient, base units); a reverted one moved nothing."""
+
+    tx_hash: str
+    block: int
+    sender: str
+    succeeded: bool = True
+    network_fee: int = 0  # in the native asset's base units
+    transfers: list[tuple[str, str, int]] = field(default_factory=list)
+    sent_by_us: bool = True
+    description: str = ""
+
+
+@dataclass
+class ChainScan:
+    """The hot wallet's sends in a time range: the blocks scanned and what they hold. `unscanned`
+    says what a bounded scan left out (reported, never silently cut)."""
+
+    addresses: list[str]
+    first_block: int | None
+    last_block: int | None
+    sends: list[ChainSend]
+    unscanned: str = ""
 
 
 class ChainAdapter(Protocol):
     chain: str
+    native_asset: str  # the asset symbol network fees are paid in
+    confirmations_required: int
+
+    def sends(self, symbol: str) -> bool:
+        """Whether the hot wallet sends this asset on this chain (its native asset, or a token it
+        has a contract for)."""
+        ...
+
+    def validate_address(self, address: str) -> str | None:
+        """Why `address` cannot receive on this chain, or None when it can."""
+        ...
+
+    def read_wallet(self) -> WalletReading:
+        """Balances of every asset the hot wallet sends here, and the fee rate. Raises
+        TransientError when the node cannot be asked now."""
+        ...
+
+    def format_fee_rate(self, rate: Decimal | None) -> str: ...
+
+    def format_network_fee(self, base_units: int | Decimal | None) -> str:
+        """A mined transaction's fee, as operators read it."""
+        ...
+
+    def describe_candidate_fees(self, fee_details: Mapping[str, Any]) -> str:
+        """The fees one signed candidate offered, as operators read them."""
+        ...
+
+    def signing_details(self, host_payment: HostPayment) -> list[tuple[str, str]]:
+        """What the adapter recorded when it signed (its ordering slot and fees), as labelled
+        values for the payment's page; empty before signing."""
+        ...
+
+    def scan_sends(self, start: datetime, end: datetime, max_blocks: int) -> ChainScan: ...
 
     def hot_wallet_address(self) -> str: ...
 
@@ -88,5 +172,32 @@ class ChainAdapter(Protocol):
 
 
 def chain_adapter(chain: str) -> ChainAdapter:
-    adapter: ChainAdapter = load_adapter("PGP_CHAIN_ADAPTERS", chain)
+    """The adapter of a configured chain, built once per process from its PGP_CHAINS entry."""
+    return _built_adapter(chain)
+
+
+def configured_chains() -> list[str]:
+    """Every chain the hot wallet holds funds on, in settings order."""
+    return list(settings.PGP_CHAINS)
+
+
+def chain_config(chain: str) -> Mapping[str, Any]:
+    try:
+        config: Mapping[str, Any] = settings.PGP_CHAINS[chain]
+    except KeyError:
+        raise LookupError(f"chain {chain!r} is not configured in PGP_CHAINS") from None
+    return config
+
+
+@functools.cache
+def _built_adapter(chain: str) -> ChainAdapter:
+    config = chain_config(chain)
+    adapter: ChainAdapter = import_string(config["adapter"])(chain, config)
     return adapter
+
+
+@receiver(setting_changed)
+def _forget_adapters(*, setting: str, **_: Any) -> None:
+    """Tests that reconfigure the chains get adapters built from the new configuration."""
+    if setting == "PGP_CHAINS":
+        _built_adapter.cache_clear()

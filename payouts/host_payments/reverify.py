@@ -7,7 +7,6 @@ from django.utils import timezone
 
 from pgp_project.operations.alerts import alert
 from pgp_project.operations.permissions import require_permission
-from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action, transition
 
 from ..exchange_batches.flow import exchange_funded_flow
@@ -30,7 +29,7 @@ def reverify_on_chain(host_payment_id: int, *, actor: object) -> str:
     confirmations = adapter.confirmations(mined.block_number) if mined is not None else 0
     with transaction.atomic():
         host_payment = lock_host_payment(host_payment_id)
-        if mined is not None and mined.succeeded and confirmations >= get_runtime_settings().confirmations_required:
+        if mined is not None and mined.succeeded and confirmations >= adapter.confirmations_required:
             found = f"{mined.tx_hash} mined in block {mined.block_number} with {confirmations} confirmations"
             transition(
                 HOST_PAYMENT_MACHINE,

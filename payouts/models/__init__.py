@@ -1,4 +1,3 @@
-from .evm import EvmSender, EvmTransfer
 from .exchange_batch import ExchangeFundedBatch
 from .host_payment import (
     HOST_PAYMENT_MACHINE,
@@ -14,8 +13,6 @@ __all__ = [
     "HOST_PAYMENT_MACHINE",
     "IN_FLIGHT",
     "PAYOUT_MACHINE",
-    "EvmSender",
-    "EvmTransfer",
     "ExchangeFundedBatch",
     "HostPayment",
     "HostPaymentCandidate",

@@ -18,7 +18,7 @@ class HostPaymentStatus(models.TextChoices):
 
 class HostPaymentWait(models.TextChoices):
     BALANCE = "balance", "hot-wallet balance"
-    FEE_CAP = "fee_cap", "network fees under ETH_MAX_FEE_GWEI"
+    FEE_CAP = "fee_cap", "network fees under the chain's fee cap"
     SIGNING_KEY = "signing_key", "the key of its sending address"
 
 
@@ -39,7 +39,7 @@ class HostPayment(models.Model):
     batch points at it; `owner_kind` says which kind of batch (a registered flow) that is."""
 
     owner_kind = models.CharField(max_length=20, help_text='The kind of batch it funds: "conversion", "payout".')
-    chain = models.CharField(max_length=20, help_text="The chain it is sent on (a PGP_CHAIN_ADAPTERS key).")
+    chain = models.CharField(max_length=20, help_text="The chain it is sent on (a PGP_CHAINS key).")
     asset = models.CharField(max_length=20, help_text="The asset sent, by its code on that chain.")
     status = models.CharField(max_length=12, choices=HostPaymentStatus.choices, default=HostPaymentStatus.CREATED)
     amount = eth_field(help_text="In the asset's own unit.")

@@ -25,7 +25,6 @@ class RuntimeSettingsAdmin(TwoPersonAdminMixin, admin.ModelAdmin):
         "__str__",
         "threshold_shown",
         "default_fee_percent",
-        "confirmations_required",
         "approval_limit_shown",
         "updated_at",
     )

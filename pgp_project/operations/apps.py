@@ -30,7 +30,6 @@ class OperationsConfig(AppConfig):
                 name: "operations.change_runtime_limits"
                 for name in (
                     "payout_approval_limit_usdt",
-                    "confirmations_required",
                     "default_fee_percent",
                     "micro_batch_threshold_usd",
                 )

@@ -25,9 +25,6 @@ class RuntimeSettings(models.Model):
         default=Decimal("3.00"),
         help_text="Platform fee snapshotted on each accumulation row at intake (clients may override).",
     )
-    confirmations_required = models.PositiveSmallIntegerField(
-        default=3, help_text="Block confirmations before a host payment counts as confirmed."
-    )
     payout_approval_limit_usdt = models.DecimalField(
         max_digits=18,
         decimal_places=6,
@@ -52,7 +49,6 @@ class RuntimeSettings(models.Model):
                 condition=Q(default_fee_percent__gte=0, default_fee_percent__lt=100),
                 name="runtime_fee_percent_range",
             ),
-            models.CheckConstraint(condition=Q(confirmations_required__gte=1), name="runtime_confirmations_positive"),
             models.CheckConstraint(
                 condition=Q(payout_approval_limit_usdt__gte=0), name="runtime_approval_limit_nonneg"
             ),

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "payments",
     "batching",
     "payouts",
+    "evm_chain",
     "console",
 ]
 
@@ -215,14 +216,36 @@ CHANGENOW_API_KEY = env.str("CHANGENOW_API_KEY", default="")
 CHANGENOW_API_KEY_FILE = env.str("CHANGENOW_API_KEY_FILE", default="")
 # Sent as contactEmail with each exchange we create: where ChangeNOW's support writes about it.
 CHANGENOW_CONTACT_EMAIL = env.str("CHANGENOW_CONTACT_EMAIL", default="")
-ETH_RPC_URL = env.str("ETH_RPC_URL", default="http://127.0.0.1:8545")
-ETH_CHAIN_ID = env.int("ETH_CHAIN_ID", default=31337)
-HOT_WALLET_PRIVATE_KEY = env.str("HOT_WALLET_PRIVATE_KEY", default="")
-# Keys rotated away, kept only to sign for the payments still in flight from their addresses.
-HOT_WALLET_PREVIOUS_PRIVATE_KEYS = env.list("HOT_WALLET_PREVIOUS_PRIVATE_KEYS", default=[])
-USDT_CONTRACT_ADDRESS = env.str("USDT_CONTRACT_ADDRESS", default="")
-# Never pay more than this per gas (maxFeePerGas); above it, host payments wait.
-ETH_MAX_FEE_GWEI = env.int("ETH_MAX_FEE_GWEI", default=200)
+
+# The chains the hot wallet holds funds on, by name: each entry names its adapter class and that
+# chain's configuration. Secrets are never values here: a key ending in `_env` names the
+# environment variable that holds the value (read at each use, so a rotated key or node URL
+# needs no restart; a URL can carry an API key), and `<NAME>_FILE` may point at a mounted file
+# instead. JSON in the environment (PGP_CHAINS) replaces the whole map; the default is one
+# chain, "eth", configured from the variables that have always configured it.
+PGP_CHAINS = env.json(
+    "PGP_CHAINS",
+    default={
+        "eth": {
+            "adapter": "evm_chain.adapter.EvmChain",
+            "rpc_url_env": "ETH_RPC_URL",
+            "rpc_url_default": "http://127.0.0.1:8545",
+            "chain_id": env.int("ETH_CHAIN_ID", default=31337),
+            "native_asset": "eth",
+            # Blocks on top of a payment's before it counts as confirmed.
+            "confirmations": env.int("ETH_CONFIRMATIONS", default=3),
+            # The fee cap (maxFeePerGas): above it, payments wait rather than overpay.
+            "max_fee_gwei": env.int("ETH_MAX_FEE_GWEI", default=200),
+            "keyring": {
+                "current_env": "HOT_WALLET_PRIVATE_KEY",
+                # Keys rotated away, kept only to sign for payments still in flight from them.
+                "previous_env": "HOT_WALLET_PREVIOUS_PRIVATE_KEYS",
+            },
+            # The token contracts the hot wallet sends, by asset symbol.
+            "tokens": {"usdt": {"contract_env": "USDT_CONTRACT_ADDRESS"}},
+        }
+    },
+)
 
 # Exchange providers by name (a batch stores the name it uses), and the one exchanges go through.
 PGP_EXCHANGE_PROVIDERS = {
@@ -230,8 +253,6 @@ PGP_EXCHANGE_PROVIDERS = {
     "direct": "integrations.exchange.direct.DirectTransfer",
 }
 PGP_EXCHANGE_PROVIDER = env.str("PGP_EXCHANGE_PROVIDER", default="changenow")
-# Chain adapters for host payments, by chain (ChangeNOW's network code).
-PGP_CHAIN_ADAPTERS = {"eth": "payouts.host_payments.evm.EvmChain"}
 
 # --- Flow pacing and deadlines (seconds) ---------------------------------------------------
 # How often an in-flight batch or host payment is looked at again while it waits on the chain
@@ -239,7 +260,7 @@ PGP_CHAIN_ADAPTERS = {"eth": "payouts.host_payments.evm.EvmChain"}
 PGP_CHAIN_POLL_SECONDS = env.float("PGP_CHAIN_POLL_SECONDS", default=15.0)
 PGP_EXCHANGE_POLL_SECONDS = env.float("PGP_EXCHANGE_POLL_SECONDS", default=30.0)
 PGP_RETRY_MAX_COUNTDOWN_SECONDS = env.float("PGP_RETRY_MAX_COUNTDOWN_SECONDS", default=300.0)
-# A broadcast host payment not mined after this long is replaced (same nonce, higher fees).
+# A broadcast host payment not mined after this long is replaced (same sending slot, higher fees).
 PGP_REPLACE_STUCK_AFTER_SECONDS = env.float("PGP_REPLACE_STUCK_AFTER_SECONDS", default=600.0)
 # A host payment the hot wallet cannot cover yet is looked at again after this long.
 PGP_BALANCE_RETRY_SECONDS = env.float("PGP_BALANCE_RETRY_SECONDS", default=60.0)
@@ -331,7 +352,7 @@ check_redelivery_window(
 PGP_CONVERSION_CHECK_SECONDS = env.int("PGP_CONVERSION_CHECK_SECONDS", default=15 * 60)
 PGP_CLIENT_PAYOUT_CHECK_SECONDS = env.int("PGP_CLIENT_PAYOUT_CHECK_SECONDS", default=5 * 60)
 PGP_RECOVERY_SWEEP_SECONDS = env.int("PGP_RECOVERY_SWEEP_SECONDS", default=60)
-# The overview's hot-wallet balances and gas price: read by a periodic job this often (never by a
+# The overview's hot-wallet balances and fee rates: read by a periodic job this often (never by a
 # page), with this timeout per node call; older than the last setting, the page says they are stale.
 PGP_HOT_WALLET_REFRESH_SECONDS = env.int("PGP_HOT_WALLET_REFRESH_SECONDS", default=60)
 PGP_CONSOLE_NODE_TIMEOUT_SECONDS = env.float("PGP_CONSOLE_NODE_TIMEOUT_SECONDS", default=5.0)

@@ -42,17 +42,23 @@ class Command(BaseCommand):
             raise CommandError("--to is before --from")
         run = reconcile(start=start, end=end, triggered_by="command")
         summary = run.summary
-        chain = summary["chain"]
         self.stdout.write(
-            f"reconciliation #{run.pk} {start.isoformat()} - {end.isoformat()}: blocks "
-            f"{chain.get('from_block')}-{chain.get('to_block')}, {chain.get('transactions')} hot-wallet transactions, "
+            f"reconciliation #{run.pk} {start.isoformat()} - {end.isoformat()}: "
             f"{summary['exchange']['checked']} exchanges, {summary['internal']['conversions']} conversions and "
             f"{summary['internal']['payouts']} payouts summed"
         )
-        for name, row in chain.get("totals", {}).items():
-            self.stdout.write(f"  {name}: chain {row['chain']} {row['unit']}, recorded {row['recorded']} {row['unit']}")
+        for name, chain in summary["chains"].items():
+            self.stdout.write(
+                f"  {name}: blocks {chain.get('from_block')}-{chain.get('to_block')}, "
+                f"{chain.get('transactions')} hot-wallet transactions"
+            )
+            for total, row in chain.get("totals", {}).items():
+                self.stdout.write(
+                    f"    {total}: chain {row['chain']} {row['unit']}, recorded {row['recorded']} {row['unit']}"
+                )
         for item in summary["discrepancies"]:
             where = f"{item['object_kind']} #{item['object_id']}" if item["object_kind"] else ""
+            where += f" on {item['chain']}" if item.get("chain") else ""
             self.stdout.write(
                 f"  DISCREPANCY [{item['check']}] {item['what']} {where} {item['tx_hash']} "
                 f"expected: {item['expected']} found: {item['found']}"

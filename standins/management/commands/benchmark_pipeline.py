@@ -157,12 +157,12 @@ class Command(BaseCommand):
             "CHANGENOW_API_KEY": API_KEY,
             "PGP_CHAIN_POLL_SECONDS": POLL_SECONDS,
             "PGP_EXCHANGE_POLL_SECONDS": POLL_SECONDS,
+            "ETH_CONFIRMATIONS": "1",
         }
 
     def _prepare(self) -> None:
         runtime = get_runtime_settings()
         runtime.micro_batch_threshold_usd = Decimal("1.00")
-        runtime.confirmations_required = 1
         runtime.save()
         Client.objects.create(
             external_id=CLIENT_ID,

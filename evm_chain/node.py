@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from eth_account import Account
@@ -95,15 +94,13 @@ class Receipt:
 
 
 class EvmNode:
-    def __init__(self, rpc_url: str | None = None, *, chain_id: int | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, rpc_url: str, *, chain_id: int, timeout: float = 10.0) -> None:
         # No retries hidden inside web3: a failed call fails fast, and the task's own bounded
         # retry (with backoff, recorded on the payment) decides what happens next.
         self.w3 = Web3(
-            Web3.HTTPProvider(
-                rpc_url or settings.ETH_RPC_URL, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-            )
+            Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
         )
-        self.chain_id = chain_id if chain_id is not None else settings.ETH_CHAIN_ID
+        self.chain_id = chain_id
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -356,4 +353,4 @@ class EvmNode:
             return call()
         except OSError as exc:  # requests' ConnectionError and Timeout derive from OSError
             # `from None`: the transport error's text holds the RPC URL, which may carry a key.
-            raise ChainError(f"Ethereum node unreachable: {type(exc).__name__}") from None
+            raise ChainError(f"EVM node unreachable: {type(exc).__name__}") from None
