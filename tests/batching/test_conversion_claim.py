@@ -20,9 +20,9 @@ from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import CHANGENOW_TEST_API_KEY
-from .factories import AccumulationFactory
-from .flows import inject, reset_sandbox
+from ..conftest import CHANGENOW_TEST_API_KEY
+from ..factories import AccumulationFactory
+from ..flows import inject, reset_sandbox
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,8 @@ from pgp_project.operations.recovery import run_recovery_sweep
 from standins.localchain import LocalChain
 from standins.rpc_proxy import RpcProxy
 
-from .conftest import WorkerProcess, ipn_body, post_ipn, wait_until
-from .flows import host_payment_of_conversion
+from ..conftest import WorkerProcess, ipn_body, post_ipn, wait_until
+from ..flows import host_payment_of_conversion
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

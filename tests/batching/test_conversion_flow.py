@@ -30,7 +30,7 @@ from standins.erc20 import ERC20_ABI
 from standins.localchain import LocalChain
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
+from ..conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), *on_both_brokers()]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)

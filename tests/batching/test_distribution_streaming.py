@@ -15,7 +15,7 @@ from payments.selectors import distribution_weights
 from payouts.exchange_batches.states import BatchStatus
 from pgp_project.money import ETH_PLACES, USDT_PLACES, USDT_QUANTUM, from_base_units, percent_of, to_base_units
 
-from .factories import BatchConversionFactory, HostPaymentFactory
+from ..factories import BatchConversionFactory, HostPaymentFactory
 
 pytestmark = pytest.mark.django_db
 

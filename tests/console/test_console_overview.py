@@ -24,8 +24,8 @@ from pgp_project.money_display import format_amount
 from pgp_project.operations.state_machine import transition
 from standins.localchain import LocalChain, free_port
 
-from .conftest import ipn_body, post_ipn
-from .factories import (
+from ..conftest import ipn_body, post_ipn
+from ..factories import (
     AccumulationFactory,
     BatchConversionFactory,
     HostPaymentFactory,

@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from payments.models import PayoutStrategy
 from payouts.exchange_batches.states import BatchStatus
 
-from .conftest import ipn_body, post_ipn
-from .factories import ClientFactory, PayoutBatchFactory, StaffUserFactory
+from ..conftest import ipn_body, post_ipn
+from ..factories import ClientFactory, PayoutBatchFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 TOKEN = "metrics-token-for-the-tests-0123456789"

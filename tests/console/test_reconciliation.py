@@ -32,9 +32,9 @@ from payouts.models import HostPayment, HostPaymentStatus
 from standins.localchain import LocalChain, eip1559_fees, sign_and_send, wait_for_success
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import ipn_body, post_ipn
-from .factories import ClientFactory, HostPaymentFactory, PayoutBatchFactory, StaffUserFactory
-from .flows import wait_final_conversion, wait_final_payout
+from ..conftest import ipn_body, post_ipn
+from ..factories import ClientFactory, HostPaymentFactory, PayoutBatchFactory, StaffUserFactory
+from ..flows import wait_final_conversion, wait_final_payout
 
 ETH_WALLET = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"  # anvil account 3
 STRANGER = "0x000000000000000000000000000000000000dEaD"

@@ -27,8 +27,8 @@ from integrations.exchange.port import (
 from pgp_project.operations.transient import TransientError
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import CHANGENOW_TEST_API_KEY
-from .flows import inject, reset_sandbox, sandbox_exchanges
+from ..conftest import CHANGENOW_TEST_API_KEY
+from ..flows import inject, reset_sandbox, sandbox_exchanges
 
 pytestmark = pytest.mark.slow
 

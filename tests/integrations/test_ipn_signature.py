@@ -31,7 +31,7 @@ from integrations.nowpayments_signature import (
 )
 from standins.ipn_fuzz import dumps_as_javascript
 
-VECTORS_DIR = Path(__file__).parent / "signature_vectors"
+VECTORS_DIR = Path(__file__).parent.parent / "signature_vectors"
 VECTORS = json.loads((VECTORS_DIR / "vectors.json").read_text())
 SECRET = VECTORS["secret"]
 # The form each committed file holds, as its own language wrote it.
@@ -291,7 +291,7 @@ def test_a_notification_signed_by_each_language_is_recorded(form: str, threshold
 
     from payments.models import Payment, PaymentEvent
 
-    from .conftest import IPN_URL
+    from ..conftest import IPN_URL
 
     vectors = json.loads((VECTORS_DIR / VECTOR_FILES[form]).read_text())
     vector = vectors["vectors"][-1]

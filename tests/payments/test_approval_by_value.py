@@ -19,8 +19,8 @@ from pgp_project.operations.models import AuditEvent
 from pgp_project.operations.selectors import get_runtime_settings
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import ipn_body, post_ipn, wait_until
-from .factories import ClientFactory
+from ..conftest import ipn_body, post_ipn, wait_until
+from ..factories import ClientFactory
 
 
 def set_eth_price(usd: str, *, age_seconds: int = 0) -> None:

@@ -21,8 +21,8 @@ from pgp_project.operations.pending_changes import request_change
 from standins.demo import DEMO_CLIENTS
 from standins.management.commands.benchmark_pipeline import CLIENT_ID as PIPELINE_CLIENT_ID
 
-from .conftest import PROJECT_ROOT
-from .factories import ClientFactory, StaffUserFactory
+from ..conftest import PROJECT_ROOT
+from ..factories import ClientFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 

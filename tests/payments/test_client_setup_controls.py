@@ -26,9 +26,9 @@ from payouts.models import PayoutBatch
 from pgp_project.operations.models import AuditEvent, PendingChange, PendingChangeStatus
 from pgp_project.operations.pending_changes import confirm_change, request_change
 
-from .conftest import WALLET, ipn_body, post_ipn
-from .factories import ClientFactory
-from .people import logged_in, permission, staff
+from ..conftest import WALLET, ipn_body, post_ipn
+from ..factories import ClientFactory
+from ..people import logged_in, permission, staff
 from .test_money_controls import (
     ATTACKER_WALLET,
     NEW_WALLET,

@@ -30,9 +30,9 @@ from payments.retention import prune_rejected_ipn_events
 from payouts.models import PayoutBatch
 from standins.ipn_fuzz import dumps_as_javascript, fuzz_cases, javascript_signature
 
-from .conftest import IPN_URL, PROJECT_ROOT, ipn_body, post_ipn, wait_until, worker_environment
-from .factories import StaffUserFactory
-from .test_settings_and_demo import free_port
+from ..conftest import IPN_URL, PROJECT_ROOT, ipn_body, post_ipn, wait_until, worker_environment
+from ..factories import StaffUserFactory
+from ..pgp_project.test_settings_and_demo import free_port
 
 pytestmark = pytest.mark.django_db
 

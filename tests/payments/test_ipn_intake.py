@@ -24,7 +24,7 @@ from payments.models import (
 )
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .conftest import IPN_URL, ipn_body, post_ipn, run_at_the_same_moment
+from ..conftest import IPN_URL, ipn_body, post_ipn, run_at_the_same_moment
 
 pytestmark = pytest.mark.django_db
 

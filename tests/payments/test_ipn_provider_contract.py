@@ -50,7 +50,7 @@ from payments.models import (
 from payments.routing import reroute_held_payment
 from pgp_project.settings.ipn_budget import check_ipn_answer_budget
 
-from .conftest import post_ipn, worker_environment
+from ..conftest import post_ipn, worker_environment
 
 ORDER = "PGP-7|-1001234567890"  # threshold_client's
 

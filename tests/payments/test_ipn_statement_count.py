@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from payments.models import Client, IpnOutcome, Payment, PaymentEvent, PayoutAccumulation
 
-from .conftest import ipn_body, post_ipn
+from ..conftest import ipn_body, post_ipn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK"}

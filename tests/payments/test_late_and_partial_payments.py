@@ -16,8 +16,8 @@ from payouts.models import PayoutBatch
 from pgp_project.operations.models import AuditEvent
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .conftest import ipn_body, post_ipn
-from .factories import ClientFactory, StaffUserFactory
+from ..conftest import ipn_body, post_ipn
+from ..factories import ClientFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -35,9 +35,9 @@ from pgp_project.operations.pending_changes import confirm_change, request_chang
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action
 
-from .conftest import WALLET, ipn_body, post_ipn
-from .factories import BatchConversionFactory, ClientFactory, PayoutBatchFactory
-from .people import logged_in, staff
+from ..conftest import WALLET, ipn_body, post_ipn
+from ..factories import BatchConversionFactory, ClientFactory, PayoutBatchFactory
+from ..people import logged_in, staff
 
 pytestmark = pytest.mark.django_db
 

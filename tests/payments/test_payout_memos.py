@@ -10,8 +10,8 @@ from integrations.addresses import extra_id_problem
 from payments.models import Client
 from pgp_project.operations.models import PendingChange
 
-from .factories import ClientFactory
-from .people import logged_in, staff
+from ..factories import ClientFactory
+from ..people import logged_in, staff
 from .test_money_controls import client_form
 
 pytestmark = pytest.mark.django_db

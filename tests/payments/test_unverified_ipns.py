@@ -21,7 +21,7 @@ from integrations.nowpayments_signature import sign
 from payments.models import Client, IpnOutcome, Payment, PaymentEvent, UnverifiedIpnBody
 from payments.tasks import prune_rejected_ipn_events
 
-from .conftest import IPN_URL, ipn_body
+from ..conftest import IPN_URL, ipn_body
 
 WRONG = "ab" * 64  # the shape of a hex HMAC-SHA512, not ours
 

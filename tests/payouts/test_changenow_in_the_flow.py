@@ -25,9 +25,9 @@ from standins.erc20 import ERC20_ABI
 from standins.localchain import LocalChain
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import CHANGENOW_TEST_API_KEY, wait_until
-from .factories import ClientFactory
-from .flows import alert_lines, inject, post_eth_payment, reset_sandbox, wait_final_conversion
+from ..conftest import CHANGENOW_TEST_API_KEY, wait_until
+from ..factories import ClientFactory
+from ..flows import alert_lines, inject, post_eth_payment, reset_sandbox, wait_final_conversion
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -15,9 +15,9 @@ from payouts.client_payouts import check_client_payouts
 from payouts.models import PayoutBatch
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import CHANGENOW_TEST_API_KEY, ipn_body, post_ipn
-from .factories import ClientFactory
-from .flows import inject, reset_sandbox
+from ..conftest import CHANGENOW_TEST_API_KEY, ipn_body, post_ipn
+from ..factories import ClientFactory
+from ..flows import inject, reset_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

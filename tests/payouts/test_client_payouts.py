@@ -30,8 +30,8 @@ from standins.localchain import ANVIL_DEV_PRIVATE_KEYS, LocalChain, sign_and_sen
 from standins.models import FixedPriceExchangeRecord
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
-from .factories import ClientFactory, StaffUserFactory
+from ..conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
+from ..factories import ClientFactory, StaffUserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), *on_both_brokers()]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)

@@ -17,9 +17,9 @@ from payouts.models import HostPaymentWait, PayoutBatch
 from pgp_project.operations.recovery import run_recovery_sweep
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import wait_until
-from .factories import PaymentFactory, PayoutBatchFactory, StaffUserFactory
-from .flows import alert_lines, host_payment_of_conversion, inject, post_eth_payment, reset_sandbox
+from ..conftest import wait_until
+from ..factories import PaymentFactory, PayoutBatchFactory, StaffUserFactory
+from ..flows import alert_lines, host_payment_of_conversion, inject, post_eth_payment, reset_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -25,8 +25,8 @@ from payouts.models import HostPayment, HostPaymentCandidate, HostPaymentStatus
 from pgp_project.operations.models import AuditEvent
 from standins.localchain import LocalChain, eip1559_fees, sign_and_send, wait_for_success
 
-from .conftest import ipn_body, post_ipn, wait_until
-from .factories import StaffUserFactory
+from ..conftest import ipn_body, post_ipn, wait_until
+from ..factories import StaffUserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

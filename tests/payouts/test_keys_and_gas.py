@@ -23,9 +23,9 @@ from standins.localchain import (
 )
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import wait_until
-from .factories import ClientFactory
-from .flows import (
+from ..conftest import wait_until
+from ..factories import ClientFactory
+from ..flows import (
     alert_lines,
     host_payment_of_conversion,
     post_eth_payment,

@@ -32,9 +32,9 @@ from pgp_project.operations.selectors import get_runtime_settings
 from standins.localchain import LocalChain, free_port
 from standins.sandbox_changenow import SandboxChangeNow
 
-from .conftest import PROJECT_ROOT, WorkerProcess, ipn_body, post_ipn, wait_until, worker_environment
-from .factories import ClientFactory, StaffUserFactory
-from .flows import (
+from ..conftest import PROJECT_ROOT, WorkerProcess, ipn_body, post_ipn, wait_until, worker_environment
+from ..factories import ClientFactory, StaffUserFactory
+from ..flows import (
     alert_lines,
     inject,
     post_eth_payment,

@@ -36,7 +36,7 @@ from pgp_project.operations.access_control import (
 from pgp_project.operations.models import AuditEvent, PendingChange, PendingChangeStatus
 from pgp_project.operations.pending_changes import confirm_change
 
-from .people import logged_in, permission, staff
+from ..people import logged_in, permission, staff
 from .test_admin_login import current_token, log_in
 
 pytestmark = pytest.mark.django_db

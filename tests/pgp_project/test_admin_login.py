@@ -18,7 +18,7 @@ from payouts.models.payout_batch import PayoutBatch
 from pgp_project.admin_site import NO_DEVICE_MESSAGE
 from pgp_project.client_ip import client_ip_address
 
-from .factories import StaffUserFactory
+from ..factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 LOGIN = "/admin/login/?next=/admin/"

@@ -28,9 +28,9 @@ from payouts.models import EvmTransfer, HostPayment, PayoutBatch
 from pgp_project.operations.models import RuntimeSettings
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .conftest import ipn_body, post_ipn
-from .factories import BatchConversionFactory, ClientFactory, HostPaymentFactory, PayoutBatchFactory
-from .people import logged_in, staff
+from ..conftest import ipn_body, post_ipn
+from ..factories import BatchConversionFactory, ClientFactory, HostPaymentFactory, PayoutBatchFactory
+from ..people import logged_in, staff
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from kombu import Connection, Exchange, Queue
 from pgp_project.settings.brokers import broker_kind, check_redelivery_window, transport_options
 from standins.queues import remove_queue
 
-from .conftest import BROKERS, reachable
+from ..conftest import BROKERS, reachable
 
 LIMITS = {"longest_countdown": 300.0, "soft_time_limit": 120, "hard_time_limit": 180}
 

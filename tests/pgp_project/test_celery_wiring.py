@@ -10,7 +10,7 @@ from pgp_project.operations.beat_schedule import default_jobs, ensure_default_sc
 from pgp_project.operations.models import JobHeartbeat
 from pgp_project.operations.tasks import RECOVERY_SWEEP_TASK
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 
 @pytest.mark.slow

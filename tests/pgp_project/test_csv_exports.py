@@ -24,8 +24,8 @@ from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch, PayoutKind
 from pgp_project.csv_export import safe_cell
 
-from .conftest import PROJECT_ROOT
-from .factories import AccumulationFactory, ClientFactory, HostPaymentFactory, PaymentFactory, PayoutBatchFactory
+from ..conftest import PROJECT_ROOT
+from ..factories import AccumulationFactory, ClientFactory, HostPaymentFactory, PaymentFactory, PayoutBatchFactory
 
 # Written out here, not taken from the module, so that narrowing the module's set fails a test:
 # OWASP's = + - @ tab and carriage return, a line feed, and the full-width = + - @.

@@ -1,7 +1,7 @@
 """pgp_project/gunicorn_worker.py subclasses gunicorn's threaded worker and reuses its internals
 (gunicorn has no supported hook for "listen only while a thread is free" or for shedding load
 before Django). We keep it, pinned to gunicorn 23.0.0, rather than give up the slow-client and
-load-shedding behaviour its tests prove (tests/test_load_shedding.py). This canary fails loudly,
+load-shedding behaviour its tests prove (tests/pgp_project/test_load_shedding.py). This canary fails loudly,
 naming what moved, the moment an upgrade changes a method or attribute the worker relies on;
 the behaviour tests then say whether it still holds."""
 
@@ -13,7 +13,7 @@ import gunicorn
 from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 # What the worker calls or overrides on ThreadWorker (and gunicorn's base Worker) ...
 WORKER_METHODS = (
@@ -37,7 +37,7 @@ def test_gunicorn_is_the_version_the_worker_was_written_for() -> None:
     assert pinned is not None
     assert gunicorn.__version__ == pinned.group(1) == "23.0.0", (
         "pgp_project/gunicorn_worker.py reuses gunicorn 23.0.0's ThreadWorker internals: check them against the "
-        "new version (this file lists them), run tests/test_load_shedding.py, then update the pin here"
+        "new version (this file lists them), run tests/pgp_project/test_load_shedding.py, then update the pin here"
     )
 
 

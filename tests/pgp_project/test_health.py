@@ -15,7 +15,7 @@ from django.utils import timezone
 from pgp_project.operations.models import JobHeartbeat
 from pgp_project.operations.services import job_heartbeat
 
-from .factories import StaffUserFactory
+from ..factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 HEALTH_TOKEN = "health-token-for-the-tests-0123456789"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

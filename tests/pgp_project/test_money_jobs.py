@@ -23,7 +23,7 @@ from pgp_project.operations.models import AuditEvent, PendingChange
 from pgp_project.operations.money_jobs import MONEY_JOB_SUBJECT, is_money_job
 from pgp_project.operations.pending_changes import SelfConfirmationRefused, confirm_change, request_change
 
-from .people import logged_in, staff
+from ..people import logged_in, staff
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "pgp_project.settings.production",

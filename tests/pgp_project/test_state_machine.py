@@ -12,8 +12,8 @@ from payouts.models import HOST_PAYMENT_MACHINE, HostPaymentStatus
 from pgp_project.operations.models import AuditEvent
 from pgp_project.operations.state_machine import IllegalTransition, transition
 
-from .conftest import run_at_the_same_moment
-from .factories import BatchConversionFactory, StaffUserFactory
+from ..conftest import run_at_the_same_moment
+from ..factories import BatchConversionFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from integrations.nowpayments_signature import matching_form, sign
 from payments.models import Client, Payment, PaymentEvent
 from standins.payment_simulator import STATUS_SEQUENCE, encode_ipn, new_payment, simulated_ipn
 
-from .conftest import IPN_URL
+from ..conftest import IPN_URL
 
 
 def deliver(raw: bytes) -> int:

@@ -16,8 +16,8 @@ from pgp_project.operations.models import JobHeartbeat, PendingChange
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
 
-from .conftest import ipn_body, post_ipn
-from .factories import (
+from ..conftest import ipn_body, post_ipn
+from ..factories import (
     BatchConversionFactory,
     ClientFactory,
     HostPaymentFactory,

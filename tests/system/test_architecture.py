@@ -18,7 +18,7 @@ import grimp
 import pytest
 from django.db.migrations.loader import MigrationLoader
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 LAYERS = ("standins", "console", "batching", "payouts", "payments", "integrations", "pgp_project")
 COMPOSITION_ROOT = "pgp_project.urls"

@@ -18,9 +18,9 @@ from payouts.models import PayoutBatch
 from pgp_project.operations.models import RuntimeSettings
 from pgp_project.operations.selectors import get_runtime_settings
 
-from .browser import Page, browser  # noqa: F401 - the fixture
-from .conftest import ipn_body, post_ipn
-from .factories import ClientFactory, StaffUserFactory
+from ..browser import Page, browser  # noqa: F401 - the fixture
+from ..conftest import ipn_body, post_ipn
+from ..factories import ClientFactory, StaffUserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ from payments.models import AccumulationStatus, Client, SourceAsset
 from payouts.models import EvmTransfer, PayoutBatch
 from pgp_project.operations.models import RuntimeSettings
 
-from .factories import (
+from ..factories import (
     AccumulationFactory,
     BatchConversionFactory,
     HostPaymentFactory,

@@ -20,8 +20,8 @@ import pytest
 from django.conf import settings
 from psycopg2 import sql
 
-from .conftest import PROJECT_ROOT
-from .test_settings_and_demo import PRODUCTION_ENV, free_port, run_manage
+from ..conftest import PROJECT_ROOT
+from ..pgp_project.test_settings_and_demo import PRODUCTION_ENV, free_port, run_manage
 
 pytestmark = pytest.mark.slow
 HOST = PRODUCTION_ENV["DJANGO_ALLOWED_HOSTS"]

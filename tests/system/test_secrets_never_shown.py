@@ -35,8 +35,8 @@ from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
 from pgp_project.operations.state_machine import record_created
 
-from .conftest import ipn_body, post_ipn
-from .factories import BatchConversionFactory, HostPaymentFactory, PayoutBatchFactory
+from ..conftest import ipn_body, post_ipn
+from ..factories import BatchConversionFactory, HostPaymentFactory, PayoutBatchFactory
 
 pytestmark = pytest.mark.django_db
 
