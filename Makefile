@@ -22,8 +22,13 @@ install: $(VENV)/.installed node_modules/.installed
 demo: install
 	DJANGO_SETTINGS_MODULE=pgp_project.settings.local $(PY) manage.py run_demo
 
+# The unit tier first (no worker, chain, sandbox exchange, server or browser: its failures report
+# before any of those start), then the end-to-end tier; tests/conftest.py puts every test in exactly
+# one. Both always run, and either failing fails the target.
 test: lint browser
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m unit; unit=$$?; \
+	$(VENV)/bin/pytest -m "not unit"; end_to_end=$$?; \
+	test $$unit = 0 && test $$end_to_end = 0
 
 # The browser test drives Debian's Chromium with its ChromeDriver: installed with apt when missing
 # and this user can (root, as in CI); otherwise docs/development.md says how, and the browser test says what is missing.

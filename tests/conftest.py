@@ -1,4 +1,5 @@
-"""Shared fixtures: signed IPN posting, clients, and a real Celery worker process.
+"""Shared fixtures: signed IPN posting, clients, and a real Celery worker process; and the two
+tiers of the suite (unit, then end_to_end: see END_TO_END_FIXTURES).
 
 Nothing of ours is mocked: tests talk to the real PostgreSQL test database and Redis, and the
 worker is a real `celery worker` process consuming from a queue private to this test session.
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +37,97 @@ from .factories import ClientFactory
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IPN_URL = "/webhooks/nowpayments/"
 WALLET = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+# --- The two tiers ----------------------------------------------------------------------------
+# `make test` runs the unit tier (`pytest -m unit`: PostgreSQL and Redis only) and then the
+# end-to-end tier (`pytest -m "not unit"`). A test is end_to_end when it needs one of these
+# fixtures, itself or through another fixture, autouse or usefixtures (pytest's closure of its
+# fixtures), or is marked `slow` (it starts such a process in its own body); every other test is
+# unit. Each of these fixtures starts, or needs, a Celery worker, the anvil chain, the sandbox
+# exchange, a web server or a browser: a new fixture that does belongs here.
+END_TO_END_FIXTURES = frozenset(
+    {
+        # this file
+        "local_chain",
+        "sandbox",
+        "flow_environment",
+        "celery_broker",
+        "celery_worker_process",
+        "start_worker",
+        # tests/browser.py: Chromium with chromedriver
+        "browser",
+        # pytest-django: the live server thread
+        "live_server",
+        # fixtures of one module, each starting its own process
+        "chain",  # standins/test_local_chain_and_sandbox.py: anvil
+        "gunicorn",  # system/test_production_surface.py
+        "gunicorn_url",  # payments/test_ipn_hardening.py
+        "small_server",  # pgp_project/test_load_shedding.py: gunicorn
+        "web_with_the_broker_down",  # payouts/test_refusals_and_rechecks.py: runserver
+    }
+)
+# While a unit test runs (its fixtures included), starting one of these programs fails it: the
+# tripwire for a fixture missing above, or a process started in a test's body without `slow`.
+END_TO_END_PROGRAMS = frozenset({"anvil", "celery", "chromedriver", "gunicorn", "runserver"})
+_running_unit_test: str | None = None  # the node id, while a unit test is set up, run, torn down
+
+
+def is_end_to_end(item: pytest.Item) -> bool:
+    return bool(END_TO_END_FIXTURES.intersection(getattr(item, "fixturenames", ()))) or bool(
+        item.get_closest_marker("slow")
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Generator[None, None, None]:
+    """Each test gets its tier before `-m` selects by them; after pytest and pytest-django have
+    ordered the tests, the unit tier goes first (for a plain `pytest` too), their order kept."""
+    for item in items:
+        if item.get_closest_marker("unit") or item.get_closest_marker("end_to_end"):
+            raise pytest.UsageError(f"{item.nodeid}: the tier is not marked by hand (tests/conftest.py decides it)")
+        item.add_marker(pytest.mark.end_to_end if is_end_to_end(item) else pytest.mark.unit)
+    yield
+    items.sort(key=lambda item: item.get_closest_marker("unit") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    global _running_unit_test
+    _running_unit_test = item.nodeid if item.get_closest_marker("unit") else None
+    try:
+        return (yield)
+    finally:
+        _running_unit_test = None
+
+
+class UnitTierGuard:
+    """A unit test that reaches an end-to-end fixture anyway (request.getfixturevalue) fails. A
+    plugin of its own: this file's hooks are not called for session-scoped fixtures."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> None:
+        if _running_unit_test is not None and fixturedef.argname in END_TO_END_FIXTURES:
+            name = fixturedef.argname
+            pytest.fail(f"{_running_unit_test} is in the unit tier but asks for {name} (tests/conftest.py)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(UnitTierGuard(), "pgp-unit-tier-guard")
+
+
+def _refuse_end_to_end_programs(event: str, args: tuple[Any, ...]) -> None:
+    if event != "subprocess.Popen" or _running_unit_test is None:
+        return
+    argv = args[1] if isinstance(args[1], list | tuple) else [args[1]]
+    started = END_TO_END_PROGRAMS.intersection(Path(os.fsdecode(word)).name for word in argv)
+    if started:
+        raise RuntimeError(
+            f"{_running_unit_test} is in the unit tier but starts {', '.join(sorted(started))}: list its fixture "
+            "in END_TO_END_FIXTURES or mark the test slow (tests/conftest.py)"
+        )
+
+
+sys.addaudithook(_refuse_end_to_end_programs)  # Python's audit events see every subprocess started
 
 
 def ipn_body(**overrides: Any) -> dict[str, Any]:
