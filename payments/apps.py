@@ -8,14 +8,20 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
+        from integrations.exchange.alerts import EXCHANGE_ALERTS
+        from pgp_project.operations.alerts import register_alerts
         from pgp_project.operations.attention import register_attention_source
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
+        from .alerts import PAYMENTS_ALERTS
         from .attention import attention_sources
         from .money_controls import register_client_money_controls
         from .reference_prices import REFRESH_REFERENCE_PRICES_TASK
         from .retention import PRUNE_REJECTED_IPNS_TASK
 
+        register_alerts(*PAYMENTS_ALERTS)
+        # The exchange adapters are no app of their own; payments is the lowest app using them.
+        register_alerts(*EXCHANGE_ALERTS)
         for source in attention_sources():
             register_attention_source(source)
         register_client_money_controls()
