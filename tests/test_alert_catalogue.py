@@ -16,6 +16,7 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from console.alerts import RECONCILIATION_DISCREPANCY
 from payouts.alerts import EXCHANGE_PAYOUT_UNSEEN, EXCHANGE_VERIFYING, HOST_PAYMENT_FEE_CAP, HOT_WALLET_INSUFFICIENT
 from payouts.host_payments.machine import _wait
 from payouts.models import HostPaymentWait
@@ -162,6 +163,18 @@ def test_the_line_is_structured_and_names_its_subject(caplog: pytest.LogCaptureF
     assert extra["alert_severity"] == "error"
     assert (extra["alert_subject_type"], extra["alert_subject_id"]) == ("payouts.advance", "12")
     assert extra["alert_fields"] == {"task": "payouts.advance", "id": "12"}
+
+
+@pytest.mark.django_db
+def test_a_field_named_like_a_python_keyword_is_written_without_its_underscore(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="pgp.alerts"):
+        alert(RECONCILIATION_DISCREPANCY, Subject("reconciliation_run", 4), run=4, from_="2026-12-05", to="2026-12-06")
+    assert alert_lines(caplog, RECONCILIATION_DISCREPANCY.name) == [
+        "ALERT reconciliation_discrepancy run=4 from=2026-12-05 to=2026-12-06"
+    ]
+    assert caplog.records[0].levelno == logging.CRITICAL  # a critical alert
 
 
 @pytest.mark.django_db

@@ -91,8 +91,9 @@ def alert_catalogue() -> list[Alert]:
 
 
 def alert(definition: Alert, subject: Subject | None = None, /, *, exc_info: bool = False, **fields: object) -> bool:
-    """Write the alert line `ALERT <name> key=value ...` (fields in the order given) unless its
-    throttle says it was written about this subject recently. True if it was written.
+    """Write the alert line `ALERT <name> key=value ...` (fields in the order given; `from_`
+    writes `from`) unless its throttle says it was written about this subject recently. True if
+    it was written.
 
     Every alert is logged at ERROR or above (CRITICAL for critical ones), so one rule on the log
     level catches them all; `exc_info` adds the traceback being handled."""
@@ -136,6 +137,8 @@ def prune_alert_throttles() -> int:
 
 
 def _write_line(definition: Alert, subject: Subject | None, fields: dict[str, object], exc_info: bool) -> None:
+    # A trailing underscore lets a field be named like a Python keyword: from_=... is from=...
+    fields = {key.removesuffix("_"): value for key, value in fields.items()}
     template = " ".join(["ALERT " + definition.name, *(f"{key}=%s" for key in fields)])
     logger.log(
         _LEVELS[definition.severity],
