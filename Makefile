@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint install browser
+.PHONY: demo test lint install browser docs
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(VENV)/.installed node_modules/.installed
 
 demo: install
 	DJANGO_SETTINGS_MODULE=pgp_project.settings.local $(PY) manage.py run_demo
+
+# docs/alerts.md is generated from the alert catalogue the apps register (a test fails when it is stale).
+docs: install
+	DJANGO_SETTINGS_MODULE=pgp_project.settings.local $(PY) manage.py alert_docs
 
 # The unit tier first (no worker, chain, sandbox exchange, server or browser: its failures report
 # before any of those start), then the end-to-end tier; tests/conftest.py puts every test in exactly

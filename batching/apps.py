@@ -9,10 +9,13 @@ class BatchingConfig(AppConfig):
 
     def ready(self) -> None:
         from payouts.exchange_batches.registration import register
+        from pgp_project.operations.alerts import register_alerts
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
+        from .alerts import BATCHING_ALERTS
         from .conversion import CHECK_THRESHOLD_TASK, CONVERSION_FLOW
 
+        register_alerts(*BATCHING_ALERTS)
         register(CONVERSION_FLOW)
         register_default_job(
             DefaultJob(

@@ -23,12 +23,13 @@ from payouts.exchange_batches.flow import ExchangeFundedFlow, PayoutNotSeenYet
 from payouts.host_payments.ports import chain_adapter
 from pgp_project.money import USDT_QUANTUM
 from pgp_project.money_display import format_amount
-from pgp_project.operations.alerts import alert_job_condition
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.locks import try_advisory_xact_lock
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_created
 
+from .alerts import CONVERSION_WAITING
 from .distribution import distribute_conversion
 from .models import CONVERSION_MACHINE, BatchConversion
 
@@ -166,13 +167,13 @@ def _waiting(check: ThresholdCheck) -> ThresholdCheck:
     """Rows past the threshold that cannot be claimed (under the exchange's minimum, or its
     minimum unknown) wait with no deadline of their own: alerted, on a throttle."""
     if check.waiting_for:
-        alert_job_condition(
-            CHECK_THRESHOLD_TASK,
-            "conversion_waiting",
-            "pending=%s USD threshold=%s USD: %s",
-            check.pending_net_usd,
-            check.threshold_usd,
-            check.waiting_for,
+        # One subject, the threshold check: the pending rows wait as one, whatever they are.
+        alert(
+            CONVERSION_WAITING,
+            Subject("job", CHECK_THRESHOLD_TASK),
+            pending_usd=check.pending_net_usd,
+            threshold_usd=check.threshold_usd,
+            waiting_for=check.waiting_for,
         )
     return check
 

@@ -15,9 +15,11 @@ class ConsoleConfig(AppConfig):
         from django.contrib import admin
 
         from pgp_project.admin_site import PgpAdminSite
+        from pgp_project.operations.alerts import register_alerts
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
         from . import reconciliation_admin
+        from .alerts import CONSOLE_ALERTS
         from .tasks import RECONCILE_PREVIOUS_DAY_TASK, REFRESH_HOT_WALLET_TASK
         from .views import attention_queue, overview_context
 
@@ -27,6 +29,7 @@ class ConsoleConfig(AppConfig):
         site.set_index("console/index.html", overview_context)
         site.add_page("console/attention/", attention_queue, site.ATTENTION_QUEUE)
         reconciliation_admin.register()
+        register_alerts(*CONSOLE_ALERTS)
         register_default_job(
             DefaultJob(
                 name="Refresh hot-wallet balances",

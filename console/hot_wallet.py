@@ -12,10 +12,12 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from payouts.host_payments.ports import ChainAdapter, chain_adapter, configured_chains
+from payouts.host_payments.ports import ChainAdapter, chain_adapter, chain_config, configured_chains
 from pgp_project.money_display import chain_reference, format_amount, format_time
+from pgp_project.operations.alerts import Subject, alert, forget_alert
 from pgp_project.operations.transient import TransientError
 
+from .alerts import HOT_WALLET_LOW_BALANCE
 from .models import HotWalletSnapshot
 
 logger = logging.getLogger(__name__)
@@ -48,11 +50,29 @@ def refresh_hot_wallet_snapshot(adapter: ChainAdapter) -> HotWalletSnapshot:
             last_error="",
         )
         snapshot.refresh_from_db()
+        alert_low_balances(adapter.chain, reading.balances)
         return snapshot
     logger.warning("hot wallet balances on %s not refreshed: %s", adapter.chain, error)
     HotWalletSnapshot.objects.filter(pk=snapshot.pk).update(attempted_at=now, last_error=error[:2000])
     snapshot.refresh_from_db()
     return snapshot
+
+
+def low_balance_floors(chain: str) -> dict[str, Decimal]:
+    """The floors a chain's configuration sets per asset (`low_balance`: {"usdt": "500"}), exact."""
+    return {symbol: Decimal(str(floor)) for symbol, floor in chain_config(chain).get("low_balance", {}).items()}
+
+
+def alert_low_balances(chain: str, balances: dict[str, Decimal]) -> None:
+    """Alert each asset under its floor (once, then at most every PGP_ALERT_REPEAT_SECONDS); one
+    back over it is forgotten, so the next time it runs low is news again."""
+    for symbol, floor in low_balance_floors(chain).items():
+        subject = Subject("hot_wallet", f"{chain}:{symbol}")
+        held = balances.get(symbol)
+        if held is not None and held < floor:
+            alert(HOT_WALLET_LOW_BALANCE, subject, chain=chain, asset=symbol, balance=f"{held:f}", floor=f"{floor:f}")
+        else:
+            forget_alert(HOT_WALLET_LOW_BALANCE, subject)
 
 
 @dataclass(frozen=True)
@@ -64,7 +84,7 @@ class HotWalletView:
     known: bool
     address: str
     address_shown: str
-    balances: list[tuple[str, str, str]]  # (asset symbol, unit, amount shown)
+    balances: list[tuple[str, str, str, str]]  # (asset symbol, unit, amount shown, "" or the floor it is under)
     fee_rate: str
     as_of: str
     age: str  # "3 minutes"
@@ -104,13 +124,21 @@ def hot_wallet_view(adapter: ChainAdapter, snapshot: HotWalletSnapshot | None, n
             attempted_at=format_time(snapshot.attempted_at) if snapshot else "-",
         )
     age = (now - snapshot.fetched_at).total_seconds()
+    floors = low_balance_floors(chain)
     return HotWalletView(
         chain=chain,
         known=True,
         address=address,
         address_shown=shown,
         balances=[
-            (symbol, symbol.upper(), format_amount(Decimal(amount), symbol.upper()))
+            (
+                symbol,
+                symbol.upper(),
+                format_amount(Decimal(amount), symbol.upper()),
+                format_amount(floors[symbol], symbol.upper())
+                if symbol in floors and Decimal(amount) < floors[symbol]
+                else "",
+            )
             for symbol, amount in (snapshot.balances or {}).items()
         ],
         fee_rate=adapter.format_fee_rate(snapshot.fee_rate),

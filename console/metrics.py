@@ -2,11 +2,12 @@
 `Authorization: Bearer $PGP_METRICS_TOKEN`; anyone else gets 403).
 
 A custom collector reads the database at scrape time, so every web process answers the same and
-no multiprocess state is kept. Everything is a gauge read from what the database already
-records: IPNs are counted from their stored events (refused ones are pruned after
-PGP_REJECTED_IPN_RETENTION_DAYS, so that count may fall: not a Prometheus counter); retries and
-failures from the `attempts` and `last_error` every batch and host payment carries (each retry
-and each give-up increments `attempts`, see pgp_project.operations.scheduling).
+no multiprocess state is kept. `pgp_alerts_total` is a counter (a row per alert name, only ever
+incremented); everything else is a gauge read from what the database already records: IPNs are
+counted from their stored events (refused ones are pruned after PGP_REJECTED_IPN_RETENTION_DAYS,
+so that count may fall: not a Prometheus counter); retries and failures from the `attempts` and
+`last_error` every batch and host payment carries (each retry and each give-up increments
+`attempts`, see pgp_project.operations.scheduling).
 """
 
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from batching.models import BatchConversion
@@ -26,6 +27,7 @@ from payments.models import IpnOutcome, Payment, PaymentEvent, RoutingStatus
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.admin_site import operator_access_allowed
+from pgp_project.operations.alerts import alert_counts
 from pgp_project.operations.attention import needs_attention
 
 from .models import ReconciliationRun
@@ -110,6 +112,12 @@ class ConsoleCollector(Collector):
         for reason, count in sorted(breakdown.items()):
             reasons.add_metric([reason], count)
         yield reasons
+
+        # A true counter (kept per alert name, incremented with each line, never pruned).
+        alerts = CounterMetricFamily("pgp_alerts", "Alert lines written, by alert name", labels=["name"])
+        for name, count in alert_counts().items():
+            alerts.add_metric([name], count)
+        yield alerts
 
         last = ReconciliationRun.objects.first()
         if last is not None:

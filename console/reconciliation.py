@@ -46,9 +46,10 @@ from payouts.models import (
     PayoutKind,
 )
 from pgp_project.money import USDT_QUANTUM, from_base_units
-from pgp_project.operations.alerts import alert
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.transient import TransientError
 
+from .alerts import RECONCILIATION_DISCREPANCY
 from .models import ReconciliationRun, ReconciliationStatus
 
 logger = logging.getLogger(__name__)
@@ -124,16 +125,16 @@ def reconcile(*, start: datetime, end: datetime, triggered_by: str) -> Reconcili
         for item in report.discrepancies:
             by_check[item.check] += 1
         alert(
-            "reconciliation_discrepancy",
-            "run=%s from=%s to=%s count=%s chain=%s exchange=%s internal=%s first=%s",
-            run.pk,
-            start.isoformat(),
-            end.isoformat(),
-            count,
-            by_check["chain"],
-            by_check["exchange"],
-            by_check["internal"],
-            " | ".join(item.short() for item in report.discrepancies[:FIRST_ITEMS_IN_ALERT]),
+            RECONCILIATION_DISCREPANCY,
+            Subject("reconciliation_run", run.pk),
+            run=run.pk,
+            from_=start.isoformat(),
+            to=end.isoformat(),
+            count=count,
+            chain=by_check["chain"],
+            exchange=by_check["exchange"],
+            internal=by_check["internal"],
+            first=" | ".join(item.short() for item in report.discrepancies[:FIRST_ITEMS_IN_ALERT]),
         )
     else:
         logger.info("reconciliation #%s %s - %s: no discrepancy", run.pk, start.isoformat(), end.isoformat())

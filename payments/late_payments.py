@@ -17,10 +17,11 @@ from decimal import ROUND_DOWN
 from django.db import transaction
 
 from pgp_project.money import USD_QUANTUM
-from pgp_project.operations.alerts import alert
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.state_machine import record_action
 
+from .alerts import FINISHED_AFTER_PARTIAL_ACCEPTANCE, LATE_PAYMENT, PARTIAL_PAYMENT, PAYMENT_REFUNDED
 from .instant_payouts import instant_payouts
 from .models import AccumulationStatus, Client, Payment, PaymentStatus, PayoutAccumulation, RoutingStatus
 from .money_controls import RESOLVE_HELD_PAYMENT
@@ -53,11 +54,11 @@ def is_refund_after_finish(stored: str, new: str) -> bool:
 def route_late_payment(payment: Payment, was: str, *, read_client: Client | None = None) -> None:
     route_finished_payment(payment, read_client=read_client)
     alert(
-        "late_payment",
-        "provider_payment_id=%s finished after %s; routed: %s",
-        payment.provider_payment_id,
-        was,
-        payment.routing_status,
+        LATE_PAYMENT,
+        _subject(payment),
+        provider_payment_id=payment.provider_payment_id,
+        finished_after=was,
+        routed=payment.routing_status,
     )
 
 
@@ -78,12 +79,12 @@ def mark_partial_payment_held(payment: Payment) -> None:
 def announce_partial_payment(payment: Payment) -> None:
     log_hold(payment)
     alert(
-        "partial_payment",
-        "provider_payment_id=%s paid %s of %s %s",
-        payment.provider_payment_id,
-        payment.actually_paid,
-        payment.pay_amount,
-        payment.pay_currency,
+        PARTIAL_PAYMENT,
+        _subject(payment),
+        provider_payment_id=payment.provider_payment_id,
+        paid=payment.actually_paid,
+        of=payment.pay_amount,
+        currency=payment.pay_currency,
     )
 
 
@@ -94,7 +95,12 @@ def hold_topped_up_partial_payment(payment: Payment) -> str:
         f"finished after an operator accepted {payment.accepted_price_amount} USD of it as a partial payment; "
         f"the rest ({rest} USD) is not credited: credit it by hand if the payer completed the payment",
     )
-    alert("finished_after_partial_acceptance", "provider_payment_id=%s rest=%s USD", payment.provider_payment_id, rest)
+    alert(
+        FINISHED_AFTER_PARTIAL_ACCEPTANCE,
+        _subject(payment),
+        provider_payment_id=payment.provider_payment_id,
+        rest_usd=rest,
+    )
     return f"held for review: {payment.hold_reason}"
 
 
@@ -108,7 +114,7 @@ def handle_refund_of_routed_payment(payment: Payment) -> str:
         done = instant_payouts().refunded(payment)
     else:
         done = "it had not been routed"
-    alert("payment_refunded", "provider_payment_id=%s %s", payment.provider_payment_id, done)
+    alert(PAYMENT_REFUNDED, _subject(payment), provider_payment_id=payment.provider_payment_id, done=done)
     return done
 
 
@@ -175,3 +181,7 @@ def accept_partial_payment(payment_id: int, *, actor: object) -> Payment:
             reason=f"accepted {payment.accepted_price_amount} USD of {payment.price_amount} ({held_because})",
         )
     return payment
+
+
+def _subject(payment: Payment) -> Subject:
+    return Subject("payment", payment.pk)

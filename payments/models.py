@@ -431,7 +431,6 @@ class ReferencePrice(models.Model):
     usd_price = models.DecimalField(max_digits=24, decimal_places=8)
     source = models.CharField(max_length=40, help_text="The exchange provider that quoted it.")
     fetched_at = models.DateTimeField()
-    stale_alerted_at = models.DateTimeField(null=True, blank=True, help_text="When its staleness was last alerted.")
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(usd_price__gt=0), name="reference_price_positive")]

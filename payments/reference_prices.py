@@ -22,8 +22,9 @@ from integrations.assets import ETH, USDT_ERC20, Asset, asset_by_nowpayments_cod
 from integrations.exchange.port import ExchangePair
 from integrations.exchange.registry import exchange_provider
 from pgp_project.money import USD_QUANTUM
-from pgp_project.operations.alerts import alert, alert_throttled
+from pgp_project.operations.alerts import Subject, alert
 
+from .alerts import REFERENCE_PRICE_STALE
 from .models import Payment, ReferencePrice
 
 logger = logging.getLogger(__name__)
@@ -63,20 +64,16 @@ def alert_if_stale(error: Exception) -> bool:
     none), say so, at most every PGP_ALERT_REPEAT_SECONDS. True if an alert line was written."""
     oldest = timezone.now() - timedelta(seconds=settings.PGP_REFERENCE_PRICE_MAX_AGE_SECONDS)
     price = ReferencePrice.objects.filter(asset_symbol=PRICED_ASSET.symbol).first()
-    if price is None:
-        alert("reference_price_stale", "asset=%s price=none error=%s", PRICED_ASSET.symbol, error)
-        return True
-    if price.fetched_at >= oldest:
+    if price is not None and price.fetched_at >= oldest:
         return False
-    return alert_throttled(
-        ReferencePrice,
-        price.pk,
-        "stale_alerted_at",
-        "reference_price_stale",
-        "asset=%s fetched_at=%s error=%s: payments are not checked against their invoice until it is fresh",
-        PRICED_ASSET.symbol,
-        price.fetched_at.isoformat(),
-        error,
+    # Throttled per asset, with or without a price row: a provider down since the first start is
+    # a lasting condition too, not a line on every refresh.
+    return alert(
+        REFERENCE_PRICE_STALE,
+        Subject("reference_price", PRICED_ASSET.symbol),
+        asset=PRICED_ASSET.symbol,
+        fetched_at=price.fetched_at.isoformat() if price is not None else "none",
+        error=error,
     )
 
 

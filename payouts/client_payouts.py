@@ -30,12 +30,13 @@ from payments.reference_prices import quoted_usdt_value, reference_value_usd
 from payments.selectors import unclaimed_credit_by_client
 from pgp_project.money import ETH_QUANTUM, percent_of
 from pgp_project.money_display import format_amount
-from pgp_project.operations.alerts import alert_job_condition
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.locks import try_advisory_xact_lock
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_created, transition
 
+from .alerts import PAYOUT_CLAIM_FAILED, PAYOUT_WAITING
 from .exchange_batches.flow import ExchangeFundedFlow
 from .exchange_batches.states import BatchStatus
 from .exchange_batches.transitions import move, to_review
@@ -211,7 +212,7 @@ def check_client_payouts() -> list[int]:
                 # After the savepoint, which a claim of nothing rolls back: the throttle must stick.
                 _alert_rows_over_maximum(client, over_maximum, limits)
             except DatabaseError:
-                logger.exception("ALERT payout_claim_failed client=%s", client.external_id)
+                alert(PAYOUT_CLAIM_FAILED, Subject("client", client.pk), exc_info=True, client=client.external_id)
                 continue
             if batch is not None:
                 created.append(batch.pk)
@@ -293,15 +294,14 @@ def _claim_client_rows(client: Client, approval_limit: Decimal, limits: AmountRa
 
 def _alert_rows_over_maximum(client: Client, rows: int, limits: AmountRange) -> None:
     """A row whose credit alone is over the exchange's maximum can never be paid out as it is:
-    it waits for a person, alerted on the check's throttle."""
+    it waits for a person, alerted on a throttle per client (one client's wait silences no other's)."""
     if rows:
-        alert_job_condition(
-            CHECK_CLIENT_PAYOUTS_TASK,
-            "payout_waiting",
-            "client=%s rows=%s: each credit is over the exchange's maximum %s USDT for one exchange",
-            client.external_id,
-            rows,
-            limits.maximum,
+        alert(
+            PAYOUT_WAITING,
+            Subject("client", client.pk),
+            client=client.external_id,
+            rows=rows,
+            each_over_maximum_usdt=limits.maximum,
         )
 
 

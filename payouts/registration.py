@@ -4,10 +4,12 @@ the kernel, its periodic job, and the opener of instant payouts that intake call
 from django.conf import settings
 
 from payments.instant_payouts import register_instant_payouts
+from pgp_project.operations.alerts import register_alerts
 from pgp_project.operations.attention import register_attention_source
 from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 from pgp_project.operations.flows import RecoverableFlow, register_flow
 
+from .alerts import PAYOUTS_ALERTS
 from .attention import attention_sources
 from .client_payouts import CHECK_CLIENT_PAYOUTS_TASK, PAYOUT_FLOW
 from .exchange_batches.registration import register
@@ -20,6 +22,7 @@ HOST_PAYMENT_FLOW_NAME = HOST_PAYMENT_MACHINE.subject
 
 
 def register_payouts() -> None:
+    register_alerts(*PAYOUTS_ALERTS)
     register(PAYOUT_FLOW)
     register_flow(
         RecoverableFlow(

@@ -16,7 +16,6 @@ is not at fault, and the task's backoff retries it once the right key is in plac
 import json
 import logging
 import random
-import threading
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -27,8 +26,9 @@ import requests
 from django.conf import settings
 
 from integrations.assets import changenow_ticker
-from pgp_project.operations.alerts import alert
+from pgp_project.operations.alerts import Subject, alert
 
+from .alerts import EXCHANGE_UNAUTHORIZED
 from .port import (
     AddressCheck,
     AmountRange,
@@ -285,39 +285,18 @@ class ChangeNowExchange:
         raise last_error
 
 
-class _AlertThrottle:
-    """When this process last alerted a lasting condition that has no row of its own to carry
-    the throttle (a refused API key concerns every batch at once): at most one line per
-    PGP_ALERT_REPEAT_SECONDS per process, however many calls meet it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._alerted_at: float | None = None
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if self._alerted_at is not None and now - self._alerted_at < settings.PGP_ALERT_REPEAT_SECONDS:
-                return False
-            self._alerted_at = now
-            return True
-
-
-_UNAUTHORIZED_ALERTS = _AlertThrottle()
-
-
 def _unauthorized(method: str, path: str, response: requests.Response) -> ExchangeUnauthorized:
-    """Alert (the line names the call, never the key; throttled) and return the wait to raise."""
+    """Alert (the line names the call, never the key; throttled per process: a refused key
+    concerns every batch at once) and return the wait to raise."""
     code = _error_code(response)
-    if _UNAUTHORIZED_ALERTS.due():
-        alert(
-            "exchange_unauthorized",
-            "provider=changenow call=%s %s http=401 error=%s: the API key was refused; put the right one "
-            "in CHANGENOW_API_KEY or CHANGENOW_API_KEY_FILE (batches wait meanwhile)",
-            method,
-            path,
-            code or "-",
-        )
+    alert(
+        EXCHANGE_UNAUTHORIZED,
+        Subject("exchange_provider", "changenow"),
+        provider="changenow",
+        call=f"{method} {path}",
+        http=401,
+        error=code or "-",
+    )
     return ExchangeUnauthorized(f"{method} {path}: HTTP 401 {code}: API key refused", http_status=401, code=code)
 
 

@@ -4,22 +4,20 @@ late (a lost message, a dead worker), and move the ones past their deadline on, 
     ALERT batch_deadline_passed kind=conversion id=12 state=funding age=21650s last_error=...
 """
 
-import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
 
-from pgp_project.operations.alerts import alert_throttled
+from pgp_project.operations.alerts import RECOVERY_FAILED, Subject, alert
 from pgp_project.operations.flows import SweepResult
 from pgp_project.operations.scheduling import schedule_step
 
+from ..alerts import BATCH_DEADLINE_PASSED, PAYOUT_BELOW_MINIMUM_OVERDUE
 from .flow import B, ExchangeFundedFlow
 from .operator import cancel_unfunded
 from .states import DEADLINE_STATUSES, OPEN_STATUSES, BatchStatus
 from .transitions import to_review
-
-logger = logging.getLogger(__name__)
 
 
 def sweep_batches(flow: ExchangeFundedFlow[B], now: datetime) -> SweepResult:
@@ -30,16 +28,16 @@ def sweep_batches(flow: ExchangeFundedFlow[B], now: datetime) -> SweepResult:
         try:
             if expire(flow, flow.model._default_manager.get(pk=batch_id), now):
                 result.expired.append(batch_id)
-        except Exception:  # one broken batch must not stop the sweep for the others
-            logger.exception("ALERT recovery_failed kind=%s id=%s", flow.kind, batch_id)
+        except Exception:  # noqa: BLE001 - one broken batch must not stop the sweep; alerted with its traceback
+            alert(RECOVERY_FAILED, Subject(flow.kind, batch_id), exc_info=True, kind=flow.kind, id=batch_id)
     for batch_id in overdue(flow, now, timedelta(seconds=settings.PGP_OVERDUE_GRACE_SECONDS)):
         if batch_id in result.expired:
             continue
         try:
             if schedule_step(flow.model, batch_id, flow.advance_task, 0):
                 result.redriven.append(batch_id)
-        except Exception:
-            logger.exception("ALERT recovery_failed kind=%s id=%s", flow.kind, batch_id)
+        except Exception:  # noqa: BLE001 - likewise
+            alert(RECOVERY_FAILED, Subject(flow.kind, batch_id), exc_info=True, kind=flow.kind, id=batch_id)
     return result
 
 
@@ -62,25 +60,17 @@ def expire(flow: ExchangeFundedFlow[B], batch: B, now: datetime) -> bool:
     the batch was moved on."""
     age = int((now - batch.created_at).total_seconds())
     if batch.status == BatchStatus.WAITING_MINIMUM:
-        alert_throttled(
-            flow.model,
-            batch.pk,
-            "alerted_at",
-            "payout_below_minimum_overdue",
-            "kind=%s id=%s age=%ss: still below the exchange minimum; it waits for the client's next payments",
-            flow.kind,
-            batch.pk,
-            age,
-        )
+        alert(PAYOUT_BELOW_MINIMUM_OVERDUE, Subject(flow.kind, batch.pk), kind=flow.kind, id=batch.pk, age=f"{age}s")
         return False
-    logger.error(
-        "ALERT batch_deadline_passed kind=%s id=%s state=%s exchange_status=%s age=%ss last_error=%s",
-        flow.kind,
-        batch.pk,
-        batch.status,
-        batch.exchange_status or "-",
-        age,
-        batch.last_error or "-",
+    alert(
+        BATCH_DEADLINE_PASSED,
+        Subject(flow.kind, batch.pk),
+        kind=flow.kind,
+        id=batch.pk,
+        state=batch.status,
+        exchange_status=batch.exchange_status or "-",
+        age=f"{age}s",
+        last_error=batch.last_error or "-",
     )
     reason = f"deadline passed in state {batch.status} after {age}s; last error: {batch.last_error or '-'}"
     if batch.status == BatchStatus.EXCHANGING:

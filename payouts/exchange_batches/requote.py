@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from integrations.exchange.port import ExchangeProvider, ExchangeRef, ExchangeStatus
 from integrations.exchange.registry import exchange_provider
-from pgp_project.operations.alerts import alert_throttled
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.state_machine import record_action, transition
 
+from ..alerts import EXCHANGE_REQUOTED_REPEATEDLY
 from ..locking import lock_batch_and_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPaymentStatus
 from .flow import B, ExchangeFundedFlow
@@ -99,16 +100,13 @@ def requote(flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str, exchange
             },
         )
         if batch.attempts + 1 >= REQUOTES_BEFORE_ALERT:
-            alert_throttled(
-                flow.model,
-                batch.pk,
-                "alerted_at",
-                "exchange_requoted_repeatedly",
-                "kind=%s id=%s attempts=%s last=%s",
-                flow.kind,
-                batch.pk,
-                batch.attempts + 1,
-                reason,
+            alert(
+                EXCHANGE_REQUOTED_REPEATEDLY,
+                Subject(flow.kind, batch.pk),
+                kind=flow.kind,
+                id=batch.pk,
+                attempts=batch.attempts + 1,
+                last=reason,
             )
         if host_payment is not None:
             record_action(

@@ -25,10 +25,11 @@ from integrations.exchange.port import (
     RefusalKind,
 )
 from integrations.exchange.registry import exchange_provider
-from pgp_project.operations.alerts import alert_throttled
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.state_machine import transition
 
+from ..alerts import EXCHANGE_PAYOUT_UNSEEN, EXCHANGE_UNKNOWN_STATUS, EXCHANGE_VERIFYING
 from ..host_payments.machine import ADVANCE_HOST_PAYMENT_TASK, HostPaymentMismatch, ensure_host_payment
 from ..host_payments.ports import chain_adapter
 from ..locking import lock_batch
@@ -209,17 +210,14 @@ def _poll_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProv
     flow.model._default_manager.filter(pk=batch.pk).update(exchange_status=state.provider_status[:20])
     if state.status in (ExchangeStatus.UNKNOWN, ExchangeStatus.VERIFYING):
         # Held by the provider's checks, or a status we do not know: neither moves on by itself.
-        alert_throttled(
-            flow.model,
-            batch.pk,
-            "alerted_at",
-            "exchange_verifying" if state.status == ExchangeStatus.VERIFYING else "exchange_unknown_status",
-            "kind=%s id=%s provider=%s exchange=%s status=%r",
-            flow.kind,
-            batch.pk,
-            provider.name,
-            batch.exchange_id,
-            state.provider_status,
+        alert(
+            EXCHANGE_VERIFYING if state.status == ExchangeStatus.VERIFYING else EXCHANGE_UNKNOWN_STATUS,
+            Subject(flow.kind, batch.pk),
+            kind=flow.kind,
+            id=batch.pk,
+            provider=provider.name,
+            exchange=batch.exchange_id,
+            status=repr(state.provider_status),
         )
     if state.status == ExchangeStatus.FINISHED:
         if state.amount_to is None:
@@ -239,17 +237,14 @@ def _finish_verified(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
     try:
         problem = flow.payout_problem(batch, state)
     except PayoutNotSeenYet as unseen:
-        alert_throttled(
-            flow.model,
-            batch.pk,
-            "alerted_at",
-            "exchange_payout_unseen",
-            "kind=%s id=%s provider=%s exchange=%s: %s",
-            flow.kind,
-            batch.pk,
-            provider.name,
-            batch.exchange_id,
-            unseen,
+        alert(
+            EXCHANGE_PAYOUT_UNSEEN,
+            Subject(flow.kind, batch.pk),
+            kind=flow.kind,
+            id=batch.pk,
+            provider=provider.name,
+            exchange=batch.exchange_id,
+            unseen=unseen,
         )
         schedule_step(flow.model, batch.pk, flow.advance_task, settings.PGP_EXCHANGE_POLL_SECONDS)
         batch.refresh_from_db()

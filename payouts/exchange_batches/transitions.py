@@ -1,15 +1,13 @@
 """Moving an exchange-funded batch between states: the next step, or to review with an alert."""
 
-import logging
-
 from django.utils import timezone
 
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.state_machine import SYSTEM, transition
 
+from ..alerts import BATCH_REVIEW, BATCH_REVIEW_REFUSED
 from .flow import B, ExchangeFundedFlow
 from .states import CLOSED_STATUSES, BatchStatus
-
-logger = logging.getLogger(__name__)
 
 
 def move(
@@ -42,13 +40,14 @@ def to_review(
     if not flow.machine.allows(batch.status, status) and batch.status not in CLOSED_STATUSES:
         # A bug, not bad luck: a step asked for a move the table forbids. Keep the batch as it
         # is, and make sure a person hears of it.
-        logger.error(
-            "ALERT batch_review_refused kind=%s id=%s state=%s wanted=%s reason=%s",
-            flow.kind,
-            batch.pk,
-            batch.status,
-            status,
-            reason,
+        alert(
+            BATCH_REVIEW_REFUSED,
+            Subject(flow.kind, batch.pk),
+            kind=flow.kind,
+            id=batch.pk,
+            state=batch.status,
+            wanted=status,
+            reason=reason,
         )
     changed = flow.machine.allows(batch.status, status) and transition(
         flow.machine,
@@ -61,12 +60,13 @@ def to_review(
     )
     batch.refresh_from_db()
     if changed:
-        logger.error(
-            "ALERT batch_review kind=%s id=%s status=%s age=%ss reason=%s",
-            flow.kind,
-            batch.pk,
-            status,
-            int((timezone.now() - batch.created_at).total_seconds()),
-            reason,
+        alert(
+            BATCH_REVIEW,
+            Subject(flow.kind, batch.pk),
+            kind=flow.kind,
+            id=batch.pk,
+            status=status,
+            age=f"{int((timezone.now() - batch.created_at).total_seconds())}s",
+            reason=reason,
         )
     return batch

@@ -18,10 +18,17 @@ from django.utils import timezone
 
 from integrations.assets import Asset
 from pgp_project.money import to_base_units
-from pgp_project.operations.alerts import alert_throttled
+from pgp_project.operations.alerts import Subject, alert, forget_alert
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.state_machine import record_created, transition
 
+from ..alerts import (
+    HOST_PAYMENT_FAILED,
+    HOST_PAYMENT_FEE_CAP,
+    HOST_PAYMENT_STUCK,
+    HOT_WALLET_INSUFFICIENT,
+    SIGNING_KEY_MISSING,
+)
 from ..exchange_batches.flow import B, ExchangeFundedFlow, exchange_funded_flow
 from ..exchange_batches.requote import confirm_before_sending
 from ..exchange_batches.states import BatchStatus
@@ -151,25 +158,26 @@ def sign_host_payment(host_payment_id: int) -> HostPayment:
     return host_payment
 
 
-# The alert line written while a payment waits for each thing.
+# The alert written while a payment waits for each thing.
 WAIT_ALERTS = {
-    HostPaymentWait.BALANCE: "hot_wallet_insufficient",
-    HostPaymentWait.FEE_CAP: "host_payment_fee_cap",
-    HostPaymentWait.SIGNING_KEY: "signing_key_missing",
+    HostPaymentWait.BALANCE: HOT_WALLET_INSUFFICIENT,
+    HostPaymentWait.FEE_CAP: HOST_PAYMENT_FEE_CAP,
+    HostPaymentWait.SIGNING_KEY: SIGNING_KEY_MISSING,
 }
 
 
 def _wait(host_payment_id: int, what: HostPaymentWait, error: Exception) -> HostPayment:
     """Leave the payment unsigned, say what it waits for, and look again later; alert when the
     wait starts and then on a throttle, never on every run."""
-    # A new reason to wait is news: its first alert is not held back by the last reason's.
-    HostPayment.objects.filter(pk=host_payment_id).exclude(waiting_for=what).update(wait_alerted_at=None)
+    subject = Subject("host_payment", host_payment_id)
+    # A new reason to wait is news: alerted at once, even if the payment waited for it before
+    # (balance, then fees, then balance again) less than the repeat interval ago.
+    if HostPayment.objects.filter(pk=host_payment_id).exclude(waiting_for=what).update(waiting_for=what):
+        forget_alert(WAIT_ALERTS[what], subject)
     HostPayment.objects.filter(pk=host_payment_id).update(
         last_error=str(error)[:2000], waiting_for=what, updated_at=timezone.now()
     )
-    alert_throttled(
-        HostPayment, host_payment_id, "wait_alerted_at", WAIT_ALERTS[what], "host_payment=%s %s", host_payment_id, error
-    )
+    alert(WAIT_ALERTS[what], subject, host_payment=host_payment_id, error=error)
     schedule_step(HostPayment, host_payment_id, ADVANCE_HOST_PAYMENT_TASK, settings.PGP_BALANCE_RETRY_SECONDS)
     return HostPayment.objects.get(pk=host_payment_id)
 
@@ -263,26 +271,17 @@ def _replace_with_higher_fees(host_payment_id: int, adapter: ChainAdapter) -> Ho
         except SigningKeyMissing as exc:
             # The signed transaction stays current and keeps being broadcast; a person must add
             # the key back for a higher-fee replacement.
-            alert_throttled(
-                HostPayment,
-                host_payment.pk,
-                "wait_alerted_at",
-                "signing_key_missing",
-                "host_payment=%s %s",
-                host_payment.pk,
-                exc,
-            )
+            subject = Subject("host_payment", host_payment.pk)
+            alert(SIGNING_KEY_MISSING, subject, host_payment=host_payment.pk, error=exc)
             HostPayment.objects.filter(pk=host_payment.pk).update(broadcast_at=timezone.now())
             return host_payment
         if candidate is None:
-            alert_throttled(
-                HostPayment,
-                host_payment.pk,
-                "wait_alerted_at",
-                "host_payment_stuck",
-                "host_payment=%s tx=%s unmined, and a replacement would pass the fee cap",
-                host_payment.pk,
-                host_payment.tx_hash,
+            alert(
+                HOST_PAYMENT_STUCK,
+                Subject("host_payment", host_payment.pk),
+                host_payment=host_payment.pk,
+                tx=host_payment.tx_hash,
+                unmined="a replacement would pass the fee cap",
             )
             HostPayment.objects.filter(pk=host_payment.pk).update(broadcast_at=timezone.now())
             return host_payment
@@ -329,11 +328,12 @@ def _settle(host_payment_id: int, status: HostPaymentStatus, *, error: str = "")
         host_payment = HostPayment.objects.get(pk=host_payment_id)
         if changed:
             if status == HostPaymentStatus.FAILED:
-                logger.error(
-                    "ALERT host_payment_failed host_payment=%s tx=%s reason=%s",
-                    host_payment.pk,
-                    host_payment.tx_hash,
-                    error,
+                alert(
+                    HOST_PAYMENT_FAILED,
+                    Subject("host_payment", host_payment.pk),
+                    host_payment=host_payment.pk,
+                    tx=host_payment.tx_hash,
+                    reason=error,
                 )
             owner = exchange_funded_flow(host_payment.owner_kind)
             owner_id = owner.model._default_manager.values_list("pk", flat=True).get(host_payment=host_payment)

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 
-from pgp_project.operations.alerts import alert_throttled
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.flows import SweepResult
 from pgp_project.operations.scheduling import schedule_step
 
+from ..alerts import HOST_PAYMENT_OVERDUE
 from ..exchange_batches.flow import exchange_funded_flows
 from ..exchange_batches.states import BatchStatus
 from ..models import IN_FLIGHT, HostPayment, HostPaymentStatus
@@ -38,15 +39,12 @@ def alert_overdue(now: datetime) -> None:
     """A payment still unconfirmed past its deadline is alerted (throttled): its batch's deadline
     decides the batch, but a stuck send from the hot wallet is worth a person's look either way."""
     for host_payment in HostPayment.objects.filter(status__in=UNSETTLED, deadline_at__lt=now):
-        alert_throttled(
-            HostPayment,
-            host_payment.pk,
-            "overdue_alerted_at",
-            "host_payment_overdue",
-            "host_payment=%s state=%s waiting_for=%s tx=%s last_error=%s",
-            host_payment.pk,
-            host_payment.status,
-            host_payment.waiting_for or "-",
-            host_payment.tx_hash or "-",
-            host_payment.last_error or "-",
+        alert(
+            HOST_PAYMENT_OVERDUE,
+            Subject("host_payment", host_payment.pk),
+            host_payment=host_payment.pk,
+            state=host_payment.status,
+            waiting_for=host_payment.waiting_for or "-",
+            tx=host_payment.tx_hash or "-",
+            last_error=host_payment.last_error or "-",
         )

@@ -5,10 +5,11 @@ and its batch can be resumed; otherwise what the chain shows is recorded in its 
 from django.db import transaction
 from django.utils import timezone
 
-from pgp_project.operations.alerts import alert
+from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.permissions import require_permission
 from pgp_project.operations.state_machine import record_action, transition
 
+from ..alerts import HOST_PAYMENT_MINED_AFTER_RELEASE
 from ..exchange_batches.flow import exchange_funded_flow
 from ..exchange_batches.states import BatchStatus
 from ..locking import lock_host_payment
@@ -73,12 +74,13 @@ def _after_confirming(host_payment: HostPayment, found: str) -> str:
     owner = flow.model._default_manager.filter(host_payment=host_payment).first()
     if owner is not None and owner.status == BatchStatus.CANCELLED:
         alert(
-            "host_payment_mined_after_release",
-            "host_payment=%s %s=%s released its rows, but %s",
-            host_payment.pk,
-            flow.kind,
-            owner.pk,
-            found,
+            HOST_PAYMENT_MINED_AFTER_RELEASE,
+            Subject("host_payment", host_payment.pk),
+            host_payment=host_payment.pk,
+            kind=flow.kind,
+            id=owner.pk,
+            rows="released",
+            found=found,
         )
         return (
             f"host payment #{host_payment.pk} confirmed ({found}), but {flow.kind} #{owner.pk} had released its rows: "

@@ -38,9 +38,6 @@ class ExchangeFundedBatch(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_action_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
-    alerted_at = models.DateTimeField(
-        null=True, blank=True, help_text="When an alert about a lasting condition (verifying, say) was last written."
-    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -60,12 +60,6 @@ class HostPayment(models.Model):
         blank=True,
         help_text="What an unsigned payment waits for, if anything: hot-wallet balance, or fees under the cap.",
     )
-    wait_alerted_at = models.DateTimeField(
-        null=True, blank=True, help_text="When an alert about its waiting was last written (throttled)."
-    )
-    overdue_alerted_at = models.DateTimeField(
-        null=True, blank=True, help_text="When an alert about it being past its deadline was last written."
-    )
     attempts = models.PositiveIntegerField(default=0)
     next_action_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(

@@ -15,6 +15,7 @@ class OperationsConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
         from .access_control import register_access_subjects
+        from .alerts import KERNEL_ALERTS, register_alerts
         from .attention import register_attention_source
         from .beat_schedule import DefaultJob, ensure_default_schedule, register_default_job
         from .models import RuntimeSettings
@@ -41,6 +42,7 @@ class OperationsConfig(AppConfig):
         # Administering people is a money control: accounts and groups are guarded subjects too.
         register_access_subjects()
 
+        register_alerts(*KERNEL_ALERTS)
         register_default_job(
             DefaultJob(
                 name="Recovery sweep",

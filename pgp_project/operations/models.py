@@ -65,8 +65,6 @@ class JobHeartbeat(models.Model):
     last_started_at = models.DateTimeField()
     last_finished_at = models.DateTimeField(null=True, blank=True)
     run_count = models.PositiveBigIntegerField(default=0)
-    # When the job last alerted about a condition that lasts across its runs (alert_job_condition).
-    condition_alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job_name"]
@@ -159,3 +157,34 @@ class PendingChange(models.Model):
 
     def __str__(self) -> str:
         return f"change #{self.pk} of {self.subject_type} #{self.subject_id} ({self.status})"
+
+
+class AlertThrottle(models.Model):
+    """When an alert was last written about one subject: a lasting condition is written when it
+    starts and then at most every PGP_ALERT_REPEAT_SECONDS. One row per (alert, subject), so one
+    alert never silences another. Claimed by an upsert (pgp_project.operations.alerts); a row
+    older than the interval means the same as no row, so old rows may be pruned."""
+
+    name = models.CharField(max_length=64)
+    subject_type = models.CharField(max_length=32)
+    subject_id = models.CharField(max_length=128)
+    last_sent_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "subject_type", "subject_id"], name="alert_throttle_per_subject"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.subject_type}={self.subject_id}"
+
+
+class AlertCount(models.Model):
+    """How many lines of each alert were written, ever: /metrics exports it as the counter
+    pgp_alerts_total. Incremented with an upsert, never decremented nor pruned."""
+
+    name = models.CharField(max_length=64, unique=True)
+    total = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.total}"

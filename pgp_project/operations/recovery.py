@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from .alerts import RECOVERY_FAILED, Subject, alert, prune_alert_throttles
 from .flows import registered_flows
 
 logger = logging.getLogger(__name__)
@@ -27,11 +28,13 @@ def run_recovery_sweep() -> SweepReport:
     for flow in registered_flows():
         try:
             result = flow.sweep(now)
-        except Exception:  # one broken flow must not stop the sweep of the others
-            logger.exception("ALERT recovery_failed flow=%s", flow.name)
+        except Exception:  # noqa: BLE001 - one broken flow must not stop the others; alerted with its traceback
+            alert(RECOVERY_FAILED, Subject("flow", flow.name), exc_info=True, flow=flow.name)
             continue
         report.redriven[flow.name] = result.redriven
         report.expired[flow.name] = result.expired
     if report:
         logger.warning("recovery sweep: %s", report)
+    # Throttle rows older than the interval hold nothing back: drop them so the table stays small.
+    prune_alert_throttles()
     return report

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
+from .alerts import ENQUEUE_FAILED, RETRIES_EXHAUSTED, STEP_FAILED, Subject, alert
 from .flows import get_flow
 from .transient import TransientError
 
@@ -50,8 +51,8 @@ def enqueue_after_commit(task_name: str, pk: int, countdown: float = 0) -> None:
     def send() -> None:
         try:
             current_app.send_task(task_name, args=[pk], countdown=max(0.0, countdown))
-        except Exception:
-            logger.exception("ALERT enqueue_failed task=%s id=%s; the recovery sweep will re-drive it", task_name, pk)
+        except Exception:  # noqa: BLE001 - whatever the broker raised, alerted with its traceback
+            alert(ENQUEUE_FAILED, Subject(task_name, pk), exc_info=True, task=task_name, id=pk)
 
     transaction.on_commit(send)
 
@@ -96,7 +97,7 @@ def run_flow_step(task: Any, flow_name: str, pk: int) -> None:
             # Still transient: the object keeps its state, and the recovery sweep re-drives it
             # once the grace has passed (its deadline bounds how long); an operator is told.
             note_retry(flow.model, pk, exc, settings.PGP_OVERDUE_GRACE_SECONDS)
-            logger.exception("ALERT retries_exhausted flow=%s id=%s; the recovery sweep re-drives it", flow_name, pk)
+            alert(RETRIES_EXHAUSTED, Subject(flow_name, pk), exc_info=True, flow=flow_name, id=pk)
             return
         countdown = retry_countdown(task.request.retries, getattr(exc, "retry_after", None))
         note_retry(flow.model, pk, exc, countdown)
@@ -112,5 +113,5 @@ def _give_up(flow_name: str, pk: int, reason: str) -> None:
     flow.model._default_manager.filter(pk=pk).update(
         last_error=reason[:2000], attempts=models.F("attempts") + 1, next_action_at=None
     )
-    logger.error("ALERT step_failed flow=%s id=%s reason=%s", flow_name, pk, reason)
+    alert(STEP_FAILED, Subject(flow_name, pk), flow=flow_name, id=pk, reason=reason)
     flow.on_failure(pk, reason)

@@ -15,7 +15,7 @@ from batching.conversion import CHECK_THRESHOLD_TASK, check_threshold
 from batching.models import BatchConversion
 from payments import accumulation
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
-from pgp_project.operations.models import AuditEvent, JobHeartbeat
+from pgp_project.operations.models import AlertThrottle, AuditEvent
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
 from standins.sandbox_changenow import SandboxChangeNow
@@ -122,10 +122,10 @@ def test_rows_that_wait_for_the_exchange_minimum_are_alerted_on_a_throttle(
                 assert check_threshold().waiting_for
     lines = [record.getMessage() for record in caplog.records if "ALERT conversion_waiting" in record.getMessage()]
     assert lines == [
-        "ALERT conversion_waiting pending=29.10 USD threshold=20.00 USD: "
-        "0.000030000000000000 ETH pending is under fixed_price's minimum 0.0001"
+        "ALERT conversion_waiting pending_usd=29.10 threshold_usd=20.00 "
+        "waiting_for=0.000030000000000000 ETH pending is under fixed_price's minimum 0.0001"
     ]
-    JobHeartbeat.objects.update(condition_alerted_at=timezone.now() - timedelta(hours=1))
+    AlertThrottle.objects.filter(name="conversion_waiting").update(last_sent_at=timezone.now() - timedelta(hours=1))
     with caplog.at_level("ERROR"), job_heartbeat(CHECK_THRESHOLD_TASK):
         check_threshold()
     assert sum("ALERT conversion_waiting" in record.getMessage() for record in caplog.records) == 2

@@ -5,6 +5,7 @@ own nonce sequence. The overview shows both wallets, and reconciliation covers b
 finds exactly one hand-made foreign transaction on the second."""
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -71,6 +72,8 @@ def both_chains(eth: dict[str, Any]) -> dict[str, Any]:
         "confirmations": 2,
         "max_fee_gwei": 500,
         "tokens": {"usdt": {"contract_env": "POLYGON_USDT_CONTRACT_ADDRESS"}},
+        # Funded by operator top-ups: warn under this much (above what the stand-in mints).
+        "low_balance": {"usdt": "2000000"},
     }
     return {"eth": eth, SECOND_CHAIN: second}
 
@@ -100,6 +103,7 @@ def test_a_client_paid_in_usdt_on_the_second_chain_is_paid_straight_from_our_wal
     sandbox: SandboxChangeNow,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     chains = both_chains(settings.PGP_CHAINS["eth"])
     environment = {
@@ -151,14 +155,18 @@ def test_a_client_paid_in_usdt_on_the_second_chain_is_paid_straight_from_our_wal
     assert EvmSender.objects.filter(chain=SECOND_CHAIN, address=second_chain.hot_wallet_address).exists()
     assert not PayoutBatch.objects.exclude(pk=payout.pk).filter(client=client).exists()
 
-    # The overview shows both wallets, each read from its own chain.
-    refresh_hot_wallet()
+    # The overview shows both wallets, each read from its own chain; the second is under its floor.
+    with caplog.at_level(logging.ERROR, logger="pgp.alerts"):
+        refresh_hot_wallet()
+    (low,) = [r.getMessage() for r in caplog.records if "ALERT hot_wallet_low_balance" in r.getMessage()]
+    assert f"chain={SECOND_CHAIN} asset=usdt" in low and "floor=2000000" in low
     http = HttpClient()
     http.force_login(StaffUserFactory.create(username="two-chain-operator"))
     html = http.get("/admin/").content.decode()
     for chain, held in ((local_chain, "eth"), (second_chain, SECOND_CHAIN)):
         shown = format_amount(usdt_balance(chain, chain.hot_wallet_address), "USDT")
         assert f'id="hot-wallet-{held}-usdt">{shown}<' in html
+    assert f'id="hot-wallet-{SECOND_CHAIN}-usdt-low"' in html and 'id="hot-wallet-eth-usdt-low"' not in html
 
     # Reconciliation covers both chains: clean, then exactly one foreign send on the second.
     end = timezone.now() + timedelta(seconds=5)

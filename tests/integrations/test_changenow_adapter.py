@@ -112,6 +112,7 @@ def test_deposit_too_small_is_decided_like_out_of_range(
     assert (refused.value.code, refused.value.http_status) == (code, 400)
 
 
+@pytest.mark.django_db  # the alert line is counted for /metrics
 def test_a_refused_api_key_is_an_alerted_wait_not_a_refusal(
     changenow: ChangeNowExchange, settings, caplog: pytest.LogCaptureFixture, tmp_path
 ) -> None:

@@ -43,7 +43,7 @@ def test_a_late_finish_after_expiry_is_routed_with_an_alert(
     assert payment.routing_status == RoutingStatus.ROUTED
     assert PayoutAccumulation.objects.get(payment=payment).status == AccumulationStatus.PENDING
     assert "a late payment" in PaymentEvent.objects.order_by("-id")[0].reason
-    assert f"ALERT late_payment provider_payment_id={payment.provider_payment_id} finished after expired" in caplog.text
+    assert f"ALERT late_payment provider_payment_id={payment.provider_payment_id} finished_after=expired" in caplog.text
 
 
 def test_a_late_finish_after_failure_opens_the_instant_payout(
@@ -54,7 +54,7 @@ def test_a_late_finish_after_failure_opens_the_instant_payout(
     with caplog.at_level("ERROR"):
         deliver("waiting", "failed", "finished", payment_id=777, outcome_amount="0.01")
     assert PayoutBatch.objects.get(payment__provider_payment_id=777).status == BatchStatus.CREATED
-    assert "ALERT late_payment provider_payment_id=777 finished after failed" in caplog.text
+    assert "ALERT late_payment provider_payment_id=777 finished_after=failed" in caplog.text
 
 
 def test_a_partial_payment_is_held_until_an_operator_accepts_what_was_paid(

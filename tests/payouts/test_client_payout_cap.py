@@ -88,10 +88,7 @@ def test_a_row_alone_over_the_maximum_is_never_claimed_and_is_alerted(
     assert claimed_by(batch_id) == fitting
     assert PayoutAccumulation.objects.get(pk=oversize).status == AccumulationStatus.CONVERTED
     lines = [record.getMessage() for record in caplog.records if "ALERT payout_waiting" in record.getMessage()]
-    assert lines == [
-        "ALERT payout_waiting client=-100861 rows=1: "
-        "each credit is over the exchange's maximum 25 USDT for one exchange"
-    ]
+    assert lines == ["ALERT payout_waiting client=-100861 rows=1 each_over_maximum_usdt=25"]
 
     with caplog.at_level("ERROR"):
         assert check_client_payouts() == []  # only the oversize row is left: nothing to claim

@@ -5,6 +5,7 @@ Rows are credited through the real intake path with USDT-on-Ethereum payments (c
 no conversion needed), so each test starts from converted balances.
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -17,6 +18,7 @@ from web3 import Web3
 
 from payments.ipn_payload import MAX_PRICE_USD
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
+from payouts.alerts import HOT_WALLET_INSUFFICIENT
 from payouts.client_payouts import PAYOUT_FLOW, check_client_payouts
 from payouts.exchange_batches.operator import cancel_unfunded
 from payouts.exchange_batches.states import BatchStatus
@@ -24,6 +26,7 @@ from payouts.exchange_batches.steps import advance
 from payouts.host_payments.machine import advance_host_payment
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.money import to_base_units
+from pgp_project.operations.models import AlertThrottle
 from pgp_project.operations.selectors import get_runtime_settings
 from standins.erc20 import ERC20_ABI
 from standins.localchain import ANVIL_DEV_PRIVATE_KEYS, LocalChain, sign_and_send, wait_for_success
@@ -255,8 +258,8 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
         ).first(),
         timeout=60,
     )
-    wait_until(lambda: HostPayment.objects.get(pk=host_payment.pk).wait_alerted_at is not None, timeout=60)
-    first_alert = HostPayment.objects.get(pk=host_payment.pk).wait_alerted_at
+    wait_until(lambda: balance_alerted_at(host_payment.pk) is not None, timeout=60)
+    first_alert = balance_alerted_at(host_payment.pk)
     assert PayoutBatch.objects.get(pk=batch_id).status == BatchStatus.FUNDING  # waiting, not failed
     assert HostPayment.objects.get(pk=host_payment.pk).status == HostPaymentStatus.CREATED
 
@@ -269,8 +272,16 @@ def test_short_hot_wallet_waits_then_pays_once_funded(
     wait_for_success(w3, sign_and_send(w3, treasury, tx))
     batch = wait_final(batch_id, timeout=180)
     assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
-    assert HostPayment.objects.get(pk=host_payment.pk).wait_alerted_at == first_alert  # alerted once
+    assert balance_alerted_at(host_payment.pk) == first_alert  # alerted once
     assert_conserved(client)
+
+
+def balance_alerted_at(host_payment_id: int) -> datetime | None:
+    """When the wait for hot-wallet balance was last alerted about this payment (its throttle)."""
+    throttle = AlertThrottle.objects.filter(
+        name=HOT_WALLET_INSUFFICIENT.name, subject_type="host_payment", subject_id=str(host_payment_id)
+    )
+    return throttle.values_list("last_sent_at", flat=True).first()
 
 
 def test_usdt_erc20_client_is_paid_by_a_direct_transfer_without_an_exchange(
