@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from batching.conversion import CHECK_THRESHOLD_TASK, check_threshold
 from batching.models import BatchConversion
-from payments import accumulation
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from pgp_project.operations.models import AuditEvent, JobHeartbeat
 from pgp_project.operations.selectors import get_runtime_settings
