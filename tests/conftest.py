@@ -48,7 +48,7 @@ _EMBEDDED_POSTGRES: list[local_postgres.LocalPostgres] = []
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     db = settings.DATABASES["default"]
-    host, port = db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)
+    host, port = db["HOST"] or db.get("OPTIONS", {}).get("host") or "127.0.0.1", int(db["PORT"] or 5432)
     if host not in {"127.0.0.1", "localhost"} or _accepts_connections("127.0.0.1", port):
         return
     started = time.monotonic()
