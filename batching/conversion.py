@@ -11,14 +11,13 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset
 from integrations.exchange.port import AmountRange, ExchangeError, ExchangePair, ExchangeState
 from integrations.exchange.registry import exchange_provider, provider_name_for
 from payments import accumulation
-from payments.selectors import pending_conversion_totals
 from payouts.exchange_batches.flow import ExchangeFundedFlow, PayoutNotSeenYet
 from payouts.host_payments.ports import chain_adapter
 from pgp_project.money import USDT_QUANTUM
@@ -117,8 +116,6 @@ def check_threshold() -> ThresholdCheck:
     after commit. Over the exchange's maximum the conversion is capped: it takes the oldest rows
     that fit, and the rest wait for the next check."""
     threshold = get_runtime_settings().micro_batch_threshold_usd
-    if connection.vendor != "postgresql":
-        return _check_threshold_in_steps(threshold)
     # Asked before the transaction (no lock held over a call to the exchange); a range that is
     # unknown claims nothing this run.
     limits = _exchange_range()
@@ -142,24 +139,6 @@ def check_threshold() -> ThresholdCheck:
     _log_created(conversion)
     # Rows that can never fit one exchange wait for a person even while the others convert.
     _waiting(ThresholdCheck(claim.pending_net_usd, threshold, conversion.pk, waiting_for=over_maximum))
-    return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
-
-
-def _check_threshold_in_steps(threshold: Decimal) -> ThresholdCheck:
-    """SQLite (the embedded demo): the same decision in steps, under SQLite's single writer."""
-    with transaction.atomic():
-        pending = pending_conversion_totals()
-        if not pending.rows or pending.net_usd < threshold:
-            return ThresholdCheck(pending.net_usd, threshold, None)
-        limits = _exchange_range()
-        below = limits.refuses(pending.eth)
-        if below:
-            return _waiting(ThresholdCheck(pending.net_usd, threshold, None, waiting_for=below))
-        conversion = _claim_pending_rows(threshold, limits)
-        if conversion is None:
-            return ThresholdCheck(pending.net_usd, threshold, None)
-        schedule_step(BatchConversion, conversion.pk, ADVANCE_CONVERSION_TASK, 0)
-    _log_created(conversion)
     return ThresholdCheck(conversion.total_net_usd, threshold, conversion.pk)
 
 
@@ -250,29 +229,3 @@ def _record_created(conversion: BatchConversion, claimed: accumulation.ClaimedFo
         conversion.status,
         reason=f"{claimed.rows} rows, " + format_amount(claimed.eth, "ETH"),
     )
-
-
-def _claim_pending_rows(threshold: Decimal, limits: _Range) -> BatchConversion | None:
-    """SQLite: one statement claims exactly the rows that are pending at that instant; the
-    conversion's totals come from those same rows, so every claimed row contributed its ETH."""
-    # Placeholder totals satisfy the constraints until the claimed rows' sums replace them.
-    conversion = BatchConversion.objects.create(
-        exchange_provider=provider_name_for(CONVERSION_PAIR),
-        threshold_usd=threshold,
-        total_gross_usd=0,
-        total_net_usd=0,
-        total_eth=Decimal("1"),
-        row_count=1,
-    )
-    claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk, eth_at_most=limits.maximum)
-    if not claimed.rows or limits.refuses(claimed.eth):  # what fits under the maximum is too little
-        transaction.set_rollback(True)
-        return None
-    conversion.total_gross_usd = claimed.gross_usd
-    conversion.total_net_usd = claimed.net_usd
-    conversion.total_eth = claimed.eth
-    conversion.row_count = claimed.rows
-    conversion.deadline_at = timezone.now() + timedelta(seconds=settings.PGP_BATCH_DEADLINE_SECONDS)
-    conversion.save()
-    _record_created(conversion, claimed)
-    return conversion

@@ -6,15 +6,15 @@ is then split into the platform fee (the row's fee % snapshot, half-up at 6 dp) 
 client's credit. sum(credit) + sum(fee) == amountTo holds by construction and is checked again
 in the database before the transaction commits.
 
-On PostgreSQL the rows are streamed in the table's order, `PGP_DISTRIBUTION_CHUNK_ROWS` at a time,
+The rows are streamed in the table's order, `PGP_DISTRIBUTION_CHUNK_ROWS` at a time,
 from a server-side cursor; each row's floor share and remainder are computed with integers (base-unit
 weights, 10^-6 USDT units) and COPYed into a scratch table, while a fixed-size histogram of the
 remainders is kept. The leftover units go to the largest remainders (ties to the earlier row, as
 `largest_remainder_split`): the histogram says which narrow band of remainders holds the last row
 to get one, the database sorts that band only, and one UPDATE ... FROM writes every row, those at
 or above the cut with one unit more. Memory stays bounded by a chunk whatever the batch size, and
-nothing sorts the whole batch. SQLite (the embedded demo, small batches) computes the same split
-in memory.
+nothing sorts the whole batch. `largest_remainder_split` is the reference rule, computed in
+memory: the tests hold the streamed distribution to it.
 """
 
 import logging
@@ -28,11 +28,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from payments import accumulation
-from payments.accumulation import RowCredit
-from payments.selectors import conversion_credits, distribution_weights, rows_to_distribute
+from payments.selectors import conversion_credits, distribution_weights
 from payouts.exchange_batches.states import BatchStatus
 from payouts.locking import lock_batch
-from pgp_project.money import ETH_PLACES, USDT_PLACES, USDT_QUANTUM, from_base_units, percent_of, to_base_units
+from pgp_project.money import ETH_PLACES, USDT_PLACES, to_base_units
 from pgp_project.operations.state_machine import transition
 
 from .models import CONVERSION_MACHINE, BatchConversion
@@ -79,12 +78,7 @@ def distribute_conversion(conversion_id: int, amount_to: Decimal, payout_hash: s
         conversion = lock_batch(BatchConversion, conversion_id)
         if conversion.status != BatchStatus.EXCHANGING:
             return None
-        if connection.vendor == "postgresql":
-            credited = _credit_streamed(conversion, amount_to)
-        else:
-            credited = accumulation.credit_conversion(
-                conversion_id=conversion.pk, credits=_row_credits(conversion, amount_to)
-            )
+        credited = _credit_streamed(conversion, amount_to)
         if credited != conversion.row_count:
             raise DistributionError(f"updated {credited} rows of {conversion.row_count}")
         # The invariant, checked on what the database now holds, before anything commits.
@@ -117,23 +111,6 @@ def distribute_conversion(conversion_id: int, amount_to: Decimal, payout_hash: s
         held.rows,
     )
     return DistributionTotals(usdt=held.usdt, fee=held.fee, credit=held.credit, rows=held.rows)
-
-
-def _row_credits(conversion: BatchConversion, amount_to: Decimal) -> list[RowCredit]:
-    """Each row's part of `amount_to` by its ETH, then split into fee and client credit."""
-    rows = rows_to_distribute(conversion.pk)
-    if len(rows) != conversion.row_count:
-        raise DistributionError(f"conversion #{conversion.pk} has {len(rows)} rows, expected {conversion.row_count}")
-    weights = [to_base_units(row.eth, ETH_PLACES) for row in rows]
-    if sum(weights) != to_base_units(conversion.total_eth, ETH_PLACES):
-        raise DistributionError(f"rows' ETH does not add up to conversion #{conversion.pk}'s total")
-    parts = largest_remainder_split(to_base_units(amount_to, USDT_PLACES), weights)
-    credits = []
-    for row, units in zip(rows, parts, strict=True):
-        usdt = from_base_units(units, USDT_PLACES)
-        fee = percent_of(usdt, row.fee_percent, USDT_QUANTUM)
-        credits.append(RowCredit(row_id=row.row_id, usdt=usdt, fee=fee, credit=usdt - fee))
-    return credits
 
 
 # Remainders are counted in this many equal bands of [0, weight sum): the band of the cut then
@@ -192,7 +169,7 @@ class _ShareTally:
 
 
 def _credit_streamed(conversion: BatchConversion, amount_to: Decimal) -> int:
-    """PostgreSQL: stream, stage through COPY, check the stream added up, find the cut of the
+    """Stream, stage through COPY, check the stream added up, find the cut of the
     leftover units, apply in one UPDATE."""
     with connection.cursor() as cursor:
         # For this transaction only (SET LOCAL): the UPDATE's hash join in one batch, so the rows

@@ -1,8 +1,8 @@
 """The life of a payout_accumulation row after intake, owned here and called by the apps that
 batch the rows (batching, payouts). Each transition is one set-based statement:
 
-    pending --claim_for_conversion--> swapping --credit_conversion--> converted
-       ^---------release_from_conversion----'                            |
+    pending --claim_for_conversion_when_due--> swapping --credit_staged_conversion--> converted
+       ^-----release_from_conversion-----------------'                                    |
     converted --claim_for_payout--> in_payout --mark_paid_out--> paid_out
        ^--------release_from_payout-----'
 
@@ -38,59 +38,6 @@ class ClaimedForPayout:
     # alone over the maximum (never claimed).
     capped: bool = False
     rows_over_maximum: int = 0
-
-
-@dataclass(frozen=True)
-class RowCredit:
-    row_id: int
-    usdt: Decimal  # the row's share of what the conversion received
-    fee: Decimal  # the platform's part of it
-    credit: Decimal  # the client's part of it
-
-
-def claim_for_conversion(*, conversion_id: int, eth_at_most: Decimal | None = None) -> ClaimedForConversion:
-    """Claim every row pending at this instant (the caller holds the conversion check's lock)
-    for `conversion_id`; the totals are those of exactly the claimed rows. With `eth_at_most`
-    (the exchange's maximum), only the oldest rows that fit under it (see
-    claim_for_conversion_when_due); that path is SQLite's, where the demo's batches are small."""
-    now = timezone.now()
-    if connection.vendor == "postgresql" and eth_at_most is None:
-        # One statement: the UPDATE returns only the amounts, summed exactly (numeric) in SQL;
-        # no row travels back to Python.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                WITH claimed AS (
-                    UPDATE payout_accumulation
-                       SET status = %s, batch_conversion_id = %s, updated_at = %s
-                     WHERE status = %s AND source_asset = %s
-                 RETURNING gross_usd, net_usd, source_amount
-                )
-                SELECT count(*), coalesce(sum(gross_usd), 0), coalesce(sum(net_usd), 0),
-                       coalesce(sum(source_amount), 0)
-                  FROM claimed
-                """,
-                [AccumulationStatus.SWAPPING, conversion_id, now, AccumulationStatus.PENDING, SourceAsset.ETH],
-            )
-            rows, gross_usd, net_usd, eth = cursor.fetchone()
-        return ClaimedForConversion(rows=rows, gross_usd=gross_usd, net_usd=net_usd, eth=eth)
-    pending = PayoutAccumulation.objects.filter(status=AccumulationStatus.PENDING, source_asset=SourceAsset.ETH)
-    if eth_at_most is not None:
-        pending = pending.filter(pk__in=_oldest_rows_up_to(pending, "source_amount", eth_at_most))
-    claimed = pending.update(status=AccumulationStatus.SWAPPING, batch_conversion_id=conversion_id, updated_at=now)
-    # SQLite (the embedded demo) sums decimals as floats: read the amounts back through the ORM
-    # (Django's exact decimal converter) and sum them in Python, exactly.
-    amounts = list(
-        PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id).values_list(
-            "gross_usd", "net_usd", "source_amount"
-        )
-    )
-    return ClaimedForConversion(
-        rows=claimed,
-        gross_usd=sum((gross for gross, _, _ in amounts), Decimal(0)),
-        net_usd=sum((net for _, net, _ in amounts), Decimal(0)),
-        eth=sum((eth for _, _, eth in amounts), Decimal(0)),
-    )
 
 
 def _oldest_rows_up_to(rows: QuerySet[PayoutAccumulation], amount_field: str, at_most: Decimal) -> list[int]:
@@ -243,51 +190,6 @@ def release_from_conversion(*, conversion_id: int) -> int:
     return PayoutAccumulation.objects.filter(
         batch_conversion_id=conversion_id, status=AccumulationStatus.SWAPPING
     ).update(status=AccumulationStatus.PENDING, batch_conversion_id=None, updated_at=timezone.now())
-
-
-def credit_conversion(*, conversion_id: int, credits: Sequence[RowCredit]) -> int:
-    """Write each row's USDT, fee and credit and mark it converted, in one statement; only rows
-    still swapping in this conversion are touched. Returns how many were."""
-    now = timezone.now()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE payout_accumulation AS acc
-                   SET status = %s, usdt_amount = v.usdt, fee_usdt = v.fee, credit_usdt = v.credit,
-                       converted_at = %s, updated_at = %s
-                  FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[]) AS v(id, usdt, fee, credit)
-                 WHERE acc.id = v.id AND acc.batch_conversion_id = %s AND acc.status = %s
-                """,
-                [
-                    AccumulationStatus.CONVERTED,
-                    now,
-                    now,
-                    [c.row_id for c in credits],
-                    [c.usdt for c in credits],
-                    [c.fee for c in credits],
-                    [c.credit for c in credits],
-                    conversion_id,
-                    AccumulationStatus.SWAPPING,
-                ],
-            )
-            return cursor.rowcount
-    # SQLite (the embedded demo) has no arrays: Django's batched CASE update instead.
-    rows = [
-        PayoutAccumulation(
-            id=c.row_id,
-            status=AccumulationStatus.CONVERTED,
-            usdt_amount=c.usdt,
-            fee_usdt=c.fee,
-            credit_usdt=c.credit,
-            converted_at=now,
-            updated_at=now,
-        )
-        for c in credits
-    ]
-    return PayoutAccumulation.objects.bulk_update(
-        rows, ["status", "usdt_amount", "fee_usdt", "credit_usdt", "converted_at", "updated_at"], batch_size=500
-    )
 
 
 def stage_conversion_shares(chunks: Iterable[Sequence[tuple[int, int, int]]]) -> int:

@@ -9,8 +9,7 @@ PostgreSQL instead of a BEGIN, five statements and a COMMIT. It is prepared once
 that one's outcome), the statement writes nothing at all and the caller takes the locked path.
 
 The values are Django's own (`pre_save`, `get_db_prep_save`: auto_now stamps, JSON adaptation),
-so a row written here is the row `Model.save()` would have written. Elsewhere than PostgreSQL
-(the demo's SQLite) the same rows are written through `save()` in one transaction.
+so a row written here is the row `Model.save()` would have written.
 """
 
 import re
@@ -18,7 +17,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import connection, models
 from django.db.models import Field, Model
 
 from pgp_project.prepared_statements import execute_prepared
@@ -32,8 +31,6 @@ def write_first_notification(payment: Payment, accumulation: PayoutAccumulation 
     """Insert the unsaved payment with its accumulation row (or none) and the event; True when
     written (the payment then has its id), False when the payment exists and nothing was
     written."""
-    if connection.vendor != "postgresql":
-        return _write_through_the_orm(payment, accumulation, event)
     sql = _write_sql(with_accumulation=accumulation is not None)
     params = _row_values(payment)
     if accumulation is not None:
@@ -47,25 +44,6 @@ def write_first_notification(payment: Payment, accumulation: PayoutAccumulation 
     payment.pk = row[0]
     payment._state.adding = False
     payment._state.db = connection.alias
-    return True
-
-
-def _write_through_the_orm(payment: Payment, accumulation: PayoutAccumulation | None, event: PaymentEvent) -> bool:
-    """The same rows through save(), in one transaction, where the one statement is not
-    available (SQLite, which the demo runs on, has no data-modifying CTEs)."""
-    try:
-        with transaction.atomic():
-            payment.save(force_insert=True)
-            for row in (accumulation, event):
-                if row is not None:
-                    row.payment = payment
-                    row.save(force_insert=True)
-    except IntegrityError:
-        payment.pk = None
-        payment._state.adding = True
-        if Payment.objects.filter(provider_payment_id=payment.provider_payment_id).exists():
-            return False
-        raise
     return True
 
 

@@ -472,8 +472,6 @@ def _limit_lock_wait() -> None:
     web thread keeps its connection: CONN_MAX_AGE), before the intake's transaction. Workers keep
     their own PGP_LOCK_TIMEOUT_MS: payouts/locking.py sets it for each of their transactions,
     which overrides the session's, here too."""
-    if connection.vendor != "postgresql":
-        return
     timeout = f"{int(settings.IPN_LOCK_TIMEOUT_MS)}ms"
     if connection.in_atomic_block:
         # Inside a transaction the caller opened (a test's): for that transaction only, since

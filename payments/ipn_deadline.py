@@ -125,7 +125,7 @@ class BudgetExceeded(Exception):
 def within_answer_budget(deadline: float) -> Iterator[None]:
     """Cancel whatever this thread's database connection is running when `deadline` passes (its
     error propagates: a DatabaseError, answered 503), and refuse (BudgetExceeded) to start any
-    statement after it. Elsewhere than PostgreSQL (the demo's SQLite) only the refusal."""
+    statement after it."""
     if time.monotonic() >= deadline:
         raise BudgetExceeded
 
@@ -137,9 +137,6 @@ def within_answer_budget(deadline: float) -> Iterator[None]:
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(refuse_past_deadline):
-        if connection.vendor != "postgresql":
-            yield
-            return
         connection.ensure_connection()
         guard = _watchdog.arm(deadline, connection.connection.cancel)
         try:

@@ -364,8 +364,8 @@ class PayoutAccumulation(models.Model):
                 condition=Q(fee_percent__gte=0, fee_percent__lt=100), name="accum_fee_percent_range"
             ),
             models.CheckConstraint(
-                # Round() is a no-op on PostgreSQL's exact numerics; it keeps the check meaningful on
-                # SQLite (the embedded demo), which does this arithmetic in binary floating point.
+                # Round() is a no-op on PostgreSQL's exact numerics (both columns have USD_PLACES);
+                # kept so the constraint stays the one the migrations created.
                 condition=Q(net_usd=Round(F("gross_usd") - F("fee_usd"), USD_PLACES)),
                 name="accum_net_is_gross_minus_fee",
             ),

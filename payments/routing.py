@@ -8,7 +8,6 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Subquery
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, asset_by_nowpayments_code
@@ -33,7 +32,7 @@ from .models import (
     SourceAsset,
 )
 from .money_controls import RESOLVE_HELD_PAYMENT, people_behind_client, release_needs_second_person
-from .reference_prices import PRICED_ASSET, ReadPrice, fresh_price_query, fresh_usd_price, price_outcome_mismatch
+from .reference_prices import PRICED_ASSET, ReadPrice, fresh_usd_price, price_outcome_mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +54,6 @@ def client_for_routing(external_id: str) -> Client | None:
     Plain SQL, written once per process and prepared once per connection: it runs on every
     finished IPN, where building the same query through the ORM cost ten times what PostgreSQL
     took to answer it."""
-    if connection.vendor != "postgresql":
-        return _client_for_routing_through_the_orm(external_id)
     sql, attnames = _client_for_routing_sql()
     oldest_fresh_price = timezone.now() - timedelta(seconds=settings.PGP_REFERENCE_PRICE_MAX_AGE_SECONDS)
     with connection.cursor() as cursor:
@@ -68,20 +65,6 @@ def client_for_routing(external_id: str) -> Client | None:
     client = Client.from_db(connection.alias, attnames, row[: len(attnames)])
     client.runtime_default_fee_percent, client.fresh_eth_usd_price = row[len(attnames) :]  # type: ignore[attr-defined]
     return client
-
-
-def _client_for_routing_through_the_orm(external_id: str) -> Client | None:
-    """The same query built by the ORM, which also converts what other databases return (SQLite,
-    the demo's, hands back text and floats where PostgreSQL's driver gives Decimal)."""
-    runtime = RuntimeSettings.objects.filter(pk=RuntimeSettings.SINGLETON_ID).values("default_fee_percent")[:1]
-    return (
-        Client.objects.filter(external_id=external_id)
-        .annotate(
-            runtime_default_fee_percent=Subquery(runtime),
-            fresh_eth_usd_price=Subquery(fresh_price_query()),
-        )
-        .first()
-    )
 
 
 @cache

@@ -5,8 +5,6 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Count, QuerySet, Sum
 
-from pgp_project.money import ETH_PLACES, to_base_units
-
 from .accumulation import unclaimed_credit
 from .models import AccumulationStatus, PayoutAccumulation, PayoutStrategy, SourceAsset
 
@@ -20,13 +18,6 @@ class PendingTotals:
     rows: int
     net_usd: Decimal
     eth: Decimal
-
-
-@dataclass(frozen=True)
-class DistributableRow:
-    row_id: int
-    eth: Decimal  # what the row contributed to the conversion: its weight
-    fee_percent: Decimal
 
 
 @dataclass(frozen=True)
@@ -51,48 +42,23 @@ def pending_conversion_totals() -> PendingTotals:
     return PendingTotals(rows=pending["rows"], net_usd=pending["net"] or Decimal(0), eth=pending["eth"] or Decimal(0))
 
 
-def rows_to_distribute(conversion_id: int) -> list[DistributableRow]:
-    """A conversion's swapping rows in id order: the order the distribution breaks ties in."""
-    rows = (
-        PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id, status=AccumulationStatus.SWAPPING)
-        .order_by("id")
-        .values_list("id", "source_amount", "fee_percent")
-    )
-    return [DistributableRow(row_id, eth, fee_percent) for row_id, eth, fee_percent in rows]
-
-
 def distribution_weights(conversion_id: int, chunk_rows: int) -> Iterator[list[tuple[int, int]]]:
-    """A conversion's swapping rows as (row id, ETH in wei), `chunk_rows` at a time: memory stays
-    bounded by a chunk. PostgreSQL streams them from a server-side cursor (call inside a
+    """A conversion's swapping rows as (row id, ETH in base units), `chunk_rows` at a time: memory stays
+    bounded by a chunk. Streamed from a server-side cursor (call inside a
     transaction) in the order the scan finds them (the table's: no sort; the distribution breaks
-    its ties by id in SQL), with the wei computed exactly in SQL (18 dp column, so the product is
-    an integer); elsewhere they come in id order."""
-    if connection.vendor == "postgresql":
-        with connection.chunked_cursor() as cursor:
-            cursor.execute(
-                """
-                SELECT id, (source_amount * 1000000000000000000)::numeric(78, 0)::text
-                  FROM payout_accumulation
-                 WHERE batch_conversion_id = %s AND status = %s
-                """,
-                [conversion_id, AccumulationStatus.SWAPPING],
-            )
-            while rows := cursor.fetchmany(chunk_rows):
-                yield [(row_id, int(wei)) for row_id, wei in rows]
-        return
-    chunk: list[tuple[int, int]] = []
-    rows = (
-        PayoutAccumulation.objects.filter(batch_conversion_id=conversion_id, status=AccumulationStatus.SWAPPING)
-        .order_by("id")
-        .values_list("id", "source_amount")
-    )
-    for row_id, eth in rows.iterator(chunk_size=chunk_rows):
-        chunk.append((row_id, to_base_units(eth, ETH_PLACES)))
-        if len(chunk) == chunk_rows:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    its ties by id in SQL), with the base units computed exactly in SQL (18 dp column, so the product is
+    an integer)."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id, (source_amount * 1000000000000000000)::numeric(78, 0)::text
+              FROM payout_accumulation
+             WHERE batch_conversion_id = %s AND status = %s
+            """,
+            [conversion_id, AccumulationStatus.SWAPPING],
+        )
+        while rows := cursor.fetchmany(chunk_rows):
+            yield [(row_id, int(units)) for row_id, units in rows]
 
 
 def conversion_credits(conversion_id: int) -> ConversionCredits:

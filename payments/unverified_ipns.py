@@ -73,7 +73,7 @@ def keep_if_genuine_looking(event: PaymentEvent, raw_body: bytes, signature: str
                 event=event, body=raw_body.decode("utf-8"), signature=signature.strip().lower()
             )
     except (DatabaseError, UnicodeDecodeError) as exc:
-        # Best effort, never a traceback: a busy database (SQLite's lock in the demo) only means
+        # Best effort, never a traceback: a busy database (a lock wait past its timeout) only means
         # this one body is not kept; its refusal record is.
         logger.warning("could not keep the body of refused IPN event %s: %s", event.pk, exc)
         return False

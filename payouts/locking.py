@@ -23,9 +23,8 @@ B = TypeVar("B", bound=ExchangeFundedBatch)
 
 
 def bounded_lock_wait() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(settings.PGP_LOCK_TIMEOUT_MS)}ms"])
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(settings.PGP_LOCK_TIMEOUT_MS)}ms"])
 
 
 def lock_batch(model: type[B], batch_id: int) -> B:

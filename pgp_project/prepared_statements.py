@@ -25,10 +25,9 @@ from django.db.backends.utils import CursorWrapper
 
 def execute_prepared(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> None:
     """Run `sql` (with `%s` placeholders, and no other `%`) with `params` as a prepared
-    statement of the cursor's connection; as plain SQL elsewhere than PostgreSQL or with
-    PGP_PREPARED_STATEMENTS off."""
+    statement of the cursor's connection; as plain SQL with PGP_PREPARED_STATEMENTS off."""
     wrapper = cursor.db
-    if wrapper.vendor != "postgresql" or not settings.PGP_PREPARED_STATEMENTS:
+    if not settings.PGP_PREPARED_STATEMENTS:
         cursor.execute(sql, params)
         return
     name, numbered = _prepared_form(sql)

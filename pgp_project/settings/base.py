@@ -1,18 +1,21 @@
 """Settings shared by every environment; everything that differs comes from the environment.
 
-Local runs (`pgp_project.settings.local`) default to SQLite and a kombu filesystem broker so the
-demo needs no server; `DATABASE_URL` / `CELERY_BROKER_URL` switch to PostgreSQL / Redis unchanged.
+The database is PostgreSQL, named by `DATABASE_URL`. Local runs (`pgp_project.settings.local`)
+default to the demo's own PostgreSQL server and a kombu filesystem broker, so the demo needs no
+installed server; `DATABASE_URL` / `CELERY_BROKER_URL` switch to others unchanged.
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from .brokers import RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_SECONDS, check_redelivery_window, transport_options
 from .ipn_budget import check_ipn_answer_budget
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-# Runtime data of a local run (SQLite file, filesystem broker folders); ignored by git.
+# Runtime data of a local run (the demo's PostgreSQL server, filesystem broker folders); ignored by git.
 VAR_DIR = Path(environ.Env().str("PGP_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
@@ -82,20 +85,35 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'pgp.sqlite3'}")}
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
-# Persistent connections: a web thread or a Celery worker process keeps its connection for this
-# many seconds (0: a new one per request or task, which cost more than an IPN's whole work; None:
-# forever), checked before reuse after an error or an idle spell (CONN_HEALTH_CHECKS). One
-# connection per gunicorn thread and per Celery worker process: see "Database connections" in
-# docs/deployment.md for the budget. No in-process pool (psycopg 3's pool would replace psycopg2 and
-# CONN_MAX_AGE, and give nothing here: every thread uses the database on every request, so a
-# pool smaller than the threads would only queue them). Past max_connections, put pgbouncer in
-# front; the IPN intake sets lock_timeout once per session, so with transaction pooling set it
-# on the database role instead (ALTER ROLE ... SET lock_timeout), and turn PGP_PREPARED_STATEMENTS
-# off.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+def database_settings(url: str) -> dict[str, Any]:
+    """The default database named by `url`, with our connection policy. PostgreSQL only:
+    the money rules are written in its SQL (advisory locks, data-modifying CTEs, COPY, arrays)."""
+    config: dict[str, Any] = dict(environ.Env.db_url_config(url))
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"DATABASE_URL must name a PostgreSQL database (its engine is {config['ENGINE']})")
+    config["ATOMIC_REQUESTS"] = False
+    # Persistent connections: a web thread or a Celery worker process keeps its connection for this
+    # many seconds (0: a new one per request or task, which cost more than an IPN's whole work; None:
+    # forever), checked before reuse after an error or an idle spell (CONN_HEALTH_CHECKS). One
+    # connection per gunicorn thread and per Celery worker process: see "Database connections" in
+    # docs/deployment.md for the budget. No in-process pool (psycopg 3's pool would replace psycopg2 and
+    # CONN_MAX_AGE, and give nothing here: every thread uses the database on every request, so a
+    # pool smaller than the threads would only queue them). Past max_connections, put pgbouncer in
+    # front; the IPN intake sets lock_timeout once per session, so with transaction pooling set it
+    # on the database role instead (ALTER ROLE ... SET lock_timeout), and turn PGP_PREPARED_STATEMENTS
+    # off.
+    config["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+    config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+# Production requires DATABASE_URL (settings/production.py); local settings default to the demo's
+# own server (settings/local.py), test settings to a local one (settings/test.py).
+DATABASE_URL = env.str("DATABASE_URL", default="")
+DATABASES = {"default": database_settings(DATABASE_URL)} if DATABASE_URL else {}
+# Set by local settings when the demo runs its own PostgreSQL server: its data and socket folder.
+PGP_EMBEDDED_POSTGRES_DIR: Path | None = None
 # The IPN's hottest statements are prepared once per database session
 # (pgp_project/prepared_statements.py); off: sent as plain SQL every time, as a transaction-pooling
 # pgbouncer needs (it does not keep a server session per client).

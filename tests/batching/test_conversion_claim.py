@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from batching.conversion import CHECK_THRESHOLD_TASK, check_threshold
 from batching.models import BatchConversion
-from payments import accumulation
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from pgp_project.operations.models import AlertThrottle, AuditEvent
 from pgp_project.operations.selectors import get_runtime_settings
@@ -200,21 +199,3 @@ def test_when_no_row_fits_under_the_maximum_nothing_is_claimed_and_it_says_why(
     assert "3 pending row(s) each over changenow's maximum 0.01 ETH" in check.waiting_for
     assert not PayoutAccumulation.objects.exclude(status=AccumulationStatus.PENDING).exists()
     assert conversion_ids_drawn() == drawn
-
-
-def test_the_step_by_step_claim_takes_the_same_rows_under_a_maximum(threshold_client: Client) -> None:
-    """The claim the embedded demo's steps use (SQLite) caps the same way as the one statement."""
-    oversize = pending_rows(threshold_client, 1, eth="0.02")[0]
-    fitting = pending_rows(threshold_client, 3, eth="0.004")
-    conversion = BatchConversion.objects.create(
-        exchange_provider="changenow",
-        threshold_usd=Decimal("20"),
-        total_gross_usd=0,
-        total_net_usd=0,
-        total_eth=Decimal("1"),
-        row_count=1,
-    )
-    claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk, eth_at_most=Decimal("0.01"))
-    assert (claimed.rows, claimed.eth, claimed.net_usd) == (2, Decimal("0.008"), Decimal("19.40"))
-    assert claimed_by(conversion.pk) == [fitting[0].pk, fitting[1].pk]
-    assert PayoutAccumulation.objects.get(pk=oversize.pk).status == AccumulationStatus.PENDING

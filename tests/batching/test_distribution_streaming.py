@@ -62,8 +62,13 @@ def claimed_conversion(client: Client, rows: int, equal_weight: Decimal | None =
     make_rows(client, rows)
     if equal_weight is not None:
         PayoutAccumulation.objects.update(source_amount=equal_weight)
-    conversion = BatchConversionFactory.create()
-    claimed = accumulation.claim_for_conversion(conversion_id=conversion.pk)
+    # The claim check_threshold makes, with nothing to wait for (no threshold, no exchange range).
+    claim = accumulation.claim_for_conversion_when_due(
+        net_usd_at_least=Decimal(0), eth_at_least=Decimal(0), conversion_table=BatchConversion._meta.db_table
+    )
+    assert claim.conversion_id is not None
+    conversion = BatchConversionFactory.create(pk=claim.conversion_id)
+    claimed = claim.claimed
     amounts = PayoutAccumulation.objects.filter(batch_conversion_id=conversion.pk).values_list(
         "gross_usd", "net_usd", "source_amount"
     )

@@ -159,14 +159,16 @@ def test_a_client_paid_in_usdt_on_the_second_chain_is_paid_straight_from_our_wal
     with caplog.at_level(logging.ERROR, logger="pgp.alerts"):
         refresh_hot_wallet()
     (low,) = [r.getMessage() for r in caplog.records if "ALERT hot_wallet_low_balance" in r.getMessage()]
-    assert f"chain={SECOND_CHAIN} asset=usdt" in low and "floor=2000000" in low
+    assert f"chain={SECOND_CHAIN} asset=usdt" in low
+    assert "floor=2000000" in low
     http = HttpClient()
     http.force_login(StaffUserFactory.create(username="two-chain-operator"))
     html = http.get("/admin/").content.decode()
     for chain, held in ((local_chain, "eth"), (second_chain, SECOND_CHAIN)):
         shown = format_amount(usdt_balance(chain, chain.hot_wallet_address), "USDT")
         assert f'id="hot-wallet-{held}-usdt">{shown}<' in html
-    assert f'id="hot-wallet-{SECOND_CHAIN}-usdt-low"' in html and 'id="hot-wallet-eth-usdt-low"' not in html
+    assert f'id="hot-wallet-{SECOND_CHAIN}-usdt-low"' in html
+    assert 'id="hot-wallet-eth-usdt-low"' not in html
 
     # Reconciliation covers both chains: clean, then exactly one foreign send on the second.
     end = timezone.now() + timedelta(seconds=5)

@@ -6,14 +6,15 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any, cast
 
+import psycopg2
 import pytest
 
 from ..conftest import PROJECT_ROOT
@@ -23,7 +24,7 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "x7#Qm2!vR9pL0s$Wz4&tY8uK1eN6bH3jD5gF-production-grade-secret-key",
     "NOWPAYMENTS_IPN_SECRET": "ipn-secret-from-the-environment",
     "DJANGO_ALLOWED_HOSTS": "payouts.example.com",
-    "DATABASE_URL": "sqlite:////tmp/pgp-deploy-check.sqlite3",
+    "DATABASE_URL": "postgres://pgp@127.0.0.1:5432/pgp_deploy_check",  # named, never connected to
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
 }
 
@@ -65,6 +66,21 @@ def test_production_refuses_an_empty_ipn_secret() -> None:
     assert "NOWPAYMENTS_IPN_SECRET" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("database_url", "refusal"),
+    [
+        ("", "DATABASE_URL must name the PostgreSQL database"),
+        ("sqlite:////tmp/pgp-refused.db", "DATABASE_URL must name a PostgreSQL database"),
+    ],
+    ids=["missing", "another-engine"],
+)
+def test_production_refuses_to_start_without_a_postgresql_database(database_url: str, refusal: str) -> None:
+    result = run_manage(["check"], {**PRODUCTION_ENV, "DATABASE_URL": database_url})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert refusal in result.stderr
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -92,12 +108,21 @@ def child_pids(pid: int) -> set[int]:
     return found
 
 
+def process_runs(pid: int) -> bool:
+    """Not exited; an exited process that init has not reaped yet (a zombie) runs nothing."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.slow
 def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_path: Path) -> None:
-    """README command (1) without its install step: the embedded default (SQLite and the kombu
-    filesystem broker). Healthy means the web answered, the database and broker are reachable,
-    and a periodic job ran, which takes Beat sending and a worker executing; then simulated
-    payments complete a conversion within two minutes."""
+    """README command (1) without its install step: the embedded default (the demo's own
+    PostgreSQL server under the var folder, and the kombu filesystem broker). Healthy means the
+    web answered, the database and broker are reachable, and a periodic job ran, which takes Beat
+    sending and a worker executing; then simulated payments complete a conversion within two
+    minutes. When it stops, its PostgreSQL server stops too."""
     web_port, flower_port, chain_port, sandbox_port = free_port(), free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
     # The health details (which transport the broker is) are for operators: the token says we are.
@@ -162,11 +187,17 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         assert "beat: Starting" in log_text
 
         # Simulated payments flow through a micro-batch conversion on anvil and the sandbox ...
-        database = tmp_path / "pgp.sqlite3"
+        # ... on the demo's own PostgreSQL server, reached through its socket in the var folder ...
+        server_pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
+        assert f"PostgreSQL (embedded) running in {tmp_path / 'postgres'}, pid {server_pid}" in log_text
 
         def completed(table: str) -> int:
-            with sqlite3.connect(database, timeout=10) as db:
-                return db.execute(f"SELECT count(*) FROM {table} WHERE status = 'completed'").fetchone()[0]  # noqa: S608
+            with (
+                closing(psycopg2.connect(host=str(tmp_path / "postgres"), user="postgres", dbname="pgp")) as db,
+                db.cursor() as cursor,
+            ):
+                cursor.execute(f"SELECT count(*) FROM {table} WHERE status = 'completed'")  # noqa: S608
+                return cursor.fetchone()[0]
 
         # ... and client payouts complete too (the instant demo client's come first).
         deadline = time.monotonic() + 150
@@ -182,6 +213,8 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         assert "PGP demo stopped cleanly." in log_path.read_text()
         time.sleep(0.5)
         assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child outlived the demo"
+        assert "PostgreSQL (embedded) stopped." in log_path.read_text()
+        assert not process_runs(server_pid), "the demo's PostgreSQL server outlived the demo"
     finally:
         if demo.poll() is None:
             demo.kill()
@@ -273,4 +306,4 @@ def test_the_demo_reports_a_busy_port_before_its_banner_and_changes_nothing(tmp_
     assert result.returncode != 0
     assert f"flower port {busy} is in use (set PGP_FLOWER_PORT to another)" in result.stderr
     assert "password" not in result.stdout + result.stderr
-    assert not (tmp_path / "pgp.sqlite3").exists()  # nothing was reset or started
+    assert not (tmp_path / "postgres").exists()  # nothing was reset or started

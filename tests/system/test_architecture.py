@@ -109,7 +109,7 @@ def test_production_settings_never_install_the_stand_ins(tmp_path: Path) -> None
         DJANGO_SECRET_KEY="x" * 50,
         NOWPAYMENTS_IPN_SECRET="secret",
         DJANGO_ALLOWED_HOSTS="payouts.example.com",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
+        DATABASE_URL="postgres://pgp@127.0.0.1:5432/pgp_settings_only",  # named, never connected to
     )
     assert "standins" not in production["apps"]
     assert not [
@@ -167,3 +167,23 @@ def test_no_production_module_outside_an_adapter_names_an_evm_only_concept() -> 
                 if EVM_ONLY.search(line):
                     found.append(f"{relative}:{number}: {line.strip()}")
     assert found == [], "EVM-only concepts outside the EVM adapter:\n" + "\n".join(found)
+
+
+# Everything but the tests: the apps, the kernel, the stand-ins and benchmarks, the entry points.
+SOURCE_PACKAGES = (*LAYERS, "benchmarks")
+SOURCE_FILES = ("manage.py", "gunicorn.conf.py", "flowerconfig.py")
+
+
+def test_one_database_engine_and_no_branch_on_it() -> None:
+    """The money rules are written once, in PostgreSQL's SQL: no module asks which database it is
+    on (connection.vendor), and none names SQLite."""
+    paths = [path for package in SOURCE_PACKAGES for path in Path(PROJECT_ROOT, package).rglob("*.py")]
+    paths += [Path(PROJECT_ROOT, name) for name in SOURCE_FILES]
+    assert len(paths) > 100
+    offending = [
+        f"{path.relative_to(PROJECT_ROOT)}:{number}: {line.strip()}"
+        for path in paths
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\.vendor\b|sqlite", line, re.IGNORECASE)
+    ]
+    assert not offending, "\n".join(offending)

@@ -122,8 +122,7 @@ def test_flower_with_basic_auth_protects_every_page_and_metrics() -> None:
 @pytest.fixture(scope="module")
 def production_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A migrated PostgreSQL database of its own and collected static files, as a release makes
-    them: production runs on PostgreSQL, so its surface is tested there (SQLite serialises every
-    write, which turns concurrent IPNs into "database is locked")."""
+    them."""
     folder = tmp_path_factory.mktemp("production")
     with production_database() as database_url:
         env = {

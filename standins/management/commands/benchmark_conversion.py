@@ -116,8 +116,8 @@ class Command(BaseCommand):
         self, *args: object, rows: int, sizes: str, naive_rows: int, repeat: int, as_json: bool, **options: object
     ) -> None:
         name = connection.settings_dict["NAME"]
-        if connection.vendor != "postgresql" or not ("bench" in name or name.startswith("test_")):
-            raise CommandError("run against a PostgreSQL database whose name contains 'bench' (its data is wiped)")
+        if not ("bench" in name or name.startswith("test_")):
+            raise CommandError("run against a database whose name contains 'bench' (its data is wiped)")
         if sizes:
             for size in (int(size) for size in sizes.split(",")):
                 self._report(self._child(size, naive_rows, repeat))

@@ -2,9 +2,10 @@
 with the local stand-ins (anvil with TestUSDT, the sandbox ChangeNOW) and a payment simulator
 posting signed IPNs, so conversions complete on their own within a couple of minutes.
 
-Runs on whatever DATABASE_URL / CELERY_BROKER_URL say (by default SQLite and the kombu
-filesystem broker, so a fresh machine needs no server). Ctrl-C (or SIGTERM) stops every process
-and waits for it; if any process dies, the others are stopped too and the command fails.
+Runs on whatever DATABASE_URL / CELERY_BROKER_URL say; by default on a PostgreSQL server of its
+own under var/ (standins/local_postgres.py), started here first and stopped here last, and the
+kombu filesystem broker, so a fresh machine needs no server. Ctrl-C (or SIGTERM) stops every
+process and waits for it; if any process dies, the others are stopped too and the command fails.
 """
 
 import os
@@ -22,8 +23,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
+from django.db import connections, transaction
 
+from standins import local_postgres
 from standins.demo import (
     DEMO_ADMIN_USERNAME,
     apply_demo_intervals,
@@ -66,6 +68,20 @@ class Command(BaseCommand):
         self._stopping = False
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
+        self._database: local_postgres.LocalPostgres | None = None
+        self._database_env: dict[str, str] = {}
+        try:
+            failed, killed = self._run(options)
+        finally:
+            self._stop_database()
+        if failed:
+            raise CommandError(f"{failed} exited unexpectedly; stopped the others")
+        if killed:
+            raise CommandError(f"had to kill {', '.join(killed)} after {STOP_GRACE_SECONDS}s")
+        self.stdout.write("PGP demo stopped cleanly.")
+
+    def _run(self, options: dict[str, Any]) -> tuple[str | None, list[str]]:
+        self._start_database()
         self._reset_embedded_state()
         call_command("migrate", interactive=False, verbosity=0)
         with transaction.atomic():
@@ -84,11 +100,34 @@ class Command(BaseCommand):
             failed = self._supervise(children)
         finally:
             killed = self._stop_all(children)
-        if failed:
-            raise CommandError(f"{failed} exited unexpectedly; stopped the others")
-        if killed:
-            raise CommandError(f"had to kill {', '.join(killed)} after {STOP_GRACE_SECONDS}s")
-        self.stdout.write("PGP demo stopped cleanly.")
+        return failed, killed
+
+    def _start_database(self) -> None:
+        """The demo's own PostgreSQL server, when no DATABASE_URL names another: started (or a
+        killed demo's reused) before anything connects; every child is handed its URL."""
+        data_dir = settings.PGP_EMBEDDED_POSTGRES_DIR
+        if data_dir is None:
+            return
+        started = time.monotonic()
+        self._database = local_postgres.start(Path(data_dir))
+        expected = settings.DATABASES["default"]["OPTIONS"]["host"]
+        if str(self._database.socket_dir()) != expected:  # the package moves a socket path too long for unix
+            raise CommandError(
+                f"the demo's PostgreSQL socket is in {self._database.socket_dir()}, not {expected}: "
+                "set PGP_VAR_DIR to a shorter path"
+            )
+        self._database_env = {"DATABASE_URL": self._database.uri(local_postgres.DEMO_DATABASE)}
+        self.stdout.write(
+            f"PostgreSQL (embedded) running in {data_dir}, pid {self._database.pid}, "
+            f"ready in {time.monotonic() - started:.1f}s"
+        )
+
+    def _stop_database(self) -> None:
+        """Last, after every child: our own connections first, then the server."""
+        connections.close_all()
+        if self._database is not None:
+            self._database.stop()
+            self.stdout.write("PostgreSQL (embedded) stopped.")
 
     def _start_chain(self, children: list[Child], options: dict[str, Any]) -> LocalChain:
         chain_args = [f"--port={options['chain_port']}", "--block-time=1", f"--state-dir={settings.VAR_DIR}"]
@@ -160,11 +199,10 @@ class Command(BaseCommand):
     def _reset_embedded_state(self) -> None:
         """Each demo starts a new chain, so on the embedded default it also starts a new database
         and broker: balances, nonces and exchanges of an old run would not match the new chain."""
-        if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        if self._database is None:
             return
-        database = Path(settings.DATABASES["default"]["NAME"])
-        for leftover in (database, Path(f"{database}-journal"), Path(settings.VAR_DIR) / LOCAL_CHAIN_STATE_FILE):
-            leftover.unlink(missing_ok=True)
+        self._database.recreate_database(local_postgres.DEMO_DATABASE)
+        (Path(settings.VAR_DIR) / LOCAL_CHAIN_STATE_FILE).unlink(missing_ok=True)
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             for key in ("data_folder_in", "control_folder", "processed_folder"):
                 folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key])
@@ -189,7 +227,12 @@ class Command(BaseCommand):
     def _start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Child:
         # Own session: a terminal Ctrl-C reaches only us, and we stop each child exactly once.
         # Our own settings module, named: the entry points' default is production.
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE, **(extra_env or {})}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+            **self._database_env,
+            **(extra_env or {}),
+        }
         process = subprocess.Popen(command, start_new_session=True, env=env)
         return Child(name, process)
 
