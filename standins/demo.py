@@ -1,7 +1,9 @@
-"""Demo fixtures for the embedded main job: an admin user, demo clients, short intervals."""
+"""Demo fixtures for the embedded main job: an admin user, demo clients, short intervals, and the
+second chain's configuration."""
 
 import secrets
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -23,6 +25,31 @@ DEMO_INTERVALS = {
     REFRESH_REFERENCE_PRICES_TASK: 60,
     REFRESH_HOT_WALLET_TASK: 15,
 }
+# The second local chain plays Polygon: another entry of the same EVM adapter class, its own anvil
+# (chain id 31338), its own TestUSDT, the same hot-wallet key (one address, a nonce sequence each).
+SECOND_CHAIN = "matic"
+SECOND_CHAIN_ID = 31338
+SECOND_CHAIN_RPC_URL_ENV = "POLYGON_RPC_URL"
+SECOND_CHAIN_USDT_ENV = "POLYGON_USDT_CONTRACT_ADDRESS"
+
+
+def with_second_chain(chains: dict[str, Any], *, low_usdt_balance: str = "1000") -> dict[str, Any]:
+    """PGP_CHAINS with the second chain beside the first: what an operator would add for Polygon.
+    Its hot wallet is funded by operator top-ups, so it warns under `low_usdt_balance` USDT."""
+    second = {
+        **chains["eth"],
+        "rpc_url_env": SECOND_CHAIN_RPC_URL_ENV,
+        "rpc_url_default": "",
+        "chain_id": SECOND_CHAIN_ID,
+        "native_asset": "matic",
+        "confirmations": 2,
+        "max_fee_gwei": 500,
+        "tokens": {"usdt": {"contract_env": SECOND_CHAIN_USDT_ENV}},
+        "low_balance": {"usdt": low_usdt_balance},
+    }
+    return {**chains, SECOND_CHAIN: second}
+
+
 DEMO_CLIENTS = [
     # (external id, name, strategy, threshold USD, currency, network, wallet)
     # Paid in USDT on TRON: the sandbox simulates the payout hash (not an EVM chain).
@@ -44,6 +71,16 @@ DEMO_CLIENTS = [
         "eth",
         "eth",
         "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+    ),
+    # Paid in USDT on the second chain, straight from our hot wallet there: no exchange.
+    (
+        "-1001000000004",
+        "Demo channel D",
+        PayoutStrategy.THRESHOLD,
+        "30.00",
+        "usdt",
+        SECOND_CHAIN,
+        "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
     ),
     # Instant: every payment is exchanged ETH -> USDC on its own.
     (

@@ -27,6 +27,7 @@ from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.money import from_base_units, to_base_units
 from pgp_project.money_display import format_amount
+from standins.demo import SECOND_CHAIN, SECOND_CHAIN_ID, with_second_chain
 from standins.erc20 import ERC20_ABI
 from standins.localchain import (
     LocalChain,
@@ -44,8 +45,6 @@ from ..conftest import ipn_body, post_ipn
 from ..factories import ClientFactory, StaffUserFactory
 from ..flows import wait_final_payout
 
-SECOND_CHAIN = "matic"
-SECOND_CHAIN_ID = 31338
 CLIENT_WALLET = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"  # anvil account 4
 
 
@@ -57,25 +56,6 @@ def second_chain() -> Iterator[LocalChain]:
         yield deploy_local_chain(f"http://127.0.0.1:{port}")
     finally:
         stop_anvil(process)
-
-
-def both_chains(eth: dict[str, Any]) -> dict[str, Any]:
-    """The first chain as configured, and the second as another entry of the same adapter class:
-    its own node, chain id, native asset, confirmations, fee cap and token contract, and the same
-    hot-wallet key (one address, a nonce sequence per chain)."""
-    second = {
-        **eth,
-        "rpc_url_env": "POLYGON_RPC_URL",
-        "rpc_url_default": "",
-        "chain_id": SECOND_CHAIN_ID,
-        "native_asset": "matic",
-        "confirmations": 2,
-        "max_fee_gwei": 500,
-        "tokens": {"usdt": {"contract_env": "POLYGON_USDT_CONTRACT_ADDRESS"}},
-        # Funded by operator top-ups: warn under this much (above what the stand-in mints).
-        "low_balance": {"usdt": "2000000"},
-    }
-    return {"eth": eth, SECOND_CHAIN: second}
 
 
 def usdt_balance(chain: LocalChain, address: str) -> Decimal:
@@ -105,7 +85,8 @@ def test_a_client_paid_in_usdt_on_the_second_chain_is_paid_straight_from_our_wal
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    chains = both_chains(settings.PGP_CHAINS["eth"])
+    # Funded by operator top-ups: warn under this much (above what the stand-in mints).
+    chains = with_second_chain(settings.PGP_CHAINS, low_usdt_balance="2000000")
     environment = {
         "PGP_CHAINS": json.dumps(chains),
         "POLYGON_RPC_URL": second_chain.rpc_url,

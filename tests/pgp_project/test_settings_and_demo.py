@@ -17,6 +17,8 @@ from typing import Any, cast
 import psycopg2
 import pytest
 
+from standins.demo import SECOND_CHAIN
+
 from ..conftest import PROJECT_ROOT
 
 PRODUCTION_ENV = {
@@ -124,6 +126,7 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
     sending and a worker executing; then simulated payments complete a conversion within two
     minutes. When it stops, its PostgreSQL server stops too."""
     web_port, flower_port, chain_port, sandbox_port = free_port(), free_port(), free_port(), free_port()
+    second_chain_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
     # The health details (which transport the broker is) are for operators: the token says we are.
     health_token = "demo-test-health-token"
@@ -139,6 +142,7 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
                 f"--web-port={web_port}",
                 f"--flower-port={flower_port}",
                 f"--chain-port={chain_port}",
+                f"--second-chain-port={second_chain_port}",
                 f"--sandbox-port={sandbox_port}",
                 "--payment-interval=2",
             ],
@@ -182,7 +186,8 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
             request = urllib.request.Request(flower_url + path, headers={"Authorization": f"Basic {credentials}"})  # noqa: S310
             with urllib.request.urlopen(request, timeout=10) as flower:  # noqa: S310 - loopback only
                 assert flower.status == 200, path
-        assert len(child_pids(demo.pid)) == 7  # chain, sandbox, web, worker, beat, flower, payments
+        # two chains, sandbox, web, worker, beat, flower, payments
+        assert len(child_pids(demo.pid)) == 8
         assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself
         assert "beat: Starting" in log_text
 
@@ -191,20 +196,25 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         server_pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
         assert f"PostgreSQL (embedded) running in {tmp_path / 'postgres'}, pid {server_pid}" in log_text
 
-        def completed(table: str) -> int:
+        def completed(table: str, where: str = "TRUE") -> int:
             with (
                 closing(psycopg2.connect(host=str(tmp_path / "postgres"), user="postgres", dbname="pgp")) as db,
                 db.cursor() as cursor,
             ):
-                cursor.execute(f"SELECT count(*) FROM {table} WHERE status = 'completed'")  # noqa: S608
+                cursor.execute(f"SELECT count(*) FROM {table} WHERE status = 'completed' AND {where}")  # noqa: S608
                 return cursor.fetchone()[0]
 
-        # ... and client payouts complete too (the instant demo client's come first).
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and not (completed("batch_conversions") and completed("payout_batches")):
+        # ... client payouts complete too (the instant demo client's come first), and one client
+        # is paid in USDT straight from our wallet on the second chain: no exchange.
+        on_second_chain = f"payout_network = '{SECOND_CHAIN}' AND exchange_provider = 'direct'"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (
+            completed("batch_conversions") and completed("payout_batches", on_second_chain)
+        ):
             time.sleep(2)
         assert completed("batch_conversions") >= 1, log_path.read_text()[-3000:]
         assert completed("payout_batches") >= 1, log_path.read_text()[-3000:]
+        assert completed("payout_batches", on_second_chain) >= 1, log_path.read_text()[-3000:]
         assert "ALERT" not in log_path.read_text()
 
         children = child_pids(demo.pid)

@@ -1,6 +1,7 @@
 """The embedded main job: web + admin, a Celery worker, Beat and Flower in one foreground command,
-with the local stand-ins (anvil with TestUSDT, the sandbox ChangeNOW) and a payment simulator
-posting signed IPNs, so conversions complete on their own within a couple of minutes.
+with the local stand-ins (two anvil chains with TestUSDT, the second playing Polygon; the sandbox
+ChangeNOW) and a payment simulator posting signed IPNs, so conversions complete on their own within
+a couple of minutes, and one client is paid in USDT straight from our wallet on the second chain.
 
 Runs on whatever DATABASE_URL / CELERY_BROKER_URL say; by default on a PostgreSQL server of its
 own under var/ (standins/local_postgres.py), started here first and stopped here last, and the
@@ -8,6 +9,7 @@ kombu filesystem broker, so a fresh machine needs no server. Ctrl-C (or SIGTERM)
 process and waits for it; if any process dies, the others are stopped too and the command fails.
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -28,9 +30,14 @@ from django.db import connections, transaction
 from standins import local_postgres
 from standins.demo import (
     DEMO_ADMIN_USERNAME,
+    SECOND_CHAIN,
+    SECOND_CHAIN_ID,
+    SECOND_CHAIN_RPC_URL_ENV,
+    SECOND_CHAIN_USDT_ENV,
     apply_demo_intervals,
     ensure_demo_clients,
     reset_demo_admin,
+    with_second_chain,
 )
 from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 
@@ -57,6 +64,7 @@ class Command(BaseCommand):
         parser.add_argument("--web-port", type=int, default=int(os.environ.get("PGP_WEB_PORT", 8000)))
         parser.add_argument("--flower-port", type=int, default=int(os.environ.get("PGP_FLOWER_PORT", 5555)))
         parser.add_argument("--chain-port", type=int, default=int(os.environ.get("PGP_CHAIN_PORT", 8545)))
+        parser.add_argument("--second-chain-port", type=int, default=int(os.environ.get("PGP_SECOND_CHAIN_PORT", 8546)))
         parser.add_argument("--sandbox-port", type=int, default=int(os.environ.get("PGP_SANDBOX_PORT", 8701)))
         parser.add_argument("--payment-interval", type=float, default=4.0, help="seconds between simulated payments")
         parser.add_argument(
@@ -93,9 +101,9 @@ class Command(BaseCommand):
         self._flower_auth = f"{DEMO_FLOWER_USERNAME}:{secrets.token_urlsafe(12)}"
         children: list[Child] = []
         try:
-            chain = self._start_chain(children, options)
-            self._start_system(children, options, self._flow_environment(chain, options))
-            self._print_banner(options, chain, password)
+            chain, second = self._start_chains(children, options)
+            self._start_system(children, options, self._flow_environment(chain, second, options))
+            self._print_banner(options, chain, second, password)
             self._print_intervals()
             failed = self._supervise(children)
         finally:
@@ -129,19 +137,39 @@ class Command(BaseCommand):
             self._database.stop()
             self.stdout.write("PostgreSQL (embedded) stopped.")
 
-    def _start_chain(self, children: list[Child], options: dict[str, Any]) -> LocalChain:
-        chain_args = [f"--port={options['chain_port']}", "--block-time=1", f"--state-dir={settings.VAR_DIR}"]
-        children.append(self._start("chain", [*MANAGE, "local_chain", *chain_args]))
-        return self._wait_for_chain(children[0])
+    def _start_chains(self, children: list[Child], options: dict[str, Any]) -> tuple[LocalChain, LocalChain]:
+        """Both local chains, started together: the first (the conversions' and the exchange's)
+        and the second, Polygon's stand-in, each with its own TestUSDT and state file."""
+        first_args = [f"--port={options['chain_port']}", "--block-time=1", f"--state-dir={settings.VAR_DIR}"]
+        second_args = [
+            f"--port={options['second_chain_port']}",
+            "--block-time=1",
+            f"--chain-id={SECOND_CHAIN_ID}",
+            f"--state-dir={self._second_chain_dir()}",
+        ]
+        children.append(self._start("chain", [*MANAGE, "local_chain", *first_args]))
+        children.append(self._start(f"chain {SECOND_CHAIN}", [*MANAGE, "local_chain", *second_args]))
+        return (
+            self._wait_for_chain(children[-2], Path(settings.VAR_DIR)),
+            self._wait_for_chain(children[-1], self._second_chain_dir()),
+        )
 
     @staticmethod
-    def _flow_environment(chain: LocalChain, options: dict[str, Any]) -> dict[str, str]:
-        """What web, worker and Beat need to reach the local chain and the sandbox ChangeNOW."""
+    def _second_chain_dir() -> Path:
+        return Path(settings.VAR_DIR) / SECOND_CHAIN
+
+    @staticmethod
+    def _flow_environment(chain: LocalChain, second: LocalChain, options: dict[str, Any]) -> dict[str, str]:
+        """What web, worker and Beat need to reach both local chains and the sandbox ChangeNOW.
+        The second chain is one more PGP_CHAINS entry; its node and token come from variables."""
         return {
             "ETH_RPC_URL": chain.rpc_url,
             "ETH_CHAIN_ID": str(chain.chain_id),
             "HOT_WALLET_PRIVATE_KEY": chain.hot_wallet_private_key,
             "USDT_CONTRACT_ADDRESS": chain.usdt_address,
+            "PGP_CHAINS": json.dumps(with_second_chain(settings.PGP_CHAINS)),
+            SECOND_CHAIN_RPC_URL_ENV: second.rpc_url,
+            SECOND_CHAIN_USDT_ENV: second.usdt_address,
             "CHANGENOW_API_URL": f"http://127.0.0.1:{options['sandbox_port']}",
             "CHANGENOW_API_KEY": DEMO_CHANGENOW_API_KEY,
             **DEMO_FLOW_ENV,
@@ -175,7 +203,7 @@ class Command(BaseCommand):
             ),
         ]
 
-    def _print_banner(self, options: dict[str, Any], chain: LocalChain, password: str) -> None:
+    def _print_banner(self, options: dict[str, Any], chain: LocalChain, second: LocalChain, password: str) -> None:
         web = f"http://127.0.0.1:{options['web_port']}"
         flower_user, _, flower_password = self._flower_auth.partition(":")
         self.stdout.write(
@@ -185,6 +213,8 @@ class Command(BaseCommand):
                 f"  health: {web}/health/\n"
                 f"  flower: http://127.0.0.1:{options['flower_port']}/  user {flower_user} password {flower_password}\n"
                 f"  chain:  {chain.rpc_url} (anvil, TestUSDT {chain.usdt_address})\n"
+                f"  chain {SECOND_CHAIN}: {second.rpc_url} (anvil, chain id {second.chain_id}, TestUSDT "
+                f"{second.usdt_address})\n"
                 f"  ChangeNOW sandbox: http://127.0.0.1:{options['sandbox_port']}/\n"
             )
         )
@@ -203,6 +233,7 @@ class Command(BaseCommand):
             return
         self._database.recreate_database(local_postgres.DEMO_DATABASE)
         (Path(settings.VAR_DIR) / LOCAL_CHAIN_STATE_FILE).unlink(missing_ok=True)
+        (self._second_chain_dir() / LOCAL_CHAIN_STATE_FILE).unlink(missing_ok=True)
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             for key in ("data_folder_in", "control_folder", "processed_folder"):
                 folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key])
@@ -210,8 +241,8 @@ class Command(BaseCommand):
                 folder.mkdir(parents=True, exist_ok=True)
         self.stdout.write(f"Fresh demo state in {settings.VAR_DIR}")
 
-    def _wait_for_chain(self, chain_child: Child) -> LocalChain:
-        state_file = Path(settings.VAR_DIR) / LOCAL_CHAIN_STATE_FILE
+    def _wait_for_chain(self, chain_child: Child, state_dir: Path) -> LocalChain:
+        state_file = state_dir / LOCAL_CHAIN_STATE_FILE
         deadline = time.monotonic() + CHAIN_START_TIMEOUT_SECONDS
         while time.monotonic() < deadline and not self._stopping:
             if chain_child.process.poll() is not None:
@@ -267,6 +298,7 @@ PORT_SETTINGS = {
     "web_port": "PGP_WEB_PORT",
     "flower_port": "PGP_FLOWER_PORT",
     "chain_port": "PGP_CHAIN_PORT",
+    "second_chain_port": "PGP_SECOND_CHAIN_PORT",
     "sandbox_port": "PGP_SANDBOX_PORT",
 }
 
