@@ -170,14 +170,17 @@ def _wait(host_payment_id: int, what: HostPaymentWait, error: Exception) -> Host
     """Leave the payment unsigned, say what it waits for, and look again later; alert when the
     wait starts and then on a throttle, never on every run."""
     subject = Subject("host_payment", host_payment_id)
-    # A new reason to wait is news: alerted at once, even if the payment waited for it before
-    # (balance, then fees, then balance again) less than the repeat interval ago.
-    if HostPayment.objects.filter(pk=host_payment_id).exclude(waiting_for=what).update(waiting_for=what):
-        forget_alert(WAIT_ALERTS[what], subject)
-    HostPayment.objects.filter(pk=host_payment_id).update(
-        last_error=str(error)[:2000], waiting_for=what, updated_at=timezone.now()
-    )
-    alert(WAIT_ALERTS[what], subject, host_payment=host_payment_id, error=error)
+    waiting = HostPayment.objects.filter(pk=host_payment_id)
+    recorded = {"last_error": str(error)[:2000], "waiting_for": what, "updated_at": timezone.now()}
+    # One transaction: nobody sees the new reason without its error. A new reason to wait is
+    # news: alerted at once, even if the payment waited for it before (balance, then fees, then
+    # balance again) less than the repeat interval ago.
+    with transaction.atomic():
+        if waiting.exclude(waiting_for=what).update(**recorded):
+            forget_alert(WAIT_ALERTS[what], subject)
+        else:
+            waiting.update(**recorded)
+        alert(WAIT_ALERTS[what], subject, host_payment=host_payment_id, error=error)
     schedule_step(HostPayment, host_payment_id, ADVANCE_HOST_PAYMENT_TASK, settings.PGP_BALANCE_RETRY_SECONDS)
     return HostPayment.objects.get(pk=host_payment_id)
 
