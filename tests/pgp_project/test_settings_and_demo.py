@@ -119,7 +119,7 @@ def process_runs(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reachable_folder: Path) -> None:
     """README command (1) without its install step: the embedded default (the demo's own
     PostgreSQL server under the var folder, and the kombu filesystem broker). Healthy means the
     web answered, the database and broker are reachable, and a periodic job ran, which takes Beat
@@ -130,9 +130,9 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "DATABASE_URL"))}
     # The health details (which transport the broker is) are for operators: the token says we are.
     health_token = "demo-test-health-token"
-    env.update(PGP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="pgp_project.settings.local")
+    env.update(PGP_VAR_DIR=str(reachable_folder), DJANGO_SETTINGS_MODULE="pgp_project.settings.local")
     env.update(PGP_HEALTH_TOKEN=health_token)
-    log_path = tmp_path / "demo.log"
+    log_path = reachable_folder / "demo.log"
     with log_path.open("w") as log:
         demo = subprocess.Popen(
             [
@@ -145,6 +145,7 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
                 f"--second-chain-port={second_chain_port}",
                 f"--sandbox-port={sandbox_port}",
                 "--payment-interval=2",
+                "--job-interval=6",  # conversions and payouts sooner than the demo's 30 s
             ],
             cwd=PROJECT_ROOT,
             env=env,
@@ -170,8 +171,8 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
         assert "password" in log_text
         assert "/admin/" in log_text
         # The pacing actually in use, as stored for Beat (the demo's short intervals).
-        assert "Micro-batch conversion check: every 30 seconds" in log_text
-        assert "Recovery sweep: every 10 seconds" in log_text
+        assert "Micro-batch conversion check: every 6 seconds" in log_text
+        assert "Recovery sweep: every 6 seconds" in log_text
         assert "Prune refused IPN records: every 86400 seconds" in log_text
         # Flower is never open: the banner gives this run's password, and without it Flower says 401.
         found = re.search(r"flower: (\S+)\s+user (\S+) password (\S+)", log_text)
@@ -193,12 +194,12 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(tmp_pa
 
         # Simulated payments flow through a micro-batch conversion on anvil and the sandbox ...
         # ... on the demo's own PostgreSQL server, reached through its socket in the var folder ...
-        server_pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
-        assert f"PostgreSQL (embedded) running in {tmp_path / 'postgres'}, pid {server_pid}" in log_text
+        server_pid = int((reachable_folder / "postgres" / "postmaster.pid").read_text().split()[0])
+        assert f"PostgreSQL (embedded) running in {reachable_folder / 'postgres'}, pid {server_pid}" in log_text
 
         def completed(table: str, where: str = "TRUE") -> int:
             with (
-                closing(psycopg2.connect(host=str(tmp_path / "postgres"), user="postgres", dbname="pgp")) as db,
+                closing(psycopg2.connect(host=str(reachable_folder / "postgres"), user="postgres", dbname="pgp")) as db,
                 db.cursor() as cursor,
             ):
                 cursor.execute(f"SELECT count(*) FROM {table} WHERE status = 'completed' AND {where}")  # noqa: S608

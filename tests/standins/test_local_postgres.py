@@ -14,7 +14,7 @@ import pytest
 
 from standins import local_postgres
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow  # starts real PostgreSQL servers (initdb: about a second each)
 
@@ -33,8 +33,8 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_a_killed_demos_server_is_reused_then_stopped(tmp_path: Path) -> None:
-    data_dir = tmp_path / "postgres"
+def test_a_killed_demos_server_is_reused_then_stopped(reachable_folder: Path) -> None:
+    data_dir = reachable_folder / "postgres"
     # A demo that never stopped its server (killed): a process that starts it and exits.
     start_and_exit = (
         f"from pathlib import Path; from standins import local_postgres; local_postgres.start(Path({str(data_dir)!r}))"
@@ -65,8 +65,8 @@ def test_a_killed_demos_server_is_reused_then_stopped(tmp_path: Path) -> None:
     assert not (data_dir / "postmaster.pid").exists()
 
 
-def test_a_postmaster_pid_of_another_process_is_cleared_and_the_server_started(tmp_path: Path) -> None:
-    data_dir = tmp_path / "postgres"
+def test_a_postmaster_pid_of_another_process_is_cleared_and_the_server_started(reachable_folder: Path) -> None:
+    data_dir = reachable_folder / "postgres"
     local_postgres.start(data_dir).stop()  # initialised, stopped
     # After a reboot the pid in a stale postmaster.pid may be any live process's: here ours.
     (data_dir / "postmaster.pid").write_text(f"{os.getpid()}\n{data_dir}\n0\n5432\n{data_dir}\n\n0 0\nready \n")
@@ -79,12 +79,12 @@ def test_a_postmaster_pid_of_another_process_is_cleared_and_the_server_started(t
     assert gone(server.pid)
 
 
-def test_the_tests_server_listens_on_the_loopback_port_it_is_given(tmp_path: Path) -> None:
+def test_the_tests_server_listens_on_the_loopback_port_it_is_given(reachable_folder: Path) -> None:
     """What tests/conftest.py starts when no server answers on DATABASE_URL's port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = local_postgres.start(tmp_path / "postgres")
+    server = local_postgres.start(reachable_folder / "postgres")
     try:
         server.listen("127.0.0.1", port)
         server.listen("127.0.0.1", port)  # already does: kept as it is
