@@ -1,0 +1,50 @@
+"""Thin tasks: load by id, call a service. Every one is safe to run twice (see services)."""
+
+import logging
+
+from celery import shared_task
+
+from pgp_project.operations.services import job_heartbeat
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_EVENT_TASK = "webhooks.dispatch_event"
+SEND_DELIVERY_TASK = "webhooks.send_delivery"
+SWEEP_TASK = "webhooks.sweep"
+
+
+@shared_task(name=DISPATCH_EVENT_TASK)
+def dispatch_event(event_pk: int) -> None:
+    """Right after an event's transaction commits: its deliveries, each sent at once."""
+    services.dispatch_events([event_pk])
+
+
+@shared_task(name=SEND_DELIVERY_TASK)
+def send_delivery(delivery_pk: int) -> None:
+    services.send_one(delivery_pk)
+
+
+@shared_task(name=SWEEP_TASK)
+def sweep() -> None:
+    """Beat job: dispatch what no enqueue did (a lost message, the IPN intake's events) and send
+    every delivery that is due (retries included)."""
+    with job_heartbeat(SWEEP_TASK):
+        while services.dispatch_events():
+            pass
+        sent = services.send_due(budget_seconds=60)
+        if sent:
+            logger.info("webhook sweep: %s attempt(s)", sent)
+
+
+def enqueue_dispatch(event_pk: int) -> None:
+    """An outbox listener: runs after the event's transaction commits."""
+    try:
+        dispatch_event.delay(event_pk)
+    except Exception:  # noqa: BLE001 - committed already; the sweep dispatches it
+        logger.warning("could not enqueue the dispatch of event %s; the sweep will", event_pk)
+
+
+def enqueue_send(delivery_pk: int, countdown: float) -> None:
+    send_delivery.apply_async((delivery_pk,), countdown=countdown or None)
