@@ -7,8 +7,8 @@ incremented), and so is `pgp_webhook_attempts_total` (a row per outcome); everyt
 gauge read from what the database already records: IPNs are counted from their stored events
 (refused ones are pruned after PGP_REJECTED_IPN_RETENTION_DAYS, so that count may fall: not a
 Prometheus counter); the outbox lag is the age of the oldest event not yet delivered; retries
-and failures from the `attempts` and `last_error` every batch and host payment carries (each retry and each give-up increments
-`attempts`, see pgp_project.operations.scheduling).
+and failures from the `attempts` and `last_error` every batch and host payment carries (each
+retry and each give-up increments `attempts`, see pgp_project.operations.scheduling).
 """
 
 from collections.abc import Iterator
