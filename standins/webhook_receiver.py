@@ -7,11 +7,12 @@ records it and, for the demo, prints it.
     receiver.status = 500     # fault injection: answer 500 (or delay_seconds, body_bytes)
     receiver.stop()           # down: connections are refused until start() again (same port)
 
-    python -m standins.webhook_receiver --port 8099 --secret whsec_...   # on its own
+    PGP_DEMO_WEBHOOK_SECRET=whsec_... python -m standins.webhook_receiver --port 8702   # on its own
 """
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -112,10 +113,11 @@ class WebhookReceiver:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print verified webhook deliveries.")
-    parser.add_argument("--port", type=int, default=8099)
-    parser.add_argument("--secret", required=True)
+    parser.add_argument("--port", type=int, default=8702)
     args = parser.parse_args(argv)
-    receiver = WebhookReceiver(secret=args.secret, port=args.port, echo=True).start()
+    # From the environment, not the command line: a process list shows arguments to everyone.
+    secret = os.environ["PGP_DEMO_WEBHOOK_SECRET"]
+    receiver = WebhookReceiver(secret=secret, port=args.port, echo=True).start()
     print(f"webhook receiver on {receiver.url}", flush=True)
     try:
         while True:

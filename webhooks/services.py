@@ -182,7 +182,8 @@ def matching_endpoints(event: OutboxEvent) -> list[int]:
 def dispatch_events(event_pks: Iterable[int] | None = None, *, limit: int = 500) -> list[int]:
     """Turn undispatched events (these, or the oldest `limit`) into deliveries, in one
     transaction with their rows locked (SKIP LOCKED: a concurrent dispatcher takes others);
-    returns the new deliveries' ids, whose sends are enqueued after commit."""
+    returns the new deliveries' ids, for the caller to send (they are due now: the sweep sends
+    them too, should the caller die first)."""
     with transaction.atomic():
         events = OutboxEvent.objects.filter(dispatched_at__isnull=True).order_by("id")
         if event_pks is not None:
@@ -203,7 +204,6 @@ def dispatch_events(event_pks: Iterable[int] | None = None, *, limit: int = 500)
                 "pk", flat=True
             )
         )
-        transaction.on_commit(lambda: _enqueue_all(created))
     return created
 
 
