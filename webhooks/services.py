@@ -199,12 +199,11 @@ def dispatch_events(event_pks: Iterable[int] | None = None, *, limit: int = 500)
         ]
         WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
         OutboxEvent.objects.filter(pk__in=[event.pk for event in locked]).update(dispatched_at=now)
-        created = list(
+        return list(
             WebhookDelivery.objects.filter(event__in=locked, status=DeliveryStatus.PENDING, attempts=0).values_list(
                 "pk", flat=True
             )
         )
-    return created
 
 
 def _enqueue_all(delivery_ids: list[int], countdown: float = 0) -> None:
