@@ -11,7 +11,8 @@ seeing the winner's row. Listeners (the webhooks app) are told after commit.
 """
 
 import json
-import uuid
+import secrets
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import cache
@@ -33,7 +34,9 @@ class OutsideTransaction(RuntimeError):
 
 
 def new_event_id() -> str:
-    return f"evt_{uuid.uuid4().hex}"
+    """evt_ + 32 hex digits: the time in milliseconds, then 80 random bits. Time first, so the
+    unique index takes new ids at its right edge instead of at random pages (a cheaper INSERT)."""
+    return f"evt_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def register_listener(listener: Callable[[int], None]) -> None:
