@@ -36,7 +36,7 @@ def test_a_rolled_back_transition_leaves_no_event_and_a_committed_one_leaves_one
 
     def fail_then_die() -> None:
         with transaction.atomic():
-            assert transition(PAYOUT_MACHINE, batch.pk, **fail)  # type: ignore[arg-type]
+            assert transition(PAYOUT_MACHINE, batch.pk, **fail)
             assert OutboxEvent.objects.filter(type="payout.failed").count() == 1  # written, in the transaction
             raise Boom  # the worker dies before commit
 
@@ -44,7 +44,7 @@ def test_a_rolled_back_transition_leaves_no_event_and_a_committed_one_leaves_one
         fail_then_die()
     assert not OutboxEvent.objects.exists()
     with transaction.atomic():
-        transition(PAYOUT_MACHINE, batch.pk, **fail)  # type: ignore[arg-type]
+        transition(PAYOUT_MACHINE, batch.pk, **fail)
     event = OutboxEvent.objects.get()
     assert (event.type, event.subject_type, event.subject_id, event.sequence) == (
         "payout.failed",
@@ -115,6 +115,7 @@ def test_payments_emit_received_held_and_refunded(threshold_client: Client) -> N
 def test_a_confirmed_client_change_is_an_event_a_rejected_or_pending_one_is_not(threshold_client: Client) -> None:
     alice = staff("alice", "payments.change_fees_and_thresholds")
     change = request_change(Client, threshold_client.pk, {"payout_threshold_usd": "75"}, user=alice)
+    assert change is not None
     assert not OutboxEvent.objects.exists()
     confirm_change(change.pk, staff("bob", "operations.confirm_change"))
     event = OutboxEvent.objects.get()

@@ -73,7 +73,7 @@ def test_dispatching_twice_makes_one_delivery_per_endpoint(endpoint: WebhookEndp
 def test_endpoints_get_only_the_types_and_the_client_they_asked_for(
     receiver: WebhookReceiver, allow_loopback: None
 ) -> None:
-    ours, theirs = ClientFactory(), ClientFactory()
+    ours, theirs = ClientFactory.create(), ClientFactory.create()
     payouts_only = services.create_endpoint(url=receiver.url, event_types=["payout.completed"]).endpoint
     one_client = services.create_endpoint(url=receiver.url, event_types=["*"], client=ours).endpoint
     an_event(1, "payout.completed", client_id=ours.pk)
@@ -254,13 +254,13 @@ def test_staff_with_the_permission_resend_a_delivery_from_the_admin(
     services.send_due()
     delivery = WebhookDelivery.objects.get(status=DeliveryStatus.DELIVERED)
     url = reverse("admin:webhooks_webhookdelivery_changelist")
-    plain = StaffUserFactory(username="viewer", is_superuser=False)
+    plain = StaffUserFactory.create(username="viewer", is_superuser=False)
     plain.user_permissions.add(*_perms("view_webhookdelivery"))
     http_client = HttpClient()
     http_client.force_login(plain)
     http_client.post(url, {"action": "resend", "_selected_action": [delivery.pk]})
     assert WebhookDelivery.objects.get().status == DeliveryStatus.DELIVERED  # no such action for them
-    resender = StaffUserFactory(username="resender", is_superuser=False)
+    resender = StaffUserFactory.create(username="resender", is_superuser=False)
     resender.user_permissions.add(*_perms("view_webhookdelivery", "resend_webhook"))
     http_client.force_login(resender)
     response = http_client.post(url, {"action": "resend", "_selected_action": [delivery.pk]})
