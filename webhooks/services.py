@@ -302,10 +302,10 @@ def record_outcome(delivery: WebhookDelivery, token: uuid.UUID, answer: http.Ans
         common = {"claim": None, "claimed_until": None, "last_status_code": answer.status_code}
         if answer.ok:
             changed = ours.update(status=DeliveryStatus.DELIVERED, delivered_at=now, last_error="", **common)
-            if changed:
-                WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).exclude(
+            if changed and (delivery.endpoint.failing_since is not None or delivery.endpoint.consecutive_failures):
+                WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
                     failing_since=None, consecutive_failures=0
-                ).update(failing_since=None, consecutive_failures=0)
+                )
             count_outcome("delivered")
             return bool(changed)
         count_outcome("failed")
