@@ -206,6 +206,10 @@ def dispatch_events(event_pks: Iterable[int] | None = None, *, limit: int = 500)
         )
 
 
+def events_waiting() -> bool:
+    return OutboxEvent.objects.filter(dispatched_at__isnull=True).exists()
+
+
 def _enqueue_all(delivery_ids: list[int], countdown: float = 0) -> None:
     if _enqueue_send is None:
         return

@@ -38,8 +38,13 @@ def sweep() -> None:
     """Beat job: dispatch what no enqueue did (a lost message, the IPN intake's events) and send
     every delivery that is due (retries included)."""
     with job_heartbeat(SWEEP_TASK):
-        while services.dispatch_events():
-            pass
+        # Batches of 500 until none is left (events with no endpoint make no delivery, so the
+        # question is whether events wait, not whether deliveries were made); bounded, since
+        # events locked by a concurrent dispatcher stay undispatched until it commits.
+        for _ in range(20):
+            if not services.events_waiting():
+                break
+            services.dispatch_events()
         sent = services.send_due(budget_seconds=60)
         if sent:
             logger.info("webhook sweep: %s attempt(s)", sent)

@@ -339,3 +339,17 @@ def test_event_types_are_checked(allow_loopback: None) -> None:
     assert created.endpoint.event_types == ["*"]
     assert json.dumps(created.endpoint.event_types)
     assert Client.objects.count() == 0
+
+
+def test_the_sweep_dispatches_every_waiting_event_and_sends_what_is_due(
+    endpoint: WebhookEndpoint, receiver: WebhookReceiver
+) -> None:
+    from webhooks.tasks import sweep
+
+    WebhookEndpoint.objects.update(event_types=["payout.completed"])
+    for subject in range(600):  # more than one batch of events nobody wants ...
+        an_event(subject_id=subject, type="payout.created")
+    an_event(subject_id=1000, type="payout.completed")  # ... and one that is wanted
+    sweep()
+    assert not OutboxEvent.objects.filter(dispatched_at__isnull=True).exists()
+    assert [item.body["subject"]["id"] for item in receiver.received] == [1000]
