@@ -92,6 +92,11 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         # Shown once: the receiver's owner keeps it; it is never displayed again.
         messages.warning(request, f"Signing secret of endpoint #{obj.pk} (shown once, copy it now): {created.secret}")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> Any:
+        # Whose events an endpoint gets is fixed at creation: create another for another client.
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "client"] if obj is not None else fields
+
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # its deliveries are the log; disable it instead
 

@@ -292,7 +292,7 @@ def test_admin_pages_of_endpoints_deliveries_and_events_render(endpoint: Webhook
         assert endpoint.secret not in response.content.decode()
 
 
-def test_the_admin_shows_a_new_endpoints_secret_once(allow_loopback: None) -> None:
+def test_the_admin_shows_a_new_endpoints_secret_once(db: None) -> None:
     http_client = HttpClient()
     http_client.force_login(StaffUserFactory(username="boss", is_superuser=True))
     response = http_client.post(
@@ -306,6 +306,18 @@ def test_the_admin_shows_a_new_endpoints_secret_once(allow_loopback: None) -> No
     assert endpoint.created_by is not None
     again = http_client.get(reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk]))
     assert endpoint.secret not in again.content.decode()
+    http_client.post(
+        reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk]),
+        {"url": "https://hooks.example.com/v2", "description": "v2", "event_types": ["*"]},
+    )
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.event_types, endpoint.description) == ("https://hooks.example.com/v2", ["*"], "v2")
+    refused = http_client.post(
+        reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk]),
+        {"url": "http://169.254.169.254/latest/meta-data", "description": "", "event_types": ["*"]},
+    )
+    assert refused.status_code == 200  # the form again, with the error
+    assert "refused destination" in refused.content.decode()
 
 
 def test_metrics_export_the_outbox_lag_and_delivery_counters(
