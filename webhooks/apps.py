@@ -9,13 +9,16 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from pgp_project.operations.alerts import register_alerts
+        from pgp_project.operations.attention import register_attention_source
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
         from pgp_project.outbox.events import register_listener
 
         from . import services, tasks
         from .alerts import WEBHOOKS_ALERTS
+        from .attention import disabled_endpoints_source
 
         register_alerts(*WEBHOOKS_ALERTS)
+        register_attention_source(disabled_endpoints_source())
         register_listener(tasks.enqueue_dispatch)
         services.set_sender(tasks.enqueue_send)
         register_default_job(

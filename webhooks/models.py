@@ -46,6 +46,9 @@ class WebhookEndpoint(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.TextField(blank=True)
+    # Disabled by the sender because it kept failing (not by a person): it waits in the
+    # needs-attention queue until someone enables it.
+    disabled_for_failures = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-id"]

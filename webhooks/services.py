@@ -142,11 +142,11 @@ def rotate_secret(endpoint_id: int, *, actor: Any = None) -> str:
     return secret
 
 
-def disable_endpoint(endpoint_id: int, *, reason: str = "", actor: Any = None) -> bool:
+def disable_endpoint(endpoint_id: int, *, reason: str = "", actor: Any = None, for_failures: bool = False) -> bool:
     """Stop sending to it (its pending deliveries wait); True if this call disabled it."""
     with transaction.atomic():
         changed = WebhookEndpoint.objects.filter(pk=endpoint_id, enabled=True).update(
-            enabled=False, disabled_at=timezone.now(), disabled_reason=reason
+            enabled=False, disabled_at=timezone.now(), disabled_reason=reason, disabled_for_failures=for_failures
         )
         if changed:
             record_action(
@@ -159,7 +159,12 @@ def enable_endpoint(endpoint_id: int, *, actor: Any = None) -> bool:
     """Send to it again; its pending deliveries resume. True if this call enabled it."""
     with transaction.atomic():
         changed = WebhookEndpoint.objects.filter(pk=endpoint_id, enabled=False).update(
-            enabled=True, disabled_at=None, disabled_reason="", failing_since=None, consecutive_failures=0
+            enabled=True,
+            disabled_at=None,
+            disabled_reason="",
+            disabled_for_failures=False,
+            failing_since=None,
+            consecutive_failures=0,
         )
         if changed:
             record_action(ENDPOINT_SUBJECT, endpoint_id, action="enabled", status="enabled", actor=actor)
@@ -350,7 +355,7 @@ def _endpoint_failed(endpoint_id: int, now: Any) -> None:
         and endpoint.consecutive_failures >= settings.PGP_WEBHOOK_DISABLE_AFTER_FAILURES
     ):
         reason = f"every attempt failed for {int(failing_for)} s, {endpoint.consecutive_failures} in a row"
-        if disable_endpoint(endpoint_id, reason=reason):
+        if disable_endpoint(endpoint_id, reason=reason, for_failures=True):
             alert(
                 WEBHOOK_ENDPOINT_DISABLED,
                 Subject(ENDPOINT_SUBJECT, endpoint_id),

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments.models import Client
+from pgp_project.operations.attention import attention_items
 from pgp_project.outbox.models import OutboxEvent
 from standins.webhook_receiver import WebhookReceiver
 from webhooks import http, services
@@ -169,6 +170,10 @@ def test_an_endpoint_that_keeps_failing_is_disabled_with_an_alert(
     assert not endpoint.enabled
     assert endpoint.consecutive_failures == 3
     assert [line for line in caplog.messages if line.startswith("ALERT webhook_endpoint_disabled")]
+    # ... and it waits in the needs-attention queue.
+    [waiting] = attention_items(kind="webhook_endpoint_disabled")
+    assert waiting.title.startswith(f"webhook endpoint #{endpoint.pk}")
+    assert "in a row" in waiting.reason
     # Disabled: nothing more is sent, its deliveries wait ...
     make_due()
     assert services.send_due() == 0
@@ -178,6 +183,7 @@ def test_an_endpoint_that_keeps_failing_is_disabled_with_an_alert(
     assert services.enable_endpoint(endpoint.pk)
     services.send_due()
     assert WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 3
+    assert attention_items(kind="webhook_endpoint_disabled") == []
 
 
 def test_the_answer_is_read_capped(
