@@ -29,3 +29,11 @@ class WebhooksConfig(AppConfig):
                 description="Dispatches outbox events to webhook endpoints and sends due deliveries (retries).",
             )
         )
+        register_default_job(
+            DefaultJob(
+                name="Prune webhook history",
+                task=tasks.PRUNE_TASK,
+                every_seconds=24 * 3600,
+                description="Forgets delivered webhooks and their events after PGP_WEBHOOK_RETENTION_DAYS.",
+            )
+        )

@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -442,3 +442,26 @@ def outbox_lag_seconds() -> float:
     )
     moments = [moment for moment in (oldest, pending) if moment is not None]
     return max(0.0, (timezone.now() - min(moments)).total_seconds()) if moments else 0.0
+
+
+def prune_history(*, now: Any = None) -> tuple[int, int]:
+    """Forget what is older than PGP_WEBHOOK_RETENTION_DAYS and finished: deliveries delivered or
+    given up (their attempts with them), then events dispatched with no delivery left. A
+    subject's latest event is kept, so its next event continues its sequence instead of starting
+    again at 1. Returns (deliveries, events) deleted."""
+    horizon = (now or timezone.now()) - timedelta(days=settings.PGP_WEBHOOK_RETENTION_DAYS)
+    finished = WebhookDelivery.objects.filter(
+        status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.FAILED], created_at__lt=horizon
+    )
+    WebhookAttempt.objects.filter(delivery__in=finished).delete()
+    deliveries, _ = finished.delete()
+    later = OutboxEvent.objects.filter(
+        subject_type=OuterRef("subject_type"), subject_id=OuterRef("subject_id"), sequence__gt=OuterRef("sequence")
+    )
+    events, _ = (
+        OutboxEvent.objects.filter(created_at__lt=horizon, dispatched_at__isnull=False)
+        .filter(Exists(later))
+        .exclude(Exists(WebhookDelivery.objects.filter(event=OuterRef("pk"))))
+        .delete()
+    )
+    return deliveries, events

@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 DISPATCH_EVENT_TASK = "webhooks.dispatch_event"
 SEND_DELIVERY_TASK = "webhooks.send_delivery"
 SWEEP_TASK = "webhooks.sweep"
+PRUNE_TASK = "webhooks.prune_history"
 
 
 @shared_task(name=DISPATCH_EVENT_TASK)
@@ -48,6 +49,14 @@ def sweep() -> None:
         sent = services.send_due(budget_seconds=60)
         if sent:
             logger.info("webhook sweep: %s attempt(s)", sent)
+
+
+@shared_task(name=PRUNE_TASK)
+def prune_history() -> None:
+    """Beat job: forget finished deliveries and their events past the retention."""
+    with job_heartbeat(PRUNE_TASK):
+        deliveries, events = services.prune_history()
+        logger.info("pruned %s webhook deliveries and %s outbox events", deliveries, events)
 
 
 def enqueue_dispatch(event_pk: int) -> None:

@@ -393,6 +393,9 @@ PGP_WEBHOOK_RETRY_FOR_SECONDS = env.int("PGP_WEBHOOK_RETRY_FOR_SECONDS", default
 # An endpoint whose every attempt failed for this long, and this many in a row, is disabled.
 PGP_WEBHOOK_DISABLE_AFTER_SECONDS = env.int("PGP_WEBHOOK_DISABLE_AFTER_SECONDS", default=3 * 24 * 3600)
 PGP_WEBHOOK_DISABLE_AFTER_FAILURES = env.int("PGP_WEBHOOK_DISABLE_AFTER_FAILURES", default=20)
+# Delivered and given-up deliveries (with their attempts), and the events they delivered, are
+# kept this long; a subject's latest event always stays (its sequence continues from it).
+PGP_WEBHOOK_RETENTION_DAYS = env.int("PGP_WEBHOOK_RETENTION_DAYS", default=30)
 # Private, loopback and link-local destinations are refused unless this is on (demo, tests).
 PGP_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS = env.bool("PGP_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS", default=False)
 

@@ -371,3 +371,25 @@ def test_the_sweep_dispatches_every_waiting_event_and_sends_what_is_due(
     sweep()
     assert not OutboxEvent.objects.filter(dispatched_at__isnull=True).exists()
     assert [item.body["subject"]["id"] for item in receiver.received] == [1000]
+
+
+def test_old_finished_history_is_pruned_but_a_subjects_sequence_goes_on(
+    endpoint: WebhookEndpoint, receiver: WebhookReceiver, settings: pytest.FixtureRequest
+) -> None:
+    settings.PGP_WEBHOOK_RETENTION_DAYS = 30  # type: ignore[attr-defined]
+    for _ in range(3):
+        an_event(subject_id=5)
+    services.dispatch_events()
+    services.send_due()
+    receiver.status = 500
+    an_event(subject_id=6)
+    services.dispatch_events()
+    services.send_due()  # pending: kept whatever its age
+    old = timezone.now() - timedelta(days=31)
+    WebhookDelivery.objects.update(created_at=old)
+    OutboxEvent.objects.update(created_at=old)
+    assert services.prune_history() == (3, 2)  # subject 5's first two events; its third is its latest
+    assert list(OutboxEvent.objects.filter(subject_id=5).values_list("sequence", flat=True)) == [3]
+    assert WebhookDelivery.objects.get().event.subject_id == 6
+    assert not WebhookAttempt.objects.exclude(delivery__event__subject_id=6).exists()
+    assert OutboxEvent.objects.get(pk=an_event(subject_id=5)).sequence == 4
