@@ -14,9 +14,11 @@ class BatchingConfig(AppConfig):
 
         from .alerts import BATCHING_ALERTS
         from .conversion import CHECK_THRESHOLD_TASK, CONVERSION_FLOW
+        from .events import register_conversion_events
 
         register_alerts(*BATCHING_ALERTS)
         register(CONVERSION_FLOW)
+        register_conversion_events()
         register_default_job(
             DefaultJob(
                 name="Micro-batch conversion check",

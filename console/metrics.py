@@ -3,11 +3,12 @@
 
 A custom collector reads the database at scrape time, so every web process answers the same and
 no multiprocess state is kept. `pgp_alerts_total` is a counter (a row per alert name, only ever
-incremented); everything else is a gauge read from what the database already records: IPNs are
-counted from their stored events (refused ones are pruned after PGP_REJECTED_IPN_RETENTION_DAYS,
-so that count may fall: not a Prometheus counter); retries and failures from the `attempts` and
-`last_error` every batch and host payment carries (each retry and each give-up increments
-`attempts`, see pgp_project.operations.scheduling).
+incremented), and so is `pgp_webhook_attempts_total` (a row per outcome); everything else is a
+gauge read from what the database already records: IPNs are counted from their stored events
+(refused ones are pruned after PGP_REJECTED_IPN_RETENTION_DAYS, so that count may fall: not a
+Prometheus counter); the outbox lag is the age of the oldest event not yet delivered; retries
+and failures from the `attempts` and `last_error` every batch and host payment carries (each
+retry and each give-up increments `attempts`, see pgp_project.operations.scheduling).
 """
 
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.admin_site import operator_access_allowed
 from pgp_project.operations.alerts import alert_counts
 from pgp_project.operations.attention import needs_attention
+from webhooks.services import delivery_counters, outbox_lag_seconds
 
 from .models import ReconciliationRun
 
@@ -118,6 +120,19 @@ class ConsoleCollector(Collector):
         for name, count in alert_counts().items():
             alerts.add_metric([name], count)
         yield alerts
+
+        lag = GaugeMetricFamily(
+            "pgp_outbox_lag_seconds", "Age of the oldest outbox event not yet delivered to every endpoint wanting it"
+        )
+        lag.add_metric([], outbox_lag_seconds())
+        yield lag
+        # True counters (a row per outcome, incremented with each attempt, never pruned).
+        webhook_attempts = CounterMetricFamily(
+            "pgp_webhook_attempts", "Webhook delivery attempts, by outcome", labels=["outcome"]
+        )
+        for outcome, count in delivery_counters().items():
+            webhook_attempts.add_metric([outcome], count)
+        yield webhook_attempts
 
         last = ReconciliationRun.objects.first()
         if last is not None:

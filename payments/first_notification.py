@@ -1,6 +1,7 @@
 """A payment's first notification written in one SQL statement, the IPN path's hottest write.
 
-The payment, its accumulation row (when routing made one) and the IPN's event are inserted by one
+The payment, its accumulation row (when routing made one), the IPN's event and the payment's first
+outbox event (when there is one: received or held) are inserted by one
 `INSERT ... ON CONFLICT DO NOTHING RETURNING` with the dependent rows in data-modifying CTEs that
 read the new payment's id. Outside a transaction the statement is its own: one round trip to
 PostgreSQL instead of a BEGIN, five statements and a COMMIT. It is prepared once per connection
@@ -20,6 +21,8 @@ from typing import Any
 from django.db import connection, models
 from django.db.models import Field, Model
 
+from pgp_project.outbox.events import OUTBOX_FIRST_EVENT_CASTS, OUTBOX_FIRST_EVENT_COLUMNS, first_event_values
+from pgp_project.outbox.models import OutboxEvent
 from pgp_project.prepared_statements import execute_prepared
 
 from .models import Payment, PaymentEvent, PayoutAccumulation
@@ -27,15 +30,23 @@ from .models import Payment, PaymentEvent, PayoutAccumulation
 NEW_PAYMENT = "new_payment"
 
 
-def write_first_notification(payment: Payment, accumulation: PayoutAccumulation | None, event: PaymentEvent) -> bool:
-    """Insert the unsaved payment with its accumulation row (or none) and the event; True when
-    written (the payment then has its id), False when the payment exists and nothing was
-    written."""
-    sql = _write_sql(with_accumulation=accumulation is not None)
+def write_first_notification(
+    payment: Payment,
+    accumulation: PayoutAccumulation | None,
+    event: PaymentEvent,
+    outbox: tuple[str, dict[str, Any]] | None = None,
+) -> bool:
+    """Insert the unsaved payment with its accumulation row (or none), the event, and the outbox
+    event `outbox` (type, payload) or none; True when written (the payment then has its id),
+    False when the payment exists and nothing was written."""
+    sql = _write_sql(with_accumulation=accumulation is not None, with_outbox=outbox is not None)
     params = _row_values(payment)
     if accumulation is not None:
         params += _row_values(accumulation, without="payment_id")
     params += _row_values(event, without="payment_id")
+    if outbox is not None:
+        # The payment is new: its first event is its sequence 1, no race possible.
+        params += first_event_values(outbox[0], "payment", payment.client_id, outbox[1])
     with connection.cursor() as cursor:
         execute_prepared(cursor, sql, params)
         row = cursor.fetchone()
@@ -48,7 +59,7 @@ def write_first_notification(payment: Payment, accumulation: PayoutAccumulation 
 
 
 @cache
-def _write_sql(*, with_accumulation: bool) -> str:
+def _write_sql(*, with_accumulation: bool, with_outbox: bool = False) -> str:
     quote = connection.ops.quote_name
     payment_columns = _columns(Payment)
     parts = [
@@ -60,6 +71,13 @@ def _write_sql(*, with_accumulation: bool) -> str:
     if with_accumulation:
         parts.append(f"new_accumulation AS ({_dependent_insert(PayoutAccumulation)})")
     parts.append(f"new_event AS ({_dependent_insert(PaymentEvent)})")
+    if with_outbox:
+        columns = ", ".join(quote(column) for column in OUTBOX_FIRST_EVENT_COLUMNS)
+        casts = ", ".join(f"%s::{cast}" for cast in OUTBOX_FIRST_EVENT_CASTS)
+        parts.append(
+            f"new_outbox AS (INSERT INTO {quote(OutboxEvent._meta.db_table)} ({quote('subject_id')}, {columns}) "  # noqa: S608 (names)
+            f"SELECT {NEW_PAYMENT}.{quote('id')}, {casts} FROM {NEW_PAYMENT})"
+        )
     return ", ".join(parts) + f" SELECT {quote('id')} FROM {NEW_PAYMENT}"  # noqa: S608 (model names only)
 
 

@@ -42,6 +42,7 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from integrations.json_depth import nesting_exceeds
 from integrations.nowpayments_signature import PROTOTYPE_KEY, is_valid_signature, reject_non_json_constant
 
+from .events import payment_event_types, payment_payload, record_payment_events
 from .first_notification import write_first_notification
 from .ipn_deadline import BudgetExceeded, answer_deadline, within_answer_budget
 from .ipn_payload import (
@@ -268,7 +269,10 @@ def _apply_ipn(ipn: IncomingIpn, data: dict[str, Any], payload: dict[str, Any]) 
     if plan.opens_instant_payout:
         written = _write_first_notification_opening_its_payout(payment, plan, event)
     else:
-        written = write_first_notification(payment, plan.accumulation, event)  # its own transaction
+        # Its outbox event (received or held, if either) in the same one statement: one more INSERT.
+        types = payment_event_types(payment, "", RoutingStatus.NOT_FINISHED)
+        outbox = (types[0], payment_payload(payment)) if types else None
+        written = write_first_notification(payment, plan.accumulation, event, outbox)  # its own transaction
     if written:
         _announce_first_notification(payment)
         return _answer(IpnOutcome.APPLIED, payment)
@@ -287,6 +291,7 @@ def _write_first_notification_opening_its_payout(payment: Payment, plan: Routing
         changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
         if changed:
             payment.save(update_fields=[*changed, "updated_at"])
+        record_payment_events(payment, "", RoutingStatus.NOT_FINISHED)
     return True
 
 
@@ -313,6 +318,7 @@ def _apply_to_stored_payment(
         )
         stored = _column_values(payment)
         was = payment.status
+        was_routing = RoutingStatus.NOT_FINISHED if created else payment.routing_status
         outcome, reason = _outcome(created, was, new_status)
         if outcome == IpnOutcome.APPLIED and not created:
             if payment.parent_provider_payment_id is not None:
@@ -330,6 +336,7 @@ def _apply_to_stored_payment(
             changed = [name for name, value in _column_values(payment).items() if stored[name] != value]
             if changed:
                 payment.save(update_fields=[*changed, "updated_at"])
+            record_payment_events(payment, "" if created else was, was_routing)
         _event(ipn, payment, new_status, outcome, reason).save()
     return _answer(outcome, payment)
 
@@ -455,6 +462,8 @@ def _record_unknown_status(ipn: IncomingIpn, data: dict[str, Any], payload: dict
             link_parent(payment)
             if payment.parent_id is not None:
                 payment.save(update_fields=["parent", "updated_at"])
+        if created:
+            record_payment_events(payment, "", RoutingStatus.NOT_FINISHED)
         event = _event(ipn, payment, PaymentStatus.WAITING, IpnOutcome.UNKNOWN_STATUS, reason)
         event.reported_status = status[:REPORTED_STATUS_MAX_LENGTH]
         event.save()

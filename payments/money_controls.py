@@ -23,6 +23,7 @@ from django.utils import timezone
 from pgp_project.operations.models import PendingChange, PendingChangeStatus
 from pgp_project.operations.pending_changes import register_guarded_fields, request_change
 from pgp_project.operations.state_machine import record_event
+from pgp_project.outbox.events import record_event as record_outbox_event
 
 from .models import Client, Payment
 
@@ -49,8 +50,22 @@ CLIENT_GUARDED_FIELDS = {
 
 def register_client_money_controls() -> None:
     register_guarded_fields(
-        CLIENT_SUBJECT, Client, CLIENT_GUARDED_FIELDS, confirm_check=refuse_people_behind_the_destination
+        CLIENT_SUBJECT,
+        Client,
+        CLIENT_GUARDED_FIELDS,
+        confirm_check=refuse_people_behind_the_destination,
+        on_applied=client_change_confirmed,
     )
+
+
+def client_change_confirmed(client: Client, change: PendingChange) -> None:
+    """The outbox event of a confirmed change of a client, in the confirming transaction."""
+    payload = {
+        "client": client.external_id,
+        "change_id": change.pk,
+        "changes": {name: values.get("new") for name, values in change.changes.items()},
+    }
+    record_outbox_event("client.change_confirmed", ("client", client.pk), payload, client_id=client.pk)
 
 
 def refuse_people_behind_the_destination(client: Client, changes: Mapping[str, Any], user: Any) -> None:

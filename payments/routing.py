@@ -18,6 +18,7 @@ from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_action
 from pgp_project.prepared_statements import execute_prepared
 
+from .events import record_payment_events
 from .instant_payouts import instant_payouts
 from .ipn_payload import parse_order_id
 from .models import (
@@ -347,10 +348,12 @@ def release_held_payment(payment: Payment, *, price_reviewed: bool = False) -> N
     """A person releases a held payment (routes it again, or accepts a partial one): it is routed
     (or held again with the new reason) and any pending release request is closed with it.
     Caller holds the payment's row lock and has checked `release_awaits_second_person`."""
+    was_routing = payment.routing_status
     route_finished_payment(payment, price_reviewed=price_reviewed)
     payment.reroute_requested_by = None
     payment.reroute_requested_at = None
     payment.save()
+    record_payment_events(payment, payment.status, was_routing)
 
 
 def release_awaits_second_person(payment: Payment, actor: object) -> bool:

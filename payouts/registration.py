@@ -12,6 +12,7 @@ from pgp_project.operations.flows import RecoverableFlow, register_flow
 from .alerts import PAYOUTS_ALERTS
 from .attention import attention_sources
 from .client_payouts import CHECK_CLIENT_PAYOUTS_TASK, PAYOUT_FLOW
+from .events import register_payout_events
 from .exchange_batches.registration import register
 from .host_payments.machine import advance_host_payment, host_payment_step_failed
 from .host_payments.recovery import sweep_host_payments
@@ -24,6 +25,7 @@ HOST_PAYMENT_FLOW_NAME = HOST_PAYMENT_MACHINE.subject
 def register_payouts() -> None:
     register_alerts(*PAYOUTS_ALERTS)
     register(PAYOUT_FLOW)
+    register_payout_events()
     register_flow(
         RecoverableFlow(
             name=HOST_PAYMENT_FLOW_NAME,

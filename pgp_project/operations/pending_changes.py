@@ -55,6 +55,9 @@ class GuardedModel:
     # Virtual fields: names in `fields` that are no column of the row, with how each is read and written.
     virtual: Mapping[str, "VirtualField"] = dataclasses.field(default_factory=dict)
     confirm_check: "ConfirmCheck | None" = None
+    # Runs in the confirming transaction once the change is applied (an app writes its outbox
+    # event there: it commits with the change or not at all).
+    on_applied: "OnApplied | None" = None
 
 
 _BY_MODEL: dict[type[models.Model], GuardedModel] = {}
@@ -69,6 +72,7 @@ def register_guarded_fields(
     applies_to: Callable[[Any], bool] | None = None,
     virtual: "Mapping[str, VirtualField] | None" = None,
     confirm_check: "ConfirmCheck | None" = None,
+    on_applied: "OnApplied | None" = None,
 ) -> None:
     """Called once per model from its app's `ready()`; each field must be a concrete field, or a
     virtual one (see `VirtualField`). `applies_to` limits the guard to some rows (e.g. only the
@@ -90,6 +94,7 @@ def register_guarded_fields(
         applies_to=applies_to,
         virtual=virtual,
         confirm_check=confirm_check,
+        on_applied=on_applied,
     )
     _BY_MODEL[model] = guarded
     _BY_SUBJECT[subject] = guarded
@@ -301,6 +306,8 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
         # The row's auto_now stamps move too (updated_at; a periodic task's date_changed, which Beat reads).
         updated.extend(field.name for field in guarded.model._meta.concrete_fields if getattr(field, "auto_now", False))
         subject.save(update_fields=updated)
+        if guarded.on_applied is not None:
+            guarded.on_applied(subject, change)
         return _decide(
             change,
             PendingChangeStatus.APPLIED,
@@ -369,6 +376,8 @@ class VirtualField:
 # Called on confirmation under the subject's row lock, before anything is applied: raises
 # PermissionDenied when this person may not confirm this change of this row.
 ConfirmCheck = Callable[[Any, Mapping[str, Mapping[str, str | None]], Any], None]
+# Called with the subject (saved with its new values) and the change, in the confirming transaction.
+OnApplied = Callable[[Any, PendingChange], None]
 
 
 def _concrete(guarded: GuardedModel, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,9 +4,13 @@ transition as a compare-and-set and writes its audit event in the same transacti
     changed = transition(MACHINE, pk, from_status="funding", to_status="funded")
 
 Operator actions that change no status (a re-drive, say) are recorded with `record_action`.
+
+An app may ask to hear of its machine's transitions and creations (`register_transition_hook`):
+the hook runs inside the same transaction, after the row moved, so what it writes (an outbox
+event) commits or rolls back with the transition.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +21,23 @@ from django.utils import timezone
 from .models import AuditEvent
 
 SYSTEM = None  # the actor of every transition no person asked for
+
+# hook(pk, from_status, to_status); from_status is "" when the object was created.
+TransitionHook = Callable[[int, str, str], None]
+_TRANSITION_HOOKS: dict[str, list[TransitionHook]] = {}
+
+
+def register_transition_hook(subject: str, hook: TransitionHook) -> None:
+    """Called from an app's ready(): `hook` runs in the transaction of every transition and
+    creation of `subject`'s objects."""
+    hooks = _TRANSITION_HOOKS.setdefault(subject, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def _run_hooks(subject: str, pk: int, from_status: str, to_status: str) -> None:
+    for hook in _TRANSITION_HOOKS.get(subject, ()):
+        hook(pk, from_status, to_status)
 
 
 class IllegalTransition(Exception):
@@ -73,12 +94,15 @@ def transition(
         )
         if changed:
             _record(machine.subject, pk, action, current, to_status, actor, reason)
+            _run_hooks(machine.subject, pk, current, to_status)
     return bool(changed)
 
 
 def record_created(subject: str, pk: int, status: str, *, actor: Any = SYSTEM, reason: str = "") -> None:
-    """The first event of an object's history: it came into being in `status`."""
+    """The first event of an object's history: it came into being in `status`. Call it in the
+    transaction that created the object (its hooks write there)."""
     _record(subject, pk, "created", "", status, actor, reason)
+    _run_hooks(subject, pk, "", status)
 
 
 def record_action(subject: str, pk: int, *, action: str, status: str, actor: Any = SYSTEM, reason: str = "") -> None:

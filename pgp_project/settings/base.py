@@ -38,11 +38,13 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "pgp_project.operations",
+    "pgp_project.outbox",
     "payments",
     "batching",
     "payouts",
     "evm_chain",
     "console",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -375,6 +377,28 @@ PGP_RECOVERY_SWEEP_SECONDS = env.int("PGP_RECOVERY_SWEEP_SECONDS", default=60)
 PGP_HOT_WALLET_REFRESH_SECONDS = env.int("PGP_HOT_WALLET_REFRESH_SECONDS", default=60)
 PGP_CONSOLE_NODE_TIMEOUT_SECONDS = env.float("PGP_CONSOLE_NODE_TIMEOUT_SECONDS", default=5.0)
 PGP_HOT_WALLET_STALE_AFTER_SECONDS = env.int("PGP_HOT_WALLET_STALE_AFTER_SECONDS", default=10 * 60)
+# --- Webhooks (webhooks/, docs/webhooks.md) ---------------------------------------------------
+# The sweep that turns outbox events into deliveries and sends those due (each commit also
+# enqueues its events at once: the sweep is the safety net and the retry clock).
+PGP_WEBHOOK_SWEEP_SECONDS = env.int("PGP_WEBHOOK_SWEEP_SECONDS", default=10)
+PGP_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("PGP_WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0)
+PGP_WEBHOOK_READ_TIMEOUT_SECONDS = env.float("PGP_WEBHOOK_READ_TIMEOUT_SECONDS", default=5.0)
+PGP_WEBHOOK_MAX_RESPONSE_BYTES = env.int("PGP_WEBHOOK_MAX_RESPONSE_BYTES", default=4096)
+# A claimed attempt not finished by then (its worker died) is claimed again: above both timeouts.
+PGP_WEBHOOK_LEASE_SECONDS = env.int("PGP_WEBHOOK_LEASE_SECONDS", default=30)
+# Retries: the first after about BASE seconds, doubling with jitter up to MAX, for RETRY_FOR.
+PGP_WEBHOOK_RETRY_BASE_SECONDS = env.float("PGP_WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
+PGP_WEBHOOK_RETRY_MAX_DELAY_SECONDS = env.float("PGP_WEBHOOK_RETRY_MAX_DELAY_SECONDS", default=6 * 3600)
+PGP_WEBHOOK_RETRY_FOR_SECONDS = env.int("PGP_WEBHOOK_RETRY_FOR_SECONDS", default=3 * 24 * 3600)
+# An endpoint whose every attempt failed for this long, and this many in a row, is disabled.
+PGP_WEBHOOK_DISABLE_AFTER_SECONDS = env.int("PGP_WEBHOOK_DISABLE_AFTER_SECONDS", default=3 * 24 * 3600)
+PGP_WEBHOOK_DISABLE_AFTER_FAILURES = env.int("PGP_WEBHOOK_DISABLE_AFTER_FAILURES", default=20)
+# Delivered and given-up deliveries (with their attempts), and the events they delivered, are
+# kept this long; a subject's latest event always stays (its sequence continues from it).
+PGP_WEBHOOK_RETENTION_DAYS = env.int("PGP_WEBHOOK_RETENTION_DAYS", default=30)
+# Private, loopback and link-local destinations are refused unless this is on (demo, tests).
+PGP_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS = env.bool("PGP_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS", default=False)
+
 # /health/ reports Beat as stale when no periodic job has run for this long.
 PGP_BEAT_STALE_AFTER_SECONDS = env.int("PGP_BEAT_STALE_AFTER_SECONDS", default=180)
 

@@ -59,3 +59,5 @@ if not DATABASE_URL:
 
 # The local chain (anvil) has no block explorer: its hashes are shown, not linked.
 PGP_BLOCK_EXPLORERS = env.json("PGP_BLOCK_EXPLORERS", default={})
+# The demo's webhook receiver listens on loopback.
+PGP_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS = env.bool("PGP_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS", default=True)

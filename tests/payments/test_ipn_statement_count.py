@@ -1,7 +1,8 @@
 """The lean IPN path: how many SQL statements an IPN costs, and the lock timeout set once per
 database connection, because every IPN pays for each one. Before: 11 statements for a first finished IPN to a threshold
 client (12 with the lock timeout), 3 for a duplicate (4); then 5 with INSERT ... ON CONFLICT;
-now 2 prepared statements."""
+now 2 prepared statements. The payment's outbox event (payment.received) is one more INSERT in
+the second one: still 2 statements, 4 INSERTs in the write instead of 3."""
 
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from payments.models import Client, IpnOutcome, Payment, PaymentEvent, PayoutAccumulation
+from pgp_project.outbox.models import OutboxEvent
 
 from ..conftest import ipn_body, post_ipn
 
@@ -54,8 +56,11 @@ def test_a_first_finished_ipn_to_a_threshold_client_costs_two_statements(thresho
     read_client_text = prepared_text(read_client)
     for table in ("payments_client", "operations_runtimesettings", "payments_referenceprice"):
         assert table in read_client_text
-    # The payment, its accumulation row and the event in one statement (its own transaction).
+    # The payment, its accumulation row, the event and the outbox event in one statement (its own
+    # transaction): exactly one INSERT more than before the outbox.
     write_text = prepared_text(write)
+    assert write_text.count("INSERT INTO") == 4
+    assert 'INSERT INTO "outbox_outboxevent"' in write_text
     assert 'INSERT INTO "payments_payment"' in write_text
     assert "ON CONFLICT" in write_text
     assert 'INSERT INTO "payout_accumulation"' in write_text
@@ -65,6 +70,8 @@ def test_a_first_finished_ipn_to_a_threshold_client_costs_two_statements(thresho
     assert payment.client == threshold_client
     assert PayoutAccumulation.objects.filter(payment=payment).count() == 1
     assert PaymentEvent.objects.filter(payment=payment, outcome=IpnOutcome.APPLIED).count() == 1
+    event = OutboxEvent.objects.get(subject_type="payment", subject_id=payment.pk)
+    assert (event.type, event.sequence, event.client_id) == ("payment.received", 1, threshold_client.pk)
 
 
 def test_a_duplicate_writes_only_its_event_and_changes_nothing(threshold_client: Client):

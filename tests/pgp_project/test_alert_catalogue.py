@@ -39,7 +39,7 @@ from pgp_project.operations.models import AlertThrottle
 from ..conftest import PROJECT_ROOT, run_at_the_same_moment
 from ..factories import HostPaymentFactory
 
-PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console")
+PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console", "webhooks")
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
 TOKEN = "metrics-token-for-the-alert-tests-0123456789"
 

@@ -144,6 +144,7 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
                 f"--chain-port={chain_port}",
                 f"--second-chain-port={second_chain_port}",
                 f"--sandbox-port={sandbox_port}",
+                f"--webhook-port={free_port()}",
                 "--payment-interval=2",
                 "--job-interval=6",  # conversions and payouts sooner than the demo's 30 s
             ],
@@ -188,7 +189,7 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
             with urllib.request.urlopen(request, timeout=10) as flower:  # noqa: S310 - loopback only
                 assert flower.status == 200, path
         # two chains, sandbox, web, worker, beat, flower, payments
-        assert len(child_pids(demo.pid)) == 8
+        assert len(child_pids(demo.pid)) == 9
         assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself
         assert "beat: Starting" in log_text
 
@@ -217,6 +218,9 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
         assert completed("payout_batches") >= 1, log_path.read_text()[-3000:]
         assert completed("payout_batches", on_second_chain) >= 1, log_path.read_text()[-3000:]
         assert "ALERT" not in log_path.read_text()
+        # ... and the demo's receiver printed verified webhooks of them.
+        assert "webhook payment.received payment #" in log_path.read_text()
+        assert "webhook conversion.completed conversion #" in log_path.read_text()
 
         children = child_pids(demo.pid)
         demo.send_signal(signal.SIGINT)

@@ -1,7 +1,8 @@
 """The boundaries between the apps, read from the code itself: imports and migrations point one
 way only, the stand-ins never reach production, and each Celery task name is written once.
 
-    standins -> console -> batching -> evm_chain -> payouts -> payments -> integrations -> pgp_project (the kernel)
+    standins -> console -> webhooks -> batching -> evm_chain -> payouts -> payments -> integrations
+        -> pgp_project (the kernel, its outbox included)
 
 A higher layer may use any lower one; nothing points back up. The root URLconf is the one
 composition root that names an app's view, and is allowed to. A chain adapter (evm_chain) is
@@ -23,17 +24,29 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..conftest import PROJECT_ROOT
 
-LAYERS = ("standins", "console", "batching", "evm_chain", "payouts", "payments", "integrations", "pgp_project")
+LAYERS = (
+    "standins",
+    "console",
+    "webhooks",
+    "batching",
+    "evm_chain",
+    "payouts",
+    "payments",
+    "integrations",
+    "pgp_project",
+)
 COMPOSITION_ROOT = "pgp_project.urls"
 # Django app labels per layer, for the migration graph (the kernel's app is "operations").
 APP_LAYERS = {
     "standins": 0,
     "console": 1,
+    "webhooks": 1.5,
     "batching": 2,
     "evm_chain": 2.5,
     "payouts": 3,
     "payments": 4,
     "operations": 6,
+    "outbox": 6,  # the kernel's outbox
 }
 
 
@@ -124,10 +137,12 @@ def test_each_task_name_is_written_once_in_production_code() -> None:
     from pgp_project.celery import app as celery_app
 
     celery_app.loader.import_default_modules()
-    ours = {name for name in celery_app.tasks if name.split(".")[0] in {"batching", "payouts", "operations"}}
+    ours = {
+        name for name in celery_app.tasks if name.split(".")[0] in {"batching", "payouts", "operations", "webhooks"}
+    }
     assert len(ours) >= 6
     literals: dict[str, int] = dict.fromkeys(ours, 0)
-    for package in ("pgp_project", "payments", "payouts", "batching", "integrations"):
+    for package in ("pgp_project", "payments", "payouts", "batching", "integrations", "webhooks"):
         for path in Path(PROJECT_ROOT, package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Constant) and node.value in literals:
@@ -139,7 +154,7 @@ def test_each_task_name_is_written_once_in_production_code() -> None:
 # and assets, including chains we never hold (the exchange pays clients there).
 CHAIN_ADAPTERS = ("evm_chain",)
 CHAIN_REGISTRIES = ("integrations/assets.py", "integrations/addresses.py")
-PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console")
+PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console", "webhooks")
 # What only EVM chains have. "ETH" the asset (what NOWPayments pays us, what a conversion
 # sells) is a business asset named in the asset registry, not a chain concept.
 EVM_ONLY = re.compile(r"\b(gas|gwei|wei|nonces?|EvmNode|EIP-?1559)\b|\b0x[0-9a-fA-F]", re.IGNORECASE)

@@ -34,6 +34,7 @@ from pgp_project.operations.pending_changes import request_change
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
 from pgp_project.operations.state_machine import record_created
+from webhooks.services import create_endpoint, dispatch_events
 
 from ..conftest import ipn_body, post_ipn
 from ..factories import BatchConversionFactory, HostPaymentFactory, PayoutBatchFactory
@@ -144,6 +145,11 @@ def one_of_everything(
     CrontabSchedule.objects.create(minute="5")
     SolarSchedule.objects.create(event="sunrise", latitude=Decimal("52.5"), longitude=Decimal("13.4"))
     Group.objects.create(name="accountants").permissions.add(*every_view_permission())
+    # A webhook endpoint (its signing secret is shown once, on creation, never on these pages)
+    # and deliveries of the events above to it.
+    endpoint = create_endpoint(url="https://hooks.example.com/in", event_types=["*"], created_by=operators["root"])
+    our_keys.append(endpoint.secret)
+    dispatch_events()
     http.post(LOGIN, {"username": "stranger", "password": "guess"})  # django-axes' attempt
     for log in (AccessLog, AccessFailureLog):
         log.objects.create(username="stranger", ip_address="127.0.0.1", user_agent="walk", path_info=LOGIN)

@@ -39,6 +39,7 @@ from standins.demo import (
     reset_demo_admin,
     with_second_chain,
 )
+from standins.demo_webhooks import demo_receiver_url, ensure_demo_webhook
 from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 
 STOP_GRACE_SECONDS = 20
@@ -66,6 +67,7 @@ class Command(BaseCommand):
         parser.add_argument("--chain-port", type=int, default=int(os.environ.get("PGP_CHAIN_PORT", 8545)))
         parser.add_argument("--second-chain-port", type=int, default=int(os.environ.get("PGP_SECOND_CHAIN_PORT", 8546)))
         parser.add_argument("--sandbox-port", type=int, default=int(os.environ.get("PGP_SANDBOX_PORT", 8701)))
+        parser.add_argument("--webhook-port", type=int, default=int(os.environ.get("PGP_WEBHOOK_RECEIVER_PORT", 8702)))
         parser.add_argument("--payment-interval", type=float, default=4.0, help="seconds between simulated payments")
         parser.add_argument(
             "--keep-schedule", action="store_true", help="Keep the stored Beat intervals instead of demo ones."
@@ -101,6 +103,8 @@ class Command(BaseCommand):
         with transaction.atomic():
             password = reset_demo_admin()
             ensure_demo_clients()
+            # A receiver that verifies and prints every webhook, and its endpoint (fresh secret).
+            self._webhook_secret = ensure_demo_webhook(demo_receiver_url(options["webhook_port"]))
             if not options["keep_schedule"]:
                 apply_demo_intervals(options["job_interval"])
         # Flower is never open, not even the demo's: a fresh password each run, in the banner.
@@ -198,6 +202,11 @@ class Command(BaseCommand):
                 {"FLOWER_BASIC_AUTH": self._flower_auth},
             ),
             self._start(
+                "webhooks",
+                [sys.executable, "-m", "standins.webhook_receiver", f"--port={options['webhook_port']}"],
+                {"PGP_DEMO_WEBHOOK_SECRET": self._webhook_secret},
+            ),
+            self._start(
                 "payments",
                 [
                     *MANAGE,
@@ -222,6 +231,7 @@ class Command(BaseCommand):
                 f"  chain {SECOND_CHAIN}: {second.rpc_url} (anvil, chain id {second.chain_id}, TestUSDT "
                 f"{second.usdt_address})\n"
                 f"  ChangeNOW sandbox: http://127.0.0.1:{options['sandbox_port']}/\n"
+                f"  webhooks: {demo_receiver_url(options['webhook_port'])} (prints each verified event)\n"
             )
         )
 
@@ -306,6 +316,7 @@ PORT_SETTINGS = {
     "chain_port": "PGP_CHAIN_PORT",
     "second_chain_port": "PGP_SECOND_CHAIN_PORT",
     "sandbox_port": "PGP_SANDBOX_PORT",
+    "webhook_port": "PGP_WEBHOOK_RECEIVER_PORT",
 }
 
 
