@@ -33,8 +33,18 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(APIKeyModelAdmin):
     form = ApiKeyForm
-    list_display = ("prefix", "name", "kind", "client", "scopes", "created", "expiry_date", "last_used_at", "revoked")
-    list_filter = ("kind", "revoked", "created")
+    list_display: Any = (
+        "prefix",
+        "name",
+        "kind",
+        "client",
+        "scopes",
+        "created",
+        "expiry_date",
+        "last_used_at",
+        "revoked",
+    )
+    list_filter = ("kind", "revoked", "created")  # type: ignore[assignment]
     search_fields = ("name", "prefix")
     raw_id_fields = ("client",)
 
@@ -48,7 +58,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any = None, change: bool = False) -> None:
+    def save_model(self, request: HttpRequest, obj: Any, form: Any = None, change: bool = False) -> None:
         if change:
             obj.save()
             return
@@ -62,7 +72,8 @@ class ApiKeyAdmin(APIKeyModelAdmin):
         )
         obj.pk, obj.prefix = key.pk, key.prefix
         messages.warning(
-            request, f"The API key {key.name!r} is: {secret} . Store it now: it is not shown again (only its hash is kept)."
+            request,
+            f"The API key {key.name!r} is: {secret} . Store it now: it is not shown again (only its hash is kept).",
         )
 
 

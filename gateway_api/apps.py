@@ -13,6 +13,7 @@ class GatewayApiConfig(AppConfig):
     def ready(self) -> None:
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
 
+        from . import schema  # noqa: F401 - registers the API key's security scheme with drf-spectacular
         from .tasks import PRUNE_IDEMPOTENCY_KEYS_TASK
 
         register_default_job(

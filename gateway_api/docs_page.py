@@ -13,12 +13,15 @@ from django.contrib.staticfiles import finders
 from django.http import Http404, HttpRequest, HttpResponse
 from django.templatetags.static import static
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 SWAGGER_CSS = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css"
-DATA_URL = re.compile(r"""url\((?:"(data:[^"]*)"|'(data:[^']*)'|(data:[^)"']*))\)""")
+# url("data:..."), url('data:...') (either with backslash escapes inside) or url(data:...)
+DATA_URL = re.compile(r"""url\((?:"(data:(?:[^"\\]|\\.)*)"|'(data:(?:[^'\\]|\\.)*)'|(data:[^)"']*))\)""")
+CSS_ESCAPE = re.compile(r"\\(.)")
 
 
 @cache
@@ -33,7 +36,10 @@ def rewritten_css() -> tuple[str, tuple[tuple[str, bytes], ...]]:
     def replace(match: re.Match[str]) -> str:
         header, _, payload = next(group for group in match.groups() if group)[len("data:") :].partition(",")
         media_type = header.split(";")[0] or "text/plain"
-        body = base64.b64decode(payload) if header.endswith(";base64") else unquote(payload).encode()
+        if header.endswith(";base64"):
+            body = base64.b64decode(payload)
+        else:
+            body = unquote(CSS_ESCAPE.sub(r"\1", payload)).encode()
         assets.append((media_type, body))
         return f'url("{reverse("gateway-api-docs-asset", args=[len(assets) - 1])}")'
 
@@ -60,11 +66,13 @@ class DocsPage(SpectacularSwaggerSplitView):
     template_name = "gateway_api/docs.html"
     title = "PGP payout backend API"
 
-    def _swagger_ui_resource(self, filename: str) -> str:
+    @staticmethod
+    def _swagger_ui_resource(filename: Any) -> Any:
         if filename == "swagger-ui.css":
             return reverse("gateway-api-docs-css")
-        return str(super()._swagger_ui_resource(filename))
+        return SpectacularSwaggerSplitView._swagger_ui_resource(filename)
 
+    @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response: Response = super().get(request, *args, **kwargs)
         if isinstance(response.data, dict) and "swagger_ui_css" in response.data:

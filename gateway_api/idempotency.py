@@ -93,29 +93,32 @@ def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
         fingerprint = body_fingerprint(request)
         _claim(key, idempotency_key, request, fingerprint)
         try:
-            with transaction.atomic():
-                record = (
-                    IdempotencyRecord.objects.select_for_update(skip_locked=True)
-                    .filter(api_key=key, key=idempotency_key)
-                    .first()
-                )
-                if record is None:
-                    return _problem(409, f"a request with this {HEADER} is still being processed; retry later")
-                if record.body_sha256 != fingerprint:
-                    return _problem(
-                        422, f"this {HEADER} was used with another request body (or path); use a new key"
-                    )
-                if record.status == IdempotencyStatus.DONE:
-                    return _replay(record)
-                response = _run(view, handler, request, *args, **kwargs)
-                if response.status_code >= 500:
-                    raise _NotStored(response)
-                _store(record, response)
-                return response
+            return _answer(key, idempotency_key, fingerprint, lambda: _run(view, handler, request, *args, **kwargs))
         except _NotStored as not_stored:
             return not_stored.response
 
     return wrapper
+
+
+def _answer(key: ApiKey, idempotency_key: str, fingerprint: str, run: Callable[[], Any]) -> Any:
+    """Under the claim's row lock: refuse, replay, or run and store the answer with the work."""
+    with transaction.atomic():
+        record = (
+            IdempotencyRecord.objects.select_for_update(skip_locked=True)
+            .filter(api_key=key, key=idempotency_key)
+            .first()
+        )
+        if record is None:
+            return _problem(409, f"a request with this {HEADER} is still being processed; retry later")
+        if record.body_sha256 != fingerprint:
+            return _problem(422, f"this {HEADER} was used with another request body (or path); use a new key")
+        if record.status == IdempotencyStatus.DONE:
+            return _replay(record)
+        response = run()
+        if response.status_code >= 500:
+            raise _NotStored(response)  # rolls the work back; the claim stays, unanswered, for a retry
+        _store(record, response)
+        return response
 
 
 def _run(view: Any, handler: Callable[..., Any], request: Request, *args: Any, **kwargs: Any) -> Any:

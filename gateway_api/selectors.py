@@ -19,19 +19,24 @@ ZERO = Decimal(0)
 S = AccumulationStatus
 
 
+def _own_client(key: ApiKey) -> int:
+    assert key.client_id is not None, "a client key names its client (api_key_client_matches_kind)"
+    return key.client_id
+
+
 def visible_clients(key: ApiKey) -> QuerySet[Client]:
     clients = Client.objects.all()
-    return clients if key.kind == KeyKind.GATEWAY else clients.filter(pk=key.client_id)
+    return clients if key.kind == KeyKind.GATEWAY else clients.filter(pk=_own_client(key))
 
 
 def visible_payments(key: ApiKey) -> QuerySet[Payment]:
     payments = Payment.objects.all()
-    return payments if key.kind == KeyKind.GATEWAY else payments.filter(client_id=key.client_id)
+    return payments if key.kind == KeyKind.GATEWAY else payments.filter(client_id=_own_client(key))
 
 
 def visible_payouts(key: ApiKey) -> QuerySet[PayoutBatch]:
     payouts = PayoutBatch.objects.select_related("host_payment")
-    return payouts if key.kind == KeyKind.GATEWAY else payouts.filter(client_id=key.client_id)
+    return payouts if key.kind == KeyKind.GATEWAY else payouts.filter(client_id=_own_client(key))
 
 
 def client_changes(client_id: int) -> QuerySet[PendingChange]:
@@ -68,16 +73,20 @@ def _sum(field: str, condition: Q) -> Coalesce:
 def client_balance(client: Client) -> Balance:
     """The states as the console's overview counts them (console.selectors.money_by_state), for
     one client: one aggregate over its accumulation rows (indexed by client)."""
-    totals = PayoutAccumulation.objects.filter(client_id=client.pk).order_by().aggregate(
-        pending_usd=_sum("net_usd", Q(status=S.PENDING)),
-        converting_usd=_sum("net_usd", Q(status=S.SWAPPING)),
-        credited_usdt=_sum(
-            "credit_usdt",
-            Q(status=S.CONVERTED, payout_batch_id__isnull=True) & ~Q(payment__status=PaymentStatus.REFUNDED),
-        ),
-        in_payout_usdt=_sum("credit_usdt", Q(status=S.IN_PAYOUT)),
-        paid_out_usdt=_sum("credit_usdt", Q(status=S.PAID_OUT)),
-        held_usd=_sum("net_usd", Q(status=S.HELD)),
+    totals = (
+        PayoutAccumulation.objects.filter(client_id=client.pk)
+        .order_by()
+        .aggregate(
+            pending_usd=_sum("net_usd", Q(status=S.PENDING)),
+            converting_usd=_sum("net_usd", Q(status=S.SWAPPING)),
+            credited_usdt=_sum(
+                "credit_usdt",
+                Q(status=S.CONVERTED, payout_batch_id__isnull=True) & ~Q(payment__status=PaymentStatus.REFUNDED),
+            ),
+            in_payout_usdt=_sum("credit_usdt", Q(status=S.IN_PAYOUT)),
+            paid_out_usdt=_sum("credit_usdt", Q(status=S.PAID_OUT)),
+            held_usd=_sum("net_usd", Q(status=S.HELD)),
+        )
     )
     fee = client.fee_percent_override
     return Balance(

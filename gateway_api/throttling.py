@@ -3,6 +3,7 @@ shared cache so every web worker agrees; past the rate, 429 with Retry-After."""
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -11,6 +12,9 @@ from .models import ApiKey
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
     scope = "api_key"
+
+    def get_rate(self) -> str:
+        return str(settings.PGP_API_RATE)  # read per request: an override (or a test's) applies at once
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if not isinstance(request.auth, ApiKey):

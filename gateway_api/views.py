@@ -1,6 +1,6 @@
 """Thin views: read the key's visible rows (selectors), write through the services."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -53,7 +53,7 @@ def _moment(request: Request, name: str) -> datetime | None:
     moment = parse_datetime(text)
     if moment is None:
         raise serializers.ValidationError({name: "an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"})
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, timezone.utc)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
 
 
 TIME_FILTERS = [
@@ -240,7 +240,9 @@ class ClientStatement(generics.GenericAPIView):
             }
             for event in statement_events(client, start, end)
         ]
-        return Response(StatementSerializer({"client_id": client.pk, "start": start, "end": end, "events": events}).data)
+        return Response(
+            StatementSerializer({"client_id": client.pk, "start": start, "end": end, "events": events}).data
+        )
 
 
 @extend_schema(

@@ -48,7 +48,9 @@ MakeApi = Callable[..., Api]
 @pytest.fixture
 def make_api(db: None) -> MakeApi:
     def make(kind: str = KeyKind.GATEWAY, client: Client | None = None, **options: Any) -> Api:
-        key, secret = create_api_key(name=f"{kind}-{client.pk if client else 'all'}", kind=kind, client=client, **options)
+        key, secret = create_api_key(
+            name=f"{kind}-{client.pk if client else 'all'}", kind=kind, client=client, **options
+        )
         return Api(secret, key)
 
     return make
@@ -61,12 +63,12 @@ def gateway(make_api: MakeApi) -> Api:
 
 @pytest.fixture
 def shop(db: None) -> Client:
-    return ClientFactory(external_id="-1001", name="shop")
+    return ClientFactory.create(external_id="-1001", name="shop")
 
 
 @pytest.fixture
 def other_shop(db: None) -> Client:
-    return ClientFactory(external_id="-1002", name="other shop")
+    return ClientFactory.create(external_id="-1002", name="other shop")
 
 
 @pytest.fixture

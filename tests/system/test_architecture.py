@@ -1,7 +1,8 @@
 """The boundaries between the apps, read from the code itself: imports and migrations point one
 way only, the stand-ins never reach production, and each Celery task name is written once.
 
-    standins -> console -> batching -> evm_chain -> payouts -> payments -> integrations -> pgp_project (the kernel)
+    standins -> gateway_api -> console -> batching -> evm_chain -> payouts -> payments -> integrations
+    -> pgp_project (the kernel)
 
 A higher layer may use any lower one; nothing points back up. The root URLconf is the one
 composition root that names an app's view, and is allowed to. A chain adapter (evm_chain) is
@@ -23,11 +24,24 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..conftest import PROJECT_ROOT
 
-LAYERS = ("standins", "console", "batching", "evm_chain", "payouts", "payments", "integrations", "pgp_project")
+# The gateway's API sits on top of the console (it reads the console's statements; the console
+# never knows it), below the stand-ins (the demo makes its keys).
+LAYERS = (
+    "standins",
+    "gateway_api",
+    "console",
+    "batching",
+    "evm_chain",
+    "payouts",
+    "payments",
+    "integrations",
+    "pgp_project",
+)
 COMPOSITION_ROOT = "pgp_project.urls"
 # Django app labels per layer, for the migration graph (the kernel's app is "operations").
 APP_LAYERS = {
     "standins": 0,
+    "gateway_api": 0.5,
     "console": 1,
     "batching": 2,
     "evm_chain": 2.5,
@@ -139,7 +153,7 @@ def test_each_task_name_is_written_once_in_production_code() -> None:
 # and assets, including chains we never hold (the exchange pays clients there).
 CHAIN_ADAPTERS = ("evm_chain",)
 CHAIN_REGISTRIES = ("integrations/assets.py", "integrations/addresses.py")
-PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console")
+PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console", "gateway_api")
 # What only EVM chains have. "ETH" the asset (what NOWPayments pays us, what a conversion
 # sells) is a business asset named in the asset registry, not a chain concept.
 EVM_ONLY = re.compile(r"\b(gas|gwei|wei|nonces?|EvmNode|EIP-?1559)\b|\b0x[0-9a-fA-F]", re.IGNORECASE)

@@ -1,7 +1,7 @@
 """Create an API key and print its secret once (for the demo and for scripts):
 
-    manage.py create_api_key --name gateway --kind gateway
-    manage.py create_api_key --name shop-42 --kind client --client shop-42 --expires-days 90
+manage.py create_api_key --name gateway --kind gateway
+manage.py create_api_key --name shop-42 --kind client --client shop-42 --expires-days 90
 """
 
 from datetime import timedelta
