@@ -41,6 +41,15 @@ class NewestFirst(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int:
+        # DRF ignores a bad page size; a client that asked for one should hear that it was wrong.
+        given = request.query_params.get(self.page_size_query_param)
+        if given is None:
+            return self.page_size
+        if not given.isdigit() or not 1 <= int(given) <= self.max_page_size:
+            raise serializers.ValidationError({"limit": f"a whole number from 1 to {self.max_page_size}"})
+        return int(given)
+
 
 class NewestRequestFirst(NewestFirst):
     ordering = ("-requested_at", "-id")
@@ -48,18 +57,22 @@ class NewestRequestFirst(NewestFirst):
 
 def _moment(request: Request, name: str) -> datetime | None:
     text = request.query_params.get(name)
-    if not text:
+    if text is None:
         return None
-    moment = parse_datetime(text)
-    if moment is None:
-        raise serializers.ValidationError({name: "an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"})
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+    try:
+        moment = parse_datetime(text)
+        if moment is None:
+            raise ValueError(text)
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
+        return moment.astimezone(UTC) if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+    except (ValueError, OverflowError):
+        raise serializers.ValidationError({name: "an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"}) from None
 
 
 TIME_FILTERS = [
     OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="Created at or after (ISO 8601)."),
     OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="Created before (ISO 8601)."),
-    OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (at most 200)."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, 1 to 200 (default 50)."),
 ]
 IDEMPOTENCY = OpenApiParameter(
     HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, description="Same key and body: the stored answer; 24 h."
@@ -76,8 +89,25 @@ REFUSALS = {
 READ_REFUSALS = {code: REFUSALS[code] for code in (400, 401, 404, 429)}
 
 
-class FilteredList(generics.ListAPIView):
+# Refuses a query parameter the operation does not take (a typo such as `created_afer` would
+# otherwise be ignored and answer with every row), after authentication. (A comment, not a
+# docstring: drf-spectacular would describe every operation with it.)
+class KnownQuery:
+    query_names: frozenset[str] = frozenset()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        unknown = sorted(set(request.query_params) - self.query_names)
+        if unknown:
+            raise serializers.ValidationError({"query": f"unknown parameters {unknown}"})
+
+
+LIST_QUERY = frozenset({"created_after", "created_before", "limit", "cursor"})
+
+
+class FilteredList(KnownQuery, generics.ListAPIView):
     pagination_class = NewestFirst
+    query_names = LIST_QUERY | {"status", "client"}
     statuses: tuple[str, ...] = ()
 
     def filter_rows(self, rows: QuerySet) -> QuerySet:
@@ -92,12 +122,22 @@ class FilteredList(generics.ListAPIView):
         return rows.filter(status__in=wanted) if wanted else rows
 
 
+def _of_client(request: Request, rows: QuerySet) -> QuerySet:
+    client_id = request.query_params.get("client")
+    if client_id is None:
+        return rows
+    if not client_id.isdigit():
+        raise serializers.ValidationError({"client": "a client id"})
+    return rows.filter(client_id=int(client_id))
+
+
 def _status_filter(values: list[str]) -> OpenApiParameter:
     return OpenApiParameter("status", OpenApiTypes.STR, enum=values, many=True, description="Any of these statuses.")
 
 
 @extend_schema(tags=["clients"])
 class ClientList(FilteredList):
+    query_names = LIST_QUERY | {"external_id", "is_active"}
     serializer_class = ClientSerializer
     permission_classes = [*generics.ListAPIView.permission_classes, CanWriteClients]
 
@@ -107,7 +147,10 @@ class ClientList(FilteredList):
         rows = selectors.within(
             rows, after=_moment(request, "created_after"), before=_moment(request, "created_before")
         )
-        if external_id := request.query_params.get("external_id"):
+        external_id = request.query_params.get("external_id")
+        if external_id is not None:
+            if "\x00" in external_id:  # PostgreSQL text holds no NUL: no client has one
+                raise serializers.ValidationError({"external_id": "no NUL characters"})
             rows = rows.filter(external_id=external_id)
         active = request.query_params.get("is_active")
         if active is not None:
@@ -148,7 +191,7 @@ def _client(request: Request, client_id: int) -> Client:
 
 
 @extend_schema(tags=["clients"], responses={200: ClientSerializer, **READ_REFUSALS})
-class ClientDetail(generics.RetrieveAPIView):
+class ClientDetail(KnownQuery, generics.RetrieveAPIView):
     serializer_class = ClientSerializer
 
     def get_object(self) -> Client:
@@ -156,12 +199,13 @@ class ClientDetail(generics.RetrieveAPIView):
 
 
 @extend_schema(tags=["clients"])
-class ClientChanges(generics.ListAPIView):
+class ClientChanges(KnownQuery, generics.ListAPIView):
     """The requested changes of a client's money controls, and how each was decided."""
 
     serializer_class = PendingChangeSerializer
     permission_classes = [*generics.ListAPIView.permission_classes, CanWriteClients]
     pagination_class = NewestRequestFirst
+    query_names = frozenset({"limit", "cursor"})
 
     def get_queryset(self) -> QuerySet:
         return selectors.client_changes(_client(self.request, self.kwargs["client_id"]).pk)
@@ -190,7 +234,7 @@ class ClientChanges(generics.ListAPIView):
 
 
 @extend_schema(tags=["clients"], responses={200: BalanceSerializer, **READ_REFUSALS})
-class ClientBalance(generics.GenericAPIView):
+class ClientBalance(KnownQuery, generics.GenericAPIView):
     serializer_class = BalanceSerializer
 
     def get(self, request: Request, client_id: int) -> Response:
@@ -218,10 +262,11 @@ def _decimal_text(value: Any, unit: str) -> str | None:
 
 
 @extend_schema(tags=["clients"], parameters=RANGE, responses={200: StatementSerializer, **READ_REFUSALS})
-class ClientStatement(generics.GenericAPIView):
+class ClientStatement(KnownQuery, generics.GenericAPIView):
     """Every money event of the client in [start, end): payments, fees, credits, transactions, payouts."""
 
     serializer_class = StatementSerializer
+    query_names = frozenset({"start", "end"})
 
     def get(self, request: Request, client_id: int) -> Response:
         client = _client(request, client_id)
@@ -253,8 +298,10 @@ class ClientStatement(generics.GenericAPIView):
         **READ_REFUSALS,
     },
 )
-class ClientStatementCsv(generics.GenericAPIView):
+class ClientStatementCsv(KnownQuery, generics.GenericAPIView):
     """The same statement as CSV, one row per event."""
+
+    query_names = frozenset({"start", "end"})
 
     def get(self, request: Request, client_id: int) -> HttpResponse:
         client = _client(request, client_id)
@@ -272,11 +319,7 @@ class PaymentList(FilteredList):
 
     def get_queryset(self) -> QuerySet:
         rows = self.filter_rows(selectors.visible_payments(request_key(self.request)))
-        if client_id := self.request.query_params.get("client"):
-            if not client_id.isdigit():
-                raise serializers.ValidationError({"client": "a client id"})
-            rows = rows.filter(client_id=int(client_id))
-        return rows
+        return _of_client(self.request, rows)
 
     @extend_schema(
         parameters=[*TIME_FILTERS, _status_filter(PaymentStatus.values), OpenApiParameter("client", OpenApiTypes.INT)],
@@ -287,7 +330,7 @@ class PaymentList(FilteredList):
 
 
 @extend_schema(tags=["payments"], responses={200: PaymentSerializer, **READ_REFUSALS})
-class PaymentDetail(generics.RetrieveAPIView):
+class PaymentDetail(KnownQuery, generics.RetrieveAPIView):
     serializer_class = PaymentSerializer
     lookup_url_kwarg = "payment_id"
 
@@ -302,11 +345,7 @@ class PayoutList(FilteredList):
 
     def get_queryset(self) -> QuerySet:
         rows = self.filter_rows(selectors.visible_payouts(request_key(self.request)))
-        if client_id := self.request.query_params.get("client"):
-            if not client_id.isdigit():
-                raise serializers.ValidationError({"client": "a client id"})
-            rows = rows.filter(client_id=int(client_id))
-        return rows
+        return _of_client(self.request, rows)
 
     @extend_schema(
         parameters=[*TIME_FILTERS, _status_filter(BatchStatus.values), OpenApiParameter("client", OpenApiTypes.INT)],
@@ -317,7 +356,7 @@ class PayoutList(FilteredList):
 
 
 @extend_schema(tags=["payouts"], responses={200: PayoutSerializer, **READ_REFUSALS})
-class PayoutDetail(generics.RetrieveAPIView):
+class PayoutDetail(KnownQuery, generics.RetrieveAPIView):
     serializer_class = PayoutSerializer
     lookup_url_kwarg = "payout_id"
 

@@ -253,6 +253,12 @@ def test_lists_page_by_cursor_and_filter_by_time_and_status(gateway: Api, shop: 
     assert gateway.get("/api/v1/payments/", {"created_after": "2999-01-01T00:00:00Z"}).json()["results"] == []
     assert gateway.get("/api/v1/payments/", {"created_before": "nonsense"}).status_code == 400
     assert gateway.get("/api/v1/payments/", {"status": "nonsense"}).status_code == 400
+    assert gateway.get("/api/v1/payments/", {"created_before": ""}).status_code == 400
+    assert gateway.get("/api/v1/payments/", {"created_after": "0359-01-23T10:51:15-22:35"}).status_code == 200
+    assert gateway.get("/api/v1/payments/", {"limit": "0"}).status_code == 400
+    assert gateway.get("/api/v1/payments/", {"limit": "x"}).status_code == 400
+    assert gateway.get("/api/v1/payments/", {"created_afer": "2026-01-01T00:00:00Z"}).status_code == 400
+    assert gateway.get("/api/v1/clients/", {"external_id": "a\x00b"}).status_code == 400
     assert gateway.get("/api/v1/payouts/", {"status": "completed"}).json()["results"] == []
     assert PayoutBatch.objects.count() == 0
 
