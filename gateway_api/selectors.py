@@ -72,22 +72,22 @@ def _sum(field: str, condition: Q) -> Coalesce:
 
 def client_balance(client: Client) -> Balance:
     """The states as the console's overview counts them (console.selectors.money_by_state), for
-    one client: one aggregate over its accumulation rows (indexed by client)."""
-    totals = (
-        PayoutAccumulation.objects.filter(client_id=client.pk)
-        .order_by()
-        .aggregate(
-            pending_usd=_sum("net_usd", Q(status=S.PENDING)),
-            converting_usd=_sum("net_usd", Q(status=S.SWAPPING)),
-            credited_usdt=_sum(
-                "credit_usdt",
-                Q(status=S.CONVERTED, payout_batch_id__isnull=True) & ~Q(payment__status=PaymentStatus.REFUNDED),
-            ),
-            in_payout_usdt=_sum("credit_usdt", Q(status=S.IN_PAYOUT)),
-            paid_out_usdt=_sum("credit_usdt", Q(status=S.PAID_OUT)),
-            held_usd=_sum("net_usd", Q(status=S.HELD)),
-        )
+    one client. Two aggregates on the (client, status) index: every state over the client's rows
+    without a join, then the refunded payments' credit to take out of what a payout may claim
+    (payments.accumulation.unclaimed_credit), joining only the unclaimed converted rows."""
+    rows = PayoutAccumulation.objects.filter(client_id=client.pk).order_by()
+    unclaimed = Q(status=S.CONVERTED, payout_batch_id__isnull=True)
+    totals = rows.aggregate(
+        pending_usd=_sum("net_usd", Q(status=S.PENDING)),
+        converting_usd=_sum("net_usd", Q(status=S.SWAPPING)),
+        credited_usdt=_sum("credit_usdt", unclaimed),
+        in_payout_usdt=_sum("credit_usdt", Q(status=S.IN_PAYOUT)),
+        paid_out_usdt=_sum("credit_usdt", Q(status=S.PAID_OUT)),
+        held_usd=_sum("net_usd", Q(status=S.HELD)),
     )
+    if totals["credited_usdt"]:
+        refunded = rows.filter(unclaimed, payment__status=PaymentStatus.REFUNDED)
+        totals["credited_usdt"] -= refunded.aggregate(total=_sum("credit_usdt", Q()))["total"]
     fee = client.fee_percent_override
     return Balance(
         client_id=client.pk,

@@ -59,14 +59,18 @@ def _moment(request: Request, name: str) -> datetime | None:
     text = request.query_params.get(name)
     if text is None:
         return None
+    refusal = serializers.ValidationError({name: "an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"})
     try:
         moment = parse_datetime(text)
-        if moment is None:
-            raise ValueError(text)
+    except ValueError:
+        raise refusal from None
+    if moment is None:
+        raise refusal
+    try:
         # In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
         return moment.astimezone(UTC) if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
-    except (ValueError, OverflowError):
-        raise serializers.ValidationError({name: "an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"}) from None
+    except OverflowError:
+        raise refusal from None
 
 
 TIME_FILTERS = [

@@ -11,7 +11,6 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from pytest_django.fixtures import SettingsWrapper
-
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from pgp_project.wsgi import application
