@@ -205,6 +205,9 @@ def test_the_balance_gives_each_state_as_an_exact_string(shop_api: Api, shop: Cl
         **converted,
     )
     AccumulationFactory.create(status=AccumulationStatus.CONVERTED, **converted)  # another client's
+    refunded = PaymentFactory.create(client=shop, status="refunded")
+    # A refunded payment's credit is never paid out: not in what a payout may claim.
+    AccumulationFactory.create(client=shop, payment=refunded, status=AccumulationStatus.CONVERTED, **converted)
     balance = shop_api.get(f"/api/v1/clients/{shop.pk}/balance/").json()
     assert balance == {
         "client_id": shop.pk,
