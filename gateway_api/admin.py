@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from .keys import clean_scopes, create_api_key
+from .keys import clean_scopes, create_api_key, revoke_api_key
 from .models import ApiKey, IdempotencyRecord, Scope
 
 # The library's own key model is unused: ours adds kinds, scopes and the key's user.
@@ -60,7 +60,12 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any = None, change: bool = False) -> None:
         if change:
+            revoking = "revoked" in form.changed_data and obj.revoked
+            if revoking:
+                obj.revoked = False  # the service revokes it, with its audit event
             obj.save()
+            if revoking:
+                revoke_api_key(obj, user=request.user)
             return
         key, secret = create_api_key(
             name=obj.name,

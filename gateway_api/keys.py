@@ -16,8 +16,13 @@ from django.utils.crypto import get_random_string
 
 from payments.models import Client
 from payments.money_controls import CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS
+from pgp_project.operations.state_machine import record_event
 
 from .models import ApiKey, ApiKeyUser, KeyKind, Scope
+
+# The audit trail's subject of a key: its events are filed under its user's id (a key's own
+# primary key is text; the audit trail's ids are numbers).
+API_KEY_SUBJECT = "api_key"
 
 # What each scope lets a key's user request; the kernel's four-eyes confirmation permission is
 # deliberately in none of them.
@@ -74,7 +79,35 @@ def create_api_key(
         secret = ApiKey.objects.assign_key(key)
         key.full_clean(exclude=["id", "prefix", "hashed_key"])
         key.save()
+        record_event(
+            API_KEY_SUBJECT,
+            key.user_id,
+            action="created",
+            from_status="",
+            to_status="active",
+            actor=key.created_by,
+            reason=f"{describe_key(key)} created: {kind} key"
+            + (f" of client {client.external_id!r}" if client else "")
+            + f", scopes {', '.join(chosen)}, expires {expiry_date.isoformat() if expiry_date else 'never'}",
+        )
     return key, secret
+
+
+def revoke_api_key(key: ApiKey, *, user: Any) -> None:
+    """Revoked for good (the library refuses to un-revoke), and audited."""
+    with transaction.atomic():
+        if not ApiKey.objects.filter(pk=key.pk, revoked=False).update(revoked=True):
+            return
+        key.revoked = True
+        record_event(
+            API_KEY_SUBJECT,
+            key.user_id,
+            action="revoked",
+            from_status="active",
+            to_status="revoked",
+            actor=user,
+            reason=f"{describe_key(key)} revoked by {user}",
+        )
 
 
 def acting_user(key: ApiKey) -> ApiKeyUser:

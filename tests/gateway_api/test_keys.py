@@ -10,11 +10,12 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.utils import timezone
 
-from gateway_api.keys import create_api_key
+from gateway_api.keys import API_KEY_SUBJECT, create_api_key
 from gateway_api.models import ApiKey, KeyKind, Scope
 from gateway_api.tasks import PRUNE_IDEMPOTENCY_KEYS_TASK
 from payments.models import Client
 from pgp_project.operations.beat_schedule import default_jobs
+from pgp_project.operations.models import AuditEvent
 
 from ..people import logged_in, staff
 from .conftest import Api
@@ -83,6 +84,16 @@ def test_staff_create_a_key_in_the_admin_and_see_its_secret_once() -> None:
     assert key.created_by.username == "keeper"
     assert Api(secret).get("/api/v1/clients/").status_code == 200
     assert secret not in http.get(f"/admin/gateway_api/apikey/{key.pk}/change/").content.decode()
+    revoked = http.post(
+        f"/admin/gateway_api/apikey/{key.pk}/change/", {"name": "bot", "revoked": "on", "expiry_date_0": ""}
+    )
+    assert revoked.status_code == 302, revoked.content.decode()[-3000:]
+    assert Api(secret).get("/api/v1/clients/").status_code == 401
+    events = AuditEvent.objects.filter(subject_type=API_KEY_SUBJECT, subject_id=key.user_id)
+    assert [(event.action, event.actor_id) for event in events] == [
+        ("created", key.created_by.pk),
+        ("revoked", key.created_by.pk),
+    ]
 
 
 def test_pruning_idempotency_keys_is_a_default_periodic_job() -> None:
