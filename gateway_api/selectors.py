@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import DecimalField, Q, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import QuerySet, Sum
 
 from payments.models import AccumulationStatus, Client, Payment, PaymentStatus, PayoutAccumulation
 from payouts.models import PayoutBatch
@@ -66,28 +66,39 @@ class Balance:
     fee_percent: Decimal  # the client's override, else the platform default
 
 
-def _sum(field: str, condition: Q) -> Coalesce:
-    return Coalesce(Sum(field, filter=condition), Value(ZERO), output_field=DecimalField())
+# One pass over the client's rows on the (client, status) index, every state a FILTERed sum. Raw
+# SQL: the ORM takes longer to build this statement (6 filtered aggregates) than PostgreSQL takes
+# to run it, and the balance is the API's hottest read.
+_BALANCE_SQL = """
+    SELECT COALESCE(SUM(net_usd) FILTER (WHERE status = %(pending)s), 0),
+           COALESCE(SUM(net_usd) FILTER (WHERE status = %(swapping)s), 0),
+           COALESCE(SUM(credit_usdt) FILTER (WHERE status = %(converted)s AND payout_batch_id IS NULL), 0),
+           COALESCE(SUM(credit_usdt) FILTER (WHERE status = %(in_payout)s), 0),
+           COALESCE(SUM(credit_usdt) FILTER (WHERE status = %(paid_out)s), 0),
+           COALESCE(SUM(net_usd) FILTER (WHERE status = %(held)s), 0)
+      FROM payout_accumulation
+     WHERE client_id = %(client)s
+"""
+BALANCE_FIELDS = ("pending_usd", "converting_usd", "credited_usdt", "in_payout_usdt", "paid_out_usdt", "held_usd")
 
 
 def client_balance(client: Client) -> Balance:
     """The states as the console's overview counts them (console.selectors.money_by_state), for
-    one client. Two aggregates on the (client, status) index: every state over the client's rows
-    without a join, then the refunded payments' credit to take out of what a payout may claim
-    (payments.accumulation.unclaimed_credit), joining only the unclaimed converted rows."""
-    rows = PayoutAccumulation.objects.filter(client_id=client.pk).order_by()
-    unclaimed = Q(status=S.CONVERTED, payout_batch_id__isnull=True)
-    totals = rows.aggregate(
-        pending_usd=_sum("net_usd", Q(status=S.PENDING)),
-        converting_usd=_sum("net_usd", Q(status=S.SWAPPING)),
-        credited_usdt=_sum("credit_usdt", unclaimed),
-        in_payout_usdt=_sum("credit_usdt", Q(status=S.IN_PAYOUT)),
-        paid_out_usdt=_sum("credit_usdt", Q(status=S.PAID_OUT)),
-        held_usd=_sum("net_usd", Q(status=S.HELD)),
-    )
+    one client: every state in one pass over its rows, then, only when it has unclaimed credit,
+    the refunded payments' part of it, which a payout never claims
+    (payments.accumulation.unclaimed_credit)."""
+    statuses = (S.PENDING, S.SWAPPING, S.CONVERTED, S.IN_PAYOUT, S.PAID_OUT, S.HELD)
+    with connection.cursor() as cursor:
+        cursor.execute(_BALANCE_SQL, {**{status.value: status.value for status in statuses}, "client": client.pk})
+        totals: dict[str, Decimal] = dict(zip(BALANCE_FIELDS, cursor.fetchone(), strict=True))
     if totals["credited_usdt"]:
-        refunded = rows.filter(unclaimed, payment__status=PaymentStatus.REFUNDED)
-        totals["credited_usdt"] -= refunded.aggregate(total=_sum("credit_usdt", Q()))["total"]
+        refunded = PayoutAccumulation.objects.filter(
+            client_id=client.pk,
+            status=S.CONVERTED,
+            payout_batch_id__isnull=True,
+            payment__status=PaymentStatus.REFUNDED,
+        ).aggregate(total=Sum("credit_usdt"))["total"]
+        totals["credited_usdt"] -= refunded or ZERO
     fee = client.fee_percent_override
     return Balance(
         client_id=client.pk,
