@@ -8,6 +8,8 @@ the Redis cache the rate limits count in), then its closed-loop throughput with 
   its scheduled time whether or not the previous ones were answered (no coordinated omission:
   latency runs from the scheduled time), one connection per request as through the proxy;
   p50/p95/p99/max. The target: p99 under 50 ms at 100 requests a second.
+- Reference: the same run against the client's own page (`/api/v1/clients/<id>/`: the key, the
+  rate limit and one row, no aggregate), so a busy machine's share of the figures shows.
 - Throughput: wrk (`apt-get install wrk`), closed loop, workers x threads connections.
 
 The client has `--rows` accumulation rows (its balance is an aggregate over them) among those of
@@ -105,7 +107,7 @@ def main() -> None:
     path = f"/api/v1/clients/{client_pk}/balance/"
     server = start_gunicorn(ROOT, env, port)
     try:
-        report = run(args, port, path, secret)
+        report = run(args, port, path, secret, reference=f"/api/v1/clients/{client_pk}/")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -123,6 +125,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--others", type=int, default=20, help="other clients, each with a tenth as many rows")
     parser.add_argument("--rate", type=float, default=100.0, help="requests a second of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip the client page's run")
     parser.add_argument("--duration", type=int, default=10, help="seconds of the wrk throughput run (0: none)")
     return parser.parse_args()
 
@@ -147,7 +150,7 @@ def server_env(args: argparse.Namespace, port: int) -> dict[str, str]:
     }
 
 
-def run(args: argparse.Namespace, port: int, path: str, secret: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, port: int, path: str, secret: str, reference: str) -> dict[str, Any]:
     report: dict[str, Any] = {"workers": args.workers, "threads": args.threads, "loadavg_before": loadavg()}
     headers = {"Authorization": f"Api-Key {secret}"}
     # Warm every thread's connection, imports and PostgreSQL's caches; not counted.
@@ -155,6 +158,8 @@ def run(args: argparse.Namespace, port: int, path: str, secret: str) -> dict[str
     count = int(args.rate * args.latency_seconds)
     report["latency"] = asyncio.run(fixed_rate(port, path, headers, args.rate, count))
     report["latency"]["rate_per_second"] = args.rate
+    if args.reference:
+        report["reference_latency"] = asyncio.run(fixed_rate(port, reference, headers, args.rate, count))
     if args.duration and shutil.which("wrk"):
         report["throughput"] = wrk(port, path, secret, args.workers * args.threads, args.duration)
     report["loadavg_after"] = loadavg()
