@@ -6,6 +6,9 @@ event (the actor is the key's own user; the reason says which key)."""
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+
 from payments.models import Client
 from payments.money_controls import open_client
 from pgp_project.operations.models import PendingChange
@@ -34,7 +37,14 @@ def _reason(key: ApiKey, reason: str) -> str:
 def create_client(key: ApiKey, values: Mapping[str, Any]) -> tuple[Client, PendingChange]:
     """A new client, inactive until an operator confirms its activation (as from the admin)."""
     client = Client(**values, is_active=True)  # asks open_client for the activation request
-    activation = open_client(client, user=acting_user(key), reason=_reason(key, "new client"))
+    try:
+        activation = open_client(client, user=acting_user(key), reason=_reason(key, "new client"))
+    except IntegrityError as error:
+        # Two requests for one channel id at once: the validation passed for both, the unique
+        # index takes one. The other is told, as if it had come second.
+        if Client.objects.filter(external_id=values.get("external_id")).exists():
+            raise ValidationError({"external_id": ["A client with this external id already exists."]}) from error
+        raise
     assert activation is not None, "open_client requests the activation of a client asked for active"
     return client, activation
 

@@ -87,3 +87,25 @@ def test_concurrent_requests_with_one_key_never_both_run(make_api: MakeApi) -> N
     assert Client.objects.count() == 1
     assert sorted(set(answers)) in ([201], [201, 409])
     assert IdempotencyRecord.objects.get().status == IdempotencyStatus.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creations_of_one_channel_without_a_key_create_it_once(make_api: MakeApi) -> None:
+    gateway = make_api()
+    answers: list[int] = []
+    start = threading.Barrier(4)
+
+    def post() -> None:
+        try:
+            start.wait()
+            answers.append(Api(gateway.secret, gateway.key).post("/api/v1/clients/", NEW_CLIENT).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Client.objects.count() == 1
+    assert sorted(answers) == [201, 400, 400, 400]
