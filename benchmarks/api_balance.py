@@ -75,6 +75,8 @@ for owner in clients:
                            wallet_address=wallet, payout_currency="usdt", payout_network="eth")
         for payment in payments
     )
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE payout_accumulation")  # as autovacuum would have, after the bulk insert
 key, secret = create_api_key(name="benchmark", kind="gateway")
 print("BENCH", clients[0].pk, secret)
 """
