@@ -1,5 +1,6 @@
 """The endpoints: what each kind of key sees and may do, the refusals, and money as exact strings."""
 
+import base64
 from decimal import Decimal
 
 import pytest
@@ -261,6 +262,8 @@ def test_lists_page_by_cursor_and_filter_by_time_and_status(gateway: Api, shop: 
     assert gateway.get("/api/v1/payments/", {"limit": "0"}).status_code == 400
     assert gateway.get("/api/v1/payments/", {"limit": "x"}).status_code == 400
     assert gateway.get("/api/v1/payments/", {"created_afer": "2026-01-01T00:00:00Z"}).status_code == 400
+    for cursor in ("garbage", base64.b64encode(b"p=not-a-time").decode(), base64.b64encode(b"p=a\x00b").decode()):
+        assert gateway.get("/api/v1/payments/", {"cursor": cursor}).status_code in (400, 404)
     assert gateway.get("/api/v1/clients/", {"external_id": "a\x00b"}).status_code == 400
     assert gateway.get("/api/v1/payouts/", {"status": "completed"}).json()["results"] == []
     assert PayoutBatch.objects.count() == 0
