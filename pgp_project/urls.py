@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from console.metrics import metrics
@@ -8,6 +8,7 @@ from pgp_project.operations.views import health
 
 urlpatterns = [
     path("webhooks/nowpayments/", nowpayments_ipn, name="nowpayments-ipn"),
+    path("api/v1/", include("gateway_api.urls")),
     path("health/", health, name="health"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),

@@ -106,6 +106,21 @@ def reset_demo_admin() -> str:
     return password
 
 
+DEMO_API_KEY_NAME = "demo gateway"
+
+
+def fresh_demo_api_key() -> str:
+    """A gateway API key for this run of the demo (the earlier runs' are revoked); its secret,
+    shown in the banner once, as the admin shows a new key's."""
+    from gateway_api.keys import create_api_key, revoke_api_key
+    from gateway_api.models import ApiKey, KeyKind
+
+    for earlier in ApiKey.objects.filter(name=DEMO_API_KEY_NAME, revoked=False):
+        revoke_api_key(earlier, user=None)
+    _, secret = create_api_key(name=DEMO_API_KEY_NAME, kind=KeyKind.GATEWAY)
+    return secret
+
+
 def ensure_demo_clients() -> None:
     for external_id, name, strategy, threshold, currency, network, wallet in DEMO_CLIENTS:
         Client.objects.get_or_create(

@@ -37,6 +37,10 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "axes",
     "csp",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "pgp_project.operations",
     "pgp_project.outbox",
     "payments",
@@ -45,6 +49,7 @@ INSTALLED_APPS = [
     "evm_chain",
     "console",
     "webhooks",
+    "gateway_api",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +187,52 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
         "form-action": ["'self'"],
     },
+}
+
+# --- The cache: shared by every web worker (the API's rate limits count per key across all) ----
+# A Redis URL (redis://host:6379/2) in production; unset, each process has its own in-memory
+# cache, which suits the tests and a single-process run only.
+PGP_CACHE_URL = env.str("PGP_CACHE_URL", default="")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": PGP_CACHE_URL}
+        if PGP_CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- The gateway's REST API (/api/v1/, gateway_api) ------------------------------------------
+# Requests per API key; past it, 429 with Retry-After. Counted in the cache above.
+PGP_API_RATE = env.str("PGP_API_RATE", default="600/min")
+# An Idempotency-Key's stored answer is replayed for this long, then pruned by a periodic job.
+PGP_API_IDEMPOTENCY_HOURS = env.int("PGP_API_IDEMPOTENCY_HOURS", default=24)
+PGP_API_IDEMPOTENCY_PRUNE_SECONDS = env.int("PGP_API_IDEMPOTENCY_PRUNE_SECONDS", default=60 * 60)
+# A key's last-used time is written at most this often (not on every request: reads stay reads).
+PGP_API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("PGP_API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway_api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["gateway_api.permissions.HasValidApiKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["gateway_api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Money as exact decimal strings, never floats.
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "gateway_api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PGP payout backend API",
+    "DESCRIPTION": "The gateway's API: clients, balances, payments, payouts and statements. "
+    "Authenticate with `Authorization: Api-Key <key>`; see docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page's scripts and styles are our own static files (CSP: 'self' only).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None, "deepLinking": True},
 }
 
 # --- /health/ -------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def test_default_schedule_exists_and_operator_edits_survive_migrate() -> None:
     assert stored["Reconcile the previous day"].interval.every == 24 * 60 * 60
     assert stored["Webhook sweep"].interval.every == 10
     assert stored["Prune webhook history"].interval.every == 24 * 60 * 60
+    assert stored["Prune API idempotency keys"].interval.every == 60 * 60
     celery_app.loader.import_default_modules()
     assert all(task.task in celery_app.tasks for task in stored.values())
     sweep = stored["Recovery sweep"]
@@ -79,5 +80,5 @@ def test_default_schedule_exists_and_operator_edits_survive_migrate() -> None:
     sweep.save()
     ensure_default_schedule()
     ensure_default_schedule()
-    assert PeriodicTask.objects.filter(name__in=jobs).count() == len(jobs) == 9
+    assert PeriodicTask.objects.filter(name__in=jobs).count() == len(jobs) == 10
     assert PeriodicTask.objects.get(name="Recovery sweep").enabled is False

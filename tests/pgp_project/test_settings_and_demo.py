@@ -188,6 +188,15 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
             request = urllib.request.Request(flower_url + path, headers={"Authorization": f"Basic {credentials}"})  # noqa: S310
             with urllib.request.urlopen(request, timeout=10) as flower:  # noqa: S310 - loopback only
                 assert flower.status == 200, path
+        # The banner's gateway API key reads the demo's clients.
+        api_key = re.search(r"API:\s+(\S+)\s+key (\S+)", log_text)
+        assert api_key, log_text[-3000:]
+        assert api_key[1] == f"http://127.0.0.1:{web_port}/api/v1/docs/"
+        api_status, clients = get_json(
+            f"http://127.0.0.1:{web_port}/api/v1/clients/", {"Authorization": f"Api-Key {api_key[2]}"}
+        )
+        assert api_status == 200
+        assert clients["results"]
         # two chains, sandbox, web, worker, beat, flower, payments
         assert len(child_pids(demo.pid)) == 9
         assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself

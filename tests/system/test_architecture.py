@@ -1,8 +1,8 @@
 """The boundaries between the apps, read from the code itself: imports and migrations point one
 way only, the stand-ins never reach production, and each Celery task name is written once.
 
-    standins -> console -> webhooks -> batching -> evm_chain -> payouts -> payments -> integrations
-        -> pgp_project (the kernel, its outbox included)
+    standins -> gateway_api -> console -> webhooks -> batching -> evm_chain -> payouts -> payments
+        -> integrations -> pgp_project (the kernel, its outbox included)
 
 A higher layer may use any lower one; nothing points back up. The root URLconf is the one
 composition root that names an app's view, and is allowed to. A chain adapter (evm_chain) is
@@ -24,8 +24,11 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..conftest import PROJECT_ROOT
 
+# The gateway's API sits on top of the console (it reads the console's statements; the console
+# never knows it), below the stand-ins (the demo makes its keys).
 LAYERS = (
     "standins",
+    "gateway_api",
     "console",
     "webhooks",
     "batching",
@@ -39,6 +42,7 @@ COMPOSITION_ROOT = "pgp_project.urls"
 # Django app labels per layer, for the migration graph (the kernel's app is "operations").
 APP_LAYERS = {
     "standins": 0,
+    "gateway_api": 0.5,
     "console": 1,
     "webhooks": 1.5,
     "batching": 2,
@@ -138,11 +142,11 @@ def test_each_task_name_is_written_once_in_production_code() -> None:
 
     celery_app.loader.import_default_modules()
     ours = {
-        name for name in celery_app.tasks if name.split(".")[0] in {"batching", "payouts", "operations", "webhooks"}
+        name for name in celery_app.tasks if name.split(".")[0] in {"batching", "payouts", "operations", "webhooks", "gateway_api"}
     }
     assert len(ours) >= 6
     literals: dict[str, int] = dict.fromkeys(ours, 0)
-    for package in ("pgp_project", "payments", "payouts", "batching", "integrations", "webhooks"):
+    for package in ("pgp_project", "payments", "payouts", "batching", "integrations", "webhooks", "gateway_api"):
         for path in Path(PROJECT_ROOT, package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Constant) and node.value in literals:
@@ -154,7 +158,16 @@ def test_each_task_name_is_written_once_in_production_code() -> None:
 # and assets, including chains we never hold (the exchange pays clients there).
 CHAIN_ADAPTERS = ("evm_chain",)
 CHAIN_REGISTRIES = ("integrations/assets.py", "integrations/addresses.py")
-PRODUCTION_PACKAGES = ("pgp_project", "integrations", "payments", "payouts", "batching", "console", "webhooks")
+PRODUCTION_PACKAGES = (
+    "pgp_project",
+    "integrations",
+    "payments",
+    "payouts",
+    "batching",
+    "console",
+    "webhooks",
+    "gateway_api",
+)
 # What only EVM chains have. "ETH" the asset (what NOWPayments pays us, what a conversion
 # sells) is a business asset named in the asset registry, not a chain concept.
 EVM_ONLY = re.compile(r"\b(gas|gwei|wei|nonces?|EvmNode|EIP-?1559)\b|\b0x[0-9a-fA-F]", re.IGNORECASE)

@@ -36,6 +36,7 @@ from standins.demo import (
     SECOND_CHAIN_USDT_ENV,
     apply_demo_intervals,
     ensure_demo_clients,
+    fresh_demo_api_key,
     reset_demo_admin,
     with_second_chain,
 )
@@ -102,6 +103,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         with transaction.atomic():
             password = reset_demo_admin()
+            self._api_key = fresh_demo_api_key()
             ensure_demo_clients()
             # A receiver that verifies and prints every webhook, and its endpoint (fresh secret).
             self._webhook_secret = ensure_demo_webhook(demo_receiver_url(options["webhook_port"]))
@@ -226,6 +228,8 @@ class Command(BaseCommand):
                 f"\nPGP demo running (Ctrl-C stops it)\n"
                 f"  admin:  {web}/admin/  user {DEMO_ADMIN_USERNAME} password {password}\n"
                 f"  health: {web}/health/\n"
+                f"  API:    {web}/api/v1/docs/  key {self._api_key}\n"
+                f"          curl -H 'Authorization: Api-Key {self._api_key}' {web}/api/v1/clients/\n"
                 f"  flower: http://127.0.0.1:{options['flower_port']}/  user {flower_user} password {flower_password}\n"
                 f"  chain:  {chain.rpc_url} (anvil, TestUSDT {chain.usdt_address})\n"
                 f"  chain {SECOND_CHAIN}: {second.rpc_url} (anvil, chain id {second.chain_id}, TestUSDT "
