@@ -142,7 +142,9 @@ def test_each_task_name_is_written_once_in_production_code() -> None:
 
     celery_app.loader.import_default_modules()
     ours = {
-        name for name in celery_app.tasks if name.split(".")[0] in {"batching", "payouts", "operations", "webhooks", "gateway_api"}
+        name
+        for name in celery_app.tasks
+        if name.split(".")[0] in {"batching", "payouts", "operations", "webhooks", "gateway_api"}
     }
     assert len(ours) >= 6
     literals: dict[str, int] = dict.fromkeys(ours, 0)
