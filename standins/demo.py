@@ -136,13 +136,12 @@ def ensure_demo_clients() -> None:
         )
 
 
-def apply_demo_intervals(every_seconds: int | None = None) -> None:
-    """Point the default periodic jobs at the short demo intervals (or all of them at
-    `every_seconds`, for a quicker look); a job without one (a daily clean-up, say) keeps its own."""
+def apply_demo_intervals() -> None:
+    """Point the default periodic jobs at the short demo intervals; a job without one (a daily
+    clean-up, say) keeps its own."""
     for job in default_jobs():
         every = DEMO_INTERVALS.get(job.task)
         if every is None:
             continue
-        every = every_seconds or every
         interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
         PeriodicTask.objects.filter(name=job.name).update(interval=interval)

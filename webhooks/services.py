@@ -211,6 +211,10 @@ def dispatch_events(event_pks: Iterable[int] | None = None, *, limit: int = 500)
         )
 
 
+def any_endpoint_enabled() -> bool:
+    return WebhookEndpoint.objects.filter(enabled=True).exists()
+
+
 def events_waiting() -> bool:
     return OutboxEvent.objects.filter(dispatched_at__isnull=True).exists()
 

@@ -21,7 +21,11 @@ def dispatch_event(event_pk: int) -> None:
     """Right after an event's transaction commits: its deliveries, each sent at once, here (no
     further task per delivery: the lag was mostly task overhead). Under load it takes every
     event not yet dispatched, its own among them (SKIP LOCKED: two such tasks split them), so
-    one task serves a burst and the tasks after it find nothing left to do."""
+    one task serves a burst and the tasks after it find nothing left to do. With no endpoint
+    enabled there is nothing to send: the sweep marks such events dispatched later, in bulk,
+    and no task locks outbox rows after every transition for nothing."""
+    if not services.any_endpoint_enabled():
+        return
     for delivery_pk in services.dispatch_events(limit=100):
         services.send_one(delivery_pk)
     # Its own event, should a concurrent task have it locked and die (the sweep would, later).

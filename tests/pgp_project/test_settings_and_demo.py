@@ -146,7 +146,6 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
                 f"--sandbox-port={sandbox_port}",
                 f"--webhook-port={free_port()}",
                 "--payment-interval=2",
-                "--job-interval=6",  # conversions and payouts sooner than the demo's 30 s
             ],
             cwd=PROJECT_ROOT,
             env=env,
@@ -172,8 +171,8 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
         assert "password" in log_text
         assert "/admin/" in log_text
         # The pacing actually in use, as stored for Beat (the demo's short intervals).
-        assert "Micro-batch conversion check: every 6 seconds" in log_text
-        assert "Recovery sweep: every 6 seconds" in log_text
+        assert "Micro-batch conversion check: every 30 seconds" in log_text
+        assert "Recovery sweep: every 10 seconds" in log_text
         assert "Prune refused IPN records: every 86400 seconds" in log_text
         # Flower is never open: the banner gives this run's password, and without it Flower says 401.
         found = re.search(r"flower: (\S+)\s+user (\S+) password (\S+)", log_text)

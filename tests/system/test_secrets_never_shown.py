@@ -29,6 +29,8 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from console.models import ReconciliationRun
+from gateway_api.keys import create_api_key
+from gateway_api.models import IdempotencyRecord
 from payments.models import Client, PayoutAccumulation
 from pgp_project.operations.pending_changes import request_change
 from pgp_project.operations.selectors import get_runtime_settings
@@ -150,6 +152,12 @@ def one_of_everything(
     endpoint = create_endpoint(url="https://hooks.example.com/in", event_types=["*"], created_by=operators["root"])
     our_keys.append(endpoint.secret)
     dispatch_events()
+    # An API key (its secret is shown once, on creation) and an idempotent answer kept for it.
+    api_key, api_secret = create_api_key(name="gateway-bot", kind="gateway", created_by=operators["root"])
+    our_keys.append(api_secret)
+    IdempotencyRecord.objects.create(
+        api_key=api_key, key="walk-1", method="POST", path="/api/v1/clients/", body_sha256="0" * 64
+    )
     http.post(LOGIN, {"username": "stranger", "password": "guess"})  # django-axes' attempt
     for log in (AccessLog, AccessFailureLog):
         log.objects.create(username="stranger", ip_address="127.0.0.1", user_agent="walk", path_info=LOGIN)

@@ -73,12 +73,6 @@ class Command(BaseCommand):
         parser.add_argument(
             "--keep-schedule", action="store_true", help="Keep the stored Beat intervals instead of demo ones."
         )
-        parser.add_argument(
-            "--job-interval",
-            type=int,
-            default=None,
-            help="Seconds between runs of every demo job (conversion, payout check...), instead of the demo's own.",
-        )
 
     def handle(self, *args: object, **options: Any) -> None:
         refuse_busy_ports(options)  # before anything is reset, started or printed
@@ -108,7 +102,7 @@ class Command(BaseCommand):
             # A receiver that verifies and prints every webhook, and its endpoint (fresh secret).
             self._webhook_secret = ensure_demo_webhook(demo_receiver_url(options["webhook_port"]))
             if not options["keep_schedule"]:
-                apply_demo_intervals(options["job_interval"])
+                apply_demo_intervals()
         # Flower is never open, not even the demo's: a fresh password each run, in the banner.
         self._flower_auth = f"{DEMO_FLOWER_USERNAME}:{secrets.token_urlsafe(12)}"
         children: list[Child] = []
