@@ -3,7 +3,8 @@
 A key is shown once, when it is created (in the admin or by `create_api_key`); only its hash and
 prefix are stored. Its permissions come from its scopes: `clients:write` lets a gateway key create
 clients and request changes of their money controls (which a TOTP-verified operator then
-confirms in the console); no scope grants confirming, approving or operating anything.
+confirms in the console), `webhooks:write` manage webhook endpoints; no scope grants confirming,
+approving or operating anything.
 """
 
 from datetime import datetime
@@ -29,15 +30,23 @@ API_KEY_SUBJECT = "api_key"
 SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
     Scope.READ: frozenset(),
     Scope.CLIENTS_WRITE: frozenset({CHANGE_DESTINATION, CHANGE_FEES_AND_THRESHOLDS}),
+    # Checked by the API's permission class, not by a service: the webhooks services take an
+    # actor for the audit trail only.
+    Scope.WEBHOOKS_WRITE: frozenset(),
 }
-DEFAULT_SCOPES = {KeyKind.GATEWAY: [Scope.READ, Scope.CLIENTS_WRITE], KeyKind.CLIENT: [Scope.READ]}
+DEFAULT_SCOPES = {
+    KeyKind.GATEWAY: [Scope.READ, Scope.CLIENTS_WRITE, Scope.WEBHOOKS_WRITE],
+    KeyKind.CLIENT: [Scope.READ],
+}
+# What a client key may never hold: it sees its own client's data only.
+GATEWAY_ONLY_SCOPES = frozenset({Scope.CLIENTS_WRITE, Scope.WEBHOOKS_WRITE})
 
 
 def clean_scopes(kind: str, scopes: list[str]) -> list[str]:
     unknown = sorted(set(scopes) - set(Scope.values))
     if unknown:
         raise ValidationError({"scopes": f"unknown scopes {unknown}; known: {Scope.values}"})
-    if kind == KeyKind.CLIENT and Scope.CLIENTS_WRITE in scopes:
+    if kind == KeyKind.CLIENT and GATEWAY_ONLY_SCOPES & set(scopes):
         raise ValidationError({"scopes": "a client key reads its own client's data only"})
     return sorted(set(scopes))
 

@@ -21,6 +21,7 @@ class KeyKind(models.TextChoices):
 class Scope(models.TextChoices):
     READ = "read", "read"
     CLIENTS_WRITE = "clients:write", "create clients and request changes of them"
+    WEBHOOKS_WRITE = "webhooks:write", "create, change, disable and enable webhook endpoints, rotate their secrets"
 
 
 class ApiKey(AbstractAPIKey):
@@ -33,7 +34,7 @@ class ApiKey(AbstractAPIKey):
         related_name="+",
         help_text="A client key sees this client's data only.",
     )
-    scopes = models.JSONField(default=list, blank=True, help_text='Of "read", "clients:write".')
+    scopes = models.JSONField(default=list, blank=True, help_text='Of "read", "clients:write", "webhooks:write".')
     last_used_at = models.DateTimeField(null=True, blank=True)
     # The key's own user: the actor of its audit events and the requester of its changes. It has
     # no password and no staff flag, so it can never sign in to the console.

@@ -1,5 +1,7 @@
 """Who may call what: any valid key reads (what its kind lets it see); writing clients needs a
-gateway key with the `clients:write` scope."""
+gateway key with the `clients:write` scope. Webhook endpoints are a gateway key's alone, read or
+written: an endpoint may receive every client's events, and its secret signs them; writing them
+needs the `webhooks:write` scope."""
 
 from typing import Any
 
@@ -30,3 +32,13 @@ class CanWriteClients(permissions.BasePermission):
             return True
         key = request.auth
         return isinstance(key, ApiKey) and key.kind == KeyKind.GATEWAY and Scope.CLIENTS_WRITE in key.scopes
+
+
+class ManagesWebhooks(permissions.BasePermission):
+    message = "Only a gateway key manages webhook endpoints; changing them needs its webhooks:write scope."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        key = request.auth
+        if not isinstance(key, ApiKey) or key.kind != KeyKind.GATEWAY:
+            return False
+        return request.method in permissions.SAFE_METHODS or Scope.WEBHOOKS_WRITE in key.scopes

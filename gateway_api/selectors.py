@@ -12,6 +12,7 @@ from payments.models import AccumulationStatus, Client, Payment, PaymentStatus, 
 from payouts.models import PayoutBatch
 from pgp_project.operations.models import PendingChange
 from pgp_project.operations.selectors import get_runtime_settings
+from webhooks.models import WebhookEndpoint
 
 from .models import ApiKey, KeyKind
 
@@ -37,6 +38,12 @@ def visible_payments(key: ApiKey) -> QuerySet[Payment]:
 def visible_payouts(key: ApiKey) -> QuerySet[PayoutBatch]:
     payouts = PayoutBatch.objects.select_related("host_payment")
     return payouts if key.kind == KeyKind.GATEWAY else payouts.filter(client_id=_own_client(key))
+
+
+def webhook_endpoints(key: ApiKey) -> QuerySet[WebhookEndpoint]:
+    """Every endpoint for a gateway key (the permission class lets no other key ask); none else."""
+    endpoints = WebhookEndpoint.objects.all()
+    return endpoints if key.kind == KeyKind.GATEWAY else endpoints.none()
 
 
 def client_changes(client_id: int) -> QuerySet[PendingChange]:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -9,6 +10,8 @@ from payments.models import Client, Payment
 from payouts.models import PayoutBatch
 from pgp_project.money_display import explorer_url
 from pgp_project.operations.models import PendingChange
+from webhooks import services as webhooks
+from webhooks.models import ALL_EVENTS, EVENT_TYPES, WebhookEndpoint
 
 from .services import CHANGEABLE_FIELDS
 
@@ -188,3 +191,90 @@ class StatementSerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     events = StatementEventSerializer(many=True)
+
+
+# --- webhook endpoints -------------------------------------------------------------------------
+
+EVENT_TYPE_HELP = f'Event types ({", ".join(EVENT_TYPES)}), or ["{ALL_EVENTS}"] for all.'
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    """An endpoint as read: never its secret."""
+
+    event_types = serializers.ListField(child=serializers.CharField(), help_text=EVENT_TYPE_HELP)
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "url",
+            "description",
+            "event_types",
+            "client",
+            "enabled",
+            "created_at",
+            "disabled_at",
+            "disabled_reason",
+            "disabled_for_failures",
+            "failing_since",
+            "consecutive_failures",
+        ]
+        read_only_fields = fields
+
+
+def _checked(check: Any, value: Any) -> Any:
+    """The webhooks services' own check (the admin's), its refusal as this field's error."""
+    try:
+        return check(value)
+    except DjangoValidationError as error:
+        raise serializers.ValidationError(error.messages) from error
+
+
+class WebhookEndpointWriteSerializer(serializers.Serializer):
+    """What a write may set. A field it does not know is refused, not ignored: a `client` sent to
+    narrow an existing endpoint would otherwise leave it receiving every client's events."""
+
+    url = serializers.URLField(max_length=2000, help_text="http(s); a private or loopback address is refused.")
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=[ALL_EVENTS, *EVENT_TYPES]), min_length=1, help_text=EVENT_TYPE_HELP
+    )
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+    def validate_url(self, url: str) -> str:
+        return _checked(webhooks.clean_url, url)
+
+    def validate_event_types(self, event_types: list[str]) -> list[str]:
+        return _checked(webhooks.clean_event_types, event_types)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if unknown:
+            raise serializers.ValidationError(f"unknown fields {unknown}; known: {', '.join(self.fields)}")
+        if self.partial and not attrs:
+            raise serializers.ValidationError(f"name at least one of {', '.join(self.fields)}")
+        return attrs
+
+
+class WebhookEndpointCreateSerializer(WebhookEndpointWriteSerializer):
+    client = serializers.PrimaryKeyRelatedField(
+        queryset=Client.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Only this client's events (omitted or null: every event, those of no client included). "
+        "Set at creation only.",
+    )
+
+
+class WebhookEndpointUpdateSerializer(WebhookEndpointWriteSerializer):
+    """Any of url, event_types, description (the client is set at creation only)."""
+
+
+class WebhookEndpointSecretSerializer(serializers.Serializer):
+    endpoint = WebhookEndpointSerializer()
+    secret = serializers.CharField(
+        help_text="The signing secret (whsec_...), shown in this answer only: no read returns it again."
+    )
+
+
+class WebhookDisableSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)

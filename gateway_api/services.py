@@ -1,7 +1,8 @@
 """The API's writes, through the same services as the admin: a new client is opened inactive with
 its activation requested (`open_client`), a change of a money control is requested
-(`request_change`); an operator confirms each in the console. Each names the key in its audit
-event (the actor is the key's own user; the reason says which key)."""
+(`request_change`); an operator confirms each in the console. Webhook endpoints are created,
+changed, disabled, enabled and given a new secret by the webhooks services the admin calls. Each
+names the key in its audit event (the actor is the key's own user; the reason says which key)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,8 @@ from payments.models import Client
 from payments.money_controls import open_client
 from pgp_project.operations.models import PendingChange
 from pgp_project.operations.pending_changes import request_change
+from webhooks import services as webhooks
+from webhooks.models import WebhookEndpoint
 
 from .keys import acting_user, describe_key
 from .models import ApiKey
@@ -52,3 +55,24 @@ def create_client(key: ApiKey, values: Mapping[str, Any]) -> tuple[Client, Pendi
 def request_client_change(key: ApiKey, client: Client, values: Mapping[str, Any], reason: str) -> PendingChange | None:
     """A pending change of the client's money controls; None when nothing differs."""
     return request_change(Client, client.pk, dict(values), user=acting_user(key), reason=_reason(key, reason))
+
+
+def create_webhook_endpoint(key: ApiKey, values: Mapping[str, Any]) -> webhooks.CreatedEndpoint:
+    """A new endpoint, enabled; its secret is in the answer only (the caller shows it once)."""
+    return webhooks.create_endpoint(**values, created_by=acting_user(key), reason=_reason(key, ""))
+
+
+def update_webhook_endpoint(key: ApiKey, endpoint: WebhookEndpoint, values: Mapping[str, Any]) -> WebhookEndpoint:
+    return webhooks.update_endpoint(endpoint.pk, **values, actor=acting_user(key), reason=_reason(key, ""))
+
+
+def disable_webhook_endpoint(key: ApiKey, endpoint: WebhookEndpoint, reason: str) -> bool:
+    return webhooks.disable_endpoint(endpoint.pk, reason=_reason(key, reason), actor=acting_user(key))
+
+
+def enable_webhook_endpoint(key: ApiKey, endpoint: WebhookEndpoint) -> bool:
+    return webhooks.enable_endpoint(endpoint.pk, actor=acting_user(key), reason=_reason(key, ""))
+
+
+def rotate_webhook_secret(key: ApiKey, endpoint: WebhookEndpoint) -> str:
+    return webhooks.rotate_secret(endpoint.pk, actor=acting_user(key), reason=_reason(key, ""))

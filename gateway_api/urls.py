@@ -18,6 +18,27 @@ urlpatterns = [
     path("payments/<int:payment_id>/", views.PaymentDetail.as_view(), name="gateway-api-payment"),
     path("payouts/", views.PayoutList.as_view(), name="gateway-api-payouts"),
     path("payouts/<int:payout_id>/", views.PayoutDetail.as_view(), name="gateway-api-payout"),
+    path("webhook-endpoints/", views.WebhookEndpointList.as_view(), name="gateway-api-webhook-endpoints"),
+    path(
+        "webhook-endpoints/<int:endpoint_id>/",
+        views.WebhookEndpointDetail.as_view(),
+        name="gateway-api-webhook-endpoint",
+    ),
+    path(
+        "webhook-endpoints/<int:endpoint_id>/disable/",
+        views.WebhookEndpointDisable.as_view(),
+        name="gateway-api-webhook-endpoint-disable",
+    ),
+    path(
+        "webhook-endpoints/<int:endpoint_id>/enable/",
+        views.WebhookEndpointEnable.as_view(),
+        name="gateway-api-webhook-endpoint-enable",
+    ),
+    path(
+        "webhook-endpoints/<int:endpoint_id>/rotate-secret/",
+        views.WebhookEndpointRotateSecret.as_view(),
+        name="gateway-api-webhook-endpoint-rotate-secret",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="gateway-api-schema"),
     path("docs/", docs_page.DocsPage.as_view(url_name="gateway-api-schema"), name="gateway-api-docs"),
     path("docs/swagger-ui.css", docs_page.swagger_css, name="gateway-api-docs-css"),

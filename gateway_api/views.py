@@ -18,10 +18,11 @@ from rest_framework.response import Response
 from console.statements import COLUMNS, shown_amount, statement_csv, statement_events
 from payments.models import Client, PaymentStatus
 from payouts.exchange_batches.states import BatchStatus
+from webhooks.models import WebhookEndpoint
 
 from . import selectors, services
 from .idempotency import HEADER, idempotent
-from .permissions import CanWriteClients, request_key
+from .permissions import CanWriteClients, ManagesWebhooks, request_key
 from .serializers import (
     BalanceSerializer,
     ChangeRequestedSerializer,
@@ -32,6 +33,11 @@ from .serializers import (
     PayoutSerializer,
     PendingChangeSerializer,
     StatementSerializer,
+    WebhookDisableSerializer,
+    WebhookEndpointCreateSerializer,
+    WebhookEndpointSecretSerializer,
+    WebhookEndpointSerializer,
+    WebhookEndpointUpdateSerializer,
 )
 
 
@@ -366,3 +372,147 @@ class PayoutDetail(KnownQuery, generics.RetrieveAPIView):
 
     def get_queryset(self) -> QuerySet:
         return selectors.visible_payouts(request_key(self.request))
+
+
+# --- webhook endpoints ----------------------------------------------------------------------------
+
+WEBHOOK_WRITE = "Gateway keys with webhooks:write only."
+
+
+def _endpoint(request: Request, endpoint_id: int) -> WebhookEndpoint:
+    return get_object_or_404(selectors.webhook_endpoints(request_key(request)), pk=endpoint_id)
+
+
+def _with_secret(endpoint: WebhookEndpoint, secret: str, code: int) -> Response:
+    body = {"endpoint": WebhookEndpointSerializer(endpoint).data, "secret": secret}
+    return Response(body, status=code)
+
+
+@extend_schema(tags=["webhooks"])
+class WebhookEndpointList(KnownQuery, generics.ListAPIView):
+    serializer_class = WebhookEndpointSerializer
+    permission_classes = [*generics.ListAPIView.permission_classes, ManagesWebhooks]
+    pagination_class = NewestFirst
+    query_names = LIST_QUERY | {"client", "enabled"}
+
+    def get_queryset(self) -> QuerySet[WebhookEndpoint]:
+        request = self.request
+        rows = selectors.within(
+            selectors.webhook_endpoints(request_key(request)),
+            after=_moment(request, "created_after"),
+            before=_moment(request, "created_before"),
+        )
+        enabled = request.query_params.get("enabled")
+        if enabled is not None:
+            if enabled not in ("true", "false"):
+                raise serializers.ValidationError({"enabled": "true or false"})
+            rows = rows.filter(enabled=enabled == "true")
+        return _of_client(request, rows)
+
+    @extend_schema(
+        parameters=[
+            *TIME_FILTERS,
+            OpenApiParameter("client", OpenApiTypes.INT, description="Endpoints of this client only."),
+            OpenApiParameter("enabled", OpenApiTypes.BOOL),
+        ],
+        responses={200: WebhookEndpointSerializer(many=True), **READ_REFUSALS, 403: REFUSALS[403]},
+        description="Every webhook endpoint, without its secret. Gateway keys only.",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=WebhookEndpointCreateSerializer,
+        parameters=[IDEMPOTENCY],
+        responses={201: WebhookEndpointSecretSerializer, **REFUSALS},
+        description="A new endpoint, enabled. Its signing secret is in this answer only (and in its replay "
+        f"with the same {HEADER}): keep it. {WEBHOOK_WRITE}",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        given = WebhookEndpointCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        created = services.create_webhook_endpoint(request_key(request), given.validated_data)
+        return _with_secret(created.endpoint, created.secret, status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["webhooks"])
+class WebhookEndpointDetail(KnownQuery, generics.GenericAPIView):
+    serializer_class = WebhookEndpointSerializer
+    permission_classes = [*generics.GenericAPIView.permission_classes, ManagesWebhooks]
+
+    @extend_schema(
+        responses={200: WebhookEndpointSerializer, **READ_REFUSALS, 403: REFUSALS[403]},
+        description="One endpoint, without its secret. Gateway keys only.",
+    )
+    def get(self, request: Request, endpoint_id: int) -> Response:
+        return Response(WebhookEndpointSerializer(_endpoint(request, endpoint_id)).data)
+
+    @extend_schema(
+        request=WebhookEndpointUpdateSerializer,
+        responses={200: WebhookEndpointSerializer, **{code: REFUSALS[code] for code in (400, 401, 403, 404, 429)}},
+        description=f"Change its url, event types or description (its client is set at creation). {WEBHOOK_WRITE}",
+    )
+    def patch(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = _endpoint(request, endpoint_id)
+        given = WebhookEndpointUpdateSerializer(data=request.data, partial=True)
+        given.is_valid(raise_exception=True)
+        updated = services.update_webhook_endpoint(request_key(request), endpoint, given.validated_data)
+        return Response(WebhookEndpointSerializer(updated).data)
+
+
+class WebhookEndpointAction(KnownQuery, generics.GenericAPIView):
+    serializer_class = WebhookEndpointSerializer
+    permission_classes = [*generics.GenericAPIView.permission_classes, ManagesWebhooks]
+
+
+@extend_schema(
+    tags=["webhooks"],
+    request=WebhookDisableSerializer,
+    parameters=[IDEMPOTENCY],
+    responses={200: WebhookEndpointSerializer, **REFUSALS},
+    description="Stop sending to it; its pending deliveries wait until it is enabled. Disabling a disabled "
+    f"endpoint changes nothing. {WEBHOOK_WRITE}",
+)
+class WebhookEndpointDisable(WebhookEndpointAction):
+    @idempotent
+    def post(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = _endpoint(request, endpoint_id)
+        given = WebhookDisableSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        services.disable_webhook_endpoint(request_key(request), endpoint, given.validated_data.get("reason", ""))
+        endpoint.refresh_from_db()
+        return Response(WebhookEndpointSerializer(endpoint).data)
+
+
+@extend_schema(
+    tags=["webhooks"],
+    request=None,
+    parameters=[IDEMPOTENCY],
+    responses={200: WebhookEndpointSerializer, **REFUSALS},
+    description="Send to it again (also after the sender disabled it for failing); its pending deliveries "
+    f"resume. Enabling an enabled endpoint changes nothing. {WEBHOOK_WRITE}",
+)
+class WebhookEndpointEnable(WebhookEndpointAction):
+    @idempotent
+    def post(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = _endpoint(request, endpoint_id)
+        services.enable_webhook_endpoint(request_key(request), endpoint)
+        endpoint.refresh_from_db()
+        return Response(WebhookEndpointSerializer(endpoint).data)
+
+
+@extend_schema(
+    tags=["webhooks"],
+    request=None,
+    parameters=[IDEMPOTENCY],
+    responses={200: WebhookEndpointSecretSerializer, **REFUSALS},
+    description="A new signing secret, in this answer only (and in its replay with the same "
+    f"{HEADER}); deliveries from now on are signed with it, the old one no longer. {WEBHOOK_WRITE}",
+)
+class WebhookEndpointRotateSecret(WebhookEndpointAction):
+    @idempotent
+    def post(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = _endpoint(request, endpoint_id)
+        secret = services.rotate_webhook_secret(request_key(request), endpoint)
+        return _with_secret(endpoint, secret, status.HTTP_200_OK)

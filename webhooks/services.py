@@ -97,7 +97,9 @@ def create_endpoint(
     client: Client | None = None,
     description: str = "",
     created_by: Any = None,
+    reason: str = "",
 ) -> CreatedEndpoint:
+    """`reason` follows the URL in the audit event's reason (which API key asked, say)."""
     secret = new_secret()
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.create(
@@ -108,7 +110,14 @@ def create_endpoint(
             secret=secret,
             created_by=created_by,
         )
-        record_action(ENDPOINT_SUBJECT, endpoint.pk, action="created", status="enabled", actor=created_by, reason=url)
+        record_action(
+            ENDPOINT_SUBJECT,
+            endpoint.pk,
+            action="created",
+            status="enabled",
+            actor=created_by,
+            reason=f"{url}; {reason}" if reason else url,
+        )
     return CreatedEndpoint(endpoint, secret)
 
 
@@ -119,6 +128,7 @@ def update_endpoint(
     event_types: Iterable[str] | None = None,
     description: str | None = None,
     actor: Any = None,
+    reason: str = "",
 ) -> WebhookEndpoint:
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
@@ -129,16 +139,18 @@ def update_endpoint(
         if description is not None:
             endpoint.description = description
         endpoint.save()
-        record_action(ENDPOINT_SUBJECT, endpoint.pk, action="updated", status=_state(endpoint), actor=actor)
+        record_action(
+            ENDPOINT_SUBJECT, endpoint.pk, action="updated", status=_state(endpoint), actor=actor, reason=reason
+        )
     return endpoint
 
 
-def rotate_secret(endpoint_id: int, *, actor: Any = None) -> str:
+def rotate_secret(endpoint_id: int, *, actor: Any = None, reason: str = "") -> str:
     """A new signing secret (shown once); deliveries from now on are signed with it."""
     secret = new_secret()
     with transaction.atomic():
         WebhookEndpoint.objects.filter(pk=endpoint_id).update(secret=secret)
-        record_action(ENDPOINT_SUBJECT, endpoint_id, action="secret_rotated", status="", actor=actor)
+        record_action(ENDPOINT_SUBJECT, endpoint_id, action="secret_rotated", status="", actor=actor, reason=reason)
     return secret
 
 
@@ -155,7 +167,7 @@ def disable_endpoint(endpoint_id: int, *, reason: str = "", actor: Any = None, f
     return bool(changed)
 
 
-def enable_endpoint(endpoint_id: int, *, actor: Any = None) -> bool:
+def enable_endpoint(endpoint_id: int, *, actor: Any = None, reason: str = "") -> bool:
     """Send to it again; its pending deliveries resume. True if this call enabled it."""
     with transaction.atomic():
         changed = WebhookEndpoint.objects.filter(pk=endpoint_id, enabled=False).update(
@@ -167,7 +179,7 @@ def enable_endpoint(endpoint_id: int, *, actor: Any = None) -> bool:
             consecutive_failures=0,
         )
         if changed:
-            record_action(ENDPOINT_SUBJECT, endpoint_id, action="enabled", status="enabled", actor=actor)
+            record_action(ENDPOINT_SUBJECT, endpoint_id, action="enabled", status="enabled", actor=actor, reason=reason)
     return bool(changed)
 
 

@@ -223,7 +223,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PGP payout backend API",
-    "DESCRIPTION": "The gateway's API: clients, balances, payments, payouts and statements. "
+    "DESCRIPTION": "The gateway's API: clients, balances, payments, payouts, statements and webhook endpoints. "
     "Authenticate with `Authorization: Api-Key <key>`; see docs/api.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
