@@ -12,9 +12,15 @@ class GatewayApiConfig(AppConfig):
 
     def ready(self) -> None:
         from pgp_project.operations.beat_schedule import DefaultJob, register_default_job
+        from pgp_project.operations.pending_changes import register_people_behind_account
 
         from . import schema  # noqa: F401 - registers the API key's security scheme with drf-spectacular
+        from .keys import key_creators
         from .tasks import PRUNE_IDEMPOTENCY_KEYS_TASK
+
+        # A change requested with a key is the key's creator's too: they may not confirm it, nor
+        # approve a payout to the wallet it set (the two-person rule holds through keys).
+        register_people_behind_account(key_creators)
 
         register_default_job(
             DefaultJob(

@@ -130,8 +130,21 @@ def _run(view: Any, handler: Callable[..., Any], request: Request, *args: Any, *
         return view.handle_exception(exc)
 
 
+# Answer fields that carry a secret shown once (a webhook endpoint's signing secret): the stored
+# answer keeps them blank, so no table holds them in the clear and a replay never shows them again.
+SECRET_FIELDS = ("secret",)
+
+
+def _without_secrets(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: (None if key in SECRET_FIELDS else _without_secrets(value)) for key, value in data.items()}
+    return data
+
+
 def _store(record: IdempotencyRecord, response: Any) -> None:
-    body = JSONRenderer().render(response.data) if isinstance(response, Response) else response.content
+    body = (
+        JSONRenderer().render(_without_secrets(response.data)) if isinstance(response, Response) else response.content
+    )
     record.status = IdempotencyStatus.DONE
     record.response_status = response.status_code
     record.response_body = body.decode()

@@ -131,3 +131,8 @@ def acting_user(key: ApiKey) -> ApiKeyUser:
 def describe_key(key: ApiKey) -> str:
     """How audit events name a key: its name and visible prefix."""
     return f"API key {key.name!r} ({key.prefix})"
+
+
+def key_creators(user_id: int) -> set[int]:
+    """The people who minted the API key acting as this account (none for a person's account)."""
+    return set(ApiKey.objects.filter(user_id=user_id, created_by__isnull=False).values_list("created_by_id", flat=True))

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pgp_project.operations.models import PendingChange, PendingChangeStatus
-from pgp_project.operations.pending_changes import register_guarded_fields, request_change
+from pgp_project.operations.pending_changes import people_behind, register_guarded_fields, request_change
 from pgp_project.operations.state_machine import record_event
 from pgp_project.outbox.events import record_event as record_outbox_event
 
@@ -174,25 +174,27 @@ def people_behind_destination(client_id: int, wallet_address: str) -> set[int]:
     people: set[int] = set()
     if set_here:
         start = set_here[-1]
-        people |= {person for person in (changes[start].requested_by_id, changes[start].decided_by_id) if person}
+        people |= people_behind(changes[start].requested_by_id) | people_behind(changes[start].decided_by_id)
         start += 1
     else:  # the wallet the client was created with
         start = 0
         created_by = Client.objects.filter(pk=client_id).values_list("created_by_id", flat=True).first()
-        if created_by is not None:
-            people.add(created_by)
+        people |= people_behind(created_by)
     for change in changes[start:]:
         if _sets(change, "wallet_address"):
             break  # another wallet from here on
         if any(_sets(change, field) for field in (*DESTINATION_FIELDS, "is_active")):
-            people |= {person for person in (change.requested_by_id, change.decided_by_id) if person is not None}
+            people |= people_behind(change.requested_by_id) | people_behind(change.decided_by_id)
     return people
 
 
 def people_behind_client(client: Client) -> set[int]:
     """Who created the client or requested its activation."""
-    people = {client.created_by_id} if client.created_by_id is not None else set()
-    return people | {change.requested_by_id for change in _applied_changes(client.pk) if _sets(change, "is_active")}
+    people = people_behind(client.created_by_id)
+    for change in _applied_changes(client.pk):
+        if _sets(change, "is_active"):
+            people |= people_behind(change.requested_by_id)
+    return people
 
 
 def release_needs_second_person(payment: Payment, client: Client, actor: Any) -> str:

@@ -26,13 +26,23 @@ class RefusedDestination(requests.exceptions.ConnectionError):
     """The destination's address is not a public one (and private ones are not allowed)."""
 
 
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def address_refused(address: str) -> str | None:
     """Why connecting to this IP address is refused, or None when it is allowed."""
     if settings.PGP_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS:
         return None
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone id is not part of the address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address carried inside an IPv6 one is that IPv4 address: mapped (::ffff:a.b.c.d),
+        # 6to4 (2002:AABB:CCDD::) and NAT64 (64:ff9b::a.b.c.d) reach it through a gateway.
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip in NAT64_PREFIX:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.is_loopback:
         return f"{address} is a loopback address"
     if ip.is_link_local:

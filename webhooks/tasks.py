@@ -16,7 +16,10 @@ SWEEP_TASK = "webhooks.sweep"
 PRUNE_TASK = "webhooks.prune_history"
 
 
-@shared_task(name=DISPATCH_EVENT_TASK)
+# A receiver that answers a byte at a time must not hold a worker (the default queue's money tasks
+# share it) for the global limits' minutes: each send's own timeouts are per read, so the task
+# has a total limit; the delivery is claimed again, and backs off, after its lease.
+@shared_task(name=DISPATCH_EVENT_TASK, soft_time_limit=60, time_limit=75)
 def dispatch_event(event_pk: int) -> None:
     """Right after an event's transaction commits: its deliveries, each sent at once, here (no
     further task per delivery: the lag was mostly task overhead). Under load it takes every
@@ -33,7 +36,7 @@ def dispatch_event(event_pk: int) -> None:
         services.send_one(delivery_pk)
 
 
-@shared_task(name=SEND_DELIVERY_TASK)
+@shared_task(name=SEND_DELIVERY_TASK, soft_time_limit=30, time_limit=40)
 def send_delivery(delivery_pk: int) -> None:
     services.send_one(delivery_pk)
 

@@ -61,6 +61,24 @@ class GuardedModel:
 
 
 _BY_MODEL: dict[type[models.Model], GuardedModel] = {}
+# Who else stands behind a request made under an account: an API key's changes are requested by
+# the key's own user, and the person who minted the key stands behind them too (registered by the
+# app that owns such accounts; the kernel knows none).
+_PEOPLE_BEHIND_ACCOUNT: list[Callable[[int], set[int]]] = []
+
+
+def register_people_behind_account(resolver: Callable[[int], set[int]]) -> None:
+    if resolver not in _PEOPLE_BEHIND_ACCOUNT:
+        _PEOPLE_BEHIND_ACCOUNT.append(resolver)
+
+
+def people_behind(user_id: int | None) -> set[int]:
+    """The account itself and every person standing behind it (the creator of an API key)."""
+    if user_id is None:
+        return set()
+    return {user_id}.union(*(resolver(user_id) for resolver in _PEOPLE_BEHIND_ACCOUNT))
+
+
 _BY_SUBJECT: dict[str, GuardedModel] = {}
 
 
@@ -271,7 +289,7 @@ def confirm_change(change_id: int, user: Any) -> PendingChange:
         change = PendingChange.objects.select_for_update().get(pk=change_id)
         if change.status != PendingChangeStatus.PENDING:
             raise ChangeNotPending(f"change #{change.pk} is {change.status}, not pending")
-        if change.requested_by_id == user.pk:
+        if user.pk in people_behind(change.requested_by_id):
             raise SelfConfirmationRefused(
                 f"change #{change.pk} was requested by {user}: a second staff member must confirm it"
             )

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.utils import timezone
 
-from gateway_api.keys import API_KEY_SUBJECT, create_api_key
+from gateway_api.keys import API_KEY_SUBJECT, acting_user, create_api_key
 from gateway_api.models import ApiKey, KeyKind, Scope
 from gateway_api.tasks import PRUNE_IDEMPOTENCY_KEYS_TASK
 from payments.models import Client
@@ -98,3 +98,27 @@ def test_staff_create_a_key_in_the_admin_and_see_its_secret_once() -> None:
 
 def test_pruning_idempotency_keys_is_a_default_periodic_job() -> None:
     assert PRUNE_IDEMPOTENCY_KEYS_TASK in {job.task for job in default_jobs()}
+
+
+@pytest.mark.django_db
+def test_a_change_requested_with_a_key_cannot_be_confirmed_by_the_person_who_minted_the_key() -> None:
+    """The two-person rule holds through keys: whoever created the key stands behind its requests."""
+    from payments.models import Client as ClientModel
+    from pgp_project.operations.pending_changes import SelfConfirmationRefused, confirm_change, request_change
+    from tests.factories import ClientFactory
+    from tests.people import staff
+
+    client = ClientFactory.create()
+    minter = staff("key-minter", "operations.confirm_change")
+    other = staff("other-confirmer", "operations.confirm_change")
+    key, _ = create_api_key(name="minted", kind="gateway", created_by=minter)
+    change = request_change(
+        ClientModel,
+        client.pk,
+        {"wallet_address": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"},
+        user=acting_user(key),
+    )
+    assert change is not None
+    with pytest.raises(SelfConfirmationRefused):
+        confirm_change(change.pk, minter)
+    assert confirm_change(change.pk, other).status == "applied"

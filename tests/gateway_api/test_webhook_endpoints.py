@@ -186,7 +186,10 @@ def test_posts_replay_with_the_same_idempotency_key(gateway: Api) -> None:
     first = gateway.post(BASE, NEW_ENDPOINT, **{"Idempotency-Key": "hook-1"})
     again = gateway.post(BASE, NEW_ENDPOINT, **{"Idempotency-Key": "hook-1"})
     assert first.status_code == again.status_code == 201
-    assert again.json() == first.json()  # the same secret: a caller that lost the answer still learns it
+    # The same answer, but never the secret again: the stored answer keeps none (shown once).
+    assert first.json()["secret"].startswith("whsec_")
+    assert again.json() == {**first.json(), "secret": None}
+    assert first.json()["secret"] not in IdempotencyRecord.objects.get(key="hook-1").response_body
     assert again["Idempotent-Replayed"] == "true"
     assert WebhookEndpoint.objects.count() == 1
     assert gateway.post(BASE, {**NEW_ENDPOINT, "description": "x"}, **{"Idempotency-Key": "hook-1"}).status_code == 422
@@ -194,7 +197,8 @@ def test_posts_replay_with_the_same_idempotency_key(gateway: Api) -> None:
     rotated = gateway.post(f"{BASE}{endpoint_id}/rotate-secret/", {}, **{"Idempotency-Key": "rotate-1"})
     replayed = gateway.post(f"{BASE}{endpoint_id}/rotate-secret/", {}, **{"Idempotency-Key": "rotate-1"})
     assert replayed["Idempotent-Replayed"] == "true"
-    assert replayed.json()["secret"] == rotated.json()["secret"] == WebhookEndpoint.objects.get().secret
+    assert rotated.json()["secret"] == WebhookEndpoint.objects.get().secret
+    assert replayed.json()["secret"] is None
     assert AuditEvent.objects.filter(subject_type=ENDPOINT_SUBJECT, action="secret_rotated").count() == 1
     # The same Idempotency-Key on another path is another request: refused, not replayed.
     assert gateway.post(f"{BASE}{endpoint_id}/disable/", {}, **{"Idempotency-Key": "rotate-1"}).status_code == 422

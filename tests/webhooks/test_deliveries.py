@@ -228,7 +228,17 @@ def test_private_destinations_are_refused_at_save(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["127.0.0.1", "10.0.0.5", "169.254.169.254", "::1", "192.168.1.1", "::ffff:127.0.0.1"]
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.5",
+        "169.254.169.254",
+        "::1",
+        "192.168.1.1",
+        "::ffff:127.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "2002:7f00:1::1",
+    ],
 )
 def test_private_addresses_are_refused_at_connect(address: str, settings: pytest.FixtureRequest) -> None:
     assert http.address_refused(address)
