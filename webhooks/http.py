@@ -42,7 +42,7 @@ def address_refused(address: str) -> str | None:
         elif ip.sixtofour is not None:
             ip = ip.sixtofour
         elif ip in NAT64_PREFIX:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+            ip = ipaddress.IPv4Address(ip.packed[-4:])  # its last 32 bits
     if ip.is_loopback:
         return f"{address} is a loopback address"
     if ip.is_link_local:
