@@ -77,7 +77,7 @@ DEMO_CLIENTS = [
         "-1001000000004",
         "Demo channel D",
         PayoutStrategy.THRESHOLD,
-        "30.00",
+        "10.00",  # low: its first payout follows the first conversion, so the demo shows it soon
         "usdt",
         SECOND_CHAIN,
         "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
