@@ -480,6 +480,10 @@ PGP_PEOPLE_ADMINISTRATION_PERMISSIONS = [
     for verb in ("add", "change", "delete")
 ]
 PGP_MONEY_PERMISSIONS += PGP_PEOPLE_ADMINISTRATION_PERMISSIONS
+# An API key is an account of its own: whoever mints or edits one holds what its scopes allow
+# (requesting money-control changes), so doing it needs a TOTP session, and granting it is guarded.
+PGP_API_KEY_PERMISSIONS = [f"gateway_api.{verb}_apikey" for verb in ("add", "change", "delete")]
+PGP_MONEY_PERMISSIONS += PGP_API_KEY_PERMISSIONS
 
 # Block explorer pages per chain (ChangeNOW network code) and kind, `{}` replaced by the hash or
 # address: the console links every transaction and address there. JSON in the environment.
