@@ -44,7 +44,10 @@ INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
 # An in-process exchange provider from the stand-ins (enable it in PGP_EXCHANGES to route to it).
 PGP_EXCHANGES = {
     **PGP_EXCHANGES,  # noqa: F405
-    "fixed_price": {"adapter": "standins.fixed_price_exchange.FixedPriceExchange", "enabled": False},
+    "fixed_price": {
+        "adapter": "standins.fixed_price_exchange.FixedPriceExchange",
+        "enabled": env.bool("PGP_FIXED_PRICE_EXCHANGE_ENABLED", default=False),
+    },
 }
 
 # The demo's PostgreSQL server and the filesystem broker's folders live here.

@@ -19,7 +19,10 @@ INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
 # A second exchange provider, from the stand-ins: one adapter module and this one entry.
 PGP_EXCHANGES = {
     **PGP_EXCHANGES,  # noqa: F405
-    "fixed_price": {"adapter": "standins.fixed_price_exchange.FixedPriceExchange", "enabled": False},
+    "fixed_price": {
+        "adapter": "standins.fixed_price_exchange.FixedPriceExchange",
+        "enabled": env.bool("PGP_FIXED_PRICE_EXCHANGE_ENABLED", default=False),
+    },
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {

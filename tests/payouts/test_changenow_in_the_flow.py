@@ -75,7 +75,7 @@ def test_a_refused_api_key_makes_the_batch_wait_with_an_alert_until_the_key_is_r
     key (CHANGENOW_API_KEY_FILE is read at every call: no restart)."""
     key_file = tmp_path / "changenow_api_key"
     key_file.write_text("rotated-away-key\n")
-    worker = start_worker(CHANGENOW_API_KEY_FILE=str(key_file))
+    worker = start_worker(CHANGENOW_API_KEY="", CHANGENOW_API_KEY_FILE=str(key_file))
     three_payments(threshold_client, 310000)
     conversion_id = check_threshold().conversion_id  # this process still has the right key
     wait_until(lambda: alert_lines(worker, "exchange_unauthorized"), timeout=30)
