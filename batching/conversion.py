@@ -15,8 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset
+from integrations.exchange import routing
 from integrations.exchange.port import AmountRange, ExchangeError, ExchangePair, ExchangeState
-from integrations.exchange.registry import exchange_provider, provider_name_for
+from integrations.exchange.registry import provider_before_quotes
 from payments import accumulation
 from payouts.exchange_batches.flow import ExchangeFundedFlow, PayoutNotSeenYet
 from payouts.host_payments.ports import chain_adapter
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 ADVANCE_CONVERSION_TASK = "batching.advance_conversion"
 CHECK_THRESHOLD_TASK = "batching.check_threshold"
 # ETH on Ethereum -> USDT ERC-20, paid to the hot wallet, which later funds the client payouts.
-CONVERSION_PAIR = ExchangePair(ETH.symbol, ETH.chain, USDT_ERC20.symbol, USDT_ERC20.chain)
+CONVERSION_PAIR = ExchangePair(ETH, USDT_ERC20)
 
 
 class ConversionFlow(ExchangeFundedFlow):
@@ -169,13 +170,13 @@ def _log_created(conversion: BatchConversion) -> None:
 
 @dataclass(frozen=True)
 class _Range:
-    """The exchange's range for the pair, or no minimum and why it is unknown. Never claim what
-    the exchange would refuse: under the minimum the rows wait for more (an unknown range waits
-    for the next run); over the maximum the conversion takes only what fits."""
+    """The best of the providers' ranges for the pair, or no minimum and why it is unknown. Never
+    claim what every provider would refuse: under the lowest minimum the rows wait for more (an
+    unknown range waits for the next run); over the highest maximum the conversion takes only
+    what fits."""
 
     minimum: Decimal | None
     maximum: Decimal | None
-    provider: str
     unknown_because: str = ""
 
     def refuses(self, eth: Decimal) -> str:
@@ -183,25 +184,24 @@ class _Range:
         if self.minimum is None:
             return self.unknown_because
         if eth < self.minimum:
-            return f"{eth} ETH pending is under {self.provider}'s minimum {self.minimum}"
+            return f"{eth} ETH pending is under the providers' lowest minimum {self.minimum}"
         return ""
 
     def over_maximum(self, rows: int) -> str:
         if not rows:
             return ""
         return (
-            f"{rows} pending row(s) each over {self.provider}'s maximum {self.maximum} ETH for one exchange "
+            f"{rows} pending row(s) each over the providers' highest maximum {self.maximum} ETH for one exchange "
             "can never be converted as they are"
         )
 
 
 def _exchange_range() -> _Range:
-    provider = exchange_provider(provider_name_for(CONVERSION_PAIR))
     try:
-        limits: AmountRange = provider.amount_range(CONVERSION_PAIR)
+        limits: AmountRange = routing.amount_range(CONVERSION_PAIR)
     except ExchangeError as exc:
-        return _Range(None, None, provider.name, f"the exchange's range is unavailable ({exc})")
-    return _Range(limits.minimum, limits.maximum, provider.name)
+        return _Range(None, None, f"the exchanges' range is unavailable ({exc})")
+    return _Range(limits.minimum, limits.maximum)
 
 
 def _create_conversion(
@@ -210,7 +210,7 @@ def _create_conversion(
     """The conversion the claimed rows already name, with their totals."""
     conversion = BatchConversion.objects.create(
         pk=conversion_id,
-        exchange_provider=provider_name_for(CONVERSION_PAIR),
+        exchange_provider=provider_before_quotes(CONVERSION_PAIR),
         threshold_usd=threshold,
         total_gross_usd=claimed.gross_usd,
         total_net_usd=claimed.net_usd,

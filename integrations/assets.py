@@ -1,9 +1,10 @@
 """The one registry of assets, keyed by (chain, asset): decimals, the codes each outside system
 uses for them, the token contract, and how the hot wallet sends them (if it does at all).
 
-A chain is named by ChangeNOW's network code ("eth", "trx", "bsc"), an asset by ChangeNOW's
-currency code ("eth", "usdt"); NOWPayments and ChangeNOW's address check use one-word tickers
-("usdterc20", "usdttrc20") that are listed here, next to the asset they mean.
+An asset is named by its chain ("eth", "trx", "bsc") and its symbol ("eth", "usdt"), and its id
+joins the two ("usdt-eth"). Each exchange adapter maps these to its own codes; the one-word
+ticker the market writes for an asset ("usdterc20", "usdttrc20"), which NOWPayments reports and
+a payout records as what it sent, is listed here, next to the asset it means.
 """
 
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ class Asset:
     chain: str
     symbol: str
     decimals: int
-    changenow_ticker: str  # ChangeNOW's one-word ticker, which /v2/validate/address takes
+    ticker: str  # the market's one-word ticker ("usdterc20"): what a payout records it sent
     send_method: SendMethod = SendMethod.NOT_SENT
     nowpayments_code: str = ""  # the outcome_currency NOWPayments reports for it, if we take it
     # A client may choose it as their payout (Client.payout_currency and payout_network); the
@@ -49,6 +50,11 @@ class Asset:
     @property
     def key(self) -> tuple[str, str]:
         return (self.chain, self.symbol)
+
+    @property
+    def id(self) -> str:
+        """The registry's name for it ("usdt-eth"): what routing records and configuration use."""
+        return f"{self.symbol}-{self.chain}"
 
     @property
     def quantum(self) -> Decimal:
@@ -123,19 +129,9 @@ def unit_symbol(code: str) -> str:
     "usdterc20" and "usdt" -> "USDT", "eth" -> "ETH", "usd" -> "USD"; an unknown code upper-cased."""
     code = (code or "").lower()
     for known in _ASSETS:
-        if code in (known.symbol, known.nowpayments_code, known.changenow_ticker):
+        if code in (known.symbol, known.nowpayments_code, known.ticker):
             return known.symbol.upper()
     return code.upper()
-
-
-def changenow_ticker(symbol: str, chain: str) -> str:
-    """ChangeNOW's one-word ticker for an asset; for one not listed, ChangeNOW's own rule: the
-    currency alone on its home network, else currency + network."""
-    symbol, chain = symbol.lower(), chain.lower()
-    known = ASSETS.get((chain, symbol))
-    if known is not None:
-        return known.changenow_ticker
-    return symbol if chain in ("", symbol) else symbol + chain
 
 
 def address_format(chain: str) -> AddressFormat:

@@ -19,8 +19,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset, asset_by_nowpayments_code
+from integrations.exchange import routing
 from integrations.exchange.port import ExchangePair
-from integrations.exchange.registry import exchange_provider
 from pgp_project.money import USD_QUANTUM
 from pgp_project.operations.alerts import Subject, alert
 
@@ -31,15 +31,16 @@ logger = logging.getLogger(__name__)
 
 REFRESH_REFERENCE_PRICES_TASK = "payments.refresh_reference_prices"
 PRICED_ASSET = ETH
-QUOTE_PAIR = ExchangePair(ETH.symbol, ETH.chain, USDT_ERC20.symbol, USDT_ERC20.chain)
+QUOTE_PAIR = ExchangePair(ETH, USDT_ERC20)
 QUOTE_AMOUNT = Decimal("1")
 
 
 def quoted_usdt_value(eth_amount: Decimal) -> tuple[Decimal, str]:
-    """What this much ETH buys in USDT now, by the exchange provider's quote (after its fee: a
-    slight underestimate), and the provider's name. Provider errors propagate."""
-    provider = exchange_provider(settings.PGP_EXCHANGE_PROVIDER)
-    return provider.estimate(QUOTE_PAIR, eth_amount).to_amount, provider.name
+    """What this much ETH buys in USDT now, by the best of the exchange providers' quotes (after
+    its fee: a slight underestimate), and that provider's name. Provider errors propagate."""
+    best = routing.best_quote(QUOTE_PAIR, eth_amount)
+    assert best.to_amount is not None
+    return best.to_amount, best.provider
 
 
 def refresh_reference_prices() -> ReferencePrice:

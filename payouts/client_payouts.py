@@ -15,15 +15,15 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from integrations.assets import ETH, USDT_ERC20, Asset, asset
+from integrations.exchange import routing
 from integrations.exchange.port import (
     AmountRange,
     ExchangeError,
     ExchangePair,
-    ExchangeProvider,
     ExchangeRefused,
     ExchangeState,
 )
-from integrations.exchange.registry import exchange_provider, provider_name_for
+from integrations.exchange.registry import provider_before_quotes
 from payments import accumulation
 from payments.models import Client, Payment
 from payments.reference_prices import quoted_usdt_value, reference_value_usd
@@ -75,7 +75,7 @@ def source_asset(kind: str, currency: str, network: str) -> Asset:
 
 def payout_pair(kind: str, currency: str, network: str) -> ExchangePair:
     source = source_asset(kind, currency, network)
-    return ExchangePair(source.symbol, source.chain, currency, network)
+    return ExchangePair(source, asset(network, currency))
 
 
 class PayoutFlow(ExchangeFundedFlow):
@@ -98,22 +98,20 @@ class PayoutFlow(ExchangeFundedFlow):
     def payout_extra_id(self, batch: PayoutBatch) -> str:
         return batch.payout_extra_id
 
-    def before_exchange(self, batch: PayoutBatch, provider: ExchangeProvider) -> PayoutBatch:
+    def before_exchange(self, batch: PayoutBatch) -> PayoutBatch:
         """Measure what an instant payout sends; never pay an address the payout's network cannot
-        receive at: ask before anything."""
+        receive at: ask before anything (the first provider of the pair that answers)."""
         batch = measure_value_sent(batch)
         if batch.status not in (BatchStatus.CREATED, BatchStatus.APPROVED):
             return batch
-        check = provider.validate_address(
-            currency=batch.payout_currency, network=batch.payout_network, address=batch.wallet_address
-        )
+        check, checked_by = routing.validate_address(self.pair(batch), batch.wallet_address)
         if check.valid:
             return batch
         return to_review(
             self,
             batch,
             BatchStatus.FAILED,
-            f"{provider.name} rejects the wallet address {batch.wallet_address!r} for {batch.payout_currency}: "
+            f"{checked_by} rejects the wallet address {batch.wallet_address!r} for {batch.payout_currency}: "
             f"{check.message or 'invalid'}; nothing was sent. Fix the client's wallet, then cancel to release "
             "the rows.",
         )
@@ -225,7 +223,7 @@ def _exchange_range(client: Client) -> AmountRange | None:
     """The exchange's range for the client's payout pair; None (trying next run) if unknown."""
     pair = payout_pair(PayoutKind.THRESHOLD, client.payout_currency, client.payout_network)
     try:
-        return exchange_provider(provider_name_for(pair)).amount_range(pair)
+        return routing.amount_range(pair)
     except ExchangeError as exc:
         logger.warning("client %s: exchange range unavailable (%s); trying next run", client.external_id, exc)
         return None
@@ -250,14 +248,12 @@ def _claim_client_rows(client: Client, approval_limit: Decimal, limits: AmountRa
     batch = PayoutBatch.objects.create(
         kind=PayoutKind.THRESHOLD,
         client=client,
-        exchange_provider=provider_name_for(pair),
+        exchange_provider=provider_before_quotes(pair),
         wallet_address=client.wallet_address,
         payout_extra_id=client.payout_extra_id,
         payout_currency=client.payout_currency,
         payout_network=client.payout_network,
-        source_currency=source_asset(
-            PayoutKind.THRESHOLD, client.payout_currency, client.payout_network
-        ).changenow_ticker,
+        source_currency=source_asset(PayoutKind.THRESHOLD, client.payout_currency, client.payout_network).ticker,
         total_usdt=Decimal(1),
         source_amount=Decimal(1),
         row_count=1,
@@ -348,12 +344,12 @@ def open_instant_payout(payment: Payment, client: Client, fee_percent: Decimal) 
         defaults={
             "kind": PayoutKind.INSTANT,
             "client": client,
-            "exchange_provider": provider_name_for(pair),
+            "exchange_provider": provider_before_quotes(pair),
             "wallet_address": client.wallet_address,
             "payout_extra_id": client.payout_extra_id,
             "payout_currency": client.payout_currency,
             "payout_network": client.payout_network,
-            "source_currency": ETH.changenow_ticker,
+            "source_currency": ETH.ticker,
             "source_amount": payment.outcome_amount - fee,
             "fee_amount": fee,
             "status": BatchStatus.AWAITING_APPROVAL if needs_approval else BatchStatus.CREATED,

@@ -12,8 +12,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from integrations.exchange import routing
 from integrations.exchange.port import ExchangeError
-from integrations.exchange.registry import exchange_provider, provider_name_for
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.state_machine import record_created, transition
@@ -51,7 +51,7 @@ def _minimum(destination: Destination) -> Decimal | None:
     _, currency, network, _, _ = destination
     pair = payout_pair(PayoutKind.INSTANT, currency, network)
     try:
-        return exchange_provider(provider_name_for(pair)).minimum(pair)
+        return routing.minimum(pair)
     except ExchangeError as exc:
         logger.warning("instant payouts %s: exchange minimum unavailable (%s); trying next run", destination, exc)
         return None

@@ -1,6 +1,6 @@
 """A second exchange provider, for the demo and the tests only: a fixed price list, deposits
 seen and payouts made on the local chain. It exists to show that another exchange is one adapter
-module plus one entry in settings.PGP_EXCHANGE_PROVIDERS (see settings/test.py): nothing in the
+module plus one entry in settings.PGP_EXCHANGES (see settings/test.py): nothing in the
 flows changes.
 
 It trades the local chain's two assets (ETH and USDT ERC-20) both ways. Each exchange gets a
@@ -23,7 +23,7 @@ from web3.types import TxParams
 
 from evm_chain.adapter import EvmChain
 from integrations.addresses import address_problem
-from integrations.assets import SendMethod, asset
+from integrations.assets import Asset, SendMethod, asset
 from integrations.exchange.port import (
     AddressCheck,
     AmountRange,
@@ -58,12 +58,14 @@ STATUSES = {
 
 
 class FixedPriceExchange:
-    name = "fixed_price"
-
-    def __init__(self) -> None:
+    def __init__(self, name: str = "fixed_price", config: Any = None) -> None:
+        self.name = name
         chain = settings.PGP_CHAINS["eth"]  # it pays out on the local chain the demo's hot wallet is on
         self.w3 = connect(secret_from_environment(chain["rpc_url_env"], chain["rpc_url_default"]))
         self.account = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[ACCOUNT_INDEX])
+
+    def supports(self, pair: ExchangePair) -> bool:
+        return not pair.is_direct and pair.source.key in USD_PRICES and pair.target.key in USD_PRICES
 
     def minimum(self, pair: ExchangePair) -> Decimal:
         self._rate(pair)
@@ -80,10 +82,10 @@ class FixedPriceExchange:
             raise ExchangeRefused(f"below the minimum {MINIMUM_FROM_AMOUNT}", kind=RefusalKind.OUT_OF_RANGE)
         record = FixedPriceExchangeRecord.objects.create(
             id=f"fp-{secrets.token_hex(8)}",
-            from_currency=request.pair.from_currency,
-            from_network=request.pair.from_network,
-            to_currency=request.pair.to_currency,
-            to_network=request.pair.to_network,
+            from_currency=request.pair.source.symbol,
+            from_network=request.pair.source.chain,
+            to_currency=request.pair.target.symbol,
+            to_network=request.pair.target.chain,
             from_amount=request.from_amount,
             to_amount=self._to_amount(request.pair, request.from_amount),
             payin_address=Account.create().address,  # a fresh address per exchange, key thrown away
@@ -119,21 +121,20 @@ class FixedPriceExchange:
             payout_hash=record.payout_tx_hash,
         )
 
-    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck:
-        problem = address_problem(address, network)
+    def validate_address(self, receiving: Asset, address: str) -> AddressCheck:
+        problem = address_problem(address, receiving.chain)
         return AddressCheck(valid=problem is None, message=problem or "")
 
     # --- the price list and the chain ------------------------------------------------------
 
     def _rate(self, pair: ExchangePair) -> Decimal:
         try:
-            return USD_PRICES[(pair.from_network, pair.from_currency)] / USD_PRICES[(pair.to_network, pair.to_currency)]
+            return USD_PRICES[pair.source.key] / USD_PRICES[pair.target.key]
         except KeyError:
             raise ExchangeRefused(f"{pair} is not on the price list", kind=RefusalKind.PAIR_UNAVAILABLE) from None
 
     def _to_amount(self, pair: ExchangePair, from_amount: Decimal) -> Decimal:
-        to = asset(pair.to_network, pair.to_currency)
-        return (from_amount * self._rate(pair)).quantize(to.quantum, rounding=ROUND_DOWN)
+        return (from_amount * self._rate(pair)).quantize(pair.target.quantum, rounding=ROUND_DOWN)
 
     def _held(self, chain: str, symbol: str, address: str) -> Decimal:
         held = asset(chain, symbol)

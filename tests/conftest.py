@@ -29,6 +29,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 from django.test import Client as HttpClient
+from django.test.signals import setting_changed
 
 from integrations.nowpayments_signature import sign
 from payments.models import Client, PayoutStrategy
@@ -303,14 +304,23 @@ def flow_environment(local_chain: LocalChain, sandbox: SandboxChangeNow) -> Iter
     # chain's PGP_CHAINS entry names the variables), the rest from the settings.
     saved_environment = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    typed = {"PGP_CHAIN_POLL_SECONDS": 0.5, "PGP_EXCHANGE_POLL_SECONDS": 0.5, "PGP_BALANCE_RETRY_SECONDS": 1.0}
-    typed.update({name: value for name, value in env.items() if name.startswith("CHANGENOW_")})
+    typed: dict[str, object] = {
+        "PGP_CHAIN_POLL_SECONDS": 0.5,
+        "PGP_EXCHANGE_POLL_SECONDS": 0.5,
+        "PGP_BALANCE_RETRY_SECONDS": 1.0,
+        "PGP_EXCHANGES": {
+            **settings.PGP_EXCHANGES,
+            "changenow": {**settings.PGP_EXCHANGES["changenow"], "url": sandbox.base_url},
+        },
+    }
     originals = {name: getattr(settings, name) for name in typed}
     for name, value in typed.items():
         setattr(settings, name, value)
+        setting_changed.send(sender=type(settings), setting=name, value=value, enter=True)
     yield env
     for name, value in originals.items():
         setattr(settings, name, value)
+        setting_changed.send(sender=type(settings), setting=name, value=value, enter=False)
     for name, saved in saved_environment.items():
         if saved is None:
             os.environ.pop(name, None)

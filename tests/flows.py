@@ -17,6 +17,15 @@ from .conftest import WorkerProcess, ipn_body, post_ipn, wait_until
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED, BatchStatus.MERGED)
 
 
+def route_exchanges_to(settings: Any, *enabled: str, urls: dict[str, str] | None = None) -> None:
+    """Enable exactly these providers of PGP_EXCHANGES for routing (others stay configured:
+    an exchange already with them is still followed), pointing any named in `urls` there."""
+    exchanges = {name: {**config, "enabled": name in enabled} for name, config in settings.PGP_EXCHANGES.items()}
+    for name, url in (urls or {}).items():
+        exchanges[name] = {**exchanges[name], "url": url}
+    settings.PGP_EXCHANGES = exchanges
+
+
 def inject(sandbox: SandboxChangeNow, spec: dict[str, Any]) -> None:
     requests.post(f"{sandbox.base_url}/sandbox/faults", json=spec, timeout=5).raise_for_status()
 

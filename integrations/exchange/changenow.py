@@ -17,16 +17,17 @@ import json
 import logging
 import random
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import requests
 from django.conf import settings
 
-from integrations.assets import changenow_ticker
+from integrations.assets import ASSETS, Asset, asset
 from pgp_project.operations.alerts import Subject, alert
+from pgp_project.operations.environment_secrets import secret_from_environment
 
 from .alerts import EXCHANGE_UNAUTHORIZED
 from .port import (
@@ -93,24 +94,30 @@ def _required_decimal(body: dict[str, Any], key: str) -> Decimal:
     return value
 
 
-def read_api_key() -> str:
-    """The API key, read at each use: from CHANGENOW_API_KEY_FILE when set (a mounted secret
-    that the orchestrator rotates), else from the environment-backed setting."""
-    key_file = getattr(settings, "CHANGENOW_API_KEY_FILE", "")
-    if key_file:
-        return Path(key_file).read_text().strip()
-    return settings.CHANGENOW_API_KEY
+# Our registry's assets in ChangeNOW's codes: the currency and network its v2 exchange calls take,
+# and the one-word ticker /v2/validate/address takes. The registry took ChangeNOW's currency and
+# network codes as its own names, and its tickers are the market's, so the table is the registry's;
+# an asset left out of it is one ChangeNOW does not trade for us.
+CHANGENOW_CODES: dict[tuple[str, str], tuple[str, str, str]] = {
+    known.key: (known.symbol, known.chain, known.ticker) for known in ASSETS.values()
+}
+
+
+def read_api_key(config: Mapping[str, Any] | None = None) -> str:
+    """The API key, read at each use (a rotated key needs no restart): from the environment
+    variable the configuration names (`api_key_env`), or the mounted file `<that name>_FILE`."""
+    return secret_from_environment((config or {}).get("api_key_env", "CHANGENOW_API_KEY"))
 
 
 class ChangeNowExchange:
     """The ChangeNOW adapter of the exchange-provider port (fixed-rate flow)."""
 
-    name = "changenow"
-
     def __init__(
         self,
-        base_url: str | None = None,
+        name: str = "changenow",
+        config: Mapping[str, Any] | None = None,
         *,
+        base_url: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 15.0,
         max_attempts: int = 3,
@@ -118,7 +125,9 @@ class ChangeNowExchange:
         max_inline_wait: float = 5.0,
         session: requests.Session | None = None,
     ) -> None:
-        self.base_url = (base_url or settings.CHANGENOW_API_URL).rstrip("/")
+        self.name = name
+        self.config: Mapping[str, Any] = config if config is not None else settings.PGP_EXCHANGES.get(name, {})
+        self.base_url = (base_url or self.config.get("url") or "https://api.changenow.io").rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
@@ -126,6 +135,9 @@ class ChangeNowExchange:
         self.session = session or requests.Session()
 
     # --- the port --------------------------------------------------------------------------
+
+    def supports(self, pair: ExchangePair) -> bool:
+        return pair.source.key in CHANGENOW_CODES and pair.target.key in CHANGENOW_CODES and not pair.is_direct
 
     def minimum(self, pair: ExchangePair) -> Decimal:
         return self.amount_range(pair).minimum
@@ -176,7 +188,7 @@ class ChangeNowExchange:
                 "userId": "",
                 "payload": "",
                 # Where ChangeNOW's support writes about this exchange (a hold, a refund).
-                "contactEmail": settings.CHANGENOW_CONTACT_EMAIL,
+                "contactEmail": self.config.get("contact_email", ""),
                 "flow": "fixed-rate",
                 "type": "direct",
                 "rateId": request.rate_id or "",
@@ -217,9 +229,9 @@ class ChangeNowExchange:
             valid_until=_timestamp(body.get("validUntil")),
         )
 
-    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck:
+    def validate_address(self, receiving: Asset, address: str) -> AddressCheck:
         # /v2/validate/address takes the one-word ticker, which names the network for tokens.
-        ticker = changenow_ticker(currency, network)
+        ticker = _codes(receiving)[2]
         body = self._call("GET", "/v2/validate/address", params={"currency": ticker, "address": address})
         return AddressCheck(valid=bool(body.get("result")), message=str(body.get("message") or ""))
 
@@ -249,11 +261,11 @@ class ChangeNowExchange:
                     url,
                     params=params,
                     json=json_body,
-                    headers={API_KEY_HEADER: read_api_key()},
+                    headers={API_KEY_HEADER: read_api_key(self.config)},
                     timeout=self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last_error = ExchangeUnavailable(f"{method} {path}: {type(exc).__name__}")
+                last_error = ExchangeUnavailable(f"{self.name} {method} {path}: {type(exc).__name__}")
             else:
                 if response.status_code == 429 or response.status_code >= 500:
                     retry_after = _retry_after_seconds(response)
@@ -266,7 +278,7 @@ class ChangeNowExchange:
                     if retry_after is not None:
                         wait = retry_after
                 elif response.status_code == 401:
-                    raise _unauthorized(method, path, response)
+                    raise _unauthorized(self.name, method, path, response)
                 elif response.status_code >= 400:
                     code = _error_code(response)
                     raise ExchangeRefused(
@@ -285,14 +297,14 @@ class ChangeNowExchange:
         raise last_error
 
 
-def _unauthorized(method: str, path: str, response: requests.Response) -> ExchangeUnauthorized:
+def _unauthorized(provider: str, method: str, path: str, response: requests.Response) -> ExchangeUnauthorized:
     """Alert (the line names the call, never the key; throttled per process: a refused key
     concerns every batch at once) and return the wait to raise."""
     code = _error_code(response)
     alert(
         EXCHANGE_UNAUTHORIZED,
-        Subject("exchange_provider", "changenow"),
-        provider="changenow",
+        Subject("exchange_provider", provider),
+        provider=provider,
         call=f"{method} {path}",
         http=401,
         error=code or "-",
@@ -336,11 +348,27 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         return None  # an HTTP-date: fall back to our own backoff
 
 
-def _reported_pair(body: dict[str, Any]) -> ExchangePair | None:
-    names = [body.get(key) for key in ("fromCurrency", "fromNetwork", "toCurrency", "toNetwork")]
-    if not all(isinstance(name, str) and name for name in names):
+def _codes(known: Asset) -> tuple[str, str, str]:
+    try:
+        return CHANGENOW_CODES[known.key]
+    except KeyError:
+        raise ExchangeRefused(f"ChangeNOW has no code for {known.id}", kind=RefusalKind.PAIR_UNAVAILABLE) from None
+
+
+def _asset_of(currency: Any, network: Any) -> Asset | None:
+    """The registry asset ChangeNOW's codes name (None: codes we do not know)."""
+    if not (isinstance(currency, str) and currency and isinstance(network, str) and network):
         return None
-    return ExchangePair(*(str(name).lower() for name in names))
+    for key, (their_currency, their_network, _) in CHANGENOW_CODES.items():
+        if (their_currency, their_network) == (currency.lower(), network.lower()):
+            return asset(*key)
+    return None
+
+
+def _reported_pair(body: dict[str, Any]) -> ExchangePair | None:
+    source = _asset_of(body.get("fromCurrency"), body.get("fromNetwork"))
+    target = _asset_of(body.get("toCurrency"), body.get("toNetwork"))
+    return ExchangePair(source, target) if source and target else None
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -354,9 +382,11 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 def _pair_params(pair: ExchangePair) -> dict[str, str]:
+    from_currency, from_network, _ = _codes(pair.source)
+    to_currency, to_network, _ = _codes(pair.target)
     return {
-        "fromCurrency": pair.from_currency,
-        "toCurrency": pair.to_currency,
-        "fromNetwork": pair.from_network,
-        "toNetwork": pair.to_network,
+        "fromCurrency": from_currency,
+        "toCurrency": to_currency,
+        "fromNetwork": from_network,
+        "toNetwork": to_network,
     }

@@ -6,6 +6,7 @@ amount deposited, once that deposit exists. Neither ChangeNOW nor anyone else is
 from decimal import Decimal
 
 from integrations.addresses import address_problem
+from integrations.assets import Asset
 
 from .port import (
     AddressCheck,
@@ -25,7 +26,11 @@ ID_PREFIX = "direct-"
 
 
 class DirectTransfer:
-    name = "direct"
+    def __init__(self, name: str = "direct", config: object = None) -> None:
+        self.name = name
+
+    def supports(self, pair: ExchangePair) -> bool:
+        return pair.is_direct
 
     def minimum(self, pair: ExchangePair) -> Decimal:
         self._require_same_asset(pair)
@@ -69,8 +74,8 @@ class DirectTransfer:
             payout_hash=exchange.deposit_tx_hash,
         )
 
-    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck:
-        problem = address_problem(address, network)
+    def validate_address(self, receiving: Asset, address: str) -> AddressCheck:
+        problem = address_problem(address, receiving.chain)
         return AddressCheck(valid=problem is None, message=problem or "")
 
     @staticmethod

@@ -1,6 +1,8 @@
 """The exchange-provider port: what the batch flows need from whoever turns one asset into another
 and pays it out. Adapters (ChangeNOW, the direct transfer, a stand-in) speak their own API and
 answer with the normalised types below, so the flows never compare a provider's status strings.
+Assets are the registry's (integrations.assets): each adapter maps them to its own codes, and
+says which pairs it `supports`.
 """
 
 from dataclasses import dataclass
@@ -9,25 +11,24 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
+from integrations.assets import Asset
 from pgp_project.operations.transient import TransientError
 
 
 @dataclass(frozen=True)
 class ExchangePair:
-    """Assets by ChangeNOW's currency and network codes (see integrations.assets)."""
+    """What is sold (`source`) and what the payee receives (`target`), as registry assets."""
 
-    from_currency: str
-    from_network: str
-    to_currency: str
-    to_network: str
+    source: Asset
+    target: Asset
 
     @property
     def is_direct(self) -> bool:
         """Same asset on both sides: nothing to exchange, the host payment pays the payee."""
-        return (self.from_currency, self.from_network) == (self.to_currency, self.to_network)
+        return self.source.key == self.target.key
 
     def __str__(self) -> str:
-        return f"{self.from_currency}({self.from_network})->{self.to_currency}({self.to_network})"
+        return f"{self.source.id}->{self.target.id}"
 
 
 class ExchangeStatus(StrEnum):
@@ -44,6 +45,8 @@ class ExchangeStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Quote:
+    # What the payee receives for the amount quoted, net of every fee the provider takes: the
+    # figure routing compares between providers.
     to_amount: Decimal
     rate_id: str | None  # a fixed rate to create the exchange with, when the provider gives one
     # When that fixed rate expires, when the provider says: the exchange created with it takes a
@@ -139,6 +142,7 @@ class ExchangeError(Exception):
         super().__init__(message)
         self.code = code
         self.http_status = http_status
+        self.provider = ""  # who failed, set by the metering every provider is reached through
 
 
 class ExchangeRefused(ExchangeError):
@@ -171,6 +175,10 @@ class ExchangeProvider(Protocol):
 
     name: str
 
+    def supports(self, pair: ExchangePair) -> bool:
+        """Whether it exchanges this pair at all (its own codes know both assets)."""
+        ...
+
     def minimum(self, pair: ExchangePair) -> Decimal: ...
 
     def amount_range(self, pair: ExchangePair) -> AmountRange: ...
@@ -181,4 +189,4 @@ class ExchangeProvider(Protocol):
 
     def status(self, exchange: ExchangeRef) -> ExchangeState: ...
 
-    def validate_address(self, *, currency: str, network: str, address: str) -> AddressCheck: ...
+    def validate_address(self, asset: Asset, address: str) -> AddressCheck: ...

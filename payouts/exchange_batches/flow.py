@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from integrations.assets import Asset
-from integrations.exchange.port import ExchangePair, ExchangeProvider, ExchangeState
+from integrations.exchange.port import ExchangePair, ExchangeState
 from pgp_project.operations.state_machine import StateMachine
 from pgp_project.operations.transient import TransientError
 
@@ -74,7 +74,7 @@ class ExchangeFundedFlow(Generic[B]):
         """Put an unfunded batch's rows back where they came from; the number released."""
         raise NotImplementedError
 
-    def before_exchange(self, batch: B, provider: ExchangeProvider) -> B:
+    def before_exchange(self, batch: B) -> B:
         """A check before any exchange is created (the payout address, say); may send to review."""
         return batch
 

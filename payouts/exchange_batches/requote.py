@@ -1,7 +1,7 @@
 """Re-check an exchange before money leaves for it (reliability rule 10): it must still wait for
 our deposit, and its fixed rate must stay valid long enough for the deposit to arrive. If not,
-nothing has been sent yet: the exchange is recorded as abandoned and the batch goes back for a
-fresh one."""
+nothing has been sent yet: the exchange is recorded as abandoned (with its provider) and the
+batch goes back to be routed afresh: the next quotes may choose another provider."""
 
 import logging
 from datetime import timedelta
@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.exchange.port import ExchangeProvider, ExchangeRef, ExchangeStatus
-from integrations.exchange.registry import exchange_provider
+from integrations.exchange.registry import exchange_provider, provider_before_quotes
 from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.scheduling import schedule_step
 from pgp_project.operations.state_machine import record_action, transition
@@ -20,6 +20,7 @@ from ..alerts import EXCHANGE_REQUOTED_REPEATEDLY
 from ..locking import lock_batch_and_host_payment
 from ..models import HOST_PAYMENT_MACHINE, HostPaymentStatus
 from .flow import B, ExchangeFundedFlow
+from .quotes import abandoned_entry
 from .states import BatchStatus
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ def requote(flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str, exchange
             action="requote",
             reason=reason,
             updates={
+                # Routed afresh: the next quotes may choose another provider.
+                "exchange_provider": provider_before_quotes(flow.pair(batch)),
                 "exchange_id": None,
                 "payin_address": "",
                 "exchange_from_amount": None,
@@ -95,7 +98,10 @@ def requote(flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str, exchange
                 "exchange_status": "",
                 "host_payment": None,
                 "next_action_at": None,
-                "abandoned_exchange_ids": [*batch.abandoned_exchange_ids, batch.exchange_id],
+                "abandoned_exchange_ids": [
+                    *batch.abandoned_exchange_ids,
+                    abandoned_entry(batch.exchange_provider, batch.exchange_id or ""),
+                ],
                 "attempts": batch.attempts + 1,
             },
         )

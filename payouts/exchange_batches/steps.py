@@ -15,6 +15,7 @@ from django.db import transaction
 
 from integrations.exchange.port import (
     CreatedExchange,
+    ExchangeError,
     ExchangeProvider,
     ExchangeRefused,
     ExchangeRequest,
@@ -25,6 +26,7 @@ from integrations.exchange.port import (
     RefusalKind,
 )
 from integrations.exchange.registry import exchange_provider
+from integrations.exchange.routing import Route, quote_route
 from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.scheduling import enqueue_after_commit, schedule_step
 from pgp_project.operations.state_machine import transition
@@ -35,6 +37,7 @@ from ..host_payments.ports import chain_adapter
 from ..locking import lock_batch
 from ..models import HostPaymentStatus
 from .flow import B, ExchangeFundedFlow, PayoutNotSeenYet
+from .quotes import abandoned_entry, mark_chosen, note_create_failure, record_quotes
 from .refusals import handle_refusal
 from .requote import confirm_before_sending, exchange_ref
 from .states import BatchStatus
@@ -47,18 +50,17 @@ def advance(flow: ExchangeFundedFlow[B], batch_id: int) -> B:
     """Perform the next step this batch's state needs (each step is idempotent). A refusal from
     the exchange provider, at any step, is decided by kind (refusals.py)."""
     batch = flow.model._default_manager.get(pk=batch_id)
-    provider = exchange_provider(batch.exchange_provider)
     try:
-        return _advance(flow, batch, provider)
+        return _advance(flow, batch)
     except ExchangeRefused as refusal:
-        return handle_refusal(flow, batch_id, provider, refusal)
+        return handle_refusal(flow, batch_id, refusal)
 
 
-def _advance(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
+def _advance(flow: ExchangeFundedFlow[B], batch: B) -> B:
     if batch.status in (BatchStatus.CREATED, BatchStatus.APPROVED) and batch.exchange_id is None:
-        batch = flow.before_exchange(batch, provider)
+        batch = flow.before_exchange(batch)
         if batch.status in (BatchStatus.CREATED, BatchStatus.APPROVED):
-            batch = _create_exchange(flow, batch, provider)
+            batch = _create_exchange(flow, batch)
     if batch.status == BatchStatus.SWAP_CREATED:
         batch = _start_funding(flow, batch)
     if batch.status == BatchStatus.FUNDING:
@@ -66,11 +68,14 @@ def _advance(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) 
     if batch.status == BatchStatus.FUNDED:
         batch = move(flow, batch, BatchStatus.EXCHANGING, reason="funding confirmed; following the exchange")
     if batch.status == BatchStatus.EXCHANGING:
-        batch = _poll_exchange(flow, batch, provider)
+        batch = _poll_exchange(flow, batch, exchange_provider(batch.exchange_provider))
     return batch
 
 
-def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangeProvider) -> B:
+def _create_exchange(flow: ExchangeFundedFlow[B], batch: B) -> B:
+    """Quote every provider that may take the batch (routing.py), record the quotes, and create
+    the exchange with the best; a provider that then refuses, or cannot be reached, passes the
+    batch to the next best. Nothing is sent here: only the exchange stored first is ever funded."""
     request = ExchangeRequest(
         pair=flow.pair(batch),
         from_amount=flow.send_amount(batch),
@@ -80,7 +85,9 @@ def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
         rate_id=None,
         reference=f"{flow.kind}-{batch.pk}",
     )
-    exchange, quote = _create_at_a_fresh_rate(provider, request)
+    route = quote_route(request.pair, request.from_amount)
+    quote_round = record_quotes(flow.kind, batch, route)
+    exchange, quote, provider = _create_with_the_best(flow, batch, route, request, quote_round)
     mismatch = _mismatch(request, exchange)
     if mismatch:
         # Never stored as the batch's exchange, so no step, however late or repeated, funds it.
@@ -90,27 +97,55 @@ def _create_exchange(flow: ExchangeFundedFlow[B], batch: B, provider: ExchangePr
             BatchStatus.FAILED,
             f"exchange {exchange.id} does not match what we asked for ({mismatch}); nothing was sent. Cancel it "
             "in the admin to release the rows.",
-            updates={"abandoned_exchange_ids": [*batch.abandoned_exchange_ids, exchange.id]},
+            updates={
+                "abandoned_exchange_ids": [*batch.abandoned_exchange_ids, abandoned_entry(provider.name, exchange.id)]
+            },
         )
-    _store_exchange(flow, batch, exchange, provider.name, quote.valid_until)
+    if _store_exchange(flow, batch, exchange, provider.name, quote.valid_until):
+        mark_chosen(flow.kind, batch.pk, quote_round, provider.name)
     batch.refresh_from_db()
     return batch
 
 
-def _create_at_a_fresh_rate(provider: ExchangeProvider, request: ExchangeRequest) -> tuple[CreatedExchange, Quote]:
-    """Estimate (fixing the rate), then create with it; a rate that expired in between is
-    fetched again once. Never retried inside the call otherwise: the task retries the step."""
+def _create_with_the_best(
+    flow: ExchangeFundedFlow[B], batch: B, route: Route, request: ExchangeRequest, quote_round: int
+) -> tuple[CreatedExchange, Quote, ExchangeProvider]:
+    """Create the exchange with the best quote that still holds, falling back down the quotes. A
+    create that timed out may have made an exchange we never learn of: it is never stored, so
+    never funded, and expires unfunded at the provider."""
+    failures: list[ExchangeError] = []
+    for candidate in route.quoted:
+        provider = exchange_provider(candidate.provider)
+        assert candidate.quote is not None
+        try:
+            exchange, quote = _create_at_a_fresh_rate(provider, request, candidate.quote)
+        except (ExchangeRefused, ExchangeUnavailable) as error:
+            logger.warning("%s #%s: %s did not create the exchange (%s)", flow.kind, batch.pk, provider.name, error)
+            note_create_failure(flow.kind, batch.pk, quote_round, provider.name, str(error))
+            failures.append(error)
+            continue
+        return exchange, quote, provider
+    refusals = [error for error in failures if isinstance(error, ExchangeRefused)]
+    if refusals and len(refusals) == len(failures):
+        raise refusals[0]  # every provider refused: decided by its kind (refusals.py)
+    raise ExchangeUnavailable(f"no provider created the exchange: {'; '.join(map(str, failures))}")
+
+
+def _create_at_a_fresh_rate(
+    provider: ExchangeProvider, request: ExchangeRequest, quoted: Quote
+) -> tuple[CreatedExchange, Quote]:
+    """Create with the quoted rate; a rate that expired in between is fetched again once. Never
+    retried inside the call otherwise: the task retries the step."""
+    quote = quoted
     for attempt in (1, 2):
-        quote = provider.estimate(request.pair, request.from_amount)
         try:
             return provider.create(replace(request, rate_id=quote.rate_id)), quote
         except ExchangeRefused as refusal:
-            if refusal.kind != RefusalKind.RATE_EXPIRED:
+            if refusal.kind != RefusalKind.RATE_EXPIRED or attempt == 2:
                 raise
-            logger.warning(
-                "%s: fixed rate expired before the exchange was created (attempt %s)", provider.name, attempt
-            )
-    raise ExchangeUnavailable(f"{provider.name}'s fixed rate expired twice before the exchange was created")
+            logger.warning("%s: fixed rate expired before the exchange was created; quoting again", provider.name)
+            quote = provider.estimate(request.pair, request.from_amount)
+    raise AssertionError("unreachable")
 
 
 def _mismatch(request: ExchangeRequest, exchange: CreatedExchange) -> str:
@@ -129,9 +164,10 @@ def _mismatch(request: ExchangeRequest, exchange: CreatedExchange) -> str:
 
 def _store_exchange(
     flow: ExchangeFundedFlow[B], batch: B, exchange: CreatedExchange, provider_name: str, quoted_until: datetime | None
-) -> None:
+) -> bool:
     """Only the first stored exchange is ever funded (reliability rule 4); one created by a
-    concurrent or earlier ambiguous attempt is recorded as abandoned and expires unfunded."""
+    concurrent or earlier ambiguous attempt is recorded as abandoned and expires unfunded. True
+    if this exchange is the one stored."""
     stored = transition(
         flow.machine,
         batch.pk,
@@ -140,6 +176,7 @@ def _store_exchange(
         reason=f"exchange {exchange.id} created with {provider_name}",
         guard={"exchange_id__isnull": True},
         updates={
+            "exchange_provider": provider_name,
             "exchange_id": exchange.id,
             "payin_address": exchange.payin_address,
             "exchange_from_amount": exchange.from_amount,
@@ -150,13 +187,17 @@ def _store_exchange(
     )
     if stored:
         logger.info("%s #%s: exchange %s created, payin %s", flow.kind, batch.pk, exchange.id, exchange.payin_address)
-        return
+        return True
     with transaction.atomic():  # under the row lock, so concurrent losers all get recorded
         locked = lock_batch(flow.model, batch.pk)
-        if exchange.id != locked.exchange_id:
-            locked.abandoned_exchange_ids = [*locked.abandoned_exchange_ids, exchange.id]
+        if (provider_name, exchange.id) != (locked.exchange_provider, locked.exchange_id):
+            locked.abandoned_exchange_ids = [
+                *locked.abandoned_exchange_ids,
+                abandoned_entry(provider_name, exchange.id),
+            ]
             locked.save(update_fields=["abandoned_exchange_ids", "updated_at"])
             logger.warning("%s #%s: exchange %s abandoned, the stored one is funded", flow.kind, batch.pk, exchange.id)
+    return False
 
 
 def _start_funding(flow: ExchangeFundedFlow[B], batch: B) -> B:

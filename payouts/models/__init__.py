@@ -1,4 +1,5 @@
 from .exchange_batch import ExchangeFundedBatch
+from .exchange_quote import ExchangeQuote
 from .host_payment import (
     HOST_PAYMENT_MACHINE,
     IN_FLIGHT,
@@ -14,6 +15,7 @@ __all__ = [
     "IN_FLIGHT",
     "PAYOUT_MACHINE",
     "ExchangeFundedBatch",
+    "ExchangeQuote",
     "HostPayment",
     "HostPaymentCandidate",
     "HostPaymentStatus",

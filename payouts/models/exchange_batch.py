@@ -14,9 +14,13 @@ class ExchangeFundedBatch(models.Model):
 
     status = models.CharField(max_length=20, choices=BatchStatus.choices, default=BatchStatus.CREATED)
     exchange_provider = models.CharField(
-        max_length=32, help_text="The exchange provider this batch goes through (a PGP_EXCHANGE_PROVIDERS name)."
+        max_length=32,
+        blank=True,
+        help_text="The exchange provider its exchange is with (a PGP_EXCHANGES name, or direct): chosen when "
+        "it is quoted, empty until then.",
     )
-    exchange_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # Null, not blank, until created: the uniqueness with the provider counts only real ids.
+    exchange_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     payin_address = models.CharField(max_length=128, blank=True)
     exchange_from_amount = eth_field(null=True, blank=True, help_text="What the exchange asked us to deposit.")
     expected_amount = eth_field(null=True, blank=True, help_text="The exchange's estimate of what is paid out.")
@@ -27,7 +31,10 @@ class ExchangeFundedBatch(models.Model):
         max_length=20, blank=True, help_text="The provider's last status, as it says it."
     )
     abandoned_exchange_ids = models.JSONField(
-        default=list, blank=True, help_text="Exchanges created after an ambiguous failure and never funded."
+        default=list,
+        blank=True,
+        help_text='Exchanges created and never funded ("provider:id"): after an ambiguous failure, or replaced '
+        "by a re-quote.",
     )
     host_payment = models.OneToOneField(
         "payouts.HostPayment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -47,7 +54,15 @@ class ExchangeFundedBatch(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=BatchStatus.values), name="%(class)s_status_valid"),
-            models.CheckConstraint(condition=~Q(exchange_provider=""), name="%(class)s_names_provider"),
+            models.CheckConstraint(
+                condition=Q(exchange_id__isnull=True) | ~Q(exchange_provider=""),
+                name="%(class)s_exchange_names_provider",
+            ),
+            # Each provider numbers its own exchanges: an id is unique only with its provider (id first, so
+            # a search by exchange id alone uses the index too).
+            models.UniqueConstraint(
+                fields=["exchange_id", "exchange_provider"], name="%(class)s_exchange_unique_per_provider"
+            ),
             models.CheckConstraint(
                 condition=~Q(status__in=STATUSES_WITH_EXCHANGE) | Q(exchange_id__isnull=False),
                 name="%(class)s_exchange_id_when_created",

@@ -188,3 +188,30 @@ class AlertCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.total}"
+
+
+class OutsideServiceHealth(models.Model):
+    """How one outside service (an exchange provider, say) has answered: its calls counted by
+    outcome and timed, for /metrics (counters: only ever incremented), and its circuit breaker.
+    The breaker opens after consecutive failures, so routing skips the service for a cool-down,
+    then lets one probe call through; any call that answers closes it
+    (pgp_project.operations.circuit_breaker)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    calls_ok = models.PositiveBigIntegerField(default=0)
+    calls_refused = models.PositiveBigIntegerField(default=0, help_text="Answered, but refused the request.")
+    calls_unavailable = models.PositiveBigIntegerField(default=0, help_text="Down, slow, rate-limiting or keyless.")
+    calls_bad_response = models.PositiveBigIntegerField(default=0, help_text="Answered what it does not document.")
+    call_seconds = models.FloatField(default=0.0, help_text="Time spent in all calls (a duration, not money).")
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    opened_at = models.DateTimeField(null=True, blank=True, help_text="When the breaker opened (empty: closed).")
+    probe_claimed_at = models.DateTimeField(null=True, blank=True, help_text="When the open breaker let a probe by.")
+    last_failure = models.TextField(blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "outside service health"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'open' if self.opened_at else 'closed'})"

@@ -281,12 +281,6 @@ IPN_ANSWER_BUDGET_MS = env.int("IPN_ANSWER_BUDGET_MS", default=2500)
 check_ipn_answer_budget(IPN_LOCK_TIMEOUT_MS, IPN_ANSWER_BUDGET_MS)
 
 # --- External systems (used from the conversion issue on) ---------------------------------
-CHANGENOW_API_URL = env.str("CHANGENOW_API_URL", default="https://api.changenow.io")
-CHANGENOW_API_KEY = env.str("CHANGENOW_API_KEY", default="")
-# A mounted secret file, read at each call, so a rotated key needs no restart.
-CHANGENOW_API_KEY_FILE = env.str("CHANGENOW_API_KEY_FILE", default="")
-# Sent as contactEmail with each exchange we create: where ChangeNOW's support writes about it.
-CHANGENOW_CONTACT_EMAIL = env.str("CHANGENOW_CONTACT_EMAIL", default="")
 
 # The chains the hot wallet holds funds on, by name: each entry names its adapter class and that
 # chain's configuration. Secrets are never values here: a key ending in `_env` names the
@@ -318,12 +312,26 @@ PGP_CHAINS = env.json(
     },
 )
 
-# Exchange providers by name (a batch stores the name it uses), and the one exchanges go through.
-PGP_EXCHANGE_PROVIDERS = {
-    "changenow": "integrations.exchange.changenow.ChangeNowExchange",
-    "direct": "integrations.exchange.direct.DirectTransfer",
+# The exchange providers, configured like the chains: each names its adapter class, where it is
+# reached, the environment variable holding its API key (`api_key_env`; `<that name>_FILE` may
+# name a mounted file instead, read at every call so a rotated key needs no restart) and whether
+# routing may choose it. Each batch quotes every enabled provider that trades its pair and goes
+# through the best net amount (integrations/exchange/routing.py); a batch stores the name it used.
+# A pair with the same asset on both sides needs no provider: it is a direct transfer.
+PGP_EXCHANGES = {
+    "changenow": {
+        "adapter": "integrations.exchange.changenow.ChangeNowExchange",
+        "url": env.str("CHANGENOW_API_URL", default="https://api.changenow.io"),
+        "api_key_env": "CHANGENOW_API_KEY",
+        # Sent as contactEmail with each exchange we create: where its support writes about it.
+        "contact_email": env.str("CHANGENOW_CONTACT_EMAIL", default=""),
+        "enabled": env.bool("CHANGENOW_ENABLED", default=True),
+    },
 }
-PGP_EXCHANGE_PROVIDER = env.str("PGP_EXCHANGE_PROVIDER", default="changenow")
+# A provider whose calls fail (down, timing out, rate-limiting, answering nonsense) this many times
+# in a row is skipped by routing for the cool-down, then tried again with one probe call.
+PGP_EXCHANGE_BREAKER_FAILURES = env.int("PGP_EXCHANGE_BREAKER_FAILURES", default=3)
+PGP_EXCHANGE_BREAKER_COOLDOWN_SECONDS = env.float("PGP_EXCHANGE_BREAKER_COOLDOWN_SECONDS", default=60.0)
 
 # --- Flow pacing and deadlines (seconds) ---------------------------------------------------
 # How often an in-flight batch or host payment is looked at again while it waits on the chain

@@ -41,8 +41,11 @@ NOWPAYMENTS_IPN_SECRET = env.str("NOWPAYMENTS_IPN_SECRET", default="") or _gener
 
 # The stand-ins, the demo and the benchmarks: local and test settings only, never production.
 INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
-# A second exchange provider, from the stand-ins (PGP_EXCHANGE_PROVIDER=fixed_price to use it).
-PGP_EXCHANGE_PROVIDERS = {**PGP_EXCHANGE_PROVIDERS, "fixed_price": "standins.fixed_price_exchange.FixedPriceExchange"}  # noqa: F405
+# An in-process exchange provider from the stand-ins (enable it in PGP_EXCHANGES to route to it).
+PGP_EXCHANGES = {
+    **PGP_EXCHANGES,  # noqa: F405
+    "fixed_price": {"adapter": "standins.fixed_price_exchange.FixedPriceExchange", "enabled": False},
+}
 
 # The demo's PostgreSQL server and the filesystem broker's folders live here.
 for _folder in ("", "broker/queue", "broker/control", "broker/processed"):

@@ -17,7 +17,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(CELERY_BROKER_URL, visibilit
 # The stand-ins the tests run against: local and test settings only, never production.
 INSTALLED_APPS = [*INSTALLED_APPS, "standins"]  # noqa: F405
 # A second exchange provider, from the stand-ins: one adapter module and this one entry.
-PGP_EXCHANGE_PROVIDERS = {**PGP_EXCHANGE_PROVIDERS, "fixed_price": "standins.fixed_price_exchange.FixedPriceExchange"}  # noqa: F405
+PGP_EXCHANGES = {
+    **PGP_EXCHANGES,  # noqa: F405
+    "fixed_price": {"adapter": "standins.fixed_price_exchange.FixedPriceExchange", "enabled": False},
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -21,7 +21,7 @@ from standins.sandbox_changenow import SandboxChangeNow
 
 from ..conftest import CHANGENOW_TEST_API_KEY
 from ..factories import AccumulationFactory
-from ..flows import inject, reset_sandbox
+from ..flows import inject, reset_sandbox, route_exchanges_to
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def fixed_price_exchange(settings) -> None:
     """The stand-ins' exchange: its minimum is 0.0001 ETH, and it answers without a network."""
-    settings.PGP_EXCHANGE_PROVIDER = "fixed_price"
+    route_exchanges_to(settings, "fixed_price")
     runtime = get_runtime_settings()
     runtime.micro_batch_threshold_usd = Decimal("20.00")
     runtime.save()
@@ -67,7 +67,7 @@ def test_under_the_exchange_minimum_the_rows_wait_and_nothing_is_written(thresho
     check = check_threshold()
 
     assert check.conversion_id is None
-    assert check.waiting_for == "0.000030000000000000 ETH pending is under fixed_price's minimum 0.0001"
+    assert check.waiting_for == "0.000030000000000000 ETH pending is under the providers' lowest minimum 0.0001"
     assert not BatchConversion.objects.exists()
     assert not PayoutAccumulation.objects.exclude(status=AccumulationStatus.PENDING).exists()
     assert conversion_ids_drawn() == drawn
@@ -122,7 +122,7 @@ def test_rows_that_wait_for_the_exchange_minimum_are_alerted_on_a_throttle(
     lines = [record.getMessage() for record in caplog.records if "ALERT conversion_waiting" in record.getMessage()]
     assert lines == [
         "ALERT conversion_waiting pending_usd=29.10 threshold_usd=20.00 "
-        "waiting_for=0.000030000000000000 ETH pending is under fixed_price's minimum 0.0001"
+        "waiting_for=0.000030000000000000 ETH pending is under the providers' lowest minimum 0.0001"
     ]
     AlertThrottle.objects.filter(name="conversion_waiting").update(last_sent_at=timezone.now() - timedelta(hours=1))
     with caplog.at_level("ERROR"), job_heartbeat(CHECK_THRESHOLD_TASK):
@@ -141,13 +141,12 @@ def test_below_the_threshold_nothing_is_alerted(threshold_client: Client, caplog
 
 
 @pytest.fixture
-def changenow_with_a_maximum(sandbox: SandboxChangeNow, settings) -> Iterator[None]:
+def changenow_with_a_maximum(sandbox: SandboxChangeNow, settings, monkeypatch) -> Iterator[None]:
     """The ChangeNOW adapter against the sandbox, whose /v2/exchange/range ("Exchange range",
     ChangeNOW API v2, https://documenter.getpostman.com/view/8180765/SVfTPnM8) answers maxAmount
     0.01 ETH (30 USD at the sandbox's 3000 USD per ETH)."""
-    settings.PGP_EXCHANGE_PROVIDER = "changenow"
-    settings.CHANGENOW_API_URL = sandbox.base_url
-    settings.CHANGENOW_API_KEY = CHANGENOW_TEST_API_KEY
+    route_exchanges_to(settings, "changenow", urls={"changenow": sandbox.base_url})
+    monkeypatch.setenv("CHANGENOW_API_KEY", CHANGENOW_TEST_API_KEY)
     reset_sandbox(sandbox)
     inject(sandbox, {"max_amount_usd": "30"})
     yield
@@ -177,7 +176,7 @@ def test_over_the_exchange_maximum_the_oldest_rows_that_fit_are_claimed_and_the_
     # The row that can never fit one exchange is alerted even though a conversion was made.
     assert any(
         "ALERT conversion_waiting" in record.getMessage()
-        and "1 pending row(s) each over changenow's maximum 0.01 ETH" in record.getMessage()
+        and "1 pending row(s) each over the providers' highest maximum 0.01 ETH" in record.getMessage()
         for record in caplog.records
     )
 
@@ -196,6 +195,6 @@ def test_when_no_row_fits_under_the_maximum_nothing_is_claimed_and_it_says_why(
     drawn = conversion_ids_drawn()
     check = check_threshold()
     assert check.conversion_id is None
-    assert "3 pending row(s) each over changenow's maximum 0.01 ETH" in check.waiting_for
+    assert "3 pending row(s) each over the providers' highest maximum 0.01 ETH" in check.waiting_for
     assert not PayoutAccumulation.objects.exclude(status=AccumulationStatus.PENDING).exists()
     assert conversion_ids_drawn() == drawn

@@ -16,8 +16,8 @@ from batching.conversion import CONVERSION_FLOW, check_threshold
 from batching.distribution import distribute_conversion
 from batching.models import BatchConversion
 from evm_chain.node import EvmNode
-from integrations.exchange.changenow import ChangeNowExchange
 from integrations.exchange.port import ExchangeRef, ExchangeStatus
+from integrations.exchange.registry import exchange_provider
 from payments.models import AccumulationStatus, Client, PayoutAccumulation
 from payouts.exchange_batches.operator import cancel_unfunded
 from payouts.exchange_batches.states import BatchStatus
@@ -90,7 +90,8 @@ def test_fifty_payments_make_one_conversion_that_distributes_exactly(
     assert conversion.fee_usdt_total + conversion.credit_usdt_total == conversion.received_usdt
 
     # amountTo is ChangeNOW's figure, and it arrived at the host wallet on chain.
-    state = ChangeNowExchange().status(ExchangeRef(conversion.exchange_id))
+    assert conversion.exchange_provider == "changenow"
+    state = exchange_provider("changenow").status(ExchangeRef(conversion.exchange_id))
     assert state.status == ExchangeStatus.FINISHED
     assert state.amount_to == conversion.received_usdt
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
@@ -150,7 +151,8 @@ def test_concurrent_steps_fund_only_the_first_stored_exchange(
     assert host_payment.to_address == conversion.payin_address
     assert w3.eth.get_transaction_count(local_chain.hot_wallet_address) == nonce_before + 1
     created = {k: v for k, v in sandbox_exchanges(sandbox).items() if k not in exchanges_before}
-    assert set(created) == {conversion.exchange_id, *conversion.abandoned_exchange_ids}
+    abandoned = {entry.removeprefix("changenow:") for entry in conversion.abandoned_exchange_ids}
+    assert set(created) == {conversion.exchange_id, *abandoned}
     assert [k for k, v in created.items() if v["status"] == "finished"] == [conversion.exchange_id]
 
 

@@ -88,7 +88,7 @@ def test_every_code_names_one_unit() -> None:
     units would make the unit depend on the registry's order."""
     units: dict[str, set[str]] = {}
     for known in _ASSETS:
-        for code in filter(None, (known.symbol, known.nowpayments_code, known.changenow_ticker)):
+        for code in filter(None, (known.symbol, known.nowpayments_code, known.ticker)):
             units.setdefault(code, set()).add(known.symbol.upper())
     assert {code: found for code, found in units.items() if len(found) > 1} == {}
     assert all(unit_symbol(code) in found for code, found in units.items())
@@ -97,7 +97,7 @@ def test_every_code_names_one_unit() -> None:
 def test_the_registry_declares_each_asset_once_with_sane_decimals() -> None:
     keys = [known.key for known in _ASSETS]
     assert len(keys) == len(set(keys))
-    tickers = [known.changenow_ticker for known in _ASSETS]
+    tickers = [known.ticker for known in _ASSETS]
     assert len(tickers) == len(set(tickers))
     for known in _ASSETS:
         assert 0 < known.decimals <= 18, known
@@ -109,18 +109,16 @@ def test_the_exchange_stand_in_agrees_with_the_registry_on_what_both_list() -> N
     where it lists one of ours, decimals and ticker must be the same, or our tests would pass
     against an exchange that does not behave like ChangeNOW."""
     disagreeing = {
-        known.key: ((known.decimals, known.changenow_ticker), (theirs.decimals, theirs.legacy_ticker))
+        known.key: ((known.decimals, known.ticker), (theirs.decimals, theirs.legacy_ticker))
         for known in _ASSETS
         if (theirs := sandbox.ASSETS.get((known.symbol, known.chain))) is not None
-        and (theirs.decimals, theirs.legacy_ticker) != (known.decimals, known.changenow_ticker)
+        and (theirs.decimals, theirs.legacy_ticker) != (known.decimals, known.ticker)
     }
     assert disagreeing == {}
 
 
 def _registry_codes() -> set[str]:
-    return {
-        code for known in _ASSETS for code in (known.symbol, known.changenow_ticker, known.nowpayments_code) if code
-    }
+    return {code for known in _ASSETS for code in (known.symbol, known.ticker, known.nowpayments_code) if code}
 
 
 def _tables_outside_the_registry(source: str, codes: set[str]) -> list[str]:

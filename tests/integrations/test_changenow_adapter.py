@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from eth_account import Account
 
+from integrations.assets import ETH, USDT_ERC20
 from integrations.exchange.changenow import ChangeNowExchange
 from integrations.exchange.port import (
     AmountRange,
@@ -32,15 +33,15 @@ from ..flows import inject, reset_sandbox, sandbox_exchanges
 
 pytestmark = pytest.mark.slow
 
-ETH_TO_USDT = ExchangePair("eth", "eth", "usdt", "eth")
+ETH_TO_USDT = ExchangePair(ETH, USDT_ERC20)
 
 
 @pytest.fixture
-def changenow(sandbox: SandboxChangeNow, settings) -> Iterator[ChangeNowExchange]:
-    settings.CHANGENOW_API_KEY = CHANGENOW_TEST_API_KEY
-    settings.CHANGENOW_API_KEY_FILE = ""
+def changenow(sandbox: SandboxChangeNow, monkeypatch) -> Iterator[ChangeNowExchange]:
+    monkeypatch.setenv("CHANGENOW_API_KEY", CHANGENOW_TEST_API_KEY)
+    monkeypatch.delenv("CHANGENOW_API_KEY_FILE", raising=False)
     reset_sandbox(sandbox)
-    yield ChangeNowExchange(sandbox.base_url, backoff_base=0.01)
+    yield ChangeNowExchange(base_url=sandbox.base_url, backoff_base=0.01)
     reset_sandbox(sandbox)  # no fault leaks into the next test
 
 
@@ -114,7 +115,7 @@ def test_deposit_too_small_is_decided_like_out_of_range(
 
 @pytest.mark.django_db  # the alert line is counted for /metrics
 def test_a_refused_api_key_is_an_alerted_wait_not_a_refusal(
-    changenow: ChangeNowExchange, settings, caplog: pytest.LogCaptureFixture, tmp_path
+    changenow: ChangeNowExchange, settings, caplog: pytest.LogCaptureFixture, tmp_path, monkeypatch
 ) -> None:
     """A 401 ("Authentication": the x-changenow-api-key header) from a bad or rotated key says
     nothing about the batch: a transient wait, alerted (once per PGP_ALERT_REPEAT_SECONDS), and
@@ -122,7 +123,8 @@ def test_a_refused_api_key_is_an_alerted_wait_not_a_refusal(
     without a restart."""
     key_file = tmp_path / "changenow_api_key"
     key_file.write_text("rotated-away-key\n")
-    settings.CHANGENOW_API_KEY_FILE = str(key_file)
+    monkeypatch.delenv("CHANGENOW_API_KEY")  # the mounted file is read instead, at every call
+    monkeypatch.setenv("CHANGENOW_API_KEY_FILE", str(key_file))
     settings.PGP_ALERT_REPEAT_SECONDS = 0  # whatever this process alerted before
     with caplog.at_level(logging.ERROR, logger="pgp.alerts"), pytest.raises(ExchangeUnauthorized) as waited:
         changenow.amount_range(ETH_TO_USDT)
@@ -144,11 +146,11 @@ def test_a_refused_api_key_is_an_alerted_wait_not_a_refusal(
 
 @pytest.mark.parametrize("contact_email", ["payouts-ops@example.com", ""])
 def test_the_contact_email_is_sent_from_the_setting(
-    changenow: ChangeNowExchange, sandbox: SandboxChangeNow, settings, contact_email: str
+    changenow: ChangeNowExchange, sandbox: SandboxChangeNow, contact_email: str
 ) -> None:
     """ "Create exchange transaction": contactEmail, where ChangeNOW's support writes about the
-    exchange (empty: none given)."""
-    settings.CHANGENOW_CONTACT_EMAIL = contact_email
+    exchange (empty: none given), from the provider's PGP_EXCHANGES entry."""
+    changenow = ChangeNowExchange("changenow", {"contact_email": contact_email}, base_url=sandbox.base_url)
     quote = changenow.estimate(ETH_TO_USDT, Decimal("0.01"))
     created = changenow.create(request(rate_id=quote.rate_id))
     assert sandbox_exchanges(sandbox)[created.id]["sandboxContactEmail"] == (contact_email or None)

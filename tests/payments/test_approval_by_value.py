@@ -21,6 +21,7 @@ from standins.sandbox_changenow import SandboxChangeNow
 
 from ..conftest import ipn_body, post_ipn, wait_until
 from ..factories import ClientFactory
+from ..flows import route_exchanges_to
 
 
 def set_eth_price(usd: str, *, age_seconds: int = 0) -> None:
@@ -165,7 +166,7 @@ def test_a_reference_price_that_goes_stale_is_alerted_once_per_repeat_period(set
     the stale price it leaves is an ALERT line, not silence, repeated only after the period."""
     from payments.tasks import refresh_reference_prices as refresh_task
 
-    settings.CHANGENOW_API_URL = "http://127.0.0.1:9"
+    route_exchanges_to(settings, "changenow", urls={"changenow": "http://127.0.0.1:9"})
     set_eth_price("3000", age_seconds=16 * 60)
     with caplog.at_level("ERROR", logger="pgp.alerts"):
         refresh_task()

@@ -224,6 +224,6 @@ def test_an_instant_payout_over_the_maximum_goes_to_review_saying_so(start_worke
     post_eth_payment(360000, client_id=client.external_id, eth="0.01")  # 0.0097 ETH to send
     batch = wait_until(lambda: PayoutBatch.objects.filter(client=client, status=BatchStatus.FAILED).first(), timeout=30)
     assert "changenow refused (out_of_range)" in batch.review_reason
-    assert "0.0097 is over changenow's maximum 0.005 for one exchange" in batch.review_reason
+    assert "0.0097 is over the providers' highest maximum 0.005 for one exchange" in batch.review_reason
     assert "nothing was sent" in batch.review_reason
     assert batch.host_payment_id is None

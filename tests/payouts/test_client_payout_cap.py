@@ -17,16 +17,15 @@ from standins.sandbox_changenow import SandboxChangeNow
 
 from ..conftest import CHANGENOW_TEST_API_KEY, ipn_body, post_ipn
 from ..factories import ClientFactory
-from ..flows import inject, reset_sandbox
+from ..flows import inject, reset_sandbox, route_exchanges_to
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 @pytest.fixture(autouse=True)
-def changenow_with_a_maximum(sandbox: SandboxChangeNow, settings) -> Iterator[None]:
-    settings.PGP_EXCHANGE_PROVIDER = "changenow"
-    settings.CHANGENOW_API_URL = sandbox.base_url
-    settings.CHANGENOW_API_KEY = CHANGENOW_TEST_API_KEY
+def changenow_with_a_maximum(sandbox: SandboxChangeNow, settings, monkeypatch) -> Iterator[None]:
+    route_exchanges_to(settings, "changenow", urls={"changenow": sandbox.base_url})
+    monkeypatch.setenv("CHANGENOW_API_KEY", CHANGENOW_TEST_API_KEY)
     reset_sandbox(sandbox)
     inject(sandbox, {"max_amount_usd": "25"})  # USDT at 1 USD: 25 USDT
     yield

@@ -35,6 +35,7 @@ from standins.sandbox_changenow import SandboxChangeNow
 
 from ..conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
 from ..factories import ClientFactory, StaffUserFactory
+from ..flows import route_exchanges_to
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), *on_both_brokers()]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)
@@ -345,7 +346,7 @@ def test_a_second_exchange_provider_is_one_adapter_and_one_registration(
 ) -> None:
     """The stand-ins' fixed-price exchange, registered in the test settings only, pays a client
     end to end on the local chain; the flows, the admin and ChangeNOW are none the wiser."""
-    settings.PGP_EXCHANGE_PROVIDER = "fixed_price"
+    route_exchanges_to(settings, "fixed_price")
     wallet = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[5]).address
     w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
     changenow_exchanges = requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"]

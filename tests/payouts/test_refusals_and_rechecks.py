@@ -226,7 +226,9 @@ def test_a_rate_about_to_expire_is_never_funded_and_a_fresh_exchange_replaces_it
     eth_payments(threshold_client, 170000, ["0.004", "0.004", "0.004"])
     conversion = wait_final_conversion(check_threshold().conversion_id)
     assert conversion.status == BatchStatus.COMPLETED, (conversion.review_reason, conversion.last_error)
-    (abandoned,) = conversion.abandoned_exchange_ids
+    (abandoned_entry,) = conversion.abandoned_exchange_ids
+    provider, abandoned = abandoned_entry.split(":", 1)  # named with its provider
+    assert provider == conversion.exchange_provider == "changenow"
     created = {k: v for k, v in sandbox_exchanges(sandbox).items() if k not in before}
     assert set(created) == {abandoned, conversion.exchange_id}
     assert created[abandoned]["status"] in ("new", "waiting")  # never funded
@@ -247,7 +249,7 @@ def test_an_exchange_that_answers_other_than_asked_is_never_funded(
     assert "payout address" in conversion.review_reason
     assert conversion.exchange_id is None  # never the batch's exchange, so never funded
     (recorded,) = conversion.abandoned_exchange_ids  # but recorded, not lost
-    assert recorded in sandbox_exchanges(sandbox)
+    assert recorded.removeprefix("changenow:") in sandbox_exchanges(sandbox)
     assert conversion.host_payment_id is None
     assert not HostPayment.objects.exists()
 

@@ -104,7 +104,8 @@ def settings_as_seen_by(module: str, **env: str) -> dict:
     """INSTALLED_APPS and the adapter maps of a settings module, read in a fresh process."""
     script = (
         "import json, django; from django.conf import settings; django.setup(); print(json.dumps({"
-        "'apps': settings.INSTALLED_APPS, 'exchanges': settings.PGP_EXCHANGE_PROVIDERS, "
+        "'apps': settings.INSTALLED_APPS, "
+        "'exchanges': {name: entry['adapter'] for name, entry in settings.PGP_EXCHANGES.items()}, "
         "'chains': {name: chain['adapter'] for name, chain in settings.PGP_CHAINS.items()}}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}

@@ -90,7 +90,12 @@ def test_client_rules(threshold_client: Client) -> None:
 def test_conversion_and_host_payment_rules() -> None:
     refused_by_factory(BatchConversionFactory, total_gross_usd=0, total_net_usd=0, total_eth=0, row_count=0)
     refused_by_factory(BatchConversionFactory, status="swap_created")  # no exchange id
-    refused_by_factory(BatchConversionFactory, exchange_provider="")  # goes through no provider
+    # An exchange is always with a named provider, and a provider's exchange ids are its own.
+    refused_by_factory(BatchConversionFactory, status="swap_created", exchange_id="x", exchange_provider="")
+    BatchConversionFactory(status="swap_created", exchange_id="same-id", exchange_provider="changenow")
+    BatchConversionFactory(status="swap_created", exchange_id="same-id", exchange_provider="other")
+    refused_by_factory(BatchConversionFactory, status="swap_created", exchange_id="same-id", exchange_provider="other")
+    BatchConversionFactory(exchange_provider="")  # not routed yet: no exchange, no provider
     refused_by_factory(BatchConversionFactory, status="funding", exchange_id="x")  # funding without a payment
     refused_by_factory(HostPaymentFactory, owner_kind="")  # funds no kind of batch
     refused_by_factory(HostPaymentFactory, status="signed")  # signed without a transaction

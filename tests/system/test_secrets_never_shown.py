@@ -100,7 +100,8 @@ def our_keys(settings, monkeypatch) -> list[str]:
     """Our own secrets, set to values no page could show by chance."""
     hot_wallet_key = "0x" + secrets.token_hex(32)
     monkeypatch.setenv("HOT_WALLET_PRIVATE_KEY", hot_wallet_key)
-    settings.CHANGENOW_API_KEY = secrets.token_hex(16)
+    changenow_key = secrets.token_hex(16)
+    monkeypatch.setenv("CHANGENOW_API_KEY", changenow_key)
     settings.NOWPAYMENTS_IPN_SECRET = secrets.token_urlsafe(24)
     settings.SECRET_KEY = secrets.token_urlsafe(40)
     settings.PGP_HEALTH_TOKEN = secrets.token_urlsafe(24)
@@ -108,7 +109,7 @@ def our_keys(settings, monkeypatch) -> list[str]:
     return [
         hot_wallet_key,
         hot_wallet_key.removeprefix("0x"),
-        settings.CHANGENOW_API_KEY,
+        changenow_key,
         settings.NOWPAYMENTS_IPN_SECRET,
         settings.SECRET_KEY,
         settings.PGP_HEALTH_TOKEN,

@@ -136,7 +136,10 @@ class Command(BaseCommand):
         runtime.micro_batch_threshold_usd = Decimal("1.00")
         runtime.save()
         # No outside service: the stand-ins' fixed-price exchange answers the minimum check.
-        with override_settings(PGP_EXCHANGE_PROVIDER="fixed_price"):
+        only_fixed_price = {
+            name: {**config, "enabled": name == "fixed_price"} for name, config in settings.PGP_EXCHANGES.items()
+        }
+        with override_settings(PGP_EXCHANGES=only_fixed_price):
             ours: list[Phases] = []
             hand: list[Phases] = []
             rss_before = _peak_rss_mb()
@@ -212,6 +215,7 @@ class Command(BaseCommand):
         # Skip the chain: the batch is where distribution starts, funded by a stand-in payment.
         BatchConversion.objects.filter(pk=result.conversion_id).update(
             status=BatchStatus.EXCHANGING,
+            exchange_provider="fixed_price",
             exchange_id=f"bench-{result.conversion_id}",
             host_payment=HostPayment.objects.create(
                 owner_kind="conversion",

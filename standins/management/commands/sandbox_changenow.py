@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pgp_project.operations.environment_secrets import secret_from_environment
 from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
 
@@ -61,7 +62,7 @@ class Command(BaseCommand):
             or os.environ.get("SANDBOX_TREASURY_PRIVATE_KEY")
             or (chain.treasury_private_key if chain else None)
         )
-        api_key = options["api_key"] or settings.CHANGENOW_API_KEY
+        api_key = options["api_key"] or secret_from_environment("CHANGENOW_API_KEY")
         missing = [
             name
             for name, value in (
