@@ -85,6 +85,12 @@ class SandboxLetsExchange(SandboxHost):
             rate_id_ttl_seconds=config.rate_id_ttl_seconds,
         )
 
+    @property
+    def api_url(self) -> str:
+        """What its PGP_EXCHANGES entry's `url` is (LETSEXCHANGE_API_URL): the base each call's
+        /v1/... is added to."""
+        return self.base_url + "/api"
+
     def __enter__(self) -> "SandboxLetsExchange":
         self.start()
         return self

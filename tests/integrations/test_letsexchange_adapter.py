@@ -73,7 +73,7 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def letsexchange_adapter(letsexchange: SandboxLetsExchange, api_key: None) -> Iterator[LetsExchangeExchange]:
     reset_sandbox(letsexchange)
-    yield adapter_for(f"{letsexchange.base_url}/api")
+    yield adapter_for(letsexchange.api_url)
     reset_sandbox(letsexchange)  # no fault leaks into the next test
 
 
@@ -314,7 +314,7 @@ def test_the_create_post_is_never_retried(
 
 def test_a_slow_answer_is_a_timeout_and_a_wait(letsexchange: SandboxLetsExchange, api_key: None) -> None:
     reset_sandbox(letsexchange)
-    adapter = adapter_for(f"{letsexchange.base_url}/api", read_timeout=0.3, max_attempts=2)
+    adapter = adapter_for(letsexchange.api_url, read_timeout=0.3, max_attempts=2)
     inject(letsexchange, {"slow": {"count": 2, "seconds": "1"}})
     started = time.monotonic()
     with pytest.raises(ExchangeUnavailable) as slow:

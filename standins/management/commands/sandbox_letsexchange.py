@@ -96,7 +96,7 @@ class Command(BaseCommand):
                 base_url = sandbox.start()
             except Exception as error:  # any start-up failure (chain down, port taken) is reported the same way
                 raise CommandError(f"sandbox did not start: {error}") from error
-            self.stdout.write(f"LETSEXCHANGE_API_URL={base_url}/api")
+            self.stdout.write(f"LETSEXCHANGE_API_URL={sandbox.api_url}")
             self.stdout.write(f"sandbox LetsExchange running on {base_url}; Ctrl-C to stop", self.style.SUCCESS)
             self.stdout.flush()
             while not stop_requested.wait(0.5):  # a timed wait keeps signal handling prompt
