@@ -105,6 +105,13 @@ class SandboxHost(ABC):
     def describe_exchanges(self) -> list[dict[str, Any]]:
         """Every exchange for GET /sandbox/exchanges (the store is locked while this runs)."""
 
+    def extra_controls(self, body: bytes) -> dict[tuple[str, str], Callable[[], Any]]:
+        """More /sandbox/ routes a front offers (its prices, say); none by default."""
+        return {}
+
+    def on_reset(self) -> None:  # noqa: B027 - a hook a front may fill in, empty by default
+        """What POST /sandbox/reset restores besides the faults; nothing by default."""
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     @property
@@ -165,6 +172,7 @@ class SandboxHost(ABC):
             ("GET", "/sandbox/faults"): self.faults.snapshot,
             ("POST", "/sandbox/reset"): self._reset_faults,
             ("GET", "/sandbox/exchanges"): self._listing,
+            **self.extra_controls(body),
         }
         handler = routes.get((method, path))
         if handler is None:
@@ -191,6 +199,7 @@ class SandboxHost(ABC):
 
     def _reset_faults(self) -> dict[str, Any]:
         self.faults.reset()
+        self.on_reset()
         logger.info("%s faults cleared", self.name)
         return self.faults.snapshot()
 

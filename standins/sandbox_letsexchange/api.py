@@ -16,7 +16,7 @@ Each engine status (ChangeNOW's words) is answered in LetsExchange's: `STATUS_WO
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -88,6 +88,15 @@ class LetsExchangeApi:
         self._pricing = pricing
         self._withdrawal_fee_usd = withdrawal_fee_usd
         self._rate_id_ttl_seconds = rate_id_ttl_seconds
+
+    def reprice(self, fee_percent: Decimal, withdrawal_fee_usd: Decimal) -> None:
+        """Quote from now on with this fee in the rate and this fixed withdrawal fee (a fixed rate
+        already given keeps its own)."""
+        self._pricing = replace(self._pricing, fee_percent=fee_percent)
+        self._withdrawal_fee_usd = withdrawal_fee_usd
+
+    def prices(self) -> dict[str, Decimal]:
+        return {"fee_percent": self._pricing.fee_percent, "withdrawal_fee_usd": self._withdrawal_fee_usd}
 
     # POST /api/v1/info ("Get Coin Info"): the rate, the final amount the user receives (after
     # the withdrawal fee, which is also given on its own), the pair's minimum and maximum, and for

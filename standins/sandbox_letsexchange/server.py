@@ -17,7 +17,7 @@ from typing import Any
 
 from standins.sandbox_changenow import jsonio
 from standins.sandbox_changenow.assets import DEFAULT_USD_PRICES
-from standins.sandbox_changenow.faults import InjectedError
+from standins.sandbox_changenow.faults import FaultSpecError, InjectedError
 from standins.sandbox_changenow.host import ChainAccess, HttpError, Reply, SandboxHost
 from standins.sandbox_changenow.pricing import Pricing
 from standins.sandbox_changenow.watcher import LifecycleTiming
@@ -112,6 +112,39 @@ class SandboxLetsExchange(SandboxHost):
             for exchange in self.store.all()
         ]
 
+    # --- its prices, changeable while it runs ----------------------------------------------------
+
+    def set_prices(self, *, fee_percent: Decimal | None = None, withdrawal_fee_usd: Decimal | None = None) -> None:
+        """Quote better or worse than another sandbox from now on (POST /sandbox/prices does the
+        same over HTTP; POST /sandbox/reset goes back to the configured prices)."""
+        current = self.api.prices()
+        self.api.reprice(
+            current["fee_percent"] if fee_percent is None else fee_percent,
+            current["withdrawal_fee_usd"] if withdrawal_fee_usd is None else withdrawal_fee_usd,
+        )
+        logger.info("%s prices now %s", self.name, self.api.prices())
+
+    def extra_controls(self, body: bytes) -> dict[tuple[str, str], Callable[[], Any]]:
+        return {
+            ("POST", "/sandbox/prices"): lambda: self._prices_from(body),
+            ("GET", "/sandbox/prices"): self.api.prices,
+        }
+
+    def on_reset(self) -> None:
+        self.api.reprice(self.config.fee_percent, self.config.withdrawal_fee_usd)
+
+    def _prices_from(self, body: bytes) -> dict[str, Decimal]:
+        try:
+            spec = jsonio.loads(body or b"null")
+        except ValueError as error:
+            raise FaultSpecError("the body is not valid JSON") from error
+        if not isinstance(spec, dict) or not spec or set(spec) - {"fee_percent", "withdrawal_fee_usd"}:
+            raise FaultSpecError("expected an object with fee_percent and/or withdrawal_fee_usd")
+        fee_percent = _price(spec, "fee_percent", upper=Decimal(100))
+        withdrawal_fee_usd = _price(spec, "withdrawal_fee_usd")
+        self.set_prices(fee_percent=fee_percent, withdrawal_fee_usd=withdrawal_fee_usd)
+        return self.api.prices()
+
     # --- the LetsExchange front -----------------------------------------------------------------
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
@@ -155,6 +188,21 @@ class SandboxLetsExchange(SandboxHost):
         if handler is None:
             return self.error_reply(404, f"no such endpoint: {method} {path}")
         return Reply(200, handler())
+
+
+def _price(spec: Mapping[str, Any], name: str, upper: Decimal | None = None) -> Decimal | None:
+    if name not in spec:
+        return None
+    raw = spec[name]
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise FaultSpecError(f"{name} must be a number")
+    try:
+        value = Decimal(raw)
+    except ArithmeticError as error:
+        raise FaultSpecError(f"{name} must be a number") from error
+    if not value.is_finite() or value < 0 or (upper is not None and value >= upper):
+        raise FaultSpecError(f"{name} must be a non-negative number" + (f" under {upper}" if upper else ""))
+    return value
 
 
 def _parse_json(body: bytes) -> Any:

@@ -373,3 +373,35 @@ def test_a_held_exchange_stays_in_the_aml_check(lx: Client, w3: Web3, chain: Loc
         time.sleep(0.05)
     time.sleep(0.5)
     assert lx.transaction(created["transaction_id"])["status"] == "aml_check_failed"
+
+
+# --- prices ------------------------------------------------------------------------------------
+
+
+def test_its_prices_change_while_it_runs_and_reset_restores_them(lx: Client) -> None:
+    """Routing tests make it quote better or worse than the ChangeNOW sandbox (0.5 %, no fixed
+    fee) without a second instance: 0.01 ETH is 29.85 USDT at ChangeNOW's sandbox."""
+    assert lx.info()["amount"] == "28.88"  # its defaults: 0.4 % and a 1 USD withdrawal fee
+    better = lx.post("/sandbox/prices", {"fee_percent": "0.1", "withdrawal_fee_usd": "0"}, key=None)
+    assert better.status == 200
+    assert better.body == {"fee_percent": Decimal("0.1"), "withdrawal_fee_usd": Decimal("0")}
+    assert lx.info()["amount"] == "29.97"
+    created = lx.created()
+    assert created["withdrawal_amount"] == "29.97"
+    assert lx.post("/sandbox/prices", {"withdrawal_fee_usd": "5"}, key=None).status == 200
+    assert lx.info()["amount"] == "24.97"  # the fee in the rate stays 0.1 %
+    assert lx.post("/sandbox/reset", {}, key=None).status == 200
+    assert lx.info()["amount"] == "28.88"
+
+
+@pytest.mark.parametrize(
+    "spec", [{}, {"fee_percent": "100"}, {"fee_percent": "-1"}, {"withdrawal_fee_usd": True}, {"spread": "1"}]
+)
+def test_a_bad_price_change_is_refused_and_changes_nothing(lx: Client, spec: dict[str, Any]) -> None:
+    answer = lx.post("/sandbox/prices", spec, key=None)
+    assert answer.status == 400
+    assert answer.body["error"]
+    assert lx.get("/sandbox/prices", key=None).body == {
+        "fee_percent": Decimal("0.4"),
+        "withdrawal_fee_usd": Decimal("1"),
+    }
