@@ -79,6 +79,8 @@ class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.Mo
         "expected_shown",
         "host_payment_summary",
         "payout_tx",
+        "routing_saving",
+        "quotes_table",
         "distribution",
         "history",
     )

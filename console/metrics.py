@@ -20,16 +20,18 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from batching.models import BatchConversion
+from integrations.exchange.registry import configured_providers
 from payments.models import IpnOutcome, Payment, PaymentEvent, RoutingStatus
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.admin_site import operator_access_allowed
 from pgp_project.operations.alerts import alert_counts
 from pgp_project.operations.attention import needs_attention
+from pgp_project.operations.circuit_breaker import BreakerState, CallOutcome, breaker_state, service_health
 from webhooks.services import delivery_counters, outbox_lag_seconds
 
 from .models import ReconciliationRun
@@ -38,6 +40,34 @@ BATCH_MODELS = {"conversion": BatchConversion, "payout": PayoutBatch}
 CLOSED_BATCH = [BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.MERGED]
 REVIEW_BATCH = [BatchStatus.FAILED, BatchStatus.REFUNDED]
 OPEN_HOST_PAYMENT = [HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
+
+
+def exchange_provider_metrics() -> Iterator[Metric]:
+    """Per configured exchange provider (enabled or not, called or not): its calls by outcome and
+    their time (counters, from pgp_project.operations.circuit_breaker), and whether routing skips
+    it now (its circuit breaker is open)."""
+    names = configured_providers()
+    health = service_health(names)
+    calls = CounterMetricFamily(
+        "pgp_exchange_provider_calls", "Calls to each exchange provider, by outcome", labels=["provider", "outcome"]
+    )
+    seconds = SummaryMetricFamily(
+        "pgp_exchange_provider_call_seconds", "Time spent in calls to each exchange provider", labels=["provider"]
+    )
+    circuit = GaugeMetricFamily(
+        "pgp_exchange_provider_circuit_open",
+        "1 while routing skips the provider (its circuit breaker is open), else 0",
+        labels=["provider"],
+    )
+    cooldown = settings.PGP_EXCHANGE_BREAKER_COOLDOWN_SECONDS
+    for name in names:
+        row = health[name]
+        counts = {outcome: getattr(row, f"calls_{outcome.value}") for outcome in CallOutcome}
+        for outcome, count in counts.items():
+            calls.add_metric([name, outcome.value], count)
+        seconds.add_metric([name], count_value=sum(counts.values()), sum_value=row.call_seconds)
+        circuit.add_metric([name], 1 if breaker_state(name, cooldown=cooldown) == BreakerState.OPEN else 0)
+    yield from (calls, seconds, circuit)
 
 
 class ConsoleCollector(Collector):
@@ -133,6 +163,8 @@ class ConsoleCollector(Collector):
         for outcome, count in delivery_counters().items():
             webhook_attempts.add_metric([outcome], count)
         yield webhook_attempts
+
+        yield from exchange_provider_metrics()
 
         last = ReconciliationRun.objects.first()
         if last is not None:

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from batching.models import BatchConversion
 from integrations.assets import asset
-from integrations.exchange.port import ExchangeError, ExchangeState, ExchangeStatus
+from integrations.exchange.port import ExchangeError, ExchangeRef, ExchangeState, ExchangeStatus
 from integrations.exchange.registry import exchange_provider
 from payments.models import AccumulationStatus, PayoutAccumulation
 from payouts.exchange_batches.requote import exchange_ref
@@ -334,14 +334,64 @@ def _batches_in_range(model: type[ExchangeFundedBatch], start: datetime, end: da
 
 
 def check_exchanges(report: Report) -> None:
-    checked = in_flight = 0
+    """Each batch's exchange, asked of the provider it is with (routing may have put batches of
+    one day with different providers), and each exchange a batch abandoned, asked of its own
+    provider: it must never have received a deposit."""
+    checked = in_flight = abandoned = 0
+    by_provider: dict[str, int] = {}
     for kind, model in (("conversion", BatchConversion), ("payout", PayoutBatch)):
         for batch in _batches_in_range(model, report.start, report.end):
             checked += 1
+            by_provider[batch.exchange_provider] = by_provider.get(batch.exchange_provider, 0) + 1
             items, still_open = _compare_exchange(kind, batch)
             report.add(*items)
             in_flight += still_open
-    report.exchange = {"checked": checked, "in_flight": in_flight}
+            for entry in batch.abandoned_exchange_ids:
+                abandoned += 1
+                report.add(*_check_abandoned(kind, batch, entry))
+    report.exchange = {
+        "checked": checked,
+        "in_flight": in_flight,
+        "by_provider": dict(sorted(by_provider.items())),
+        "abandoned_checked": abandoned,
+    }
+
+
+# What a provider says of an exchange once a deposit reached it.
+DEPOSIT_RECEIVED = (
+    ExchangeStatus.CONFIRMING,
+    ExchangeStatus.VERIFYING,
+    ExchangeStatus.EXCHANGING,
+    ExchangeStatus.SENDING,
+    ExchangeStatus.FINISHED,
+    ExchangeStatus.REFUNDED,
+)
+
+
+def _check_abandoned(kind: str, batch: Any, entry: str) -> list[Discrepancy]:
+    provider, _, exchange_id = entry.rpartition(":")
+    provider = provider or batch.exchange_provider
+    found: object
+    try:
+        state = exchange_provider(provider).status(ExchangeRef(id=exchange_id))
+    except (ExchangeError, TransientError, LookupError) as exc:
+        found = exc
+    else:
+        if state.status not in DEPOSIT_RECEIVED:
+            return []
+        found = state.provider_status
+    return [
+        Discrepancy(
+            "exchange",
+            f"{provider} exchange {exchange_id}, abandoned unfunded, "
+            + ("could not be asked" if isinstance(found, Exception) else "received a deposit"),
+            kind,
+            batch.pk,
+            "",
+            "no deposit",
+            str(found),
+        )
+    ]
 
 
 def _compare_exchange(kind: str, batch: Any) -> tuple[list[Discrepancy], bool]:
@@ -359,7 +409,9 @@ def _compare_exchange(kind: str, batch: Any) -> tuple[list[Discrepancy], bool]:
     try:
         state = exchange_provider(batch.exchange_provider).status(exchange_ref(batch))
     except (ExchangeError, TransientError, LookupError) as exc:
-        return [item(f"the exchange {batch.exchange_id} could not be asked", "an answer", exc)], False
+        return [
+            item(f"{batch.exchange_provider} exchange {batch.exchange_id} could not be asked", "an answer", exc)
+        ], False
     status = batch.status
     if status in OPEN_STATUSES:
         return [], True  # under way: the flow itself follows the exchange
@@ -384,7 +436,7 @@ def _compare_exchange(kind: str, batch: Any) -> tuple[list[Discrepancy], bool]:
 
 
 def _compare_completed(kind: str, batch: Any, state: ExchangeState, item: Any) -> list[Discrepancy]:
-    exchange = f"exchange {batch.exchange_id}"
+    exchange = f"{batch.exchange_provider} exchange {batch.exchange_id}"
     items: list[Discrepancy] = []
     if state.status != ExchangeStatus.FINISHED:
         items.append(item(f"{exchange}: status", "finished", state.provider_status))

@@ -113,6 +113,8 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         "expected_shown",
         "host_payment_summary",
         "payout_tx",
+        "routing_saving",
+        "quotes_table",
         "rows_paid_out",
         "history",
     )

@@ -15,6 +15,7 @@ from pgp_project.money_display import chain_reference, format_amount
 from ..models import ExchangeFundedBatch
 from .flow import ExchangeFundedFlow
 from .operator import cancel_unfunded, redrive, release_refunded, release_unsent, resume_funded
+from .quotes import quotes_of, routing_saving
 from .states import CLOSED_STATUSES, BatchStatus
 
 # The fieldsets both batch pages share (conversions and payouts): their exchange and what went
@@ -34,6 +35,7 @@ EXCHANGE_AND_CHAIN_FIELDSETS: tuple[Any, ...] = (
             )
         },
     ),
+    ("Routing (every provider's quote, per round)", {"fields": ("routing_saving", "quotes_table")}),
     ("On chain", {"fields": ("host_payment_summary", "payout_tx")}),
 )
 TIMELINE_FIELDSETS: tuple[Any, ...] = (
@@ -142,6 +144,43 @@ class ExchangeBatchAdminMixin:
         except LookupError:  # an asset the registry does not know: shown, not linked
             chain = ""
         return chain_reference(chain, "address", obj.payin_address)
+
+    @admin.display(description="what routing saved")
+    def routing_saving(self, obj: ExchangeFundedBatch) -> str:
+        """The chosen quote against the runner-up of its round, in the asset the payee receives."""
+        saving = routing_saving(quotes_of(self.flow.kind, obj.pk))
+        if saving is None:
+            return "no exchange chosen by quotes yet"
+        unit = self.flow.pair(obj).target.symbol.upper()
+        chosen = f"{saving.chosen.provider}: {format_amount(saving.chosen.to_amount, unit)}"
+        if saving.runner_up is None or saving.amount is None:
+            return f"{chosen} (the only quote)"
+        return (
+            f"{chosen}, {format_amount(saving.amount, unit)} ({saving.basis_points} bps) more than "
+            f"{saving.runner_up.provider}'s {format_amount(saving.runner_up.to_amount, unit)}"
+        )
+
+    @admin.display(description="quotes")
+    def quotes_table(self, obj: ExchangeFundedBatch) -> SafeString | str:
+        unit = self.flow.pair(obj).target.symbol.upper()
+        return html_table(
+            ("round", "provider", "receives", "rate id", "valid until", "why not", "chosen", "quoted at"),
+            [
+                (
+                    quote.round,
+                    quote.provider,
+                    format_amount(quote.to_amount, unit) if quote.to_amount is not None else "-",
+                    quote.rate_id or "-",
+                    quote.valid_until or "-",
+                    quote.problem or "-",
+                    "chosen" if quote.chosen else "",
+                    quote.quoted_at,
+                )
+                for quote in quotes_of(self.flow.kind, obj.pk)
+            ],
+            empty="not quoted yet",
+            css_class="exchange-quotes",
+        )
 
     @admin.display(description="timeline (every transition and operator action)")
     def history(self, obj: ExchangeFundedBatch) -> SafeString | str:
