@@ -32,3 +32,15 @@ def test_the_registry_builds_it_from_its_entry_and_routes_to_it_once_enabled(set
     assert isinstance(built.adapter, LetsExchangeExchange)
     assert (built.name, built.adapter.base_url) == ("letsexchange", "http://127.0.0.1:9/api")
     assert "letsexchange" in registry.candidate_providers(ETH_TO_USDT)
+
+
+def test_its_key_is_hidden_from_error_reports_like_every_provider_s(monkeypatch: Any) -> None:
+    """The key lives only in the variable its entry names (`api_key_env`), so error reports must
+    look it up there, as they do for the chains' keys."""
+    from pgp_project.error_reports import configured_secrets
+
+    monkeypatch.setenv("LETSEXCHANGE_API_KEY", "letsexchange-partner-key-123")
+    monkeypatch.setenv("CHANGENOW_API_KEY", "changenow-partner-key-456")
+    hidden = configured_secrets()
+    assert "letsexchange-partner-key-123" in hidden
+    assert "changenow-partner-key-456" in hidden
