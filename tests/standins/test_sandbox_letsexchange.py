@@ -405,3 +405,15 @@ def test_a_bad_price_change_is_refused_and_changes_nothing(lx: Client, spec: dic
         "fee_percent": Decimal("0.4"),
         "withdrawal_fee_usd": Decimal("1"),
     }
+
+
+def test_a_deposit_after_the_fixed_rate_expired_is_refunded(lx: Client, w3: Web3, chain: LocalChain) -> None:
+    """The fixed rate holds until rate_id_expired_at: a deposit arriving later is sent back."""
+    assert lx.post("/sandbox/faults", {"next_quote_ttl_seconds": 1}, key=None).status == 200
+    created = lx.created()
+    time.sleep(1.2)
+    send_eth(w3, chain, created["deposit"], Decimal("0.01"))
+    final, _ = lx.wait_until_terminal(created["transaction_id"])
+    assert final["status"] == "refund"
+    assert final["real_withdrawal_amount"] == ""
+    assert final["return_amount"] == "0.01"
