@@ -26,8 +26,6 @@ from standins.sandbox_changenow.exchanges import ExchangeStore
 from standins.sandbox_changenow.faults import Faults, FaultSpecError, InjectedError
 from standins.sandbox_changenow.watcher import ExchangeWatcher, LifecycleTiming
 
-logger = logging.getLogger("standins.sandbox")
-
 MAX_BODY_BYTES = 64 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -66,6 +64,12 @@ class SandboxHost(ABC):
 
     name = "sandbox"  # for thread names and log lines
     server_version = "ExchangeSandbox/1.0"
+    # Each front logs under its own name (a benchmark quiets one sandbox's request lines by it).
+    logger_name = "standins.sandbox"
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(self.logger_name)
 
     def __init__(self, chain: ChainAccess, *, host: str = "127.0.0.1", port: int = 0) -> None:
         if host not in LOOPBACK_HOSTS:
@@ -134,7 +138,7 @@ class SandboxHost(ABC):
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"{self.name}-http", daemon=True
         )
         self._server_thread.start()
-        logger.info("%s on %s (chain %s at %s)", self.name, self.base_url, chain_id, access.rpc_url)
+        self.log.info("%s on %s (chain %s at %s)", self.name, self.base_url, chain_id, access.rpc_url)
         return self.base_url
 
     def stop(self) -> None:
@@ -194,13 +198,13 @@ class SandboxHost(ABC):
             raise FaultSpecError("the body is not valid JSON") from error
         self.faults.configure(spec)
         snapshot = self.faults.snapshot()
-        logger.info("%s faults now %s", self.name, snapshot)
+        self.log.info("%s faults now %s", self.name, snapshot)
         return snapshot
 
     def _reset_faults(self) -> dict[str, Any]:
         self.faults.reset()
         self.on_reset()
-        logger.info("%s faults cleared", self.name)
+        self.log.info("%s faults cleared", self.name)
         return self.faults.snapshot()
 
 
@@ -238,10 +242,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except HttpError as error:
             reply = error.reply
         except Exception:
-            logger.exception("%s request %s %s failed", app.name, method, path)
+            app.log.exception("%s request %s %s failed", app.name, method, path)
             reply = app.error_reply(500, "Internal server error")
         self._send(reply)
-        logger.info("%s %s -> %d (%.0f ms)", method, self.path, reply.status, (time.monotonic() - started) * 1000)
+        app.log.info("%s %s -> %d (%.0f ms)", method, self.path, reply.status, (time.monotonic() - started) * 1000)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -260,10 +264,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
-            logger.info("client went away before the answer to %s", self.path)  # e.g. it timed out
+            self.server.app.log.info("client went away before the answer to %s", self.path)  # e.g. it timed out
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # _serve logs one line per request, with its duration
 
     def log_error(self, format: str, *args: Any) -> None:
-        logger.warning("sandbox http: " + format, *args)
+        self.server.app.log.warning("sandbox http: " + format, *args)

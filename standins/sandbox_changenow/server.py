@@ -13,7 +13,6 @@ with every provider's sandbox; this module is ChangeNOW's front on them.
 """
 
 import hmac
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,8 +25,6 @@ from standins.sandbox_changenow.faults import InjectedError
 from standins.sandbox_changenow.host import ChainAccess, Reply, SandboxHost
 from standins.sandbox_changenow.pricing import Pricing
 from standins.sandbox_changenow.watcher import LifecycleTiming
-
-logger = logging.getLogger("standins.sandbox_changenow")
 
 API_KEY_HEADER = "x-changenow-api-key"
 # ChangeNOW's error code for each plumbing status the host may answer.
@@ -76,6 +73,7 @@ class SandboxChangeNow(SandboxHost):
 
     name = "sandbox-changenow"
     server_version = "ChangeNowSandbox/1.0"
+    logger_name = "standins.sandbox_changenow"
 
     def __init__(self, config: SandboxConfig, *, host: str = "127.0.0.1", port: int = 0) -> None:
         if not config.api_key:

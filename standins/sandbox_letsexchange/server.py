@@ -9,7 +9,6 @@ Too many requests are answered 429 with HTTP's Retry-After (a fault a test switc
 """
 
 import hmac
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,8 +21,6 @@ from standins.sandbox_changenow.host import ChainAccess, HttpError, Reply, Sandb
 from standins.sandbox_changenow.pricing import Pricing
 from standins.sandbox_changenow.watcher import LifecycleTiming
 from standins.sandbox_letsexchange.api import LetsExchangeApi, refusal, transaction_json
-
-logger = logging.getLogger("standins.sandbox_letsexchange")
 
 API_PREFIX = "/api/v1/"
 TRANSACTION_PATH = "/api/v1/transaction"
@@ -71,6 +68,7 @@ class SandboxLetsExchange(SandboxHost):
 
     name = "sandbox-letsexchange"
     server_version = "LetsExchangeSandbox/1.0"
+    logger_name = "standins.sandbox_letsexchange"
 
     def __init__(self, config: LetsExchangeSandboxConfig, *, host: str = "127.0.0.1", port: int = 0) -> None:
         if not config.api_key:
@@ -122,7 +120,7 @@ class SandboxLetsExchange(SandboxHost):
             current["fee_percent"] if fee_percent is None else fee_percent,
             current["withdrawal_fee_usd"] if withdrawal_fee_usd is None else withdrawal_fee_usd,
         )
-        logger.info("%s prices now %s", self.name, self.api.prices())
+        self.log.info("%s prices now %s", self.name, self.api.prices())
 
     def extra_controls(self, body: bytes) -> dict[tuple[str, str], Callable[[], Any]]:
         return {
