@@ -30,8 +30,11 @@ def configured_secrets() -> list[str]:
             for value in _strings(getattr(settings, name, None)):
                 if len(value) >= MIN_SECRET_LENGTH and not value.startswith(("http://127.", "http://localhost")):
                     found.add(value.lower().removeprefix("0x"))
-    # The chains' keys and node URLs live in the environment, named by their configuration.
-    for variable in set(environment_names(getattr(settings, "PGP_CHAINS", {}))):
+    # The chains' keys and node URLs, and the exchange providers' API keys, live in the
+    # environment, named by their configuration (`..._env`).
+    named = [*environment_names(getattr(settings, "PGP_CHAINS", {}))]
+    named += environment_names(getattr(settings, "PGP_EXCHANGES", {}))
+    for variable in set(named):
         for value in secrets_from_environment(variable):
             if len(value) >= MIN_SECRET_LENGTH and not value.startswith(("http://127.", "http://localhost")):
                 found.add(value.lower().removeprefix("0x"))

@@ -45,6 +45,9 @@ ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 # anvil's dev accounts for ANVIL_MNEMONIC (m/44'/60'/0'/0/i), public knowledge: play money only.
 HOT_WALLET_ACCOUNT_INDEX = 0
 TREASURY_ACCOUNT_INDEX = 9
+# The treasury of a second sandbox exchange on the same chain (the LetsExchange one): its own
+# account, so the two sandboxes never sign with the same nonces.
+SECOND_TREASURY_ACCOUNT_INDEX = 4
 ANVIL_DEV_PRIVATE_KEYS: tuple[str, ...] = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
@@ -105,6 +108,15 @@ class LocalChain:
         partial = path.with_suffix(path.suffix + ".partial")
         partial.write_text(json.dumps(asdict(self), indent=2) + "\n")
         partial.replace(path)
+
+    @property
+    def second_treasury_private_key(self) -> str:
+        """The treasury of a second sandbox exchange (deploy_local_chain funds it like the first)."""
+        return ANVIL_DEV_PRIVATE_KEYS[SECOND_TREASURY_ACCOUNT_INDEX]
+
+    @property
+    def second_treasury_address(self) -> str:
+        return str(Account.from_key(self.second_treasury_private_key).address)
 
     @classmethod
     def read_json(cls, path: Path) -> LocalChain:
@@ -330,14 +342,15 @@ def wait_for_success(w3: Web3, tx_hash: HexBytes, timeout: float = 30.0) -> TxRe
 
 
 def deploy_local_chain(rpc_url: str) -> LocalChain:
-    """Deploy TestUSDT from the hot wallet and fund the hot wallet and the sandbox treasury."""
+    """Deploy TestUSDT from the hot wallet and fund the hot wallet and the sandbox treasuries."""
     w3 = connect(rpc_url)
     chain_id = w3.eth.chain_id
     hot_wallet = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[HOT_WALLET_ACCOUNT_INDEX])
     treasury = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[TREASURY_ACCOUNT_INDEX])
+    second_treasury = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[SECOND_TREASURY_ACCOUNT_INDEX])
     abi, bytecode = compile_test_usdt()
 
-    # Deploy and both mints go out back to back with consecutive nonces; on an interval-mined
+    # Deploy and the mints go out back to back with consecutive nonces; on an interval-mined
     # chain they then share a block instead of costing one block time each.
     nonce = w3.eth.get_transaction_count(hot_wallet.address, "pending")
     usdt_address = Web3.to_checksum_address(get_create_address(hot_wallet.address, nonce))
@@ -347,7 +360,12 @@ def deploy_local_chain(rpc_url: str) -> LocalChain:
     hashes = [sign_and_send(w3, hot_wallet, deploy_tx)]
     token = w3.eth.contract(address=usdt_address, abi=abi)
     for offset, (recipient, amount) in enumerate(
-        [(hot_wallet.address, HOT_WALLET_USDT_MINT), (treasury.address, TREASURY_USDT_MINT)], start=1
+        [
+            (hot_wallet.address, HOT_WALLET_USDT_MINT),
+            (treasury.address, TREASURY_USDT_MINT),
+            (second_treasury.address, TREASURY_USDT_MINT),
+        ],
+        start=1,
     ):
         mint_tx = token.functions.mint(recipient, to_base_units(amount, USDT_DECIMALS)).build_transaction(
             cast(TxParams, {**common, "nonce": nonce + offset, "gas": TOKEN_CALL_GAS})

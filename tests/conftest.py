@@ -39,6 +39,7 @@ from standins import local_postgres
 from standins.localchain import LocalChain, deploy_local_chain, free_port, start_anvil, stop_anvil
 from standins.queues import remove_queue
 from standins.sandbox_changenow import LifecycleTiming, SandboxChangeNow, SandboxConfig
+from standins.sandbox_letsexchange import LetsExchangeSandboxConfig, SandboxLetsExchange
 
 from .factories import ClientFactory
 
@@ -58,6 +59,7 @@ END_TO_END_FIXTURES = frozenset(
         # this file
         "local_chain",
         "sandbox",
+        "letsexchange",
         "flow_environment",
         "celery_broker",
         "celery_worker_process",
@@ -67,7 +69,8 @@ END_TO_END_FIXTURES = frozenset(
         # pytest-django: the live server thread
         "live_server",
         # fixtures of one module, each starting its own process
-        "chain",  # standins/test_local_chain_and_sandbox.py: anvil
+        "chain",  # standins/test_local_chain_and_sandbox.py, test_sandbox_letsexchange.py: anvil
+        "letsexchange_sandbox",  # standins/test_sandbox_letsexchange.py: on that anvil
         "gunicorn",  # system/test_production_surface.py
         "gunicorn_url",  # payments/test_ipn_hardening.py
         "small_server",  # pgp_project/test_load_shedding.py: gunicorn
@@ -232,6 +235,7 @@ def worker_environment() -> dict[str, str]:
 
 
 CHANGENOW_TEST_API_KEY = "test-changenow-key"
+LETSEXCHANGE_TEST_API_KEY = "test-letsexchange-key"
 
 
 @pytest.fixture(scope="session")
@@ -254,6 +258,26 @@ def sandbox(local_chain: LocalChain) -> Iterator[SandboxChangeNow]:
             usdt_address=local_chain.usdt_address,
             treasury_private_key=local_chain.treasury_private_key,
             api_key=CHANGENOW_TEST_API_KEY,
+            timing=LifecycleTiming(step_delay_seconds=0.2, poll_interval_seconds=0.2),
+        )
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def letsexchange(local_chain: LocalChain) -> Iterator[SandboxLetsExchange]:
+    """The sandbox LetsExchange on the same chain as `sandbox` (ChangeNOW), paying from its own
+    treasury: routing tests use both at once. Its default prices (0.4 % and a 1 USD withdrawal
+    fee) quote ETH->USDT better than the ChangeNOW sandbox's 0.5 % from about 1000 USD up, and
+    worse below; a test that needs another ordering starts its own with other prices."""
+    server = SandboxLetsExchange(
+        LetsExchangeSandboxConfig(
+            rpc_url=local_chain.rpc_url,
+            usdt_address=local_chain.usdt_address,
+            treasury_private_key=local_chain.second_treasury_private_key,
+            api_key=LETSEXCHANGE_TEST_API_KEY,
             timing=LifecycleTiming(step_delay_seconds=0.2, poll_interval_seconds=0.2),
         )
     )

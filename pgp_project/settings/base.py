@@ -327,6 +327,19 @@ PGP_EXCHANGES = {
         "contact_email": env.str("CHANGENOW_CONTACT_EMAIL", default=""),
         "enabled": env.bool("CHANGENOW_ENABLED", default=True),
     },
+    # LetsExchange API v1 (integrations/exchange/letsexchange.py): off until an operator has a
+    # partner key and enables it. Its URL is the API's base, to which each call adds /v1/...
+    "letsexchange": {
+        "adapter": "integrations.exchange.letsexchange.LetsExchangeExchange",
+        "url": env.str("LETSEXCHANGE_API_URL", default="https://api.letsexchange.io/api"),
+        "api_key_env": "LETSEXCHANGE_API_KEY",
+        # Sent with each quote and exchange (its reference marks it required): the partner account
+        # credited; not a secret.
+        "affiliate_id": env.str("LETSEXCHANGE_AFFILIATE_ID", default=""),
+        # Sent as email with each exchange we create: where its support writes about it.
+        "contact_email": env.str("LETSEXCHANGE_CONTACT_EMAIL", default=""),
+        "enabled": env.bool("LETSEXCHANGE_ENABLED", default=False),
+    },
 }
 # A provider whose calls fail (down, timing out, rate-limiting, answering nonsense) this many times
 # in a row is skipped by routing for the cool-down, then tried again with one probe call.

@@ -92,6 +92,9 @@ class Exchange:
     # by-id reports amountTo this much above what the payout sent (fault injection)
     reported_amount_to_skew: Decimal = Decimal(0)
     reported_payout_hash: str | None = None  # by-id names this instead of the real payout (fault)
+    # A fixed fee in to_asset taken from the payout, as a provider's network (withdrawal) fee; 0
+    # for ChangeNOW's sandbox, whose fee is all in its rate.
+    withdrawal_fee: Decimal = Decimal(0)
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
     status: str = "new"

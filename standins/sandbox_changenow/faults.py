@@ -201,7 +201,7 @@ def _parse_counted(kind: str, raw: Any) -> CountedFault:
     if kind == "refuse":
         error = raw.get("error", "not_valid_params")
         if not isinstance(error, str) or not error:
-            raise FaultSpecError("refuse.error must be a ChangeNOW error code such as out_of_range")
+            raise FaultSpecError("refuse.error must be the provider's error code (or message) such as out_of_range")
         fault.error = error
     return fault
 

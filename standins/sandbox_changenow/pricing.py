@@ -58,3 +58,8 @@ def amount_to(amount_from: Decimal, net_rate: Decimal, to_asset: Asset) -> Decim
     with localcontext() as context:
         context.prec = _RATE_PRECISION
         return (amount_from * net_rate).quantize(to_asset.quantum, rounding=ROUND_DOWN)
+
+
+def net_of_fixed_fee(amount: Decimal, fee: Decimal) -> Decimal:
+    """What is left of `amount` once a fixed fee in the same asset is taken (never below 0)."""
+    return max(amount - fee, Decimal(0))

@@ -20,7 +20,7 @@ import requests
 
 from standins.sandbox_changenow.chain import SandboxChain, SeenTransfer
 from standins.sandbox_changenow.exchanges import Deposit, Exchange, ExchangeStore, OnChainTransfer, utc_now
-from standins.sandbox_changenow.pricing import amount_to
+from standins.sandbox_changenow.pricing import amount_to, net_of_fixed_fee
 
 logger = logging.getLogger("standins.sandbox_changenow")
 
@@ -146,7 +146,9 @@ class ExchangeWatcher:
         else:
             assert exchange.amount_from is not None
             with self._store.lock:
-                exchange.amount_to = amount_to(exchange.amount_from, exchange.net_rate, exchange.to_asset)
+                exchange.amount_to = net_of_fixed_fee(
+                    amount_to(exchange.amount_from, exchange.net_rate, exchange.to_asset), exchange.withdrawal_fee
+                )
             self._set_status(exchange, "exchanging")
 
     def _refund(self, exchange: Exchange) -> None:

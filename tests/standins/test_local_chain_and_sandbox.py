@@ -216,12 +216,14 @@ def test_usdt_has_six_decimals_and_the_minted_balances(w3: Web3, chain: LocalCha
     assert token.functions.name().call() == "Test USDT"
     assert token.functions.symbol().call() == "USDT"
     assert token.functions.decimals().call() == 6
-    assert token.functions.totalSupply().call() == to_base_units(HOT_WALLET_USDT_MINT + TREASURY_USDT_MINT, 6)
+    assert token.functions.totalSupply().call() == to_base_units(HOT_WALLET_USDT_MINT + 2 * TREASURY_USDT_MINT, 6)
     # The mints, read from the chain's history so later tests' transfers do not matter.
     mints = token.events.Transfer().get_logs(from_block=0, argument_filters={"from": ZERO_ADDRESS})
     assert {(event["args"]["to"], event["args"]["value"]) for event in mints} == {
         (chain.hot_wallet_address, 1_000_000 * 10**6),
         (chain.treasury_address, 10_000_000 * 10**6),
+        # A second sandbox exchange's treasury (the LetsExchange one), so the two never share nonces.
+        (chain.second_treasury_address, 10_000_000 * 10**6),
     }
     assert chain.hot_wallet_address == Account.from_key(chain.hot_wallet_private_key).address
     assert chain.hot_wallet_address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # anvil's account 0
