@@ -107,6 +107,15 @@ class PayoutFlow(ExchangeFundedFlow):
         check, checked_by = routing.validate_address(self.pair(batch), batch.wallet_address)
         if check.valid:
             return batch
+        if not check.checked:
+            return to_review(
+                self,
+                batch,
+                BatchStatus.FAILED,
+                f"no enabled exchange provider can check a {batch.payout_currency} address on "
+                f"{batch.payout_network} ({check.message}); nothing was sent. Enable a provider that checks "
+                "it, then cancel to release the rows.",
+            )
         return to_review(
             self,
             batch,

@@ -257,7 +257,9 @@ class LetsExchangeExchange:
     def validate_address(self, receiving: Asset, address: str) -> AddressCheck:
         # No address-validation call in the reference: EVM addresses are checked by our own rule.
         if address_format(receiving.chain) != AddressFormat.EVM:
-            raise ExchangeUnavailable(f"{self.name} has no address check for {receiving.id}")
+            return AddressCheck(
+                valid=False, message=f"{self.name} has no address check for {receiving.id}", checked=False
+            )
         problem = address_problem(address, receiving.chain)
         return AddressCheck(valid=problem is None, message=problem or "")
 

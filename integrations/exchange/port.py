@@ -124,6 +124,9 @@ class ExchangeState:
 class AddressCheck:
     valid: bool
     message: str = ""
+    # False: this provider cannot check addresses of that asset (it has no such call): neither a
+    # yes nor a no, and no failure of the provider; routing asks the next one.
+    checked: bool = True
 
 
 class RefusalKind(StrEnum):

@@ -172,22 +172,31 @@ def best_quote(pair: ExchangePair, from_amount: Decimal) -> ProviderQuote:
 
 
 def validate_address(pair: ExchangePair, address: str) -> tuple[AddressCheck, str]:
-    """Whether the pair's payee can be paid at `address`, by the first candidate that answers
-    (in settings order), and who said so. Providers that are down are passed over."""
+    """Whether the pair's payee can be paid at `address`, by the first candidate that can check
+    it and answers (in settings order), and who said so. Providers that are down, or that cannot
+    check this asset's addresses, are passed over; when none can check it the answer is
+    `checked=False` (never a yes), and when none answers the wait is raised."""
     receiving: Asset = pair.target
     cooldown = settings.PGP_EXCHANGE_BREAKER_COOLDOWN_SECONDS
     failures: list[str] = []
+    cannot: list[str] = []
     for name in candidate_providers(pair):
         if not allows_call(name, cooldown=cooldown):
             failures.append(f"{name}: {CIRCUIT_OPEN}")
             continue
         try:
-            return exchange_provider(name).validate_address(receiving, address), name
+            check = exchange_provider(name).validate_address(receiving, address)
         except ExchangeRefused:
             raise
         except ExchangeError as error:
             failures.append(f"{name}: {error}")
-    raise ExchangeUnavailable(f"no exchange provider could check the address for {pair}: " + "; ".join(failures))
+            continue
+        if check.checked:
+            return check, name
+        cannot.append(name)
+    if failures:
+        raise ExchangeUnavailable(f"no exchange provider could check the address for {pair}: " + "; ".join(failures))
+    return AddressCheck(valid=False, message=f"none of {', '.join(cannot)} can check it", checked=False), ""
 
 
 __all__ = ["ProviderQuote", "Route", "amount_range", "best_quote", "minimum", "quote_route", "validate_address"]

@@ -1,7 +1,8 @@
 """Faults a test can switch on through `POST /sandbox/faults`, consumed as requests arrive.
 
 Count-based faults (`http_429`, `http_500`, `slow`, `refuse`) hit the next `count` API requests,
-optionally only those to one `path`; `refuse` answers 400 with ChangeNOW's error shape and the
+optionally only those to one `path`, after letting the first `after` of them through (0 by
+default: a provider that fails from its second quote on, say); `refuse` answers 400 with ChangeNOW's error shape and the
 `error` code given (`out_of_range`, say). One-shot faults apply to the next exchange created
 (`next_outcome`: finished, failed, refunded, or verifying, where it then stays for good;
 `from_amount_skew`; `answer_payout_address`: the creation answer names this payout address,
@@ -48,8 +49,20 @@ class CountedFault:
     seconds: Decimal = Decimal(0)  # slow: delay before the request is handled
     error: str = "not_valid_params"  # refuse: the error code of the 400 answer
 
+    after: int = 0  # matching requests still let through before the fault hits
+
     def matches(self, path: str) -> bool:
         return self.remaining > 0 and (self.path is None or self.path == path)
+
+    def take(self, path: str) -> bool:
+        """Whether this request is hit (one count used), or let through (one `after` used)."""
+        if not self.matches(path):
+            return False
+        if self.after > 0:
+            self.after -= 1
+            return False
+        self.remaining -= 1
+        return True
 
 
 @dataclass(frozen=True)
@@ -117,9 +130,8 @@ class Faults:
         """Seconds to stall this request (0 when no `slow` fault applies); uses one count."""
         with self._lock:
             fault = self._counted.get("slow")
-            if fault is None or not fault.matches(path):
+            if fault is None or not fault.take(path):
                 return Decimal(0)
-            fault.remaining -= 1
             return fault.seconds
 
     def take_error(self, path: str) -> InjectedError | None:
@@ -127,8 +139,7 @@ class Faults:
         with self._lock:
             for kind, status in (("http_429", 429), ("http_500", 500), ("refuse", 400)):
                 fault = self._counted.get(kind)
-                if fault is not None and fault.matches(path):
-                    fault.remaining -= 1
+                if fault is not None and fault.take(path):
                     return InjectedError(status, fault.retry_after if status == 429 else None, fault.error)
         return None
 
@@ -190,7 +201,10 @@ def _parse_counted(kind: str, raw: Any) -> CountedFault:
     path = raw.get("path")
     if path is not None and (not isinstance(path, str) or not path.startswith("/")):
         raise FaultSpecError(f"{kind}.path must be a path such as /v2/exchange")
-    fault = CountedFault(remaining=count, path=path)
+    after = raw.get("after", 0)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise FaultSpecError(f"{kind}.after must be a non-negative integer")
+    fault = CountedFault(remaining=count, path=path, after=after)
     if kind == "http_429":
         retry_after = raw.get("retry_after", 1)
         if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:

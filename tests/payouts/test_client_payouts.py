@@ -30,12 +30,10 @@ from pgp_project.operations.models import AlertThrottle
 from pgp_project.operations.selectors import get_runtime_settings
 from standins.erc20 import ERC20_ABI
 from standins.localchain import ANVIL_DEV_PRIVATE_KEYS, LocalChain, sign_and_send, wait_for_success
-from standins.models import FixedPriceExchangeRecord
 from standins.sandbox_changenow import SandboxChangeNow
 
 from ..conftest import ipn_body, on_both_brokers, post_ipn, run_at_the_same_moment, wait_until
 from ..factories import ClientFactory, StaffUserFactory
-from ..flows import route_exchanges_to
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), *on_both_brokers()]
 FINAL = (BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.FAILED, BatchStatus.REFUNDED)
@@ -339,37 +337,3 @@ def test_a_memo_network_payout_sends_the_destination_tag_as_extra_id(celery_work
     exchanges = requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["exchanges"]
     (recorded,) = [e for e in exchanges if e["id"] == batch.exchange_id]
     assert (recorded["payoutAddress"], recorded["payoutExtraId"]) == (client.wallet_address, "105791")
-
-
-def test_a_second_exchange_provider_is_one_adapter_and_one_registration(
-    celery_worker_process, local_chain: LocalChain, sandbox: SandboxChangeNow, settings
-) -> None:
-    """The stand-ins' fixed-price exchange, registered in the test settings only, pays a client
-    end to end on the local chain; the flows, the admin and ChangeNOW are none the wiser."""
-    route_exchanges_to(settings, "fixed_price")
-    wallet = Account.from_key(ANVIL_DEV_PRIVATE_KEYS[5]).address
-    w3 = Web3(Web3.HTTPProvider(local_chain.rpc_url))
-    changenow_exchanges = requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"]
-    client = make_client("-101101", "5.00", wallet_address=wallet)
-    credit_usdt(client, ["8.00", "4.00"], first_id=110000)
-    (batch_id,) = check_client_payouts()
-    batch = wait_final(batch_id)
-    assert batch.status == BatchStatus.COMPLETED, (batch.review_reason, batch.last_error)
-    assert batch.exchange_provider == "fixed_price"
-    assert str(batch.exchange_id).startswith("fp-")
-    record = FixedPriceExchangeRecord.objects.get(pk=batch.exchange_id)
-    assert record.status == "finished"
-    assert record.payin_address == batch.payin_address
-
-    # The USDT that left the hot wallet is exactly the rows' credit, paid to the exchange ...
-    sender, receiver, value = usdt_sent_on_chain(local_chain, host_payment_of(batch).tx_hash)
-    assert (sender, receiver) == (local_chain.hot_wallet_address, Web3.to_checksum_address(batch.payin_address))
-    assert value == to_base_units(batch.total_usdt, 6)
-    # ... and the client received the fixed price's ETH on chain, as recorded.
-    payout = w3.eth.get_transaction(batch.payout_tx_hash)
-    assert payout["to"] == wallet
-    assert payout["value"] == to_base_units(batch.payout_amount, 18)
-    assert batch.payout_amount == (batch.total_usdt / 2000).quantize(Decimal("1e-18"))
-    assert all(r.status == AccumulationStatus.PAID_OUT for r in PayoutAccumulation.objects.filter(client=client))
-    assert requests.get(f"{sandbox.base_url}/sandbox/exchanges", timeout=5).json()["count"] == changenow_exchanges
-    assert_conserved(client)
