@@ -14,7 +14,7 @@ section names, as noted below.
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -73,6 +73,10 @@ class ChangeNowApi:
         self._faults = faults
         self._pricing = pricing
         self._rate_id_ttl_seconds = rate_id_ttl_seconds
+
+    def reprice(self, fee_percent: Decimal) -> None:
+        """Quote with this fee from now on (a fixed rate already given keeps its own)."""
+        self._pricing = replace(self._pricing, fee_percent=fee_percent)
 
     # GET /v2/exchange/min-amount
     def min_amount(self, query: Mapping[str, str]) -> dict[str, Any]:

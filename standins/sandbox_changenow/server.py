@@ -89,6 +89,14 @@ class SandboxChangeNow(SandboxHost):
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def set_prices(self, *, fee_percent: Decimal) -> None:
+        """Quote better or worse from now on (a benchmark's randomised market, say); POST
+        /sandbox/reset goes back to the configured fee."""
+        self.api.reprice(fee_percent)
+
+    def on_reset(self) -> None:
+        self.api.reprice(self.config.fee_percent)
+
     def exchanges(self) -> list[dict[str, Any]]:
         """Every exchange as by-id shows it, plus what only the sandbox knows: the outcome it was
         set up for, the contactEmail it was created with, and the payout it really sent."""
