@@ -10,7 +10,14 @@ from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, money
 
 from . import money_jobs_admin  # noqa: F401 - replaces django_celery_beat's admins (money jobs guarded)
 from .access_admin import replace_access_admins
-from .models import AuditEvent, JobHeartbeat, PendingChange, PendingChangeStatus, RuntimeSettings
+from .models import (
+    AuditEvent,
+    JobHeartbeat,
+    OutsideServiceHealth,
+    PendingChange,
+    PendingChangeStatus,
+    RuntimeSettings,
+)
 from .pending_changes import CONFIRM_PERMISSION, ChangeNotPending, confirm_change, guarded_subject, reject_change
 from .selectors import get_runtime_settings
 from .two_person_admin import TwoPersonAdminMixin, changes_list, may_see_pending_changes
@@ -119,6 +126,32 @@ class PendingChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(JobHeartbeat)
 class JobHeartbeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("job_name", "last_started_at", "last_finished_at", "run_count")
+
+
+@admin.register(OutsideServiceHealth)
+class OutsideServiceHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each outside service (an exchange provider) as routing sees it: its circuit breaker and
+    its calls by outcome (the same counts /metrics exports)."""
+
+    list_display = (
+        "name",
+        "breaker",
+        "consecutive_failures",
+        "calls_ok",
+        "calls_refused",
+        "calls_unavailable",
+        "calls_bad_response",
+        "last_success_at",
+        "last_failure_at",
+        "last_failure",
+    )
+
+    @admin.display(description="circuit breaker")
+    def breaker(self, obj: OutsideServiceHealth) -> str:
+        if obj.opened_at is None:
+            return "closed"
+        probing = f", probe sent {obj.probe_claimed_at:%H:%M:%S}" if obj.probe_claimed_at else ""
+        return f"open since {obj.opened_at:%Y-%m-%d %H:%M:%S}{probing}"
 
 
 @admin.register(AuditEvent)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client as HttpClient
+from django.urls import reverse
 
 from integrations.assets import ETH, USDT_ERC20
 from integrations.exchange import routing
@@ -98,7 +99,7 @@ def test_the_range_is_the_best_of_the_candidates_and_an_amount_over_one_maximum_
 
 
 def test_a_provider_that_is_down_opens_its_breaker_and_is_skipped_until_a_probe_answers(
-    providers: None, settings, sandbox: SandboxChangeNow, letsexchange: SandboxLetsExchange, caplog
+    providers: None, settings, sandbox: SandboxChangeNow, letsexchange: SandboxLetsExchange, caplog, admin_client
 ) -> None:
     two_providers(settings, sandbox.base_url, NOTHING_LISTENS)
     with caplog.at_level(logging.ERROR, logger="pgp.alerts"):
@@ -106,6 +107,8 @@ def test_a_provider_that_is_down_opens_its_breaker_and_is_skipped_until_a_probe_
             route = routing.quote_route(ETH_TO_USDT, Decimal("0.01"))
             assert [quote.provider for quote in route.quoted] == ["changenow"]
     assert breaker_state("letsexchange", cooldown=60) == BreakerState.OPEN
+    page = admin_client.get(reverse("admin:operations_outsideservicehealth_changelist")).content.decode()
+    assert "open since" in page  # the operator sees it too
     assert any("ALERT exchange_provider_circuit_open" in r.getMessage() for r in caplog.records)
     calls_before = OutsideServiceHealth.objects.get(name="letsexchange").calls_unavailable
 
