@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
+from django.db import connections
 
 from integrations.assets import Asset
 from pgp_project.operations.alerts import Subject, alert
@@ -91,7 +92,7 @@ def _ask_each(pair: ExchangePair, ask: Callable[[ExchangeProvider], T]) -> tuple
     adapters = [provider.adapter if isinstance(provider, MeteredProvider) else provider for provider in providers]
     with ThreadPoolExecutor(max_workers=max(1, len(adapters)), thread_name_prefix="exchange-route") as pool:
         futures = [
-            pool.submit(timed, name, lambda adapter=adapter: ask(adapter))
+            pool.submit(_in_thread, name, lambda adapter=adapter: ask(adapter))
             for name, adapter in zip(asked, adapters, strict=True)
         ]
         calls = [future.result() for future in futures]
@@ -101,6 +102,16 @@ def _ask_each(pair: ExchangePair, ask: Callable[[ExchangeProvider], T]) -> tuple
     if not any(call.error is None or isinstance(call.error, ExchangeRefused) for call in calls):
         _all_down(pair, calls, skipped)
     return calls, skipped
+
+
+def _in_thread(provider: str, call: Callable[[], T]) -> TimedCall[T]:
+    """A provider call on a pool thread. An adapter may still reach the database from there (an
+    alert line is counted, say): that thread's connection is closed when it is done, never left
+    open for the pool to leak."""
+    try:
+        return timed(provider, call)
+    finally:
+        connections.close_all()
 
 
 def _all_down(pair: ExchangePair, calls: list[TimedCall[T]], skipped: list[str]) -> None:
