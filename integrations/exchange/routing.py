@@ -181,11 +181,14 @@ def validate_address(pair: ExchangePair, address: str) -> tuple[AddressCheck, st
     failures: list[str] = []
     cannot: list[str] = []
     for name in candidate_providers(pair):
-        if not allows_call(name, cooldown=cooldown):
+        provider = exchange_provider(name)
+        # A check made without calling the provider needs no breaker's leave (nor claims its probe).
+        local = getattr(provider, "checks_addresses_locally", False)
+        if not local and not allows_call(name, cooldown=cooldown):
             failures.append(f"{name}: {CIRCUIT_OPEN}")
             continue
         try:
-            check = exchange_provider(name).validate_address(receiving, address)
+            check = provider.validate_address(receiving, address)
         except ExchangeRefused:
             raise
         except ExchangeError as error:
