@@ -141,8 +141,12 @@ def _create_at_a_fresh_rate(
         try:
             return provider.create(replace(request, rate_id=quote.rate_id)), quote
         except ExchangeRefused as refusal:
-            if refusal.kind != RefusalKind.RATE_EXPIRED or attempt == 2:
+            if refusal.kind != RefusalKind.RATE_EXPIRED:
                 raise
+            if attempt == 2:  # nothing wrong with the batch: a wait (the next provider, or the step's retry)
+                raise ExchangeUnavailable(
+                    f"{provider.name}'s fixed rate expired twice before the exchange was created"
+                ) from refusal
             logger.warning("%s: fixed rate expired before the exchange was created; quoting again", provider.name)
             quote = provider.estimate(request.pair, request.from_amount)
     raise AssertionError("unreachable")

@@ -236,3 +236,30 @@ def test_release_is_refused_while_the_chain_shows_the_payment_went_out(
     assert b"does not prove that nothing was sent" in page.content
     assert BatchConversion.objects.get(pk=conversion.pk).status == BatchStatus.FAILED
     assert PayoutAccumulation.objects.filter(status=AccumulationStatus.SWAPPING).count() == 3
+
+
+def test_a_fixed_rate_expiring_twice_while_the_exchange_is_created_is_a_wait_not_a_review(
+    flow_environment: dict[str, str], threshold_client: Client, sandbox
+) -> None:
+    """ChangeNOW refuses the create twice because the fixed rate expired (the quote, then the
+    fresh one): nothing is wrong with the batch, so it waits for the step's retry (as before
+    routing) instead of going to review for a person."""
+    from integrations.exchange.port import ExchangeUnavailable
+
+    from ..flows import inject, reset_sandbox
+
+    reset_sandbox(sandbox)
+    http = HttpClient()
+    for offset in range(3):
+        post_ipn(http, ipn_body(payment_id=16000 + offset, price_amount="10.00", outcome_amount="0.004"))
+    conversion_id = check_threshold().conversion_id
+    inject(sandbox, {"refuse": {"count": 2, "path": "/v2/exchange", "error": "rate_id_not_found_or_expired"}})
+    try:
+        with pytest.raises(ExchangeUnavailable):
+            advance(CONVERSION_FLOW, conversion_id)
+        conversion = BatchConversion.objects.get(pk=conversion_id)
+        assert conversion.status == BatchStatus.CREATED, conversion.review_reason
+        # The rate holds on the retry: the exchange is created and funded.
+        assert advance(CONVERSION_FLOW, conversion_id).status == BatchStatus.FUNDING
+    finally:
+        reset_sandbox(sandbox)
