@@ -224,7 +224,9 @@ def _start_funding(flow: ExchangeFundedFlow[B], batch: B) -> B:
             # Under the batch lock, so a concurrent cancel either sees our host payment (and
             # refuses) or has already cancelled (and we create nothing).
             locked = lock_batch(flow.model, batch.pk)
-            if locked.status != BatchStatus.SWAP_CREATED:
+            # Only the exchange re-checked above: a re-quote may have put another in its place.
+            rechecked = (locked.exchange_provider, locked.exchange_id) == (batch.exchange_provider, batch.exchange_id)
+            if locked.status != BatchStatus.SWAP_CREATED or not rechecked:
                 batch.refresh_from_db()
                 return batch
             host_payment = ensure_host_payment(
