@@ -104,7 +104,7 @@ def _ask_each(pair: ExchangePair, ask: Callable[[ExchangeProvider], T]) -> tuple
 
 
 def _all_down(pair: ExchangePair, calls: list[TimedCall[T]], skipped: list[str]) -> None:
-    why = [f"{call.provider}: {call.error}" for call in calls] + [f"{name}: {CIRCUIT_OPEN}" for name in skipped]
+    why = [f"{call.provider}: {call.error_text}" for call in calls] + [f"{name}: {CIRCUIT_OPEN}" for name in skipped]
     alert(EXCHANGE_NO_PROVIDER_AVAILABLE, Subject("exchange_pair", str(pair)), pair=str(pair), why="; ".join(why))
     retry_after = [
         call.error.retry_after
@@ -134,7 +134,7 @@ def quote_route(pair: ExchangePair, from_amount: Decimal) -> Route:
     quotes = [
         ProviderQuote(call.provider, call.value)
         if call.error is None
-        else ProviderQuote(call.provider, None, str(call.error), refused=isinstance(call.error, ExchangeRefused))
+        else ProviderQuote(call.provider, None, call.error_text, refused=isinstance(call.error, ExchangeRefused))
         for call in calls
     ]
     quotes += [ProviderQuote(name, None, CIRCUIT_OPEN) for name in skipped]

@@ -185,3 +185,23 @@ def test_an_address_checked_locally_neither_claims_the_probe_nor_closes_the_brea
     with pytest.raises(ExchangeUnavailable):
         routing.quote_route(ETH_TO_USDT, Decimal("0.01"))
     assert OutsideServiceHealth.objects.get(name="letsexchange").opened_at is not None
+
+
+def test_an_api_key_that_cannot_be_sent_never_reaches_a_quote_row_the_health_row_or_an_alert(
+    providers: None, settings, monkeypatch, caplog
+) -> None:
+    """A key file holding two lines (the old key and the new, mid-rotation) makes a header that
+    requests refuses, quoting it in its message. That message must not be kept as the quote's
+    problem, the provider's last failure or the circuit-open alert's `last` (rule 8)."""
+    monkeypatch.setenv("LETSEXCHANGE_API_KEY", "lx-old-secret-key-0001\nlx-new-secret-key-0002")
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):  # PGP_EXCHANGE_BREAKER_FAILURES: the breaker opens, alerted
+            route = routing.quote_route(ETH_TO_USDT, Decimal("0.01"))
+            (failed,) = [quote for quote in route.quotes if quote.quote is None]
+            assert failed.provider == "letsexchange"
+            assert "secret-key" not in failed.problem
+    health = OutsideServiceHealth.objects.get(name="letsexchange")
+    assert health.calls_bad_response == 2
+    assert "secret-key" not in health.last_failure
+    assert any("ALERT exchange_provider_circuit_open" in record.getMessage() for record in caplog.records)
+    assert not [record.getMessage() for record in caplog.records if "secret-key" in record.getMessage()]
