@@ -135,6 +135,10 @@ def read_api_key(config: Mapping[str, Any]) -> str:
 class LetsExchangeExchange:
     """The LetsExchange adapter of the exchange-provider port (fixed-rate flow)."""
 
+    # validate_address asks nothing of LetsExchange (our own rule): its answer says nothing of
+    # whether LetsExchange is up, so it is neither metered nor held back by the breaker.
+    checks_addresses_locally = True
+
     def __init__(
         self,
         name: str = "letsexchange",

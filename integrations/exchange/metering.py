@@ -47,6 +47,15 @@ class TimedCall(Generic[T]):
     value: T | None = None
     error: Exception | None = None
 
+    @property
+    def error_text(self) -> str:
+        """The failure as it may be kept (quote rows, the health row, alerts): an ExchangeError's
+        message, which never holds a credential; of anything else only its type, since its message
+        may quote what was sent (requests' InvalidHeader quotes the API key's header)."""
+        if self.error is None or isinstance(self.error, ExchangeError):
+            return str(self.error or "")
+        return f"{self.provider}: unexpected {type(self.error).__name__}"
+
     def result(self) -> T:
         """The value, or the call's exception raised again."""
         if self.error is not None:
@@ -83,7 +92,7 @@ def record(call: TimedCall[object]) -> None:
         call.outcome,
         call.seconds,
         threshold=settings.PGP_EXCHANGE_BREAKER_FAILURES,
-        error=str(call.error or ""),
+        error=call.error_text,
     )
     if booked.opened:
         alert(
@@ -92,7 +101,7 @@ def record(call: TimedCall[object]) -> None:
             provider=call.provider,
             failures=settings.PGP_EXCHANGE_BREAKER_FAILURES,
             cooldown=settings.PGP_EXCHANGE_BREAKER_COOLDOWN_SECONDS,
-            last=str(call.error or "-")[:200],
+            last=(call.error_text or "-")[:200],
         )
 
 
@@ -102,6 +111,7 @@ class MeteredProvider:
     def __init__(self, adapter: ExchangeProvider) -> None:
         self.adapter = adapter
         self.name = adapter.name
+        self.checks_addresses_locally: bool = getattr(adapter, "checks_addresses_locally", False)
 
     def _call(self, call: Callable[[], T]) -> T:
         made = timed(self.name, call)
@@ -127,6 +137,8 @@ class MeteredProvider:
         return self._call(lambda: self.adapter.status(exchange))
 
     def validate_address(self, receiving: Asset, address: str) -> AddressCheck:
+        if self.checks_addresses_locally:  # no call to the provider: nothing to book on its health
+            return self.adapter.validate_address(receiving, address)
         return self._call(lambda: self.adapter.validate_address(receiving, address))
 
     def __repr__(self) -> str:

@@ -115,7 +115,7 @@ def _in_thread(provider: str, call: Callable[[], T]) -> TimedCall[T]:
 
 
 def _all_down(pair: ExchangePair, calls: list[TimedCall[T]], skipped: list[str]) -> None:
-    why = [f"{call.provider}: {call.error}" for call in calls] + [f"{name}: {CIRCUIT_OPEN}" for name in skipped]
+    why = [f"{call.provider}: {call.error_text}" for call in calls] + [f"{name}: {CIRCUIT_OPEN}" for name in skipped]
     alert(EXCHANGE_NO_PROVIDER_AVAILABLE, Subject("exchange_pair", str(pair)), pair=str(pair), why="; ".join(why))
     retry_after = [
         call.error.retry_after
@@ -145,7 +145,7 @@ def quote_route(pair: ExchangePair, from_amount: Decimal) -> Route:
     quotes = [
         ProviderQuote(call.provider, call.value)
         if call.error is None
-        else ProviderQuote(call.provider, None, str(call.error), refused=isinstance(call.error, ExchangeRefused))
+        else ProviderQuote(call.provider, None, call.error_text, refused=isinstance(call.error, ExchangeRefused))
         for call in calls
     ]
     quotes += [ProviderQuote(name, None, CIRCUIT_OPEN) for name in skipped]
@@ -192,11 +192,14 @@ def validate_address(pair: ExchangePair, address: str) -> tuple[AddressCheck, st
     failures: list[str] = []
     cannot: list[str] = []
     for name in candidate_providers(pair):
-        if not allows_call(name, cooldown=cooldown):
+        provider = exchange_provider(name)
+        # A check made without calling the provider needs no breaker's leave (nor claims its probe).
+        local = getattr(provider, "checks_addresses_locally", False)
+        if not local and not allows_call(name, cooldown=cooldown):
             failures.append(f"{name}: {CIRCUIT_OPEN}")
             continue
         try:
-            check = exchange_provider(name).validate_address(receiving, address)
+            check = provider.validate_address(receiving, address)
         except ExchangeRefused:
             raise
         except ExchangeError as error:

@@ -141,8 +141,12 @@ def _create_at_a_fresh_rate(
         try:
             return provider.create(replace(request, rate_id=quote.rate_id)), quote
         except ExchangeRefused as refusal:
-            if refusal.kind != RefusalKind.RATE_EXPIRED or attempt == 2:
+            if refusal.kind != RefusalKind.RATE_EXPIRED:
                 raise
+            if attempt == 2:  # nothing wrong with the batch: a wait (the next provider, or the step's retry)
+                raise ExchangeUnavailable(
+                    f"{provider.name}'s fixed rate expired twice before the exchange was created"
+                ) from refusal
             logger.warning("%s: fixed rate expired before the exchange was created; quoting again", provider.name)
             quote = provider.estimate(request.pair, request.from_amount)
     raise AssertionError("unreachable")
@@ -220,7 +224,9 @@ def _start_funding(flow: ExchangeFundedFlow[B], batch: B) -> B:
             # Under the batch lock, so a concurrent cancel either sees our host payment (and
             # refuses) or has already cancelled (and we create nothing).
             locked = lock_batch(flow.model, batch.pk)
-            if locked.status != BatchStatus.SWAP_CREATED:
+            # Only the exchange re-checked above: a re-quote may have put another in its place.
+            rechecked = (locked.exchange_provider, locked.exchange_id) == (batch.exchange_provider, batch.exchange_id)
+            if locked.status != BatchStatus.SWAP_CREATED or not rechecked:
                 batch.refresh_from_db()
                 return batch
             host_payment = ensure_host_payment(

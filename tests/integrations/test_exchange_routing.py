@@ -157,3 +157,54 @@ def test_metrics_count_each_providers_calls_by_outcome(
     assert 'pgp_exchange_provider_calls_total{outcome="ok",provider="letsexchange"} 1.0' in body
     assert 'pgp_exchange_provider_call_seconds_count{provider="letsexchange"} 2.0' in body
     assert 'pgp_exchange_provider_circuit_open{provider="letsexchange"} 0.0' in body
+
+
+def test_an_address_checked_locally_neither_claims_the_probe_nor_closes_the_breaker(
+    providers: None, settings, sandbox: SandboxChangeNow
+) -> None:
+    """LetsExchange has no address call: its check is our own rule, made without asking it. So
+    that check says nothing about whether it is up: while it is down its breaker must stay open
+    (and its one probe unclaimed), and no call to it is counted."""
+    two_providers(settings, NOTHING_LISTENS, NOTHING_LISTENS)
+    settings.PGP_EXCHANGES = {
+        **settings.PGP_EXCHANGES,
+        "changenow": {**settings.PGP_EXCHANGES["changenow"], "enabled": False},
+    }
+    for _ in range(2):  # PGP_EXCHANGE_BREAKER_FAILURES: LetsExchange is down
+        with pytest.raises(ExchangeUnavailable):
+            routing.quote_route(ETH_TO_USDT, Decimal("0.01"))
+    assert breaker_state("letsexchange", cooldown=60) == BreakerState.OPEN
+    calls_ok = OutsideServiceHealth.objects.get(name="letsexchange").calls_ok
+
+    settings.PGP_EXCHANGE_BREAKER_COOLDOWN_SECONDS = 0  # cooled down: the next real call is the probe
+    check, checked_by = routing.validate_address(ETH_TO_USDT, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+    assert (check.valid, check.checked, checked_by) == (True, True, "letsexchange")
+
+    health = OutsideServiceHealth.objects.get(name="letsexchange")
+    assert health.opened_at is not None, "a check made without the provider closed its breaker"
+    assert health.probe_claimed_at is None, "the probe was claimed by a call that never reached the provider"
+    assert health.calls_ok == calls_ok
+    # LetsExchange is still down: the probe is for a real call, which finds it so.
+    with pytest.raises(ExchangeUnavailable):
+        routing.quote_route(ETH_TO_USDT, Decimal("0.01"))
+    assert OutsideServiceHealth.objects.get(name="letsexchange").opened_at is not None
+
+
+def test_an_api_key_that_cannot_be_sent_never_reaches_a_quote_row_the_health_row_or_an_alert(
+    providers: None, settings, monkeypatch, caplog
+) -> None:
+    """A key file holding two lines (the old key and the new, mid-rotation) makes a header that
+    requests refuses, quoting it in its message. That message must not be kept as the quote's
+    problem, the provider's last failure or the circuit-open alert's `last` (rule 8)."""
+    monkeypatch.setenv("LETSEXCHANGE_API_KEY", "lx-old-secret-key-0001\nlx-new-secret-key-0002")
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):  # PGP_EXCHANGE_BREAKER_FAILURES: the breaker opens, alerted
+            route = routing.quote_route(ETH_TO_USDT, Decimal("0.01"))
+            (failed,) = [quote for quote in route.quotes if quote.quote is None]
+            assert failed.provider == "letsexchange"
+            assert "secret-key" not in failed.problem
+    health = OutsideServiceHealth.objects.get(name="letsexchange")
+    assert health.calls_bad_response == 2
+    assert "secret-key" not in health.last_failure
+    assert any("ALERT exchange_provider_circuit_open" in record.getMessage() for record in caplog.records)
+    assert not [record.getMessage() for record in caplog.records if "secret-key" in record.getMessage()]

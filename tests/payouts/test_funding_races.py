@@ -236,3 +236,79 @@ def test_release_is_refused_while_the_chain_shows_the_payment_went_out(
     assert b"does not prove that nothing was sent" in page.content
     assert BatchConversion.objects.get(pk=conversion.pk).status == BatchStatus.FAILED
     assert PayoutAccumulation.objects.filter(status=AccumulationStatus.SWAPPING).count() == 3
+
+
+def test_a_fixed_rate_expiring_twice_while_the_exchange_is_created_is_a_wait_not_a_review(
+    flow_environment: dict[str, str], threshold_client: Client, sandbox
+) -> None:
+    """ChangeNOW refuses the create twice because the fixed rate expired (the quote, then the
+    fresh one): nothing is wrong with the batch, so it waits for the step's retry (as before
+    routing) instead of going to review for a person."""
+    from integrations.exchange.port import ExchangeUnavailable
+
+    from ..flows import inject, reset_sandbox
+
+    reset_sandbox(sandbox)
+    http = HttpClient()
+    for offset in range(3):
+        post_ipn(http, ipn_body(payment_id=16000 + offset, price_amount="10.00", outcome_amount="0.004"))
+    conversion_id = check_threshold().conversion_id
+    inject(sandbox, {"refuse": {"count": 2, "path": "/v2/exchange", "error": "rate_id_not_found_or_expired"}})
+    try:
+        with pytest.raises(ExchangeUnavailable):
+            advance(CONVERSION_FLOW, conversion_id)
+        conversion = BatchConversion.objects.get(pk=conversion_id)
+        assert conversion.status == BatchStatus.CREATED, conversion.review_reason
+        # The rate holds on the retry: the exchange is created and funded.
+        assert advance(CONVERSION_FLOW, conversion_id).status == BatchStatus.FUNDING
+    finally:
+        reset_sandbox(sandbox)
+
+
+def test_a_run_never_funds_an_exchange_a_requote_put_in_place_of_the_one_it_rechecked(
+    flow_environment: dict[str, str], threshold_client: Client, sandbox
+) -> None:
+    """Run A re-checks the batch's exchange before funding it (slowly: ChangeNOW takes 3 s to
+    answer). Meanwhile another run re-quotes the batch and a fresh exchange, whose fixed rate
+    expires within the margin, takes its place. A must not fund that one: nobody re-checked it."""
+    import threading
+
+    from django.db import connection
+
+    from payouts.exchange_batches.requote import requote
+    from payouts.exchange_batches.steps import _create_exchange
+
+    from ..flows import inject, reset_sandbox
+
+    reset_sandbox(sandbox)
+    http = HttpClient()
+    for offset in range(3):
+        post_ipn(http, ipn_body(payment_id=17000 + offset, price_amount="10.00", outcome_amount="0.004"))
+    conversion = _create_exchange(CONVERSION_FLOW, BatchConversion.objects.get(pk=check_threshold().conversion_id))
+    assert conversion.status == BatchStatus.SWAP_CREATED
+    checked = conversion.exchange_id
+    inject(sandbox, {"slow": {"count": 1, "path": "/v2/exchange/by-id", "seconds": "3"}})
+
+    def run_a() -> None:
+        try:
+            advance(CONVERSION_FLOW, conversion.pk)
+        finally:
+            connection.close()
+
+    run = threading.Thread(target=run_a)
+    run.start()
+    try:
+        time.sleep(1)  # A is inside its re-check of `checked`
+        requote(CONVERSION_FLOW, conversion.pk, reason="test: another run found it expiring", exchange_id=checked)
+        inject(sandbox, {"next_quote_ttl_seconds": 5})  # the replacement's rate expires within the margin
+        replaced = _create_exchange(CONVERSION_FLOW, BatchConversion.objects.get(pk=conversion.pk))
+        assert replaced.status == BatchStatus.SWAP_CREATED
+        assert replaced.exchange_id != checked
+    finally:
+        run.join(30)
+        reset_sandbox(sandbox)
+    conversion = BatchConversion.objects.get(pk=conversion.pk)
+    assert conversion.host_payment_id is None, f"funded {conversion.exchange_id}, which no run re-checked"
+    # The next run re-checks the replacement, finds its rate expiring, and replaces it unfunded.
+    assert advance(CONVERSION_FLOW, conversion.pk).status == BatchStatus.CREATED
+    assert not HostPayment.objects.exists()
