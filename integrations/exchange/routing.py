@@ -17,11 +17,13 @@ thread.
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
 from django.db import connections
+from django.utils import timezone
 
 from integrations.assets import Asset
 from pgp_project.operations.alerts import Subject, alert
@@ -132,15 +134,22 @@ def _raise_refusal(pair: ExchangePair, refusals: list[ExchangeRefused]) -> None:
     """Every candidate that answered refused: one kind if they agree, else OTHER."""
     kinds = {refusal.kind for refusal in refusals}
     message = "; ".join(f"{refusal.provider or 'provider'}: {refusal}" for refusal in refusals)
-    error = ExchangeRefused(message, kind=kinds.pop() if len(kinds) == 1 else RefusalKind.OTHER)
+    # Out of one provider's range (and, say, not traded by another) is decided by the range: the
+    # batch may simply wait for more, with the best of the candidates' minimums.
+    if RefusalKind.OUT_OF_RANGE in kinds:
+        kind = RefusalKind.OUT_OF_RANGE
+    else:
+        kind = kinds.pop() if len(kinds) == 1 else RefusalKind.OTHER
+    error = ExchangeRefused(message, kind=kind)
     error.provider = ", ".join(refusal.provider for refusal in refusals)
     raise error
 
 
-def quote_route(pair: ExchangePair, from_amount: Decimal) -> Route:
-    """Every candidate's quote, best first. Raises ExchangeUnavailable when no candidate
-    answered (a candidate that is down might quote later: waiting beats refusing), and the
-    refusal when every one that answered refused."""
+def quote_route(pair: ExchangePair, from_amount: Decimal, *, lasting_at_least: float = 0.0) -> Route:
+    """Every candidate's quote, best first; a fixed rate that expires within `lasting_at_least`
+    seconds (it would be replaced before funding) ranks after every rate that lasts. Raises
+    ExchangeUnavailable when no candidate answered (a candidate that is down might quote later:
+    waiting beats refusing), and the refusal when every one that answered refused."""
     calls, skipped = _ask_each(pair, lambda provider: provider.estimate(pair, from_amount))
     quotes = [
         ProviderQuote(call.provider, call.value)
@@ -156,7 +165,13 @@ def quote_route(pair: ExchangePair, from_amount: Decimal) -> Route:
                 f"no quote for {pair} yet: " + "; ".join(f"{quote.provider}: {quote.problem}" for quote in quotes)
             )
         _raise_refusal(pair, [call.error for call in calls if isinstance(call.error, ExchangeRefused)])
-    quotes.sort(key=lambda quote: (quote.quote is None, -(quote.to_amount or Decimal(0))))
+    lasts_until = timezone.now() + timedelta(seconds=lasting_at_least)
+
+    def too_short(quote: ProviderQuote) -> bool:
+        valid_until = quote.quote.valid_until if quote.quote else None
+        return valid_until is not None and valid_until < lasts_until
+
+    quotes.sort(key=lambda quote: (quote.quote is None, too_short(quote), -(quote.to_amount or Decimal(0))))
     return Route(pair, from_amount, quotes)
 
 

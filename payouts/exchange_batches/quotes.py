@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from integrations.exchange.port import Quote
 from integrations.exchange.routing import Route
 
 from ..models import ExchangeFundedBatch, ExchangeQuote
@@ -54,9 +55,11 @@ def note_create_failure(kind: str, batch_id: int, quote_round: int, provider: st
     )
 
 
-def mark_chosen(kind: str, batch_id: int, quote_round: int, provider: str) -> None:
+def mark_chosen(kind: str, batch_id: int, quote_round: int, provider: str, used: Quote) -> None:
+    """The batch's exchange was created with this provider, at the quote `used` (a fresh one when
+    the first expired before the exchange was made: the row keeps what was really used)."""
     ExchangeQuote.objects.filter(batch_kind=kind, batch_id=batch_id, round=quote_round, provider=provider).update(
-        chosen=True
+        chosen=True, to_amount=used.to_amount, rate_id=used.rate_id or "", valid_until=used.valid_until
     )
 
 

@@ -67,17 +67,22 @@ def confirm_before_sending(flow: ExchangeFundedFlow[B], batch: B) -> bool:
         batch.pk,
         reason=f"{problem}; nothing was sent, a fresh exchange replaces it",
         exchange_id=batch.exchange_id,
+        provider=batch.exchange_provider,
     )
     return False
 
 
-def requote(flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str, exchange_id: str | None) -> B:
+def requote(
+    flow: ExchangeFundedFlow[B], batch_id: int, *, reason: str, exchange_id: str | None, provider: str = ""
+) -> B:
     """Abandon the batch's exchange and send the batch back to get a fresh one. Only while
     nothing can have been sent: the host payment, if any, must still be unsigned."""
     with transaction.atomic():
         batch, host_payment = lock_batch_and_host_payment(flow.model, batch_id)
         signed = host_payment is not None and host_payment.status != HostPaymentStatus.CREATED
-        if batch.status not in REQUOTABLE or signed or batch.exchange_id != exchange_id:
+        # The exchange checked is (provider, id): another provider may number one alike.
+        replaced = batch.exchange_id != exchange_id or bool(provider and batch.exchange_provider != provider)
+        if batch.status not in REQUOTABLE or signed or replaced:
             return batch  # moved on, or another run already replaced the exchange it checked
         back_to = BatchStatus.APPROVED if getattr(batch, "approved_by_id", None) else BatchStatus.CREATED
         transition(

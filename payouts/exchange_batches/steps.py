@@ -9,6 +9,7 @@ so `advance` may run twice, late, or concurrently with itself.
 import logging
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -85,24 +86,25 @@ def _create_exchange(flow: ExchangeFundedFlow[B], batch: B) -> B:
         rate_id=None,
         reference=f"{flow.kind}-{batch.pk}",
     )
-    route = quote_route(request.pair, request.from_amount)
+    # A rate that would expire before the re-check lets it be funded ranks after lasting ones.
+    route = quote_route(request.pair, request.from_amount, lasting_at_least=settings.PGP_RATE_VALIDITY_MARGIN_SECONDS)
     quote_round = record_quotes(flow.kind, batch, route)
     exchange, quote, provider = _create_with_the_best(flow, batch, route, request, quote_round)
     mismatch = _mismatch(request, exchange)
     if mismatch:
-        # Never stored as the batch's exchange, so no step, however late or repeated, funds it.
+        # Never stored as the batch's exchange, so no step, however late or repeated, funds it;
+        # recorded under the row lock, so an entry a concurrent run adds is never overwritten.
+        _record_abandoned(flow, batch.pk, provider.name, exchange.id)
+        batch.refresh_from_db()
         return to_review(
             flow,
             batch,
             BatchStatus.FAILED,
-            f"exchange {exchange.id} does not match what we asked for ({mismatch}); nothing was sent. Cancel it "
-            "in the admin to release the rows.",
-            updates={
-                "abandoned_exchange_ids": [*batch.abandoned_exchange_ids, abandoned_entry(provider.name, exchange.id)]
-            },
+            f"{provider.name} exchange {exchange.id} does not match what we asked for ({mismatch}); nothing was "
+            "sent. Cancel it in the admin to release the rows.",
         )
     if _store_exchange(flow, batch, exchange, provider.name, quote.valid_until):
-        mark_chosen(flow.kind, batch.pk, quote_round, provider.name)
+        mark_chosen(flow.kind, batch.pk, quote_round, provider.name, quote)
     batch.refresh_from_db()
     return batch
 
@@ -114,11 +116,12 @@ def _create_with_the_best(
     create that timed out may have made an exchange we never learn of: it is never stored, so
     never funded, and expires unfunded at the provider."""
     failures: list[ExchangeError] = []
-    for candidate in route.quoted:
+    for rank, candidate in enumerate(route.quoted):
         provider = exchange_provider(candidate.provider)
         assert candidate.quote is not None
+        runner_up = route.quoted[rank + 1].to_amount if rank + 1 < len(route.quoted) else None
         try:
-            exchange, quote = _create_at_a_fresh_rate(provider, request, candidate.quote)
+            exchange, quote = _create_at_a_fresh_rate(provider, request, candidate.quote, runner_up)
         except (ExchangeRefused, ExchangeUnavailable) as error:
             logger.warning("%s #%s: %s did not create the exchange (%s)", flow.kind, batch.pk, provider.name, error)
             note_create_failure(flow.kind, batch.pk, quote_round, provider.name, str(error))
@@ -132,10 +135,11 @@ def _create_with_the_best(
 
 
 def _create_at_a_fresh_rate(
-    provider: ExchangeProvider, request: ExchangeRequest, quoted: Quote
+    provider: ExchangeProvider, request: ExchangeRequest, quoted: Quote, runner_up: Decimal | None
 ) -> tuple[CreatedExchange, Quote]:
-    """Create with the quoted rate; a rate that expired in between is fetched again once. Never
-    retried inside the call otherwise: the task retries the step."""
+    """Create with the quoted rate; a rate that expired in between is fetched again once, and
+    used only if it still beats the next provider's quote (`runner_up`). Never retried inside the
+    call otherwise: the task retries the step."""
     quote = quoted
     for attempt in (1, 2):
         try:
@@ -149,6 +153,11 @@ def _create_at_a_fresh_rate(
                 ) from refusal
             logger.warning("%s: fixed rate expired before the exchange was created; quoting again", provider.name)
             quote = provider.estimate(request.pair, request.from_amount)
+            if runner_up is not None and quote.to_amount < runner_up:
+                raise ExchangeUnavailable(
+                    f"{provider.name}'s fixed rate expired, and its fresh quote {quote.to_amount} is below the next "
+                    f"provider's {runner_up}"
+                ) from refusal
     raise AssertionError("unreachable")
 
 
@@ -192,16 +201,23 @@ def _store_exchange(
     if stored:
         logger.info("%s #%s: exchange %s created, payin %s", flow.kind, batch.pk, exchange.id, exchange.payin_address)
         return True
-    with transaction.atomic():  # under the row lock, so concurrent losers all get recorded
-        locked = lock_batch(flow.model, batch.pk)
-        if (provider_name, exchange.id) != (locked.exchange_provider, locked.exchange_id):
-            locked.abandoned_exchange_ids = [
-                *locked.abandoned_exchange_ids,
-                abandoned_entry(provider_name, exchange.id),
-            ]
-            locked.save(update_fields=["abandoned_exchange_ids", "updated_at"])
-            logger.warning("%s #%s: exchange %s abandoned, the stored one is funded", flow.kind, batch.pk, exchange.id)
+    if _record_abandoned(flow, batch.pk, provider_name, exchange.id):
+        logger.warning("%s #%s: exchange %s abandoned, the stored one is funded", flow.kind, batch.pk, exchange.id)
     return False
+
+
+def _record_abandoned(flow: ExchangeFundedFlow[B], batch_id: int, provider_name: str, exchange_id: str) -> bool:
+    """Record an exchange that will never be funded (as "provider:id"), unless it is the batch's
+    own. Under the row lock, so concurrent runs' entries all get recorded."""
+    with transaction.atomic():
+        locked = lock_batch(flow.model, batch_id)
+        if (provider_name, exchange_id) == (locked.exchange_provider, locked.exchange_id):
+            return False
+        entry = abandoned_entry(provider_name, exchange_id)
+        if entry not in locked.abandoned_exchange_ids:
+            locked.abandoned_exchange_ids = [*locked.abandoned_exchange_ids, entry]
+            locked.save(update_fields=["abandoned_exchange_ids", "updated_at"])
+    return True
 
 
 def _start_funding(flow: ExchangeFundedFlow[B], batch: B) -> B:

@@ -208,3 +208,15 @@ def test_an_api_key_that_cannot_be_sent_never_reaches_a_quote_row_the_health_row
     assert "secret-key" not in health.last_failure
     assert any("ALERT exchange_provider_circuit_open" in record.getMessage() for record in caplog.records)
     assert not [record.getMessage() for record in caplog.records if "secret-key" in record.getMessage()]
+
+
+def test_a_better_rate_that_expires_before_it_could_be_funded_ranks_after_one_that_lasts(
+    providers: None, letsexchange: SandboxLetsExchange
+) -> None:
+    inject(letsexchange, {"next_quote_ttl_seconds": 5})  # LetsExchange quotes more, for 5 s only
+    route = routing.quote_route(ETH_TO_USDT, Decimal("0.01"), lasting_at_least=120)
+    assert [quote.provider for quote in route.quoted] == ["changenow", "letsexchange"]
+    better, lasting = route.quoted[1].to_amount, route.quoted[0].to_amount
+    assert better is not None
+    assert lasting is not None
+    assert better > lasting

@@ -82,7 +82,7 @@ def test_a_refused_api_key_makes_the_batch_wait_with_an_alert_until_the_key_is_r
     waiting = BatchConversion.objects.get(pk=conversion_id)
     assert waiting.status == BatchStatus.CREATED  # not failed, nothing created at the exchange
     assert waiting.exchange_id is None
-    assert "ExchangeUnauthorized" in waiting.last_error
+    assert "API key refused" in waiting.last_error  # a wait: no provider could answer
     assert "HTTP 401" in waiting.last_error
     assert waiting.attempts >= 1
     assert "rotated-away-key" not in "".join(worker.output)
