@@ -15,6 +15,7 @@ from payouts.exchange_batches.admin import (
 )
 from payouts.permissions import OPERATE_BATCH
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, admin_link, html_table, money_column
+from pgp_project.admin_scale import ScaleListMixin
 from pgp_project.money import USDT_QUANTUM
 from pgp_project.money_display import chain_reference, format_amount
 
@@ -26,7 +27,7 @@ USDT_CHAIN = "eth"
 
 
 @admin.register(BatchConversion)
-class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class BatchConversionAdmin(ScaleListMixin, ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status_shown",
@@ -41,8 +42,12 @@ class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.Mo
         "completed_at",
     )
     list_filter = ("status", "exchange_provider", ("created_at", DateRangeFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("=id", "exchange_id", "payin_address")
+    ordering = ("-id",)  # newest first by the primary key: ids follow creation
+    exact_search_fields = ("id", "exchange_id", "payin_address", "host_payment__tx_hash", "payout_tx_hash")
+    search_help_text = (
+        "Exact match: a conversion id, an exchange id, the exchange's deposit address, or a transaction hash "
+        "(the ETH sent, or the USDT received)."
+    )
     list_select_related = ("host_payment",)
     fieldsets = (
         ("Status", {"fields": ("status_shown", "exchange_status", "next_action_at", "deadline_at", "completed_at")}),
