@@ -1,5 +1,6 @@
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -15,7 +16,7 @@ from payouts.exchange_batches.admin import (
 )
 from payouts.permissions import OPERATE_BATCH
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, admin_link, html_table, money_column
-from pgp_project.admin_scale import ScaleListMixin
+from pgp_project.admin_scale import ScaleListMixin, choices_filter
 from pgp_project.money import USDT_QUANTUM
 from pgp_project.money_display import chain_reference, format_amount
 
@@ -41,7 +42,15 @@ class BatchConversionAdmin(ScaleListMixin, ExchangeBatchAdminMixin, ReadOnlyAdmi
         "created_at",
         "completed_at",
     )
-    list_filter = ("status", "exchange_provider", ("created_at", DateRangeFilter))
+    list_filter = (
+        "status",
+        choices_filter(
+            "exchange_provider",
+            "exchange provider",
+            lambda: [(name, name) for name in sorted(settings.PGP_EXCHANGE_PROVIDERS)],
+        ),
+        ("created_at", DateRangeFilter),
+    )
     ordering = ("-id",)  # newest first by the primary key: ids follow creation
     exact_search_fields = ("id", "exchange_id", "payin_address", "host_payment__tx_hash", "payout_tx_hash")
     search_help_text = (
