@@ -19,4 +19,13 @@ class Migration(migrations.Migration):
             model_name='batchconversion',
             index=models.Index(condition=models.Q(('status', 'completed')), fields=['completed_at'], name='batchconversion_completed_idx'),
         ),
-    ]
+        migrations.AddIndex(
+            model_name='batchconversion',
+            index=models.Index(fields=['payin_address'], name='batchconversion_payin_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='batchconversion',
+            index=models.Index(fields=['payout_tx_hash'], name='batchconversion_payout_tx_idx'),
+        ),
+    
+]

@@ -25,4 +25,25 @@ class Migration(migrations.Migration):
             model_name='payoutbatch',
             index=models.Index(condition=models.Q(('status', 'completed')), fields=['completed_at'], name='payoutbatch_completed_idx'),
         ),
-    ]
+        migrations.AddIndex(
+            model_name='hostpayment',
+            index=models.Index(fields=['to_address'], name='hostpayment_to_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='payoutbatch',
+            index=models.Index(fields=['payin_address'], name='payoutbatch_payin_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='payoutbatch',
+            index=models.Index(fields=['payout_tx_hash'], name='payoutbatch_payout_tx_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='payoutbatch',
+            index=models.Index(fields=['wallet_address'], name='payoutbatch_wallet_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='payoutbatch',
+            index=models.Index(fields=['created_at'], name='payoutbatch_created_idx'),
+        ),
+    
+]

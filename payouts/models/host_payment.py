@@ -83,6 +83,7 @@ class HostPayment(models.Model):
                 ),
                 name="hostpayment_open_idx",
             ),
+            models.Index(fields=["to_address"], name="hostpayment_to_idx"),  # the console's search
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=HostPaymentStatus.values), name="host_payment_status_valid"),
