@@ -219,6 +219,8 @@ class PaymentAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # created_at has only a BRIN one (cheap for the IPN's inserts, good for date ranges, no order).
     ordering = ("-id",)
     exact_search_fields = ("provider_payment_id", "order_id", "parent_provider_payment_id")
+    # Only what an index orders: a sort by another column would sort the whole table.
+    sortable_by = ("provider_payment_id", "created_at")
     search_help_text = "Exact match: a payment id (NOWPayments') or an order id, as written (PGP-<user>|<client>)."
     list_select_related = ("client",)
     fieldsets = (
@@ -338,6 +340,7 @@ class PaymentEventAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("outcome", "signature_valid", ("received_at", DateRangeFilter))
     ordering = ("-received_at", "-id")  # received_at has its own index
     exact_search_fields = ("provider_payment_id",)
+    sortable_by = ("received_at", "provider_payment_id")  # indexed orders only
     search_help_text = "Exact match: a payment id (NOWPayments')."
     list_select_related = ("payment",)
 
@@ -367,6 +370,7 @@ class PayoutAccumulationAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdm
         "batch_conversion_id",
         "payout_batch_id",
     )
+    sortable_by = ("id",)  # indexed orders only
     search_help_text = "Exact match: a row id, a payment id (NOWPayments'), an order id, a conversion or payout id."
     list_select_related = ("payment", "client")
     fieldsets = (

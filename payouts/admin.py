@@ -97,6 +97,7 @@ class PayoutBatchAdmin(ScaleListMixin, ExchangeBatchAdminMixin, ReadOnlyAdminMix
         "payin_address",
         "wallet_address",
     )
+    sortable_by = ("id", "created_at")  # indexed orders only
     search_help_text = (
         "Exact match: a payout id, an exchange id, a client's id, a transaction hash (ours or the exchange's), "
         "the exchange's deposit address or the client's wallet."
@@ -433,6 +434,7 @@ class HostPaymentAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     ordering = ("-id",)
     exact_search_fields = ("id", "tx_hash", "to_address", "candidates__tx_hash")
+    sortable_by = ("id",)  # indexed orders only
     search_help_text = "Exact match: a host payment id, a transaction hash (any candidate's), or the address paid."
     fieldsets = (
         (None, {"fields": ("status_shown", "batch_link", "owner_kind")}),

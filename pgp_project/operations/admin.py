@@ -166,6 +166,7 @@ class AuditEventAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("actor",)
     ordering = ("-id",)  # newest first: events are written in time order (created_at has a BRIN index)
     exact_search_fields = ("subject_id",)
+    sortable_by = ()  # newest first only: no other order is indexed
     search_help_text = "Exact match: the id of the subject (a payout, a conversion, a host payment, a client...)."
 
     def get_search_results(
