@@ -406,7 +406,9 @@ class HostPaymentChangeList(ScaleChangeList):
                 funded: dict[int, object] = {}
             else:
                 ids = [hp.pk for hp in host_payments]
-                funded = {b.host_payment_id: b for b in model._default_manager.filter(host_payment_id__in=ids)}
+                # select_related(): a batch's name names its client (a payout's __str__).
+                batches = model._default_manager.filter(host_payment_id__in=ids).select_related()
+                funded = {b.host_payment_id: b for b in batches}
             for host_payment in host_payments:
                 host_payment._funded_batch = funded.get(host_payment.pk)  # type: ignore[attr-defined]
         self.result_list = page

@@ -370,3 +370,18 @@ def test_the_public_health_probe_counts_nothing(client: HttpClient) -> None:
 def test_the_operators_health_still_reports_what_needs_attention(operator: HttpClient) -> None:
     body = operator.get("/health/").json()
     assert "needs_attention" in body["checks"]
+
+
+def test_the_host_payment_list_reads_its_batches_per_page_not_per_row(operator: HttpClient) -> None:
+    def add_funded_payouts(count: int) -> None:
+        for _ in range(count):
+            PayoutBatchFactory.create(host_payment=HostPaymentFactory.create(owner_kind="payout"))
+
+    url = reverse("admin:payouts_hostpayment_changelist")
+    add_funded_payouts(2)
+    queries_of(operator, url)  # the first request of a session reads and caches a few things more
+    html, few = queries_of(operator, url)
+    assert html.count('href="/admin/payouts/payoutbatch/') >= 2  # each row links the payout it funds
+    add_funded_payouts(6)
+    _, more = queries_of(operator, url)
+    assert len(more) == len(few)
