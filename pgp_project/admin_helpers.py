@@ -8,6 +8,7 @@ Every page that uses them loads `admin_extras/admin_extras.css` and `admin_extra
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from datetime import time as datetime_time
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import DateTimeField, Model, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -213,6 +215,11 @@ def time_column(field: str, description: str | None = None) -> Callable[[Any, An
 # --- a from/to date-range list filter ----------------------------------------------------------
 
 
+def _midnight(day: date) -> datetime:
+    """The start of `day` in the current timezone (the day an operator means)."""
+    return timezone.make_aware(datetime.combine(day, datetime_time.min))
+
+
 class DateRangeFilter(admin.FieldListFilter):
     """Filter a list by a date or time field from one day to another (both included), with two
     date inputs in the filter sidebar; no script. Use as `list_filter = (("created_at",
@@ -240,14 +247,18 @@ class DateRangeFilter(admin.FieldListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         start, end = self._bound(self.parameter_from), self._bound(self.parameter_to)
-        is_datetime = isinstance(self.field, DateTimeField)
-        if start is not None:
-            queryset = queryset.filter(**{f"{self.field_path}__date__gte" if is_datetime else self.field_path: start})
-        if end is not None:
-            if is_datetime:
-                queryset = queryset.filter(**{f"{self.field_path}__date__lt": end + timedelta(days=1)})
-            else:
+        if not isinstance(self.field, DateTimeField):
+            if start is not None:
+                queryset = queryset.filter(**{f"{self.field_path}__gte": start})
+            if end is not None:
                 queryset = queryset.filter(**{f"{self.field_path}__lte": end})
+            return queryset
+        # The days' bounds as instants (midnight in the current timezone), compared with the
+        # column itself: an index serves that, where `__date` would convert every row first.
+        if start is not None:
+            queryset = queryset.filter(**{f"{self.field_path}__gte": _midnight(start)})
+        if end is not None:
+            queryset = queryset.filter(**{f"{self.field_path}__lt": _midnight(end + timedelta(days=1))})
         return queryset
 
     def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:  # type: ignore[override]

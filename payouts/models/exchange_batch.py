@@ -79,4 +79,11 @@ class ExchangeFundedBatch(models.Model):
         ]
         indexes = [
             models.Index(fields=["next_action_at"], condition=~Q(status__in=CLOSED_STATUSES), name="%(class)s_due_idx"),
+            # The needs-attention count of batches in review, on every admin page.
+            models.Index(fields=["status"], condition=Q(status__in=REVIEW_STATUSES), name="%(class)s_review_idx"),
+            # The overview's completed batches per day and instant payouts of the last days.
+            models.Index(fields=["completed_at"], condition=Q(status="completed"), name="%(class)s_completed_idx"),
+            # The console's exact search: the exchange's deposit address and its payout hash.
+            models.Index(fields=["payin_address"], name="%(class)s_payin_idx"),
+            models.Index(fields=["payout_tx_hash"], name="%(class)s_payout_tx_idx"),
         ]

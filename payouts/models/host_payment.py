@@ -73,6 +73,18 @@ class HostPayment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The needs-attention counts (waiting for balance, fee cap or key; past deadline) on
+            # every admin page read only the open payments.
+            models.Index(
+                fields=["waiting_for", "deadline_at"],
+                condition=Q(
+                    status__in=[HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
+                ),
+                name="hostpayment_open_idx",
+            ),
+            models.Index(fields=["to_address"], name="hostpayment_to_idx"),  # the console's search
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=HostPaymentStatus.values), name="host_payment_status_valid"),
             models.CheckConstraint(

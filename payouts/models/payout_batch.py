@@ -76,6 +76,11 @@ class PayoutBatch(ExchangeFundedBatch):
             ("approve_payout", "Can approve or reject a payout above the approval limit"),
             ("operate_batch", "Can re-drive, cancel, resume and release conversions, payouts and host payments"),
         ]
+        indexes = [
+            *ExchangeFundedBatch.Meta.indexes,
+            models.Index(fields=["wallet_address"], name="payoutbatch_wallet_idx"),  # the console's search
+            models.Index(fields=["created_at"], name="payoutbatch_created_idx"),  # the API's newest first
+        ]
         constraints = [
             *ExchangeFundedBatch.Meta.constraints,
             models.CheckConstraint(condition=Q(kind__in=PayoutKind.values), name="payout_kind_valid"),
