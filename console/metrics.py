@@ -2,16 +2,18 @@
 `Authorization: Bearer $PGP_METRICS_TOKEN`; anyone else gets 403).
 
 A custom collector reads the database at scrape time, so every web process answers the same and
-no multiprocess state is kept. `pgp_alerts_total` is a counter (a row per alert name, only ever
-incremented), and so is `pgp_webhook_attempts_total` (a row per outcome); everything else is a
-gauge read from what the database already records: IPNs are counted from their stored events
-(refused ones are pruned after PGP_REJECTED_IPN_RETENTION_DAYS, so that count may fall: not a
-Prometheus counter); the outbox lag is the age of the oldest event not yet delivered; retries
-and failures from the `attempts` and `last_error` every batch and host payment carries (each
-retry and each give-up increments `attempts`, see pgp_project.operations.scheduling).
+no multiprocess state is kept. Events are counters kept in rows only ever incremented, never
+pruned: `pgp_ipn_events_total` (payments.ipn_counters: counted as each IPN is recorded, so the
+retention job's pruning of refused ones lowers nothing), `pgp_alerts_total` and
+`pgp_webhook_attempts_total`. Everything else is a gauge of what the database records now. No
+family scans a large table: the IPN counts are a few counter rows, and the others read the
+batch and host-payment tables (each far smaller than the payments and IPN events) or small
+ones (the hot-wallet snapshot, Beat's periodic tasks). The alerting rules in
+deploy/prometheus/alerts.yml and the dashboard in deploy/grafana/ are written against these names.
 """
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -24,14 +26,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from batching.models import BatchConversion
-from payments.models import IpnOutcome, Payment, PaymentEvent, RoutingStatus
+from payments.ipn_counters import ipn_event_totals
+from payments.models import Payment, RoutingStatus
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.admin_site import operator_access_allowed
 from pgp_project.operations.alerts import alert_counts
-from pgp_project.operations.attention import needs_attention
+from pgp_project.operations.attention import attention_deadline_seconds, attention_oldest, needs_attention
 from webhooks.services import delivery_counters, outbox_lag_seconds
 
+from .metrics_operations import hot_wallet_families, periodic_task_families
 from .models import ReconciliationRun
 
 BATCH_MODELS = {"conversion": BatchConversion, "payout": PayoutBatch}
@@ -42,14 +46,26 @@ OPEN_HOST_PAYMENT = [HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPa
 
 class ConsoleCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        ipn = GaugeMetricFamily(
+        now = timezone.now()
+        yield from self._ipn_events()
+        yield from self._batches_and_items(now)
+        yield from self._attention(now)
+        yield from self._alerts_and_webhooks()
+        yield from self._reconciliation()
+        yield from hot_wallet_families()
+        yield from periodic_task_families()
+
+    @staticmethod
+    def _ipn_events() -> Iterator[Metric]:
+        # A true counter (payments.ipn_counters): what the retention job prunes stays counted.
+        ipn = CounterMetricFamily(
             "pgp_ipn_events", "IPNs received and recorded, by what was done with them", labels=["outcome"]
         )
-        counted = dict(PaymentEvent.objects.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
-        for outcome in IpnOutcome.values:
-            ipn.add_metric([outcome], counted.get(outcome, 0))
+        for outcome, count in ipn_event_totals().items():
+            ipn.add_metric([outcome], count)
         yield ipn
 
+    def _batches_and_items(self, now: datetime) -> Iterator[Metric]:
         batches = GaugeMetricFamily("pgp_batches", "Conversions and payouts by state", labels=["kind", "status"])
         attempts = GaugeMetricFamily(
             "pgp_step_attempts",
@@ -63,7 +79,6 @@ class ConsoleCollector(Collector):
         oldest = GaugeMetricFamily(
             "pgp_oldest_open_item_age_seconds", "Age of the oldest item not yet closed (0: none open)", labels=["kind"]
         )
-        now = timezone.now()
         for kind, model in BATCH_MODELS.items():
             by_status = dict(
                 model._default_manager.values_list("status").annotate(n=Count("id")).values_list("status", "n")
@@ -105,8 +120,11 @@ class ConsoleCollector(Collector):
         oldest.add_metric(["held_payment"], (now - held).total_seconds() if held else 0)
         yield from (attempts, failing, failed, oldest)
 
+    @staticmethod
+    def _attention(now: datetime) -> Iterator[Metric]:
         attention = needs_attention()
-        total = GaugeMetricFamily("pgp_needs_attention_total", "Items that need a person")
+        # Not `..._total`: a gauge of what waits now, not a counter (that suffix is a counter's).
+        total = GaugeMetricFamily("pgp_needs_attention_items", "Items that need a person, all reasons together")
         total.add_metric([], float(attention["total"]))  # type: ignore[arg-type]
         yield total
         reasons = GaugeMetricFamily("pgp_needs_attention", "Items that need a person, by reason", labels=["reason"])
@@ -114,7 +132,26 @@ class ConsoleCollector(Collector):
         for reason, count in sorted(breakdown.items()):
             reasons.add_metric([reason], count)
         yield reasons
+        ages = GaugeMetricFamily(
+            "pgp_needs_attention_oldest_age_seconds",
+            "How long the longest-waiting item of each reason has waited (0: none waits)",
+            labels=["reason"],
+        )
+        for reason, since in sorted(attention_oldest().items()):
+            ages.add_metric([reason], max(0.0, (now - since).total_seconds()) if since else 0.0)
+        yield ages
+        deadlines = GaugeMetricFamily(
+            "pgp_needs_attention_deadline_seconds",
+            "How long an item of each reason may wait for a person before it is overdue "
+            "(PGP_ATTENTION_DEADLINE_SECONDS, PGP_ATTENTION_DEADLINES)",
+            labels=["reason"],
+        )
+        for reason in sorted(breakdown):
+            deadlines.add_metric([reason], attention_deadline_seconds(reason))
+        yield deadlines
 
+    @staticmethod
+    def _alerts_and_webhooks() -> Iterator[Metric]:
         # A true counter (kept per alert name, incremented with each line, never pruned).
         alerts = CounterMetricFamily("pgp_alerts", "Alert lines written, by alert name", labels=["name"])
         for name, count in alert_counts().items():
@@ -134,6 +171,8 @@ class ConsoleCollector(Collector):
             webhook_attempts.add_metric([outcome], count)
         yield webhook_attempts
 
+    @staticmethod
+    def _reconciliation() -> Iterator[Metric]:
         last = ReconciliationRun.objects.first()
         if last is not None:
             run = GaugeMetricFamily(

@@ -456,3 +456,23 @@ class UnverifiedIpnBody(models.Model):
 
     def __str__(self) -> str:
         return f"unverified IPN body of event #{self.event_id}"
+
+
+class IpnEventCount(models.Model):
+    """How many IPNs were recorded with each outcome, ever: /metrics exports them as counters.
+    Incremented in the statement (or transaction) that records the event, never decremented: the
+    retention job prunes refused events, not these. Each outcome is spread over a few `shard`
+    rows picked by the database connection, so concurrent intakes rarely wait on one hot row;
+    the total is their sum."""
+
+    outcome = models.CharField(max_length=24, choices=IpnOutcome.choices)
+    shard = models.PositiveSmallIntegerField()
+    total = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["outcome", "shard"], name="ipn_event_count_outcome_shard_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} (shard {self.shard}): {self.total}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Model, QuerySet
 
 DEFAULT_ITEMS_PER_KIND = 200
@@ -41,6 +42,9 @@ class AttentionSource:
     label: str  # "Payments held for review"
     count: Callable[[], int]
     items: Callable[[int], list[AttentionItem]]  # at most `limit` items, the newest first
+    # Since when the longest-waiting item has waited (None: none waits, or not known), for
+    # /metrics' oldest age per reason.
+    oldest: Callable[[], datetime | None] = lambda: None
 
 
 _SOURCES: dict[str, AttentionSource] = {}
@@ -71,7 +75,21 @@ def queryset_source(
     def items(limit: int) -> list[AttentionItem]:
         return [item(row) for row in rows().order_by(*newest_first)[:limit]]
 
-    return AttentionSource(kind=kind, label=label, count=count, items=items)
+    def oldest() -> datetime | None:
+        # By the `since` the queryset annotates when it has one (the moment the item entered its
+        # state), else the reverse of the listing's order: one row, read as the queue shows it.
+        queryset = rows()
+        if "since" in queryset.query.annotations:
+            first = queryset.order_by("since", "pk").first()
+        else:
+            first = queryset.order_by(*(_reversed(field) for field in newest_first)).first()
+        return item(first).since if first is not None else None
+
+    return AttentionSource(kind=kind, label=label, count=count, items=items, oldest=oldest)
+
+
+def _reversed(ordering: str) -> str:
+    return ordering[1:] if ordering.startswith("-") else f"-{ordering}"
 
 
 def attention_sources() -> list[AttentionSource]:
@@ -90,6 +108,17 @@ def attention_counts() -> dict[str, int]:
     for counter in _COUNTERS:
         breakdown.update(counter())
     return breakdown
+
+
+def attention_oldest() -> dict[str, datetime | None]:
+    """Since when the longest-waiting item of each kind has waited (None: nothing waits): one
+    single-row query per source."""
+    return {source.kind: source.oldest() for source in _SOURCES.values()}
+
+
+def attention_deadline_seconds(kind: str) -> int:
+    """How long an item of this kind may wait for a person before it is overdue."""
+    return int(settings.PGP_ATTENTION_DEADLINES.get(kind, settings.PGP_ATTENTION_DEADLINE_SECONDS))
 
 
 def needs_attention() -> dict[str, object]:
