@@ -64,4 +64,12 @@ class ExchangeFundedBatch(models.Model):
         ]
         indexes = [
             models.Index(fields=["next_action_at"], condition=~Q(status__in=CLOSED_STATUSES), name="%(class)s_due_idx"),
+            # /metrics, every scrape: the batches by state and their attempts in one index-only scan,
+            # and the oldest batch not yet closed (in review included) from the few that are not.
+            models.Index(fields=["status"], include=["attempts"], name="%(class)s_status_idx"),
+            models.Index(
+                fields=["created_at"],
+                condition=~Q(status__in=[BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.MERGED]),
+                name="%(class)s_unclosed_idx",
+            ),
         ]

@@ -88,6 +88,18 @@ class HostPayment(models.Model):
                 name="host_payment_signed_has_tx",
             ),
         ]
+        indexes = [
+            # /metrics and the needs-attention counts, every scrape: host payments by state (and
+            # wait) with their attempts in one index-only scan, and the few not yet mined.
+            models.Index(fields=["status", "waiting_for"], include=["attempts"], name="host_payment_status_idx"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(
+                    status__in=[HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
+                ),
+                name="host_payment_open_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"host payment #{self.pk} ({format_amount(self.amount, self.asset)} on {self.chain}, {self.status})"
