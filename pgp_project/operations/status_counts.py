@@ -19,7 +19,7 @@ from .locks import try_advisory_xact_lock
 from .models import StatusCount, StatusCountChange
 
 FOLD_STATUS_COUNTS_TASK = "operations.fold_status_counts"
-_FOLD_LOCK = "operations.fold_status_counts"
+_FOLD_LOCK = "status counts fold"
 
 COUNTS = StatusCount._meta.db_table
 CHANGES = StatusCountChange._meta.db_table
