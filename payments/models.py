@@ -231,6 +231,10 @@ class Payment(models.Model):
         ]
         indexes = [
             models.Index(fields=["created_at"], condition=Q(routing_status="held"), name="payment_held_idx"),
+            # The longest-waiting held payment (the queue's order), for /metrics at every scrape.
+            models.Index(
+                fields=["updated_at", "id"], condition=Q(routing_status="held"), name="payment_held_since_idx"
+            ),
             # Only repeated deposits are in these: an ordinary payment's insert (the IPN's hot path)
             # writes no entry.
             models.Index(
@@ -416,6 +420,9 @@ class PayoutAccumulation(models.Model):
             # The conversion check scans only pending rows; keep that scan small forever.
             models.Index(fields=["created_at"], condition=Q(status="pending"), name="accum_pending_idx"),
             models.Index(fields=["client", "status"], name="accum_client_status_idx"),
+            # The needs-attention queue's longest-waiting held row, for /metrics at every scrape.
+            # Partial: a row written pending (the IPN's hot path) adds no entry.
+            models.Index(fields=["updated_at", "id"], condition=Q(status="held"), name="accum_held_since_idx"),
         ]
 
     def __str__(self) -> str:

@@ -80,9 +80,9 @@ def queryset_source(
         # state), else the reverse of the listing's order: one row, read as the queue shows it.
         queryset = rows()
         if "since" in queryset.query.annotations:
-            first = queryset.order_by("since", "pk").first()
-        else:
-            first = queryset.order_by(*(_reversed(field) for field in newest_first)).first()
+            since: datetime | None = queryset.order_by("since", "pk").values_list("since", flat=True).first()
+            return since
+        first = queryset.order_by(*(_reversed(field) for field in newest_first)).first()
         return item(first).since if first is not None else None
 
     return AttentionSource(kind=kind, label=label, count=count, items=items, oldest=oldest)

@@ -2,7 +2,7 @@
 before and after a fold, and a save that moves nothing records nothing."""
 
 import pytest
-from django.db.models import Count, Sum
+from django.db.models import Count, Model, Sum
 
 from batching.models import BatchConversion
 from payouts.exchange_batches.states import BatchStatus
@@ -15,12 +15,12 @@ from ..factories import BatchConversionFactory, HostPaymentFactory, PayoutBatchF
 pytestmark = pytest.mark.django_db
 
 
-def counted_by_hand(model: type) -> dict[str, Counted]:
+def counted_by_hand(model: type[Model]) -> dict[str, Counted]:
     rows = model._default_manager.values_list("status").annotate(n=Count("*"), a=Sum("attempts"))
     return {status: Counted(n, a) for status, n, a in rows}
 
 
-def kept(model: type) -> dict[str, Counted]:
+def kept(model: type[Model]) -> dict[str, Counted]:
     """The trigger-kept counts, without the statuses whose rows all went elsewhere."""
     return {status: count for status, count in status_counts(model._meta.db_table).items() if count.rows}
 
