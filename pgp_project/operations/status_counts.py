@@ -1,12 +1,13 @@
 """Rows by status, exact and read in constant time, for tables far too large to count at every
 /metrics scrape (200k payouts, their host payments).
 
-Each counted table has three statement-level triggers (after INSERT, UPDATE and DELETE) that
+Each counted table has statement-level triggers (after INSERT, UPDATE and DELETE) that
 record, from the statement's transition tables, what the statement changed per status (rows and
 their `attempts`) as new rows of StatusCountChange, in the writer's own transaction: exact
 whatever writes (the ORM, a bulk UPDATE, a seed's COPY), and never an UPDATE of a shared row, so
 two writers never wait on each other nor deadlock over a count. A periodic job folds the changes
-into StatusCount; a read sums both, so it is exact between folds too. The kernel knows no table:
+into StatusCount; a read sums both, so it is exact between folds too. A TRUNCATE of the table
+empties its counts. The kernel knows no table:
 an app's migration installs the triggers on its own tables (`install_sql`).
 """
 
@@ -29,7 +30,10 @@ CHANGES = StatusCountChange._meta.db_table
 FUNCTION_SQL = f"""
 CREATE OR REPLACE FUNCTION pgp_record_status_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP = 'INSERT' THEN
+  IF TG_OP = 'TRUNCATE' THEN
+    DELETE FROM {COUNTS} WHERE table_name = TG_TABLE_NAME;
+    DELETE FROM {CHANGES} WHERE table_name = TG_TABLE_NAME;
+  ELSIF TG_OP = 'INSERT' THEN
     INSERT INTO {CHANGES} (table_name, status, rows, attempts)
     SELECT TG_TABLE_NAME, status, count(*), coalesce(sum(attempts), 0) FROM pgp_new_rows GROUP BY status;
   ELSIF TG_OP = 'DELETE' THEN
@@ -62,6 +66,9 @@ def install_sql(table: str) -> list[str]:
                 ("DELETE", "OLD TABLE AS pgp_old_rows"),
             )
         ),
+        # A TRUNCATE (a test's flush, a wiped benchmark database) empties the counts with the table.
+        f"CREATE TRIGGER pgp_status_counts_truncate AFTER TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION pgp_record_status_counts()",
         f"INSERT INTO {COUNTS} (table_name, status, rows, attempts) "  # noqa: S608 (an identifier, checked)
         f"SELECT '{table}', status, count(*), coalesce(sum(attempts), 0) FROM {table} GROUP BY status",
     ]
@@ -70,7 +77,10 @@ def install_sql(table: str) -> list[str]:
 def uninstall_sql(table: str) -> list[str]:
     _check_identifier(table)
     return [
-        *(f"DROP TRIGGER IF EXISTS pgp_status_counts_{op} ON {table}" for op in ("insert", "update", "delete")),
+        *(
+            f"DROP TRIGGER IF EXISTS pgp_status_counts_{op} ON {table}"
+            for op in ("insert", "update", "delete", "truncate")
+        ),
         f"DELETE FROM {COUNTS} WHERE table_name = '{table}'",  # noqa: S608 (an identifier, checked)
         f"DELETE FROM {CHANGES} WHERE table_name = '{table}'",  # noqa: S608 (an identifier, checked)
     ]

@@ -2,6 +2,7 @@
 before and after a fold, and a save that moves nothing records nothing."""
 
 import pytest
+from django.db import connection
 from django.db.models import Count, Model, Sum
 
 from batching.models import BatchConversion
@@ -52,3 +53,12 @@ def test_the_counts_follow_every_kind_of_write_and_survive_a_fold() -> None:
     assert kept(PayoutBatch) == counted_by_hand(PayoutBatch) == {BatchStatus.FAILED: Counted(1, 5)}
     assert fold_status_counts() == 1
     assert kept(PayoutBatch) == counted_by_hand(PayoutBatch)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_truncate_empties_the_counts() -> None:
+    PayoutBatchFactory.create(status=BatchStatus.CREATED)
+    assert kept(PayoutBatch) == {BatchStatus.CREATED: Counted(1, 0)}
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE payout_batches CASCADE")
+    assert kept(PayoutBatch) == {}
