@@ -32,7 +32,7 @@ from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.admin_site import operator_access_allowed
 from pgp_project.operations.alerts import alert_counts
-from pgp_project.operations.attention import attention_deadline_seconds, attention_oldest, needs_attention
+from pgp_project.operations.attention import attention_deadline_seconds, attention_tally
 from pgp_project.operations.status_counts import status_counts
 from webhooks.services import delivery_counters, outbox_lag_seconds
 
@@ -103,13 +103,15 @@ class ConsoleCollector(Collector):
 
     @staticmethod
     def _attention(now: datetime) -> Iterator[Metric]:
-        attention = needs_attention()
+        # The same counts as /health/'s needs_attention, with each kind's longest wait: one query
+        # per source.
+        tally = attention_tally()
+        breakdown = {reason: count for reason, (count, _) in tally.items()}
         # Not `..._total`: a gauge of what waits now, not a counter (that suffix is a counter's).
         total = GaugeMetricFamily("pgp_needs_attention_items", "Items that need a person, all reasons together")
-        total.add_metric([], float(attention["total"]))  # type: ignore[arg-type]
+        total.add_metric([], sum(breakdown.values()))
         yield total
         reasons = GaugeMetricFamily("pgp_needs_attention", "Items that need a person, by reason", labels=["reason"])
-        breakdown: dict[str, int] = attention["breakdown"]  # type: ignore[assignment]
         for reason, count in sorted(breakdown.items()):
             reasons.add_metric([reason], count)
         yield reasons
@@ -118,7 +120,7 @@ class ConsoleCollector(Collector):
             "How long the longest-waiting item of each reason has waited (0: none waits)",
             labels=["reason"],
         )
-        for reason, since in sorted(attention_oldest().items()):
+        for reason, (_, since) in sorted(tally.items()):
             ages.add_metric([reason], max(0.0, (now - since).total_seconds()) if since else 0.0)
         yield ages
         deadlines = GaugeMetricFamily(
