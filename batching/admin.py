@@ -1,5 +1,6 @@
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -15,6 +16,7 @@ from payouts.exchange_batches.admin import (
 )
 from payouts.permissions import OPERATE_BATCH
 from pgp_project.admin_helpers import DateRangeFilter, ReadOnlyAdminMixin, admin_link, html_table, money_column
+from pgp_project.admin_scale import ScaleListMixin, choices_filter
 from pgp_project.money import USDT_QUANTUM
 from pgp_project.money_display import chain_reference, format_amount
 
@@ -26,7 +28,7 @@ USDT_CHAIN = "eth"
 
 
 @admin.register(BatchConversion)
-class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class BatchConversionAdmin(ScaleListMixin, ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status_shown",
@@ -40,9 +42,21 @@ class BatchConversionAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.Mo
         "created_at",
         "completed_at",
     )
-    list_filter = ("status", "exchange_provider", ("created_at", DateRangeFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("=id", "exchange_id", "payin_address")
+    list_filter = (
+        "status",
+        choices_filter(
+            "exchange_provider",
+            "exchange provider",
+            lambda: [(name, name) for name in sorted(settings.PGP_EXCHANGE_PROVIDERS)],
+        ),
+        ("created_at", DateRangeFilter),
+    )
+    ordering = ("-id",)  # newest first by the primary key: ids follow creation
+    exact_search_fields = ("id", "exchange_id", "payin_address", "host_payment__tx_hash", "payout_tx_hash")
+    search_help_text = (
+        "Exact match: a conversion id, an exchange id, the exchange's deposit address, or a transaction hash "
+        "(the ETH sent, or the USDT received)."
+    )
     list_select_related = ("host_payment",)
     fieldsets = (
         ("Status", {"fields": ("status_shown", "exchange_status", "next_action_at", "deadline_at", "completed_at")}),

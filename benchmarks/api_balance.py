@@ -20,13 +20,10 @@ rows and API keys are deleted: give the benchmark its own.
 import argparse
 import asyncio
 import json
-import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from ipn_load import free_port, loadavg, start_gunicorn  # noqa: E402
+from production_server import free_port, loadavg, production_env, start_gunicorn  # noqa: E402
 
 CLIENT_ID = "-100apibench"
 
@@ -133,23 +130,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def server_env(args: argparse.Namespace, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "pgp_project.settings.production",
-        "DATABASE_URL": args.database_url,
-        "PGP_CACHE_URL": args.cache_url,
+    return production_env(
+        database_url=args.database_url,
+        cache_url=args.cache_url,
+        port=port,
+        workers=args.workers,
+        threads=args.threads,
         # Above what the run sends: the benchmark measures the answer, not the limit's 429s.
-        "PGP_API_RATE": "1000000/min",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
-        "NOWPAYMENTS_IPN_SECRET": secrets.token_urlsafe(24),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_SECURE_SSL_REDIRECT": "False",
-        "DJANGO_STATIC_ROOT": tempfile.mkdtemp(prefix="pgp-bench-static-"),  # empty: nothing for whitenoise to scan
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": str(args.workers),
-        "GUNICORN_THREADS": str(args.threads),
-        "LOG_LEVEL": "ERROR",
-    }
+        PGP_API_RATE="1000000/min",
+    )
 
 
 def run(args: argparse.Namespace, port: int, path: str, secret: str, reference: str) -> dict[str, Any]:

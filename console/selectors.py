@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, Q, Sum, Value
+from django.db.models import Count, DecimalField, Exists, OuterRef, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -51,18 +51,26 @@ def money_by_state(now: datetime | None = None) -> MoneyByState:
     now = now or timezone.now()
     today, week = start_of_today(now), now - timedelta(days=7)
     paid = Q(status=S.PAID_OUT)
-    rows = PayoutAccumulation.objects.order_by().aggregate(
-        pending_rows=Count("id", filter=Q(status=S.PENDING)),
-        pending_usd=_sum("net_usd", Q(status=S.PENDING)),
-        pending_eth=_sum("source_amount", Q(status=S.PENDING)),
-        swapping_eth=_sum("source_amount", Q(status=S.SWAPPING)),
-        # What a payout may claim: converted, unclaimed (payments.accumulation.unclaimed_credit).
-        converted_usdt=_sum("credit_usdt", Q(status=S.CONVERTED, payout_batch_id__isnull=True)),
-        in_payout_usdt=_sum("credit_usdt", Q(status=S.IN_PAYOUT)),
-        held_rows=Count("id", filter=Q(status=S.HELD)),
-        held_usd=_sum("net_usd", Q(status=S.HELD)),
-        paid_out_today_usdt=_sum("credit_usdt", paid & Q(paid_out_at__gte=today)),
-        paid_out_week_usdt=_sum("credit_usdt", paid & Q(paid_out_at__gte=week)),
+    # Every state but paid_out from the open-rows index (a set that stays small); paid out from
+    # the paid-out-time index, only the last days. Both exact, whatever the table's size.
+    rows = (
+        PayoutAccumulation.objects.exclude(status=S.PAID_OUT)
+        .order_by()
+        .aggregate(
+            pending_rows=Count("id", filter=Q(status=S.PENDING)),
+            pending_usd=_sum("net_usd", Q(status=S.PENDING)),
+            pending_eth=_sum("source_amount", Q(status=S.PENDING)),
+            swapping_eth=_sum("source_amount", Q(status=S.SWAPPING)),
+            # What a payout may claim: converted, unclaimed (payments.accumulation.unclaimed_credit).
+            converted_usdt=_sum("credit_usdt", Q(status=S.CONVERTED, payout_batch_id__isnull=True)),
+            in_payout_usdt=_sum("credit_usdt", Q(status=S.IN_PAYOUT)),
+            held_rows=Count("id", filter=Q(status=S.HELD)),
+            held_usd=_sum("net_usd", Q(status=S.HELD)),
+        )
+    )
+    rows |= PayoutAccumulation.objects.filter(paid, paid_out_at__gte=min(today, week)).aggregate(
+        paid_out_today_usdt=_sum("credit_usdt", Q(paid_out_at__gte=today)),
+        paid_out_week_usdt=_sum("credit_usdt", Q(paid_out_at__gte=week)),
     )
     instant = (
         PayoutBatch.objects.filter(
@@ -126,24 +134,41 @@ class ClientBalance:
 
 
 def client_balances(limit: int = 100) -> tuple[list[ClientBalance], int]:
-    """Active threshold clients, the closest to a payout first (one grouped query), and how many
-    there are in all."""
+    """Active threshold clients, the closest to a payout first, and how many there are in all.
+
+    The balances are summed over the rows not yet paid out only (the open-rows index: a set that
+    stays small however many rows have been paid out), grouped by client in one query; clients
+    with nothing open follow by their id, as they sort with zero balances."""
     clients = Client.objects.filter(is_active=True, payout_strategy=PayoutStrategy.THRESHOLD)
-    rows = (
-        clients.annotate(
+    # Per row, by the payment's primary key (a join would make the planner read every payment).
+    refunded = Exists(Payment.objects.filter(pk=OuterRef("payment_id"), status=PaymentStatus.REFUNDED))
+    open_rows = (
+        PayoutAccumulation.objects.filter(status__in=[S.CONVERTED, S.PENDING], client__in=clients)
+        .order_by()
+        .values("client")
+        .annotate(
             converted=_sum(
-                "accumulations__credit_usdt",
-                Q(accumulations__status=S.CONVERTED, accumulations__payout_batch_id__isnull=True)
-                & ~Q(accumulations__payment__status=PaymentStatus.REFUNDED),
+                "credit_usdt",
+                Q(status=S.CONVERTED, payout_batch_id__isnull=True) & ~Q(refunded),
             ),
-            pending=_sum("accumulations__net_usd", Q(accumulations__status=S.PENDING)),
+            pending=_sum("net_usd", Q(status=S.PENDING)),
         )
-        .order_by("-converted", "-pending", "external_id")
-        .values_list("id", "name", "external_id", "converted", "pending", "payout_threshold_usd")[:limit]
     )
+    sums = {row["client"]: (row["converted"], row["pending"]) for row in open_rows}
+    with_balance = [pk for pk, (c, p) in sums.items() if c or p]
+    fields = ("id", "name", "external_id", "payout_threshold_usd")
+    ranked = [
+        (pk, name, external_id, *sums[pk], threshold)
+        for pk, name, external_id, threshold in clients.filter(pk__in=with_balance).values_list(*fields)
+    ]
+    ranked.sort(key=lambda r: (-r[3], -r[4], r[2]))
+    ranked = ranked[:limit]
+    if len(ranked) < limit:
+        zero = clients.exclude(pk__in=with_balance).order_by("external_id").values_list(*fields)
+        ranked += [(pk, name, ext, ZERO, ZERO, t) for pk, name, ext, t in zero[: limit - len(ranked)]]
     balances = [
         ClientBalance(client_id=pk, name=name or external_id, converted_usdt=c, pending_usd=p, threshold_usd=t)
-        for pk, name, external_id, c, p, t in rows
+        for pk, name, external_id, c, p, t in ranked
     ]
     return balances, clients.count()
 

@@ -69,49 +69,91 @@ def shown_amount(amount: Decimal, unit: str) -> Decimal:
 
 
 def statement_events(client: Client, start: datetime, end: datetime) -> list[StatementEvent]:
-    """Every money event of `client` in [start, end), in time order."""
-    events = [*_threshold_events(client), *_instant_events(client), *_payout_events(client)]
+    """Every money event of `client` in [start, end), in time order. Each query selects only the
+    rows with an event in the range (never the client's whole history), and the rows are read as
+    plain values (no model objects): a year of a busy client is tens of thousands of rows."""
+    events = [
+        *_threshold_events(client, start, end),
+        *_instant_events(client, start, end),
+        *_payout_events(client, start, end),
+    ]
     return sorted(
         (event for event in events if start <= event.time < end),
         key=lambda event: (event.time, TYPE_ORDER[event.type], event.payment_id or 0, event.payout_id or 0),
     )
 
 
-def _threshold_events(client: Client) -> Iterator[StatementEvent]:
-    rows = PayoutAccumulation.objects.filter(client=client).select_related("payment").order_by("created_at", "id")
-    for row in rows:
-        payment_id = row.payment.provider_payment_id
+def _threshold_events(client: Client, start: datetime, end: datetime) -> Iterator[StatementEvent]:
+    # A row's payment is at created_at, its fee and credit at max(converted_at, created_at): a row
+    # has an event in the range when either time is in it.
+    in_range = Q(created_at__gte=start, created_at__lt=end) | Q(converted_at__gte=start, converted_at__lt=end)
+    rows = (
+        PayoutAccumulation.objects.filter(in_range, client=client)
+        .order_by("created_at", "id")
+        .values_list(
+            "payment__provider_payment_id",
+            "created_at",
+            "converted_at",
+            "source_amount",
+            "source_currency",
+            "gross_usd",
+            "fee_percent",
+            "fee_usd",
+            "net_usd",
+            "hold_reason",
+            "fee_usdt",
+            "credit_usdt",
+            "batch_conversion_id",
+        )
+    )
+    for (
+        payment_id,
+        created_at,
+        converted_at,
+        source_amount,
+        source_currency,
+        gross_usd,
+        fee_percent,
+        fee_usd,
+        net_usd,
+        hold_reason,
+        fee_usdt,
+        credit_usdt,
+        batch_conversion_id,
+    ) in rows:
         yield StatementEvent(
             "payment",
-            row.created_at,
-            row.source_amount,
-            unit_symbol(row.source_currency),
+            created_at,
+            source_amount,
+            unit_symbol(source_currency),
             payment_id=payment_id,
-            usd_value=row.gross_usd,
-            detail=f"invoice {row.gross_usd} USD, fee {row.fee_percent} %" + (" (held)" if row.hold_reason else ""),
+            usd_value=gross_usd,
+            detail=f"invoice {gross_usd} USD, fee {fee_percent} %" + (" (held)" if hold_reason else ""),
         )
-        if row.converted_at is None or row.credit_usdt is None or row.fee_usdt is None:
+        if converted_at is None or credit_usdt is None or fee_usdt is None:
             continue
-        batch = f"conversion #{row.batch_conversion_id}" if row.batch_conversion_id else "credited as received"
+        batch = f"conversion #{batch_conversion_id}" if batch_conversion_id else "credited as received"
         # A USDT payment is credited at intake: its conversion time is stamped just before the
         # row's creation time, and the credit must not come before the payment.
-        credited_at = max(row.converted_at, row.created_at)
+        credited_at = max(converted_at, created_at)
         yield StatementEvent(
-            "fee", credited_at, row.fee_usdt, "USDT", payment_id=payment_id, usd_value=row.fee_usd, detail=batch
+            "fee", credited_at, fee_usdt, "USDT", payment_id=payment_id, usd_value=fee_usd, detail=batch
         )
         yield StatementEvent(
             "credit",
             credited_at,
-            row.credit_usdt,
+            credit_usdt,
             "USDT",
             payment_id=payment_id,
-            usd_value=row.net_usd,
+            usd_value=net_usd,
             detail=batch,
         )
 
 
-def _instant_events(client: Client) -> Iterator[StatementEvent]:
-    batches = PayoutBatch.objects.filter(client=client, kind=PayoutKind.INSTANT).select_related("payment")
+def _instant_events(client: Client, start: datetime, end: datetime) -> Iterator[StatementEvent]:
+    batches = PayoutBatch.objects.filter(
+        client=client, kind=PayoutKind.INSTANT, created_at__gte=start, created_at__lt=end
+    ).select_related("payment")
     for batch in batches.order_by("created_at", "id"):
         payment = batch.payment
         if payment is None:  # the payout_instant_has_payment constraint rules this out
@@ -139,9 +181,13 @@ def _instant_events(client: Client) -> Iterator[StatementEvent]:
             )
 
 
-def _payout_events(client: Client) -> Iterator[StatementEvent]:
+def _payout_events(client: Client, start: datetime, end: datetime) -> Iterator[StatementEvent]:
     sent = Q(host_payment__status=HostPaymentStatus.CONFIRMED) | Q(status=BatchStatus.COMPLETED)
-    batches = PayoutBatch.objects.filter(sent, client=client).select_related("host_payment")
+    # The send at the host payment's confirmation, the payout at the batch's completion.
+    in_range = Q(host_payment__confirmed_at__gte=start, host_payment__confirmed_at__lt=end) | Q(
+        completed_at__gte=start, completed_at__lt=end
+    )
+    batches = PayoutBatch.objects.filter(sent, in_range, client=client).select_related("host_payment")
     for batch in batches.order_by("created_at", "id"):
         host_payment = batch.host_payment
         if (

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.safestring import SafeString
 
-from integrations.assets import unit_symbol
+from integrations.assets import ASSETS, unit_symbol
 from pgp_project.admin_helpers import (
     DateRangeFilter,
     ReadOnlyAdminMixin,
@@ -19,6 +19,7 @@ from pgp_project.admin_helpers import (
     money_column,
     status_line,
 )
+from pgp_project.admin_scale import EXACT_COUNT_UP_TO, ScaleListMixin
 from pgp_project.money_display import chain_reference, destination_reference, format_amount
 from pgp_project.operations.two_person_admin import TwoPersonAdminMixin
 
@@ -176,12 +177,35 @@ class PaymentEventInline(ReadOnlyTabularInline):
     show_change_link = True
 
 
+class OutcomeCurrencyFilter(admin.SimpleListFilter):
+    """The currencies NOWPayments pays out in, from the asset registry: the admin's default
+    filter for a text column would read every row for its distinct values."""
+
+    title = "outcome currency"
+    parameter_name = "outcome_currency"
+
+    OTHER = "other"
+
+    @staticmethod
+    def taken() -> list[str]:
+        return sorted({asset.nowpayments_code for asset in ASSETS.values() if asset.nowpayments_code})
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*((code, f"{unit_symbol(code)} ({code})") for code in self.taken()), (self.OTHER, "other (held)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Payment]) -> QuerySet[Payment]:
+        value = self.value()
+        if value == self.OTHER:
+            return queryset.exclude(outcome_currency__in=self.taken())
+        return queryset.filter(outcome_currency=value) if value else queryset
+
+
 def _unit_of(currency_field: str) -> Callable[[object], str]:
     return lambda obj: unit_symbol(getattr(obj, currency_field))
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PaymentAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "provider_payment_id",
         "status_shown",
@@ -190,9 +214,12 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "outcome_shown",
         "created_at",
     )
-    list_filter = ("status", "routing_status", "outcome_currency", ("created_at", DateRangeFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("=provider_payment_id", "order_id")
+    list_filter = ("status", "routing_status", OutcomeCurrencyFilter, ("created_at", DateRangeFilter))
+    # Newest first by the primary key (ids follow arrival): an index every table has, where
+    # created_at has only a BRIN one (cheap for the IPN's inserts, good for date ranges, no order).
+    ordering = ("-id",)
+    exact_search_fields = ("provider_payment_id", "order_id", "parent_provider_payment_id")
+    search_help_text = "Exact match: a payment id (NOWPayments') or an order id, as written (PGP-<user>|<client>)."
     list_select_related = ("client",)
     fieldsets = (
         (None, {"fields": ("status_shown", "provider_payment_id", "client", "order_id", "order_description")}),
@@ -297,7 +324,7 @@ def _awaiting_second_person_message(count: int) -> str:
 
 
 @admin.register(PaymentEvent)
-class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PaymentEventAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "received_at",
         "provider_payment_id",
@@ -309,13 +336,14 @@ class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "remote_addr",
     )
     list_filter = ("outcome", "signature_valid", ("received_at", DateRangeFilter))
-    date_hierarchy = "received_at"
-    search_fields = ("=provider_payment_id",)
+    ordering = ("-received_at", "-id")  # received_at has its own index
+    exact_search_fields = ("provider_payment_id",)
+    search_help_text = "Exact match: a payment id (NOWPayments')."
     list_select_related = ("payment",)
 
 
 @admin.register(PayoutAccumulation)
-class PayoutAccumulationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PayoutAccumulationAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "payment",
@@ -331,8 +359,15 @@ class PayoutAccumulationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("status", "source_asset", "client", ("created_at", DateRangeFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("=payment__provider_payment_id",)
+    ordering = ("-id",)  # as payments: newest first by the primary key
+    exact_search_fields = (
+        "id",
+        "payment__provider_payment_id",
+        "payment__order_id",
+        "batch_conversion_id",
+        "payout_batch_id",
+    )
+    search_help_text = "Exact match: a row id, a payment id (NOWPayments'), an order id, a conversion or payout id."
     list_select_related = ("payment", "client")
     fieldsets = (
         (None, {"fields": ("status_shown", "payment_link", "client", "conversion_link", "payout_link")}),
@@ -389,6 +424,11 @@ class PayoutAccumulationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
+            if context["cl"].result_count > EXACT_COUNT_UP_TO:
+                # Exact sums of millions of rows would cost the page seconds, and an estimate is
+                # no money figure: totals wait until the filters narrow the list.
+                context["totals_need_filter"] = EXACT_COUNT_UP_TO
+                return response
             totals = accumulation_totals(context["cl"].queryset)
             context["totals"] = totals
             context["totals_shown"] = {

@@ -1,7 +1,9 @@
 from collections.abc import Callable, Iterable
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -11,7 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from integrations.assets import unit_symbol
+from integrations.assets import ASSETS, SendMethod, client_payout_currency_choices, unit_symbol
 from payments.admin import ClientAdmin, TraceStep, register_payment_tracer
 from payments.models import Client, Payment, PayoutAccumulation
 from payments.selectors import rows_of_payout
@@ -25,6 +27,7 @@ from pgp_project.admin_helpers import (
     money_column,
     status_line,
 )
+from pgp_project.admin_scale import ScaleChangeList, ScaleListMixin, choices_filter
 from pgp_project.money_display import chain_reference, destination_reference, format_amount, format_time
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.transient import TransientError
@@ -37,7 +40,7 @@ from .exchange_batches.admin import (
     ExchangeBatchAdminMixin,
     batch_status_line,
 )
-from .exchange_batches.flow import exchange_funded_flow
+from .exchange_batches.flow import exchange_funded_flow, exchange_funded_flows
 from .exchange_batches.states import BatchStatus
 from .host_payments.ports import chain_adapter
 from .host_payments.reverify import reverify_on_chain
@@ -45,6 +48,16 @@ from .models import HOST_PAYMENT_MACHINE, HostPayment, HostPaymentCandidate, Pay
 from .permissions import APPROVE_PAYOUT, OPERATE_BATCH
 
 PAST_TENSE = {"approve": "approved", "reject": "rejected"}
+
+
+def _exchange_providers() -> list[tuple[str, str]]:
+    return [(name, name) for name in sorted(settings.PGP_EXCHANGE_PROVIDERS)]
+
+
+def _sent_assets() -> list[tuple[str, str]]:
+    """What a host payment may send: the assets the hot wallet pays out itself."""
+    symbols = sorted({a.symbol for a in ASSETS.values() if a.send_method != SendMethod.NOT_SENT})
+    return [(symbol, symbol.upper()) for symbol in symbols]
 
 
 def _source_unit(batch: PayoutBatch) -> str:
@@ -56,7 +69,7 @@ def _payout_unit(batch: PayoutBatch) -> str:
 
 
 @admin.register(PayoutBatch)
-class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class PayoutBatchAdmin(ScaleListMixin, ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "kind",
@@ -67,9 +80,27 @@ class PayoutBatchAdmin(ExchangeBatchAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         "destination",
         "created_at",
     )
-    list_filter = ("status", "kind", "payout_currency", "exchange_provider", ("created_at", DateRangeFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("=id", "exchange_id", "client__external_id", "client__name")
+    list_filter = (
+        "status",
+        "kind",
+        choices_filter("payout_currency", "payout currency", client_payout_currency_choices),
+        choices_filter("exchange_provider", "exchange provider", _exchange_providers),
+        ("created_at", DateRangeFilter),
+    )
+    ordering = ("-id",)  # newest first by the primary key: ids follow creation
+    exact_search_fields = (
+        "id",
+        "exchange_id",
+        "client__external_id",
+        "host_payment__tx_hash",
+        "payout_tx_hash",
+        "payin_address",
+        "wallet_address",
+    )
+    search_help_text = (
+        "Exact match: a payout id, an exchange id, a client's id, a transaction hash (ours or the exchange's), "
+        "the exchange's deposit address or the client's wallet."
+    )
     list_select_related = ("client", "host_payment")
     fieldsets = (
         ("Approval", {"fields": ("approval",), "classes": ("approval-line",)}),
@@ -357,8 +388,31 @@ def _batch_link(batch: object | None) -> SafeString | str:
     return admin_link(f"{opts.app_label}_{opts.model_name}", batch.pk, batch)  # type: ignore[attr-defined]
 
 
+class HostPaymentChangeList(ScaleChangeList):
+    """The batch each listed host payment funds, read for the whole page at once (one query per
+    kind of owner) instead of one query per row."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        page = list(self.result_list)
+        by_kind: dict[str, list[HostPayment]] = {}
+        for host_payment in page:
+            by_kind.setdefault(host_payment.owner_kind, []).append(host_payment)
+        for kind, host_payments in by_kind.items():
+            try:
+                model = exchange_funded_flow(kind).model
+            except LookupError:
+                funded: dict[int, object] = {}
+            else:
+                ids = [hp.pk for hp in host_payments]
+                funded = {b.host_payment_id: b for b in model._default_manager.filter(host_payment_id__in=ids)}
+            for host_payment in host_payments:
+                host_payment._funded_batch = funded.get(host_payment.pk)  # type: ignore[attr-defined]
+        self.result_list = page
+
+
 @admin.register(HostPayment)
-class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class HostPaymentAdmin(ScaleListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status_shown",
@@ -369,9 +423,17 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "confirmations",
         "created_at",
     )
-    list_filter = ("status", "owner_kind", "chain", "asset", "waiting_for", ("created_at", DateRangeFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("tx_hash", "to_address")
+    list_filter = (
+        "status",
+        choices_filter("owner_kind", "funds", lambda: [(flow.kind, flow.kind) for flow in exchange_funded_flows()]),
+        choices_filter("chain", "chain", lambda: [(chain, chain) for chain in settings.PGP_CHAINS]),
+        choices_filter("asset", "asset", _sent_assets),
+        "waiting_for",
+        ("created_at", DateRangeFilter),
+    )
+    ordering = ("-id",)
+    exact_search_fields = ("id", "tx_hash", "to_address", "candidates__tx_hash")
+    search_help_text = "Exact match: a host payment id, a transaction hash (any candidate's), or the address paid."
     fieldsets = (
         (None, {"fields": ("status_shown", "batch_link", "owner_kind")}),
         ("Money", {"fields": ("amount_shown", "amount_base_units", "network_fee_shown", "signing_shown")}),
@@ -412,7 +474,12 @@ class HostPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="funds")
     def batch_link(self, obj: HostPayment) -> SafeString | str:
-        return _batch_link(_batch_of(obj))
+        # On the list, the page's batches were read in one query per kind (HostPaymentChangeList).
+        batch = obj._funded_batch if hasattr(obj, "_funded_batch") else _batch_of(obj)
+        return _batch_link(batch)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: object) -> type[ChangeList]:
+        return HostPaymentChangeList
 
     @admin.display(description="amount", ordering="amount")
     def amount_shown(self, obj: HostPayment) -> str:

@@ -64,9 +64,12 @@ class ExchangeFundedBatch(models.Model):
         ]
         indexes = [
             models.Index(fields=["next_action_at"], condition=~Q(status__in=CLOSED_STATUSES), name="%(class)s_due_idx"),
-            # /metrics, every scrape: the batches by state and their attempts in one index-only scan,
-            # and the oldest batch not yet closed (in review included) from the few that are not.
-            models.Index(fields=["status"], include=["attempts"], name="%(class)s_status_idx"),
+            # The needs-attention count of batches in review, on every admin page.
+            models.Index(fields=["status"], condition=Q(status__in=REVIEW_STATUSES), name="%(class)s_review_idx"),
+            # The overview's completed batches per day and instant payouts of the last days.
+            models.Index(fields=["completed_at"], condition=Q(status="completed"), name="%(class)s_completed_idx"),
+            # /metrics, every scrape: the oldest batch not yet closed (in review included), and those
+            # with an error, from the few that are not.
             models.Index(
                 fields=["created_at"],
                 condition=~Q(status__in=[BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.MERGED]),

@@ -73,6 +73,17 @@ class HostPayment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The needs-attention counts (waiting for balance, fee cap or key; past deadline) on
+            # every admin page read only the open payments.
+            models.Index(
+                fields=["waiting_for", "deadline_at"],
+                condition=Q(
+                    status__in=[HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
+                ),
+                name="hostpayment_open_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=HostPaymentStatus.values), name="host_payment_status_valid"),
             models.CheckConstraint(
@@ -86,18 +97,6 @@ class HostPayment(models.Model):
                 | Q(status=HostPaymentStatus.FAILED)
                 | (Q(tx_hash__isnull=False) & ~Q(raw_transaction="")),
                 name="host_payment_signed_has_tx",
-            ),
-        ]
-        indexes = [
-            # /metrics and the needs-attention counts, every scrape: host payments by state (and
-            # wait) with their attempts in one index-only scan, and the few not yet mined.
-            models.Index(fields=["status", "waiting_for"], include=["attempts"], name="host_payment_status_idx"),
-            models.Index(
-                fields=["created_at"],
-                condition=Q(
-                    status__in=[HostPaymentStatus.CREATED, HostPaymentStatus.SIGNED, HostPaymentStatus.BROADCAST]
-                ),
-                name="host_payment_open_idx",
             ),
         ]
 

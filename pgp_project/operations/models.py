@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -91,7 +92,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["subject_type", "subject_id", "created_at"], name="audit_subject_time_idx")]
+        indexes = [
+            models.Index(fields=["subject_type", "subject_id", "created_at"], name="audit_subject_time_idx"),
+            # The audit list's date filter: events are written in time order.
+            BrinIndex(fields=["created_at"], name="audit_created_brin"),
+        ]
         constraints = [
             models.CheckConstraint(condition=~Q(subject_type="") & ~Q(action=""), name="audit_names_subject_and_action")
         ]

@@ -69,6 +69,12 @@ def install_sql(table: str) -> list[str]:
         # A TRUNCATE (a test's flush, a wiped benchmark database) empties the counts with the table.
         f"CREATE TRIGGER pgp_status_counts_truncate AFTER TRUNCATE ON {table} "
         "FOR EACH STATEMENT EXECUTE FUNCTION pgp_record_status_counts()",
+        # ALWAYS: they fire in a session that sets session_replication_role = replica too (a bulk
+        # load with its foreign-key triggers off, as seed_scale does), where plain ones would not.
+        *(
+            f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER pgp_status_counts_{op}"
+            for op in ("insert", "update", "delete", "truncate")
+        ),
         f"INSERT INTO {COUNTS} (table_name, status, rows, attempts) "  # noqa: S608 (an identifier, checked)
         f"SELECT '{table}', status, count(*), coalesce(sum(attempts), 0) FROM {table} GROUP BY status",
     ]

@@ -17,8 +17,9 @@ def health(request: HttpRequest) -> JsonResponse:
     """200 when database, broker and Beat are all well, else 503. The public learns only that;
     what failed, the job ages and the needs-attention counts are for operators (see
     may_see_details): they describe the inside of a money system."""
-    healthy, report = run_health_checks()
+    details = may_see_details(request)
+    healthy, report = run_health_checks(with_attention=details)
     body: dict[str, object] = {"status": "ok" if healthy else "unhealthy"}
-    if may_see_details(request):
+    if details:
         body["checks"] = report
     return JsonResponse(body, status=200 if healthy else 503)

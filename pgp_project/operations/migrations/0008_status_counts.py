@@ -8,7 +8,7 @@ from pgp_project.operations.status_counts import FUNCTION_SQL
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('operations', '0006_alert_throttle_and_count'),
+        ('operations', '0007_audit_created_brin'),
     ]
 
     operations = [

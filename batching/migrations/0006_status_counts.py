@@ -2,13 +2,13 @@ from django.db import migrations
 
 from pgp_project.operations.status_counts import install_sql, uninstall_sql
 
-TABLES = ['payout_batches', 'payouts_hostpayment']
+TABLES = ['batch_conversions']
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payouts", "0011_metrics_indexes"),
-        ("operations", "0007_status_counts"),
+        ("batching", "0005_metrics_indexes"),
+        ("operations", "0008_status_counts"),
     ]
 
     # Rows by status kept by triggers, so /metrics never counts these tables (status_counts.py).

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0013_alert_throttle_replaces_stamp'),
+        ('payments', '0014_console_scale_indexes'),
     ]
 
     operations = [

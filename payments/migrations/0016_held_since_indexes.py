@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0014_ipn_event_count'),
+        ('payments', '0015_ipn_event_count'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
