@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint install browser docs
+.PHONY: demo test lint install browser promtool docs
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ docs: install
 # chains, workers and servers, so two run side by side on two cores; --dist loadfile keeps a
 # file's tests, and the worker its module starts, together.
 PYTEST_WORKERS ?= 2
-test: lint browser
+test: lint browser promtool
 	$(VENV)/bin/pytest -m unit -n $(PYTEST_WORKERS); unit=$$?; \
 	$(VENV)/bin/pytest -m "not unit" -n $(PYTEST_WORKERS) --dist loadfile; end_to_end=$$?; \
 	test $$unit = 0 && test $$end_to_end = 0
@@ -45,6 +45,14 @@ browser:
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "chromium/chromedriver missing and not installable here: see docs/development.md (the tests)"; fi; }
+
+# The monitoring tests run promtool (Debian's prometheus package) on deploy/prometheus/ and a real
+# /metrics scrape: installed with apt when missing and this user can; otherwise they skip (CI fails).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else echo "promtool missing and not installable here: the monitoring tests skip (see docs/development.md)"; fi; }
 
 # Static checks: ruff (lint and format) and mypy with django-stubs (settings: pyproject.toml).
 lint: install

@@ -1,10 +1,10 @@
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from integrations.exchange.registry import provider_names
 from payments.admin import TraceStep, register_payment_tracer
 from payments.models import Payment, PayoutAccumulation
 from payments.selectors import rows_of_conversion
@@ -47,7 +47,7 @@ class BatchConversionAdmin(ScaleListMixin, ExchangeBatchAdminMixin, ReadOnlyAdmi
         choices_filter(
             "exchange_provider",
             "exchange provider",
-            lambda: [(name, name) for name in sorted(settings.PGP_EXCHANGE_PROVIDERS)],
+            lambda: [(name, name) for name in provider_names()],
         ),
         ("created_at", DateRangeFilter),
     )

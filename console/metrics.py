@@ -2,20 +2,22 @@
 `Authorization: Bearer $PGP_METRICS_TOKEN`; anyone else gets 403).
 
 A custom collector reads the database at scrape time, so every web process answers the same and
-no multiprocess state is kept. `pgp_alerts_total` is a counter (a row per alert name, only ever
-incremented), and so is `pgp_webhook_attempts_total` (a row per outcome); everything else is a
-gauge read from what the database already records: IPNs are counted from their stored events
-(refused ones are pruned after PGP_REJECTED_IPN_RETENTION_DAYS, so that count may fall: not a
-Prometheus counter); the outbox lag is the age of the oldest event not yet delivered; retries
-and failures from the `attempts` and `last_error` every batch and host payment carries (each
-retry and each give-up increments `attempts`, see pgp_project.operations.scheduling).
+no multiprocess state is kept. Events are counters kept in rows only ever incremented, never
+pruned: `pgp_ipn_events_total` (payments.ipn_counters: counted as each IPN is recorded, so the
+retention job's pruning of refused ones lowers nothing), `pgp_alerts_total` and
+`pgp_webhook_attempts_total`. Everything else is a gauge of what the database records now. No
+family scans a large table: the IPN counts are a few counter rows, and the others read the
+batch and host-payment tables (each far smaller than the payments and IPN events) or small
+ones (the hot-wallet snapshot, Beat's periodic tasks). The alerting rules in
+deploy/prometheus/alerts.yml and the dashboard in deploy/grafana/ are written against these names.
 """
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Min, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -25,15 +27,18 @@ from prometheus_client.registry import Collector
 
 from batching.models import BatchConversion
 from integrations.exchange.registry import configured_providers
-from payments.models import IpnOutcome, Payment, PaymentEvent, RoutingStatus
+from payments.ipn_counters import ipn_event_totals
+from payments.models import Payment, RoutingStatus
 from payouts.exchange_batches.states import BatchStatus
 from payouts.models import HostPayment, HostPaymentStatus, PayoutBatch
 from pgp_project.admin_site import operator_access_allowed
 from pgp_project.operations.alerts import alert_counts
-from pgp_project.operations.attention import needs_attention
+from pgp_project.operations.attention import attention_deadline_seconds, attention_tally
 from pgp_project.operations.circuit_breaker import BreakerState, CallOutcome, breaker_state, service_health
+from pgp_project.operations.status_counts import status_counts
 from webhooks.services import delivery_counters, outbox_lag_seconds
 
+from .metrics_operations import hot_wallet_families, periodic_task_families
 from .models import ReconciliationRun
 
 BATCH_MODELS = {"conversion": BatchConversion, "payout": PayoutBatch}
@@ -72,14 +77,27 @@ def exchange_provider_metrics() -> Iterator[Metric]:
 
 class ConsoleCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        ipn = GaugeMetricFamily(
+        now = timezone.now()
+        yield from self._ipn_events()
+        yield from self._batches_and_items(now)
+        yield from self._attention(now)
+        yield from self._alerts_and_webhooks()
+        yield from self._reconciliation()
+        yield from hot_wallet_families()
+        yield from periodic_task_families()
+        yield from exchange_provider_metrics()
+
+    @staticmethod
+    def _ipn_events() -> Iterator[Metric]:
+        # A true counter (payments.ipn_counters): what the retention job prunes stays counted.
+        ipn = CounterMetricFamily(
             "pgp_ipn_events", "IPNs received and recorded, by what was done with them", labels=["outcome"]
         )
-        counted = dict(PaymentEvent.objects.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
-        for outcome in IpnOutcome.values:
-            ipn.add_metric([outcome], counted.get(outcome, 0))
+        for outcome, count in ipn_event_totals().items():
+            ipn.add_metric([outcome], count)
         yield ipn
 
+    def _batches_and_items(self, now: datetime) -> Iterator[Metric]:
         batches = GaugeMetricFamily("pgp_batches", "Conversions and payouts by state", labels=["kind", "status"])
         attempts = GaugeMetricFamily(
             "pgp_step_attempts",
@@ -93,58 +111,61 @@ class ConsoleCollector(Collector):
         oldest = GaugeMetricFamily(
             "pgp_oldest_open_item_age_seconds", "Age of the oldest item not yet closed (0: none open)", labels=["kind"]
         )
-        now = timezone.now()
         for kind, model in BATCH_MODELS.items():
-            by_status = dict(
-                model._default_manager.values_list("status").annotate(n=Count("id")).values_list("status", "n")
-            )
+            by_status = self._items(kind, model, ~Q(status__in=CLOSED_BATCH), now, attempts, failing, oldest)
             for status in BatchStatus.values:
                 batches.add_metric([kind, status], by_status.get(status, 0))
-            self._items(
-                kind,
-                model,
-                ~Q(status__in=CLOSED_BATCH),
-                Q(status__in=REVIEW_BATCH),
-                now,
-                attempts,
-                failing,
-                failed,
-                oldest,
-            )
+            failed.add_metric([kind], sum(by_status.get(status, 0) for status in REVIEW_BATCH))
         yield batches
 
         host_payments = GaugeMetricFamily(
             "pgp_host_payments", "Host payments (hot-wallet sends) by state", labels=["status"]
         )
-        by_status = dict(HostPayment.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+        by_status = self._items(
+            "host_payment", HostPayment, Q(status__in=OPEN_HOST_PAYMENT), now, attempts, failing, oldest
+        )
         for status in HostPaymentStatus.values:
             host_payments.add_metric([status], by_status.get(status, 0))
         yield host_payments
-        self._items(
-            "host_payment",
-            HostPayment,
-            Q(status__in=OPEN_HOST_PAYMENT),
-            Q(status=HostPaymentStatus.FAILED),
-            now,
-            attempts,
-            failing,
-            failed,
-            oldest,
-        )
+        failed.add_metric(["host_payment"], by_status.get(HostPaymentStatus.FAILED, 0))
         held = Payment.objects.filter(routing_status=RoutingStatus.HELD).aggregate(first=Min("created_at"))["first"]
         oldest.add_metric(["held_payment"], (now - held).total_seconds() if held else 0)
         yield from (attempts, failing, failed, oldest)
 
-        attention = needs_attention()
-        total = GaugeMetricFamily("pgp_needs_attention_total", "Items that need a person")
-        total.add_metric([], float(attention["total"]))  # type: ignore[arg-type]
+    @staticmethod
+    def _attention(now: datetime) -> Iterator[Metric]:
+        # The same counts as /health/'s needs_attention, with each kind's longest wait: one query
+        # per source.
+        tally = attention_tally()
+        breakdown = {reason: count for reason, (count, _) in tally.items()}
+        # Not `..._total`: a gauge of what waits now, not a counter (that suffix is a counter's).
+        total = GaugeMetricFamily("pgp_needs_attention_items", "Items that need a person, all reasons together")
+        total.add_metric([], sum(breakdown.values()))
         yield total
         reasons = GaugeMetricFamily("pgp_needs_attention", "Items that need a person, by reason", labels=["reason"])
-        breakdown: dict[str, int] = attention["breakdown"]  # type: ignore[assignment]
         for reason, count in sorted(breakdown.items()):
             reasons.add_metric([reason], count)
         yield reasons
+        ages = GaugeMetricFamily(
+            "pgp_needs_attention_oldest_age_seconds",
+            "How long the longest-waiting item of each reason has waited (0: none waits)",
+            labels=["reason"],
+        )
+        for reason, (_, since) in sorted(tally.items()):
+            ages.add_metric([reason], max(0.0, (now - since).total_seconds()) if since else 0.0)
+        yield ages
+        deadlines = GaugeMetricFamily(
+            "pgp_needs_attention_deadline_seconds",
+            "How long an item of each reason may wait for a person before it is overdue "
+            "(PGP_ATTENTION_DEADLINE_SECONDS, PGP_ATTENTION_DEADLINES)",
+            labels=["reason"],
+        )
+        for reason in sorted(breakdown):
+            deadlines.add_metric([reason], attention_deadline_seconds(reason))
+        yield deadlines
 
+    @staticmethod
+    def _alerts_and_webhooks() -> Iterator[Metric]:
         # A true counter (kept per alert name, incremented with each line, never pruned).
         alerts = CounterMetricFamily("pgp_alerts", "Alert lines written, by alert name", labels=["name"])
         for name, count in alert_counts().items():
@@ -164,8 +185,8 @@ class ConsoleCollector(Collector):
             webhook_attempts.add_metric([outcome], count)
         yield webhook_attempts
 
-        yield from exchange_provider_metrics()
-
+    @staticmethod
+    def _reconciliation() -> Iterator[Metric]:
         last = ReconciliationRun.objects.first()
         if last is not None:
             run = GaugeMetricFamily(
@@ -182,19 +203,22 @@ class ConsoleCollector(Collector):
         kind: str,
         model: Any,
         open_items: Q,
-        failed_items: Q,
-        now: Any,
+        now: datetime,
         attempts: GaugeMetricFamily,
         failing: GaugeMetricFamily,
-        failed: GaugeMetricFamily,
         oldest: GaugeMetricFamily,
-    ) -> None:
+    ) -> dict[str, int]:
+        """Count by status, and add the kind's attempts, open items with an error and oldest open
+        item to their families. The counts and attempts are the ones the table's triggers keep
+        (status_counts: never a count of the table); the open items come from a partial index of
+        the few not closed."""
+        counted = status_counts(model._meta.db_table)
+        attempts.add_metric([kind], sum(count.attempts for count in counted.values()))
         manager = model._default_manager
-        attempts.add_metric([kind], manager.aggregate(total=Sum("attempts"))["total"] or 0)
         failing.add_metric([kind], manager.filter(open_items).exclude(last_error="").count())
-        failed.add_metric([kind], manager.filter(failed_items).count())
         first = manager.filter(open_items).aggregate(first=Min("created_at"))["first"]
         oldest.add_metric([kind], (now - first).total_seconds() if first else 0)
+        return {status: count.rows for status, count in counted.items()}
 
 
 def may_scrape(request: HttpRequest) -> bool:

@@ -57,6 +57,7 @@ def attention_sources() -> list[AttentionSource]:
             lambda: Payment.objects.filter(routing_status=RoutingStatus.HELD).select_related("client"),
             _held_payment_item,
             newest_first=("-updated_at", "-id"),
+            since_field="updated_at",
         ),
         queryset_source(
             "accumulation_row_held",
@@ -66,5 +67,6 @@ def attention_sources() -> list[AttentionSource]:
             ),
             _held_row_item,
             newest_first=("-updated_at", "-id"),
+            since_field="updated_at",
         ),
     ]

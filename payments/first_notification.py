@@ -1,7 +1,7 @@
 """A payment's first notification written in one SQL statement, the IPN path's hottest write.
 
-The payment, its accumulation row (when routing made one), the IPN's event and the payment's first
-outbox event (when there is one: received or held) are inserted by one
+The payment, its accumulation row (when routing made one), the IPN's event, its count by outcome
+(`ipn_counters`) and the payment's first outbox event (when there is one: received or held) are inserted by one
 `INSERT ... ON CONFLICT DO NOTHING RETURNING` with the dependent rows in data-modifying CTEs that
 read the new payment's id. Outside a transaction the statement is its own: one round trip to
 PostgreSQL instead of a BEGIN, five statements and a COMMIT. It is prepared once per connection
@@ -25,6 +25,7 @@ from pgp_project.outbox.events import OUTBOX_FIRST_EVENT_CASTS, OUTBOX_FIRST_EVE
 from pgp_project.outbox.models import OutboxEvent
 from pgp_project.prepared_statements import execute_prepared
 
+from .ipn_counters import count_upsert_sql
 from .models import Payment, PaymentEvent, PayoutAccumulation
 
 NEW_PAYMENT = "new_payment"
@@ -40,13 +41,14 @@ def write_first_notification(
     event `outbox` (type, payload) or none; True when written (the payment then has its id),
     False when the payment exists and nothing was written."""
     sql = _write_sql(with_accumulation=accumulation is not None, with_outbox=outbox is not None)
-    params = _row_values(payment)
+    params = insert_values(payment)
     if accumulation is not None:
-        params += _row_values(accumulation, without="payment_id")
-    params += _row_values(event, without="payment_id")
+        params += insert_values(accumulation, without="payment_id")
+    params += insert_values(event, without="payment_id")
     if outbox is not None:
         # The payment is new: its first event is its sequence 1, no race possible.
         params += first_event_values(outbox[0], "payment", payment.client_id, outbox[1])
+    params.append(str(event.outcome))  # its count, in the same statement
     with connection.cursor() as cursor:
         execute_prepared(cursor, sql, params)
         row = cursor.fetchone()
@@ -61,7 +63,7 @@ def write_first_notification(
 @cache
 def _write_sql(*, with_accumulation: bool, with_outbox: bool = False) -> str:
     quote = connection.ops.quote_name
-    payment_columns = _columns(Payment)
+    payment_columns = insert_columns(Payment)
     parts = [
         f"WITH {NEW_PAYMENT} AS ("  # noqa: S608 (model and column names only, quoted)
         f"INSERT INTO {quote(Payment._meta.db_table)} ({', '.join(quote(c) for c, _ in payment_columns)}) "
@@ -78,6 +80,8 @@ def _write_sql(*, with_accumulation: bool, with_outbox: bool = False) -> str:
             f"new_outbox AS (INSERT INTO {quote(OutboxEvent._meta.db_table)} ({quote('subject_id')}, {columns}) "  # noqa: S608 (names)
             f"SELECT {NEW_PAYMENT}.{quote('id')}, {casts} FROM {NEW_PAYMENT})"
         )
+    # The event's count (ipn_counters): one more row upserted, no more round trip.
+    parts.append(f"new_count AS ({count_upsert_sql(for_each_row_of=NEW_PAYMENT)})")
     return ", ".join(parts) + f" SELECT {quote('id')} FROM {NEW_PAYMENT}"  # noqa: S608 (model names only)
 
 
@@ -85,14 +89,14 @@ def _dependent_insert(model: type[Model]) -> str:
     """A row that belongs to the new payment: inserted once per row NEW_PAYMENT returns, i.e.
     not at all when the payment existed."""
     quote = connection.ops.quote_name
-    columns = _columns(model, without="payment_id")
+    columns = insert_columns(model, without="payment_id")
     return (
         f"INSERT INTO {quote(model._meta.db_table)} ({quote('payment_id')}, {', '.join(quote(c) for c, _ in columns)}) "  # noqa: S608 (names)
         f"SELECT {NEW_PAYMENT}.{quote('id')}, {', '.join(cast for _, cast in columns)} FROM {NEW_PAYMENT}"
     )
 
 
-def _columns(model: type[Model], without: str = "") -> list[tuple[str, str]]:
+def insert_columns(model: type[Model], without: str = "") -> list[tuple[str, str]]:
     """(column, typed placeholder) of the fields an INSERT writes. Typed: in `INSERT ... SELECT`
     PostgreSQL would otherwise take the parameters as text, which it does not assign to numbers.
     The type without its length or precision (`varchar`, not `varchar(128)`): a cast would cut an
@@ -106,7 +110,7 @@ def _columns(model: type[Model], without: str = "") -> list[tuple[str, str]]:
 _TYPE_MODIFIERS = re.compile(r"\(.*?\)")
 
 
-def _row_values(instance: Model, without: str = "") -> list[Any]:
+def insert_values(instance: Model, without: str = "") -> list[Any]:
     return [_database_value(field, instance) for field in _insert_fields(type(instance), without)]
 
 

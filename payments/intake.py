@@ -45,6 +45,7 @@ from integrations.nowpayments_signature import PROTOTYPE_KEY, is_valid_signature
 from .events import payment_event_types, payment_payload, record_payment_events
 from .first_notification import write_first_notification
 from .ipn_deadline import BudgetExceeded, answer_deadline, within_answer_budget
+from .ipn_event_write import insert_counted_event
 from .ipn_payload import (
     DOCUMENTED_STATUSES,
     REPORTED_STATUS_MAX_LENGTH,
@@ -337,7 +338,7 @@ def _apply_to_stored_payment(
             if changed:
                 payment.save(update_fields=[*changed, "updated_at"])
             record_payment_events(payment, "" if created else was, was_routing)
-        _event(ipn, payment, new_status, outcome, reason).save()
+        insert_counted_event(_event(ipn, payment, new_status, outcome, reason))
     return _answer(outcome, payment)
 
 
@@ -466,7 +467,7 @@ def _record_unknown_status(ipn: IncomingIpn, data: dict[str, Any], payload: dict
             record_payment_events(payment, "", RoutingStatus.NOT_FINISHED)
         event = _event(ipn, payment, PaymentStatus.WAITING, IpnOutcome.UNKNOWN_STATUS, reason)
         event.reported_status = status[:REPORTED_STATUS_MAX_LENGTH]
-        event.save()
+        insert_counted_event(event)
     logger.warning(
         "IPN with an undocumented status: provider_payment_id=%s status=%r (%s)",
         payment.provider_payment_id,
@@ -514,16 +515,18 @@ def _record_rejection(
     payment_id, status = _claimed_payment(payload) if signed else (None, None)
     event = None
     try:
-        event = PaymentEvent.objects.create(
-            provider_payment_id=payment_id,
-            reported_status=status or "",
-            outcome=outcome,
-            reason=reason,
-            signature_valid=signed,
-            body=_body_text(ipn.raw_body) if signed else "",
-            body_sha256=hashlib.sha256(ipn.raw_body).hexdigest(),
-            body_size=len(ipn.raw_body),
-            remote_addr=ipn.remote_addr,
+        event = insert_counted_event(  # with its count, in one statement
+            PaymentEvent(
+                provider_payment_id=payment_id,
+                reported_status=status or "",
+                outcome=outcome,
+                reason=reason,
+                signature_valid=signed,
+                body=_body_text(ipn.raw_body) if signed else "",
+                body_sha256=hashlib.sha256(ipn.raw_body).hexdigest(),
+                body_size=len(ipn.raw_body),
+                remote_addr=ipn.remote_addr,
+            )
         )
     except DatabaseError:
         logger.exception("could not record a rejected IPN (%s)", outcome)

@@ -236,6 +236,10 @@ class Payment(models.Model):
         ]
         indexes = [
             models.Index(fields=["created_at"], condition=Q(routing_status="held"), name="payment_held_idx"),
+            # The longest-waiting held payment (the queue's order), for /metrics at every scrape.
+            models.Index(
+                fields=["updated_at", "id"], condition=Q(routing_status="held"), name="payment_held_since_idx"
+            ),
             # Only repeated deposits are in these: an ordinary payment's insert (the IPN's hot path)
             # writes no entry.
             models.Index(
@@ -434,6 +438,9 @@ class PayoutAccumulation(models.Model):
             # cost at intake).
             models.Index(fields=["paid_out_at"], condition=Q(status="paid_out"), name="accum_paid_out_at_idx"),
             BrinIndex(fields=["created_at"], name="accum_created_brin"),
+            # The needs-attention queue's longest-waiting held row, for /metrics at every scrape.
+            # Partial: a row written pending (the IPN's hot path) adds no entry.
+            models.Index(fields=["updated_at", "id"], condition=Q(status="held"), name="accum_held_since_idx"),
         ]
 
     def __str__(self) -> str:
@@ -474,3 +481,23 @@ class UnverifiedIpnBody(models.Model):
 
     def __str__(self) -> str:
         return f"unverified IPN body of event #{self.event_id}"
+
+
+class IpnEventCount(models.Model):
+    """How many IPNs were recorded with each outcome, ever: /metrics exports them as counters.
+    Incremented in the statement (or transaction) that records the event, never decremented: the
+    retention job prunes refused events, not these. Each outcome is spread over a few `shard`
+    rows picked by the database connection, so concurrent intakes rarely wait on one hot row;
+    the total is their sum."""
+
+    outcome = models.CharField(max_length=24, choices=IpnOutcome.choices)
+    shard = models.PositiveSmallIntegerField()
+    total = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["outcome", "shard"], name="ipn_event_count_outcome_shard_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} (shard {self.shard}): {self.total}"

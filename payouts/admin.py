@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from integrations.assets import ASSETS, SendMethod, client_payout_currency_choices, unit_symbol
+from integrations.exchange.registry import provider_names
 from payments.admin import ClientAdmin, TraceStep, register_payment_tracer
 from payments.models import Client, Payment, PayoutAccumulation
 from payments.selectors import rows_of_payout
@@ -51,7 +52,7 @@ PAST_TENSE = {"approve": "approved", "reject": "rejected"}
 
 
 def _exchange_providers() -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(settings.PGP_EXCHANGE_PROVIDERS)]
+    return [(name, name) for name in provider_names()]
 
 
 def _sent_assets() -> list[tuple[str, str]]:

@@ -101,6 +101,7 @@ def _waiting_source(wait: HostPaymentWait) -> AttentionSource:
         lambda: HostPayment.objects.filter(status=HostPaymentStatus.CREATED, waiting_for=wait.value),
         item,
         newest_first=("-created_at", "-id"),
+        since_field="created_at",
     )
 
 
@@ -143,5 +144,6 @@ def attention_sources() -> list[AttentionSource]:
             ),
             _overdue_item,
             newest_first=("-deadline_at", "-id"),
+            since_field="deadline_at",
         ),
     ]

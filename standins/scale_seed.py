@@ -165,7 +165,8 @@ def _prepare_session(cursor: Any, *, large: bool) -> None:
     cursor.execute("SET work_mem = '256MB'")
     # Foreign-key triggers off for this session, as pg_restore --disable-triggers does (needs a
     # superuser; without one they stay on, and the load is only slower); verify_foreign_keys
-    # checks every key afterwards. No other trigger exists in the schema.
+    # checks every key afterwards. The triggers that keep the rows by status for /metrics
+    # (pgp_project/operations/status_counts.py) are ENABLE ALWAYS: they still fire.
     cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     if cursor.fetchone()[0]:
         cursor.execute("SET session_replication_role = replica")
@@ -858,6 +859,20 @@ def _ipn_events(cursor: Any, p: dict[str, Any]) -> int:
     return cursor.rowcount
 
 
+def _ipn_event_counts(cursor: Any, p: dict[str, Any]) -> int:
+    """The IPN counters /metrics exports (payments.ipn_counters), which the intake keeps as it
+    records each event: here the events just written, counted once, in their transaction."""
+    cursor.execute(
+        """
+        INSERT INTO payments_ipneventcount (outcome, shard, total)
+        SELECT outcome, 0, count(*) FROM payments_paymentevent WHERE id > %(event_offset)s GROUP BY outcome
+        ON CONFLICT (outcome, shard) DO UPDATE SET total = payments_ipneventcount.total + excluded.total
+        """,
+        p,
+    )
+    return cursor.rowcount
+
+
 def _drop_staging(cursor: Any, p: dict[str, Any]) -> int:
     cursor.execute("DROP TABLE IF EXISTS seed_scale_rows, seed_scale_conversions")
     return 0
@@ -881,7 +896,7 @@ def _analyze(cursor: Any, p: dict[str, Any]) -> int:
 FIRST: list[list[Step]] = [[("clients", _clients)], [("payments", _payments)]]
 # Two independent branches over the payments, each on a connection of its own.
 CONCURRENT: list[list[list[Step]]] = [
-    [[("IPN events", _ipn_events)]],
+    [[("IPN events", _ipn_events), ("IPN event counts", _ipn_event_counts)]],
     [
         [("staging: rows", _stage_rows), ("staging: conversions", _stage_conversions)],
         [("accumulation rows", _accumulation)],

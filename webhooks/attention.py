@@ -31,4 +31,5 @@ def disabled_endpoints_source() -> AttentionSource:
         lambda: WebhookEndpoint.objects.filter(enabled=False, disabled_for_failures=True),
         _disabled_item,
         newest_first=("-disabled_at", "-id"),
+        since_field="disabled_at",
     )

@@ -39,6 +39,11 @@ def configured_providers() -> list[str]:
     return list(settings.PGP_EXCHANGES)
 
 
+def provider_names() -> list[str]:
+    """Every name a batch may store: the configured providers and the direct transfer."""
+    return sorted({*settings.PGP_EXCHANGES, DIRECT_TRANSFER})
+
+
 def enabled_providers() -> list[str]:
     return [name for name, config in settings.PGP_EXCHANGES.items() if config.get("enabled", True)]
 

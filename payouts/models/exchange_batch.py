@@ -86,4 +86,11 @@ class ExchangeFundedBatch(models.Model):
             # The console's exact search: the exchange's deposit address and its payout hash.
             models.Index(fields=["payin_address"], name="%(class)s_payin_idx"),
             models.Index(fields=["payout_tx_hash"], name="%(class)s_payout_tx_idx"),
+            # /metrics, every scrape: the oldest batch not yet closed (in review included), and those
+            # with an error, from the few that are not.
+            models.Index(
+                fields=["created_at"],
+                condition=~Q(status__in=[BatchStatus.COMPLETED, BatchStatus.CANCELLED, BatchStatus.MERGED]),
+                name="%(class)s_unclosed_idx",
+            ),
         ]

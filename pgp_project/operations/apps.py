@@ -21,7 +21,7 @@ class OperationsConfig(AppConfig):
         from .models import RuntimeSettings
         from .money_jobs import register_money_job_controls
         from .pending_changes import PENDING_CHANGES_SOURCE, register_guarded_fields
-        from .tasks import RECOVERY_SWEEP_TASK
+        from .tasks import FOLD_STATUS_COUNTS_TASK, RECOVERY_SWEEP_TASK
 
         # Every runtime limit is a money control: a change applies once a second person confirms it.
         register_guarded_fields(
@@ -50,6 +50,15 @@ class OperationsConfig(AppConfig):
                 every_seconds=settings.PGP_RECOVERY_SWEEP_SECONDS,
                 description="Re-drives overdue batches and host payments; moves expired ones on with an alert.",
                 money_job=True,  # off, a stuck batch or send is never re-driven nor alerted
+            )
+        )
+        register_default_job(
+            DefaultJob(
+                name="Fold status counts",
+                task=FOLD_STATUS_COUNTS_TASK,
+                every_seconds=settings.PGP_FOLD_STATUS_COUNTS_SECONDS,
+                description="Adds the batches' and host payments' recorded changes by status to their totals, "
+                "which /metrics reads instead of counting those tables.",
             )
         )
         # After migrate, so a fresh database always has the default periodic jobs.

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.conf import settings
+from django.db.models import Count, F, Min, Model, QuerySet
 
 DEFAULT_ITEMS_PER_KIND = 200
 
@@ -41,6 +42,9 @@ class AttentionSource:
     label: str  # "Payments held for review"
     count: Callable[[], int]
     items: Callable[[int], list[AttentionItem]]  # at most `limit` items, the newest first
+    # How many, and since when the longest-waiting one has waited (None: none waits, or not
+    # known), for /metrics at every scrape; None: the count alone.
+    tally: Callable[[], tuple[int, datetime | None]] | None = None
 
 
 _SOURCES: dict[str, AttentionSource] = {}
@@ -61,9 +65,11 @@ def queryset_source(
     item: Callable[[Any], AttentionItem],
     *,
     newest_first: Iterable[str] = ("-pk",),
+    since_field: str = "",
 ) -> AttentionSource:
     """A source whose count and items come from one queryset: `rows()` selects exactly the
-    objects that need a person, `item(row)` describes one."""
+    objects that need a person, `item(row)` describes one. Its items' `since` is the queryset's
+    `since` annotation when it has one, else the field `since_field` (what `item` reads)."""
 
     def count() -> int:
         return int(rows().order_by().count())
@@ -71,7 +77,22 @@ def queryset_source(
     def items(limit: int) -> list[AttentionItem]:
         return [item(row) for row in rows().order_by(*newest_first)[:limit]]
 
-    return AttentionSource(kind=kind, label=label, count=count, items=items)
+    def tally() -> tuple[int, datetime | None]:
+        # The count and the longest wait in one query, as the queue would show them.
+        queryset = rows().order_by()
+        if "since" not in queryset.query.annotations:
+            if not since_field:
+                first = rows().order_by(*(_reversed(field) for field in newest_first)).first()
+                return count(), item(first).since if first is not None else None
+            queryset = queryset.annotate(since=F(since_field))
+        found = queryset.aggregate(n=Count("pk"), oldest=Min("since"))
+        return int(found["n"]), found["oldest"]
+
+    return AttentionSource(kind=kind, label=label, count=count, items=items, tally=tally)
+
+
+def _reversed(ordering: str) -> str:
+    return ordering[1:] if ordering.startswith("-") else f"-{ordering}"
 
 
 def attention_sources() -> list[AttentionSource]:
@@ -90,6 +111,23 @@ def attention_counts() -> dict[str, int]:
     for counter in _COUNTERS:
         breakdown.update(counter())
     return breakdown
+
+
+def attention_tally() -> dict[str, tuple[int, datetime | None]]:
+    """Per kind: how many, and since when the longest-waiting one has waited (None: nothing
+    waits, or a bare counter's). One query per source that tallies itself."""
+    found = {
+        source.kind: source.tally() if source.tally is not None else (source.count(), None)
+        for source in _SOURCES.values()
+    }
+    for counter in _COUNTERS:
+        found.update({kind: (number, None) for kind, number in counter().items()})
+    return found
+
+
+def attention_deadline_seconds(kind: str) -> int:
+    """How long an item of this kind may wait for a person before it is overdue."""
+    return int(settings.PGP_ATTENTION_DEADLINES.get(kind, settings.PGP_ATTENTION_DEADLINE_SECONDS))
 
 
 def needs_attention() -> dict[str, object]:

@@ -220,3 +220,37 @@ class OutsideServiceHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({'open' if self.opened_at else 'closed'})"
+
+
+class StatusCount(models.Model):
+    """Rows by status of a table with a `status` and an `attempts` column (the batches, the host
+    payments), and their attempts summed, kept by that table's triggers (status_counts.py) so
+    /metrics never counts a large table. The folded totals; the latest changes wait in
+    StatusCountChange until the next fold."""
+
+    table_name = models.CharField(max_length=63)
+    status = models.CharField(max_length=32)
+    rows = models.BigIntegerField(default=0)
+    attempts = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["table_name", "status"], name="status_count_table_status_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.table_name} {self.status}: {self.rows}"
+
+
+class StatusCountChange(models.Model):
+    """What one statement changed in a counted table's rows by status (inserted by its trigger,
+    in its transaction; never updated, so writers never wait on one another), until a fold adds
+    it to StatusCount."""
+
+    table_name = models.CharField(max_length=63)
+    status = models.CharField(max_length=32)
+    rows = models.BigIntegerField()
+    attempts = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.table_name} {self.status}: {self.rows:+d}"

@@ -155,6 +155,7 @@ PENDING_CHANGES_SOURCE = queryset_source(
     lambda: PendingChange.objects.filter(status=PendingChangeStatus.PENDING).select_related("requested_by"),
     _pending_change_item,
     newest_first=("-requested_at", "-id"),
+    since_field="requested_at",
 )
 
 

@@ -377,6 +377,15 @@ PGP_ALERT_REPEAT_SECONDS = env.int("PGP_ALERT_REPEAT_SECONDS", default=30 * 60)
 PGP_OVERDUE_GRACE_SECONDS = env.int("PGP_OVERDUE_GRACE_SECONDS", default=60)
 # An open batch whose next step is this late has stopped moving: it goes to the operators' queue.
 PGP_STALE_AFTER_SECONDS = env.int("PGP_STALE_AFTER_SECONDS", default=15 * 60)
+# How long an item of the needs-attention queue may wait for a person before it is overdue: /metrics
+# exports it per reason beside the oldest item's age, for the alerting rule
+# (deploy/prometheus/alerts.yml). PGP_ATTENTION_DEADLINES overrides it per reason (the queue's
+# kinds), as JSON: {"payout_awaiting_approval": 3600, "payment_held": 14400}.
+PGP_ATTENTION_DEADLINE_SECONDS = env.int("PGP_ATTENTION_DEADLINE_SECONDS", default=4 * 3600)
+PGP_ATTENTION_DEADLINES: dict[str, int] = env.json("PGP_ATTENTION_DEADLINES", default={})
+# How often the batches' and host payments' changes by status are folded into their totals
+# (pgp_project/operations/status_counts.py); /metrics is exact between folds, only a little slower.
+PGP_FOLD_STATUS_COUNTS_SECONDS = env.int("PGP_FOLD_STATUS_COUNTS_SECONDS", default=60)
 
 # --- Celery (reliability rules 1, 5, 6 of DESIGN.md) --------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

@@ -59,10 +59,11 @@ def test_a_first_finished_ipn_to_a_threshold_client_costs_two_statements(thresho
     read_client_text = prepared_text(read_client)
     for table in ("payments_client", "operations_runtimesettings", "payments_referenceprice"):
         assert table in read_client_text
-    # The payment, its accumulation row, the event and the outbox event in one statement (its own
-    # transaction): exactly one INSERT more than before the outbox.
+    # The payment, its accumulation row, the event, the event's count by outcome and the outbox
+    # event in one statement (its own transaction).
     write_text = prepared_text(write)
-    assert write_text.count("INSERT INTO") == 4
+    assert write_text.count("INSERT INTO") == 5
+    assert 'INSERT INTO "payments_ipneventcount"' in write_text
     assert 'INSERT INTO "outbox_outboxevent"' in write_text
     assert 'INSERT INTO "payments_payment"' in write_text
     assert "ON CONFLICT" in write_text
@@ -79,17 +80,20 @@ def test_a_first_finished_ipn_to_a_threshold_client_costs_two_statements(thresho
 
 def test_a_duplicate_writes_only_its_event_and_changes_nothing(threshold_client: Client):
     statements_of(ipn_body(payment_id=3))
+    statements_of(ipn_body(payment_id=3))  # a first duplicate prepares the event's statement
     before = Payment.objects.values().get()
     statements = statements_of(ipn_body(payment_id=3))
     # The client read and the first-notification write (which finds the payment), the lock,
-    # the event.
+    # the event with its count by outcome (one prepared statement).
     assert len(statements) == 4, statements
     assert statements[1].startswith("EXECUTE pgp_")
     assert "FOR UPDATE" in statements[2]
-    assert statements[3].startswith('INSERT INTO "payments_paymentevent"')
+    event_text = prepared_text(statements[3])
+    assert 'INSERT INTO "payments_paymentevent"' in event_text
+    assert 'INSERT INTO "payments_ipneventcount"' in event_text
     assert Payment.objects.values().get() == before
     assert PayoutAccumulation.objects.count() == 1
-    assert PaymentEvent.objects.filter(outcome=IpnOutcome.DUPLICATE).count() == 1
+    assert PaymentEvent.objects.filter(outcome=IpnOutcome.DUPLICATE).count() == 2
 
 
 def test_a_status_change_writes_only_what_changed_and_reads_the_client_once(threshold_client: Client):

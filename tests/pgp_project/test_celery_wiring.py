@@ -73,6 +73,7 @@ def test_default_schedule_exists_and_operator_edits_survive_migrate() -> None:
     assert stored["Webhook sweep"].interval.every == 10
     assert stored["Prune webhook history"].interval.every == 24 * 60 * 60
     assert stored["Prune API idempotency keys"].interval.every == 60 * 60
+    assert stored["Fold status counts"].interval.every == 60
     celery_app.loader.import_default_modules()
     assert all(task.task in celery_app.tasks for task in stored.values())
     sweep = stored["Recovery sweep"]
@@ -80,5 +81,5 @@ def test_default_schedule_exists_and_operator_edits_survive_migrate() -> None:
     sweep.save()
     ensure_default_schedule()
     ensure_default_schedule()
-    assert PeriodicTask.objects.filter(name__in=jobs).count() == len(jobs) == 10
+    assert PeriodicTask.objects.filter(name__in=jobs).count() == len(jobs) == 11
     assert PeriodicTask.objects.get(name="Recovery sweep").enabled is False

@@ -19,11 +19,13 @@ from django.utils import timezone
 
 from batching.distribution import largest_remainder_split
 from batching.models import BatchConversion
+from payments.ipn_counters import ipn_event_totals
 from payments.models import Client, Payment, PaymentEvent, PayoutAccumulation
 from payments.selectors import client_balance
 from payouts.models import HostPayment, PayoutBatch
 from pgp_project.money import ETH_PLACES, USDT_PLACES, USDT_QUANTUM, from_base_units, percent_of, to_base_units
 from pgp_project.operations.models import AuditEvent
+from pgp_project.operations.status_counts import status_counts
 from standins.scale_seed import SeedSize, seed
 
 from ..people import logged_in, staff
@@ -73,6 +75,12 @@ def test_row_counts_and_statuses(seeded: SeedSize) -> None:
     assert last is not None
     assert now - timedelta(days=731) < first.created_at < last.created_at <= now
     assert not PaymentEvent.objects.filter(received_at__gt=now).exists()
+    # /metrics' counters: the IPNs counted as the intake would have, the states as the triggers keep them.
+    events = dict(PaymentEvent.objects.values_list("outcome").annotate(n=Count("id")))
+    assert {outcome: n for outcome, n in ipn_event_totals().items() if n} == events
+    for model in (BatchConversion, PayoutBatch, HostPayment):
+        by_state = dict(model._default_manager.values_list("status").annotate(n=Count("id")))
+        assert {status: count.rows for status, count in status_counts(model._meta.db_table).items()} == by_state
     # Every batch and host payment has its transitions in the audit trail.
     assert (
         AuditEvent.objects.filter(subject_type="host_payment").count()

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('payments', '0013_alert_throttle_replaces_stamp'),
-        ('payouts', '0010_alert_throttles_replace_stamps'),
+        ('payouts', '0013_status_counts'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

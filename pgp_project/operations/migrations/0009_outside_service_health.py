@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('operations', '0006_alert_throttle_and_count'),
+        ('operations', '0008_status_counts'),
     ]
 
     operations = [

@@ -17,8 +17,8 @@ def name_abandoned_exchanges_with_their_provider(apps, schema_editor):  # noqa: 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batching', '0003_alert_throttle_replaces_stamp'),
-        ('payouts', '0011_exchange_routing'),
+        ('batching', '0006_status_counts'),
+        ('payouts', '0014_exchange_routing'),
     ]
 
     operations = [
