@@ -53,7 +53,7 @@ CLIENT_PREFIX = "-100scale"
 # paid (held too): "a few" in the needs-attention queue at any scale.
 HELD_PAYMENTS = 500
 PARTIAL_PAYMENTS = 200
-# How long before now a payout, conversion or payment is still under way.
+# How long before now an instant payout is still under way.
 OPEN_WINDOW = timedelta(hours=3)
 
 
@@ -251,6 +251,7 @@ def _parameters(size: SeedSize) -> dict[str, Any]:
         "end": end,
         "span_seconds": SPAN.total_seconds(),
         "open_since": end - OPEN_WINDOW,
+        "latest_since": end - timedelta(seconds=period_seconds + 60),
         "hot_wallet": HOT_WALLET,
         "client_prefix": f"{CLIENT_PREFIX}{offsets['client'] or ''}",
         "provider_offset": provider_offset,
@@ -287,13 +288,14 @@ def _define_helpers(cursor: Any) -> None:
         CREATE OR REPLACE FUNCTION pg_temp.seed_eth_usd(f double precision) RETURNS numeric
             LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
             $$ SELECT round((1800 + 1800 * f + 250 * sin(f * 40))::numeric, 2) $$;
-        -- What a threshold payout of (period, client index) created at `created` is now.
+        -- What a threshold payout of (period, client index) created at `created` is now: the
+        -- latest payout (created after `latest_since`) of one client in five is still under way.
         CREATE OR REPLACE FUNCTION pg_temp.seed_payout_status(
-                bucket bigint, client_index int, created timestamptz, open_since timestamptz, failed_every int)
+                bucket bigint, client_index int, created timestamptz, latest_since timestamptz, failed_every int)
             RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
             $$ SELECT CASE
-                WHEN created > open_since THEN
-                    (ARRAY['awaiting_approval', 'swap_created', 'funding', 'exchanging'])[1 + mod(client_index, 4)]
+                WHEN created > latest_since AND mod(client_index, 5) = 0 THEN
+                    (ARRAY['awaiting_approval', 'swap_created', 'funding', 'exchanging'])[1 + mod(client_index / 5, 4)]
                 WHEN mod(bucket * 7919 + client_index, failed_every) = 3 THEN 'failed'
                 ELSE 'completed' END $$;
         """
@@ -372,7 +374,7 @@ def _payments(cursor: Any, p: dict[str, Any]) -> int:
               FROM (
                 SELECT i, f, created_at, client_id, user_id, price, currency,
                        %(client_prefix)s || (client_id - %(client_offset)s) AS channel,
-                       mod(i, %(held_every)s) = 0 AND client_id - %(client_offset)s <= %(threshold_clients)s
+                       mod(i, %(held_every)s) = 13 AND client_id - %(client_offset)s <= %(threshold_clients)s
                            AS unroutable,
                        CASE WHEN created_at > %(end)s - interval '30 minutes' AND mod(s, 10) < 4 THEN
                                 (ARRAY['waiting', 'confirming', 'sending', 'waiting'])[1 + mod(s, 4)]
@@ -496,7 +498,7 @@ def _accumulation(cursor: Any, p: dict[str, Any]) -> int:
                     THEN payout_created + interval '40 minutes' END,
                greatest(r.created_at, coalesce(converted_at, r.created_at))
           FROM (
-            SELECT *, pg_temp.seed_payout_status(bucket, client_index::int, payout_created, %(open_since)s,
+            SELECT *, pg_temp.seed_payout_status(bucket, client_index::int, payout_created, %(latest_since)s,
                                                  %(failed_payout_every)s) AS payout_status
               FROM (
                 SELECT *, %(start)s + make_interval(secs => (bucket + 1) * %(period_seconds)s + client_index * 10)
@@ -640,7 +642,7 @@ def _threshold_payouts(cursor: Any, p: dict[str, Any]) -> int:
                                                           / %(threshold_clients)s + 1) * %(period_seconds)s
                                                          + mod(payout_batch_id - %(payout_offset)s - 1,
                                                                %(threshold_clients)s) * 10),
-                       %(open_since)s, %(failed_payout_every)s) AS status
+                       %(latest_since)s, %(failed_payout_every)s) AS status
               FROM payout_accumulation
              WHERE id > %(row_offset)s AND payout_batch_id IS NOT NULL
              GROUP BY payout_batch_id

@@ -32,7 +32,7 @@ from ..people import logged_in, staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SIZE = SeedSize(payments=4000, ipn_events=8200, conversions=16, threshold_payouts=90, instant_payouts=40, clients=10)
+SIZE = SeedSize(payments=4000, ipn_events=8200, conversions=100, threshold_payouts=90, instant_payouts=40, clients=10)
 
 
 @pytest.fixture
@@ -64,10 +64,16 @@ def test_row_counts_and_statuses(seeded: SeedSize) -> None:
     assert {"failed", "cancelled", "exchanging", "funding", "swap_created"} <= set(conversions)
     payouts = dict(PayoutBatch.objects.values_list("status").annotate(n=Count("id")))
     assert payouts["completed"] > 0.8 * sum(payouts.values())
-    assert Payment.objects.filter(routing_status="held").exists()
+    held = Payment.objects.filter(routing_status="held")
+    assert held.filter(status="finished", hold_reason__startswith="no client").exists()
+    assert held.filter(status="partially_paid").exists()
+    open_payouts = PayoutBatch.objects.filter(
+        kind="threshold", status__in=["awaiting_approval", "swap_created", "funding", "exchanging"]
+    )
+    assert open_payouts.exists()
     rows = dict(PayoutAccumulation.objects.values_list("status").annotate(n=Count("id")))
     assert {"pending", "swapping", "converted", "paid_out"} <= set(rows)
-    assert rows["paid_out"] > 0.5 * sum(rows.values())  # at this size, 5 of 16 conversions are still open
+    assert rows["paid_out"] > 0.5 * sum(rows.values())  # at this size, 5 of 100 conversions are still open
     # Two years, in order; nothing in the future.
     now = timezone.now()
     first, last = Payment.objects.order_by("id").first(), Payment.objects.order_by("id").last()
