@@ -145,7 +145,9 @@ def _tables_outside_the_registry(source: str, codes: set[str]) -> list[str]:
             named = node.elts
         elif isinstance(node, ast.ClassDef):  # an enum of currencies (TextChoices)
             named = [
-                statement.value.elts[0] if isinstance(statement.value, ast.Tuple) else statement.value
+                statement.value.elts[0]
+                if isinstance(statement.value, ast.Tuple) and statement.value.elts
+                else statement.value
                 for statement in node.body
                 if isinstance(statement, ast.Assign)
             ]
