@@ -45,7 +45,8 @@ from ..conftest import ipn_body, post_ipn
 from ..factories import ClientFactory, StaffUserFactory
 from ..flows import wait_final_payout
 
-CLIENT_WALLET = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"  # anvil account 4
+# A wallet of its own: the local chain funds some anvil accounts (the sandboxes' treasuries).
+CLIENT_WALLET = Web3.to_checksum_address("0x000000000000000000000000000000000000c11e")
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from console.models import ReconciliationRun
 from gateway_api.keys import create_api_key
 from gateway_api.models import IdempotencyRecord
 from payments.models import Client, PayoutAccumulation
+from pgp_project.operations.models import OutsideServiceHealth
 from pgp_project.operations.pending_changes import request_change
 from pgp_project.operations.selectors import get_runtime_settings
 from pgp_project.operations.services import job_heartbeat
@@ -143,6 +144,10 @@ def one_of_everything(
     now = timezone.now()
     ReconciliationRun.objects.create(
         range_start=now - timedelta(days=1), range_end=now, status="ok", triggered_by="beat"
+    )
+    # A provider's health, its last failure naming a call (never a key: the adapters' errors hold none).
+    OutsideServiceHealth.objects.create(
+        name="changenow", calls_unavailable=3, opened_at=now, last_failure="changenow GET /v2/exchange/range: 503"
     )
     ClockedSchedule.objects.create(clocked_time=now)
     CrontabSchedule.objects.create(minute="5")
