@@ -15,7 +15,6 @@ is not at fault, and the task's backoff retries it once the right key is in plac
 
 import json
 import logging
-import random
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -30,6 +29,7 @@ from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.environment_secrets import secret_from_environment
 
 from .alerts import EXCHANGE_UNAUTHORIZED
+from .http_answers import full_jitter, json_object, retry_after_seconds
 from .port import (
     AddressCheck,
     AmountRange,
@@ -237,10 +237,6 @@ class ChangeNowExchange:
 
     # --- transport ---------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        # Full jitter: spreads retries of many workers instead of synchronising them.
-        return random.uniform(0, self.backoff_base * 2 ** (attempt - 1))  # noqa: S311 - not crypto
-
     def _call(
         self,
         method: str,
@@ -254,7 +250,7 @@ class ChangeNowExchange:
         last_error: ExchangeUnavailable | None = None
         attempts = self.max_attempts if inline_retries else 1
         for attempt in range(1, attempts + 1):
-            wait = self._backoff(attempt)
+            wait = full_jitter(self.backoff_base, attempt)
             try:
                 response = self.session.request(
                     method,
@@ -268,7 +264,7 @@ class ChangeNowExchange:
                 last_error = ExchangeUnavailable(f"{self.name} {method} {path}: {type(exc).__name__}")
             else:
                 if response.status_code == 429 or response.status_code >= 500:
-                    retry_after = _retry_after_seconds(response)
+                    retry_after = retry_after_seconds(response)
                     last_error = ExchangeUnavailable(
                         f"{method} {path}: HTTP {response.status_code}",
                         retry_after=retry_after,
@@ -288,7 +284,7 @@ class ChangeNowExchange:
                         http_status=response.status_code,
                     )
                 else:
-                    return _json_object(response, f"{method} {path}")
+                    return json_object(response, f"{method} {path}")
             logger.warning("ChangeNOW %s (attempt %s/%s)", last_error, attempt, attempts)
             if attempt == attempts or wait > self.max_inline_wait:
                 break
@@ -312,16 +308,6 @@ def _unauthorized(provider: str, method: str, path: str, response: requests.Resp
     return ExchangeUnauthorized(f"{method} {path}: HTTP 401 {code}: API key refused", http_status=401, code=code)
 
 
-def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
-    try:
-        body = json.loads(response.text, parse_float=Decimal)
-    except ValueError as exc:
-        raise ExchangeBadResponse(f"{what}: body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ExchangeBadResponse(f"{what}: body is not a JSON object")
-    return body
-
-
 def _error_code(response: requests.Response) -> str:
     try:
         body = json.loads(response.text)
@@ -336,16 +322,6 @@ def _error_message(response: requests.Response) -> str:
     except ValueError:
         return response.text[:200]
     return str(body.get("message", ""))[:500] if isinstance(body, dict) else ""
-
-
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
 
 
 def _codes(known: Asset) -> tuple[str, str, str]:

@@ -42,7 +42,6 @@ the worker: the error carries `retry_after` so the task re-schedules itself.
 
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Mapping
@@ -60,6 +59,7 @@ from pgp_project.operations.alerts import Subject, alert
 from pgp_project.operations.environment_secrets import secret_from_environment
 
 from .alerts import EXCHANGE_UNAUTHORIZED
+from .http_answers import full_jitter, json_object, retry_after_seconds
 from .port import (
     AddressCheck,
     AmountRange,
@@ -288,10 +288,6 @@ class LetsExchangeExchange:
 
     # --- transport -------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        # Full jitter: spreads retries of many workers instead of synchronising them.
-        return random.uniform(0, self.backoff_base * 2 ** (attempt - 1))  # noqa: S311 - not crypto
-
     def _call(
         self, method: str, path: str, *, json_body: dict[str, Any] | None = None, inline_retries: bool = True
     ) -> dict[str, Any]:
@@ -300,7 +296,7 @@ class LetsExchangeExchange:
         last_error: ExchangeUnavailable | None = None
         attempts = self.max_attempts if inline_retries else 1
         for attempt in range(1, attempts + 1):
-            wait = self._backoff(attempt)
+            wait = full_jitter(self.backoff_base, attempt)
             headers = {"Authorization": f"Bearer {read_api_key(self.config)}", "Accept": "application/json"}
             if data is not None:
                 headers["Content-Type"] = "application/json"
@@ -311,7 +307,7 @@ class LetsExchangeExchange:
             else:
                 status = response.status_code
                 if status == 429 or status >= 500:
-                    retry_after = _retry_after_seconds(response)
+                    retry_after = retry_after_seconds(response)
                     last_error = ExchangeUnavailable(
                         f"{self.name} {method} {path}: HTTP {status}",
                         retry_after=retry_after,
@@ -328,7 +324,7 @@ class LetsExchangeExchange:
                         f"{self.name} {method} {path}: HTTP {status}: {message}", kind=kind, http_status=status
                     )
                 else:
-                    return _json_object(response, f"{method} {path}")
+                    return json_object(response, f"{method} {path}")
             logger.warning("%s (attempt %s/%s)", last_error, attempt, attempts)
             if attempt == attempts or wait > self.max_inline_wait:
                 break
@@ -378,16 +374,6 @@ def _encode(fields: Mapping[str, Any]) -> bytes:
     return ("{" + ",".join(parts) + "}").encode()
 
 
-def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
-    try:
-        body = json.loads(response.text, parse_float=Decimal)
-    except ValueError as exc:
-        raise ExchangeBadResponse(f"{what}: body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ExchangeBadResponse(f"{what}: body is not a JSON object")
-    return body
-
-
 def _error_message(response: requests.Response) -> str:
     try:
         body = json.loads(response.text)
@@ -397,16 +383,6 @@ def _error_message(response: requests.Response) -> str:
         error = body.get("error", body.get("message", ""))
         return (error if isinstance(error, str) else json.dumps(error))[:500]
     return ""
-
-
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
 
 
 def _decimal(value: Any) -> Decimal | None:
