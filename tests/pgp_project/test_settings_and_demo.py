@@ -145,7 +145,6 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
                 f"--second-chain-port={second_chain_port}",
                 f"--sandbox-port={sandbox_port}",
                 f"--webhook-port={free_port()}",
-                f"--letsexchange-port={free_port()}",
                 "--payment-interval=2",
             ],
             cwd=PROJECT_ROOT,
@@ -197,8 +196,8 @@ def test_demo_command_runs_everything_converts_payments_and_stops_cleanly(reacha
         )
         assert api_status == 200
         assert clients["results"]
-        # two chains, two exchange sandboxes, web, worker, beat, flower, payments
-        assert len(child_pids(demo.pid)) == 10
+        # two chains, sandbox, web, worker, beat, flower, payments
+        assert len(child_pids(demo.pid)) == 9
         assert "celery@" in log_text or "demo@" in log_text  # the worker announced itself
         assert "beat: Starting" in log_text
 

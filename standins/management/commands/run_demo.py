@@ -46,10 +46,6 @@ from standins.localchain import LOCAL_CHAIN_STATE_FILE, LocalChain
 STOP_GRACE_SECONDS = 20
 CHAIN_START_TIMEOUT_SECONDS = 90
 DEMO_CHANGENOW_API_KEY = "demo-changenow-key"
-DEMO_LETSEXCHANGE_API_KEY = "demo-letsexchange-key"
-# The demo's second exchange quotes a little better than the ChangeNOW sandbox's 0.5 % on larger
-# batches and worse on small ones (its fixed withdrawal fee), so routing visibly chooses.
-DEMO_LETSEXCHANGE_PRICES = ("--fee-percent=0.3", "--withdrawal-fee-usd=0.05")
 DEMO_FLOWER_USERNAME = "flower"
 MANAGE = [sys.executable, "manage.py"]
 CELERY = [sys.executable, "-m", "celery", "-A", "pgp_project"]
@@ -73,7 +69,6 @@ class Command(BaseCommand):
         parser.add_argument("--second-chain-port", type=int, default=int(os.environ.get("PGP_SECOND_CHAIN_PORT", 8546)))
         parser.add_argument("--sandbox-port", type=int, default=int(os.environ.get("PGP_SANDBOX_PORT", 8701)))
         parser.add_argument("--webhook-port", type=int, default=int(os.environ.get("PGP_WEBHOOK_RECEIVER_PORT", 8702)))
-        parser.add_argument("--letsexchange-port", type=int, default=int(os.environ.get("PGP_LETSEXCHANGE_PORT", 8703)))
         parser.add_argument("--payment-interval", type=float, default=4.0, help="seconds between simulated payments")
         parser.add_argument(
             "--keep-schedule", action="store_true", help="Keep the stored Beat intervals instead of demo ones."
@@ -183,10 +178,6 @@ class Command(BaseCommand):
             SECOND_CHAIN_USDT_ENV: second.usdt_address,
             "CHANGENOW_API_URL": f"http://127.0.0.1:{options['sandbox_port']}",
             "CHANGENOW_API_KEY": DEMO_CHANGENOW_API_KEY,
-            # A second exchange: every batch is quoted by both, and goes to the better quote.
-            "LETSEXCHANGE_ENABLED": "true",
-            "LETSEXCHANGE_API_URL": f"http://127.0.0.1:{options['letsexchange_port']}/api",
-            "LETSEXCHANGE_API_KEY": DEMO_LETSEXCHANGE_API_KEY,
             **DEMO_FLOW_ENV,
         }
 
@@ -196,17 +187,6 @@ class Command(BaseCommand):
         ipn_url = f"http://127.0.0.1:{web_port}/webhooks/nowpayments/"
         children += [
             self._start("sandbox", [*MANAGE, "sandbox_changenow", *sandbox_args, f"--state-dir={settings.VAR_DIR}"]),
-            self._start(
-                "letsexchange",
-                [
-                    *MANAGE,
-                    "sandbox_letsexchange",
-                    f"--port={options['letsexchange_port']}",
-                    f"--api-key={DEMO_LETSEXCHANGE_API_KEY}",
-                    *DEMO_LETSEXCHANGE_PRICES,
-                    f"--state-dir={settings.VAR_DIR}",
-                ],
-            ),
             self._start("web", [*MANAGE, "runserver", f"127.0.0.1:{web_port}", "--noreload"], flow_env),
             self._start(
                 "worker", [*CELERY, "worker", "--loglevel=INFO", "--concurrency=2", "--hostname=demo@%h"], flow_env
@@ -249,8 +229,6 @@ class Command(BaseCommand):
                 f"  chain {SECOND_CHAIN}: {second.rpc_url} (anvil, chain id {second.chain_id}, TestUSDT "
                 f"{second.usdt_address})\n"
                 f"  ChangeNOW sandbox: http://127.0.0.1:{options['sandbox_port']}/\n"
-                f"  LetsExchange sandbox: http://127.0.0.1:{options['letsexchange_port']}/api (each batch goes "
-                "to the better quote)\n"
                 f"  webhooks: {demo_receiver_url(options['webhook_port'])} (prints each verified event)\n"
             )
         )
@@ -337,7 +315,6 @@ PORT_SETTINGS = {
     "second_chain_port": "PGP_SECOND_CHAIN_PORT",
     "sandbox_port": "PGP_SANDBOX_PORT",
     "webhook_port": "PGP_WEBHOOK_RECEIVER_PORT",
-    "letsexchange_port": "PGP_LETSEXCHANGE_PORT",
 }
 
 
