@@ -79,7 +79,10 @@ def test_a_refused_api_key_makes_the_batch_wait_with_an_alert_until_the_key_is_r
     three_payments(threshold_client, 310000)
     conversion_id = check_threshold().conversion_id  # this process still has the right key
     wait_until(lambda: alert_lines(worker, "exchange_unauthorized"), timeout=30)
-    waiting = BatchConversion.objects.get(pk=conversion_id)
+    # The alert is written during the call; the step's failure is recorded on the batch after it.
+    waiting = wait_until(
+        lambda: BatchConversion.objects.filter(pk=conversion_id).exclude(last_error="").first(), timeout=30
+    )
     assert waiting.status == BatchStatus.CREATED  # not failed, nothing created at the exchange
     assert waiting.exchange_id is None
     assert "API key refused" in waiting.last_error  # a wait: no provider could answer
